@@ -1,0 +1,3 @@
+module github.com/fntable/fntable
+
+go 1.26

@@ -1,0 +1,381 @@
+package unwind
+
+import (
+	"fmt"
+
+	"github.com/fntable/fntable/unwindinfo"
+)
+
+// maxEpilogBytes bounds the instruction bytes examined for a version 1
+// epilog: an add or lea (7 bytes), up to 16 two-byte pops, a REPNE prefix
+// and a 5-byte jump fit in 45; the rest is slack. Longer runs of pops are
+// not epilogs any compiler emits, and are treated as none.
+const maxEpilogBytes = 64
+
+// x86 bytes of the epilog forms ([clr] VirtualUnwind, [msx64] "Epilog
+// code").
+const (
+	rexW      = 0x48
+	opAddImm8 = 0x83
+	opAddImm  = 0x81
+	opLea     = 0x8d
+	opPop     = 0x58
+	opRet     = 0xc3
+	opRetImm  = 0xc2
+	opJmp8    = 0xeb
+	opJmp32   = 0xe9
+	opJmpInd  = 0xff
+	prefixRep = 0xf3
+	prefixBnd = 0xf2 // REPNE/BND
+)
+
+func isREX(b byte) bool { return b&0xf0 == 0x40 }
+
+// epilogCode holds the instruction bytes at the control PC; missing bytes
+// (unreadable memory) read as 0, which matches no epilog form, as in the
+// Windows debugger's copy of the unwinder.
+type epilogCode struct {
+	b [maxEpilogBytes + 8]byte
+}
+
+func (e *epilogCode) at(i int) byte {
+	if i < 0 || i >= maxEpilogBytes {
+		return 0
+	}
+	return e.b[i]
+}
+
+func (e *epilogCode) i32(i int) int32 {
+	return int32(uint32(e.at(i)) | uint32(e.at(i+1))<<8 | uint32(e.at(i+2))<<16 | uint32(e.at(i+3))<<24)
+}
+
+// load reads up to maxEpilogBytes at pc, stopping at the first unreadable
+// byte.
+func (e *epilogCode) load(r *reader, pc uint64) {
+	b, err := r.bytes(areaCode, pc, maxEpilogBytes)
+	if err != nil {
+		// Read what can be read, byte range by byte range.
+		n := copy(e.b[:], b)
+		for n < maxEpilogBytes {
+			c, err := r.bytes(areaCode, pc+uint64(n), 1)
+			if err != nil {
+				break
+			}
+			e.b[n] = c[0]
+			n++
+		}
+		return
+	}
+	copy(e.b[:], b)
+}
+
+// unwindV1Epilog checks whether controlPC is in a version 1 epilog by
+// decoding the instructions there and, if so, emulates the rest of the
+// epilog. It reports whether it did.
+func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, h unwindinfo.Header, ctx *Context, res *Result) (bool, error) {
+	var code epilogCode
+	code.load(r, controlPC)
+
+	// 1. Optional stack deallocation: add rsp, imm8/imm32 or
+	//    lea rsp, [framereg + disp8/disp32].
+	i := 0
+	leaReg := -1
+	switch {
+	case code.at(0) == rexW && code.at(1) == opAddImm8 && code.at(2) == 0xc4:
+		i = 4
+	case code.at(0) == rexW && code.at(1) == opAddImm && code.at(2) == 0xc4:
+		i = 7
+	case code.at(0)&0xfe == rexW && code.at(1) == opLea:
+		reg := int(code.at(0)&1)<<3 | int(code.at(2)&7)
+		if reg != 0 && reg == int(h.FrameRegister) {
+			switch code.at(2) & 0xf8 {
+			case 0x60: // mod 01, reg rsp: disp8
+				i, leaReg = 4, reg
+			case 0xa0: // mod 10, reg rsp: disp32
+				i, leaReg = 7, reg
+			}
+		}
+	}
+	// 2. Any number of pops, with or without a REX prefix.
+	for {
+		if code.at(i)&0xf8 == opPop {
+			i++
+		} else if isREX(code.at(i)) && code.at(i+1)&0xf8 == opPop {
+			i += 2
+		} else {
+			break
+		}
+	}
+	// 3. An optional REPNE (BND) prefix on the control transfer.
+	if code.at(i) == prefixBnd {
+		i++
+	}
+	// 4. The control transfer decides.
+	in := false
+	switch op := code.at(i); {
+	case op == opRet || op == opRetImm || op == prefixRep && code.at(i+1) == opRet:
+		in = true
+	case op == opJmp8 || op == opJmp32:
+		next := controlPC + uint64(i)
+		var target uint64
+		if op == opJmp8 {
+			target = next + 2 + uint64(int64(int8(code.at(i+1))))
+		} else {
+			target = next + 5 + uint64(int64(code.i32(i+1)))
+		}
+		rva := target - imageBase
+		if rva < uint64(entry.BeginAddress) || rva >= uint64(entry.EndAddress) {
+			// Outside this entry: a tail call, unless it jumps into
+			// another part of the same function (not to its start).
+			in = true
+			if u.Functions != nil {
+				if begin, ok := u.samePrimary(r, imageBase, entry, target); ok && rva != begin {
+					in = false
+				}
+			}
+		} else if rva == uint64(entry.BeginAddress) && h.Flags&unwindinfo.UNW_FLAG_CHAININFO == 0 {
+			in = true // recursive tail call
+		}
+	case op == opJmpInd && code.at(i+1) == 0x25:
+		in = true // jmp [rip+disp32]: tail call through an import
+	case op&0xf8 == rexW && code.at(i+1) == opJmpInd && code.at(i+2)&0x38 == 0x20:
+		in = true // REX.W jmp r/m64: REX.W marks a tail call
+	}
+	if !in {
+		return false, nil
+	}
+
+	// Emulate the epilog from controlPC.
+	res.InEpilog = true
+	i = 0
+	if code.at(0)&0xf8 == rexW {
+		switch code.at(1) {
+		case opAddImm8:
+			ctx.Rsp += uint64(int64(int8(code.at(3))))
+			i = 4
+		case opAddImm:
+			ctx.Rsp += uint64(int64(code.i32(3)))
+			i = 7
+		case opLea:
+			if leaReg >= 0 {
+				if code.at(2)&0xf8 == 0x60 {
+					ctx.Rsp = ctx.Reg(unwindinfo.Register(leaReg)) + uint64(int64(int8(code.at(3))))
+					i = 4
+				} else {
+					ctx.Rsp = ctx.Reg(unwindinfo.Register(leaReg)) + uint64(int64(code.i32(3)))
+					i = 7
+				}
+			}
+		}
+	}
+	for {
+		var reg unwindinfo.Register
+		if code.at(i)&0xf8 == opPop {
+			reg = unwindinfo.Register(code.at(i) & 7)
+			i++
+		} else if isREX(code.at(i)) && code.at(i+1)&0xf8 == opPop {
+			reg = unwindinfo.Register((code.at(i)&1)<<3 | code.at(i+1)&7)
+			i += 2
+		} else {
+			break
+		}
+		if err := popReg(r, reg, ctx, res); err != nil {
+			return true, fmt.Errorf("unwind epilog at %#x: %w", controlPC, err)
+		}
+	}
+	// Return (a jump is emulated as a return too).
+	rip, err := r.u64(ctx.Rsp)
+	if err != nil {
+		return true, fmt.Errorf("unwind epilog at %#x: read return address: %w", controlPC, err)
+	}
+	ctx.Rip = rip
+	ctx.Rsp += 8
+	// Windows 11 reports the frame as RSP−8 after an epilog of a function
+	// with a frame register (Wine's tests, checked on Windows).
+	if h.FrameRegister != 0 {
+		res.EstablisherFrame = ctx.Rsp - 8
+	}
+	return true, nil
+}
+
+// samePrimary reports whether target lies in a function whose primary
+// entry is also entry's primary entry, and returns that entry's begin RVA
+// ([clr] SameFunction).
+func (u *Unwinder) samePrimary(r *reader, imageBase uint64, entry unwindinfo.RuntimeFunction, target uint64) (uint64, bool) {
+	tfn, tbase, ok := u.Functions.LookupFunctionEntry(target)
+	if !ok || tfn == nil || tbase != imageBase {
+		return 0, false
+	}
+	tp, err := primaryEntry(r, imageBase, *tfn)
+	if err != nil {
+		return 0, false
+	}
+	p, err := primaryEntry(r, imageBase, entry)
+	if err != nil || p.BeginAddress != tp.BeginAddress {
+		return 0, false
+	}
+	return uint64(p.BeginAddress), true
+}
+
+// primaryEntry follows chained unwind information to the primary entry.
+// Like the Windows unwinder's LookupPrimaryFunctionEntry it looks only at
+// the CHAININFO flag and the chained entry, not at the rest of the header.
+func primaryEntry(r *reader, imageBase uint64, fn unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFunction, error) {
+	fn, err := resolveIndirect(r, imageBase, fn)
+	if err != nil {
+		return fn, err
+	}
+	for chain := 0; ; chain++ {
+		if chain > unwindinfo.ChainLimit {
+			return fn, chainErr(imageBase + uint64(fn.UnwindData))
+		}
+		addr := imageBase + uint64(fn.UnwindData)
+		b, err := r.bytes(areaOther, addr, unwindinfo.HeaderSize)
+		if err != nil {
+			return fn, err
+		}
+		if unwindinfo.Flags(b[0]>>3)&unwindinfo.UNW_FLAG_CHAININFO == 0 {
+			return fn, nil
+		}
+		trailer := unwindinfo.Header{CountOfCodes: b[2]}.TrailerOffset()
+		b, err = r.bytes(areaOther, addr+uint64(trailer), unwindinfo.RuntimeFunctionSize)
+		if err != nil {
+			return fn, err
+		}
+		fn, _ = unwindinfo.DecodeRuntimeFunction(b)
+	}
+}
+
+// unwindV2Epilog finds an epilog of version 2 unwind information from its
+// UWOP_EPILOG codes and, if controlPC is in one, emulates its rest ([clr]
+// VirtualUnwind and UnwindEpilogue). It reports whether it did.
+func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, v unwindinfo.View, ctx *Context, res *Result) (bool, error) {
+	first, _, err := v.Code(0)
+	if err != nil || first.Op != unwindinfo.UWOP_EPILOG {
+		return false, err
+	}
+	size := uint32(first.Offset)
+	relPC := uint32(controlPC - imageBase)
+	var start uint32
+	in := false
+	if first.OpInfo&1 != 0 {
+		start = entry.EndAddress - size
+		in = relPC-start < size
+	}
+	if !in {
+		for i := 1; i < int(v.Header().CountOfCodes); i++ {
+			s := v.Slot(i)
+			if unwindinfo.Op(s>>8)&0xf != unwindinfo.UWOP_EPILOG {
+				break
+			}
+			off := uint32(s&0xff) | uint32(s>>12)<<8
+			if off == 0 {
+				break // padding
+			}
+			start = entry.EndAddress - off
+			if relPC-start < size {
+				in = true
+				break
+			}
+		}
+	}
+	if !in {
+		return false, nil
+	}
+	res.InEpilog = true
+	return true, unwindEpilogue(r, imageBase, controlPC, relPC-start, entry, ctx, res)
+}
+
+// unwindEpilogue emulates the rest of a version 2 epilog, offset bytes into
+// it, from the push codes of the entry or its nearest chained parent that
+// has them ([clr] UnwindEpilogue).
+func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry unwindinfo.RuntimeFunction, ctx *Context, res *Result) error {
+	var v unwindinfo.View
+	first := 0
+	for chain := 0; ; chain++ {
+		infoAddr := imageBase + uint64(entry.UnwindData)
+		var err error
+		if v, err = readInfo(r, areaInfo, infoAddr); err != nil {
+			return err
+		}
+		n := int(v.Header().CountOfCodes)
+		first = 0
+		for first < n {
+			c, k, err := v.Code(first)
+			if err != nil {
+				return fmt.Errorf("unwind info at %#x: %w", infoAddr, err)
+			}
+			if c.Op == unwindinfo.UWOP_PUSH_NONVOL || c.Op == unwindinfo.UWOP_PUSH_MACHFRAME {
+				break
+			}
+			if c.Op == unwindinfo.UWOP_EPILOG {
+				k = 2
+			}
+			first += k
+		}
+		if first < n {
+			break
+		}
+		parent, ok := v.Chained()
+		if !ok {
+			break
+		}
+		if chain+1 > unwindinfo.ChainLimit {
+			return chainErr(infoAddr)
+		}
+		entry = parent
+	}
+
+	n := int(v.Header().CountOfCodes)
+	cur := uint32(0)
+	i := first
+	var last unwindinfo.Code
+	for ; i < n; i++ {
+		s := v.Slot(i)
+		last = unwindinfo.Code{Offset: uint8(s), Op: unwindinfo.Op(s>>8) & 0xf, OpInfo: uint8(s >> 12)}
+		if last.Op != unwindinfo.UWOP_PUSH_NONVOL {
+			break
+		}
+		if cur >= offset {
+			if err := popReg(r, last.Register(), ctx, res); err != nil {
+				return fmt.Errorf("unwind epilog at %#x: %w", controlPC, err)
+			}
+		}
+		cur++
+		if last.OpInfo >= 8 {
+			cur++ // REX prefix
+		}
+	}
+	// An ALLOC_SMALL of 8 stands for a pushfq popped into a volatile register.
+	if i < n && last.Op == unwindinfo.UWOP_ALLOC_SMALL && last.OpInfo == 0 {
+		if cur >= offset {
+			ctx.Rsp += 8
+		}
+		i++
+	}
+	if i < n {
+		s := v.Slot(i)
+		if unwindinfo.Op(s>>8)&0xf == unwindinfo.UWOP_PUSH_MACHFRAME {
+			rip, err := r.u64(ctx.Rsp)
+			if err != nil {
+				return err
+			}
+			rsp, err := r.u64(ctx.Rsp + 24)
+			if err != nil {
+				return err
+			}
+			ctx.Rip, ctx.Rsp = rip, rsp
+			res.MachineFrame = true
+			return nil
+		}
+		// Any other code here breaks the epilog rules; the Windows
+		// unwinder asserts in debug builds and emulates a return.
+	}
+	rip, err := r.u64(ctx.Rsp)
+	if err != nil {
+		return fmt.Errorf("unwind epilog at %#x: read return address: %w", controlPC, err)
+	}
+	ctx.Rip = rip
+	ctx.Rsp += 8
+	return nil
+}
