@@ -26,11 +26,11 @@ type wineResult struct {
 }
 
 type wineCase struct {
-	Name          string            `json:"name"`
-	FunctionHex   string            `json:"function_hex"`
-	UnwindInfoHex string            `json:"unwind_info_hex"`
-	Results       []wineResult      `json:"results"`
-	ExtraTable    map[string]any    `json:"extra_function_table"`
+	Name          string         `json:"name"`
+	FunctionHex   string         `json:"function_hex"`
+	UnwindInfoHex string         `json:"unwind_info_hex"`
+	Results       []wineResult   `json:"results"`
+	ExtraTable    map[string]any `json:"extra_function_table"`
 }
 
 type wineVectors struct {
