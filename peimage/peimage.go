@@ -760,3 +760,44 @@ func (m ImageMemory) ReadMemory(p []byte, addr uint64) (int, error) {
 	}
 	return n, err
 }
+
+// Describe returns rf with everything known about its unwind information,
+// ready for the text and JSON renderers of package unwindinfo: the decoded
+// UNWIND_INFO, the chain of parents (each decoded, linked through
+// Function.Chained), or the target of an indirect entry. Failures are
+// recorded in the Err fields of the result, never returned: an entry
+// whose chain loops or is longer than unwindinfo.ChainLimit carries an
+// error wrapping unwindinfo.ErrChainTooDeep. An all-zero entry gets no
+// unwind information and no error.
+func (f *File) Describe(rf unwindinfo.RuntimeFunction) *unwindinfo.Function {
+	fn := &unwindinfo.Function{Entry: rf}
+	if rf == (unwindinfo.RuntimeFunction{}) {
+		return fn
+	}
+	if rf.Indirect() {
+		target, err := f.Resolve(rf)
+		if err != nil {
+			fn.Err = err
+			return fn
+		}
+		fn.Indirect = f.Describe(target)
+		return fn
+	}
+	chain, cerr := f.Chain(rf)
+	failed := false
+	prev := fn
+	for i, e := range chain {
+		node := fn
+		if i > 0 {
+			node = &unwindinfo.Function{Entry: e}
+			prev.Chained = node
+		}
+		node.Info, node.Err = f.UnwindInfo(e)
+		failed = failed || node.Err != nil
+		prev = node
+	}
+	if cerr != nil && !failed {
+		fn.Err = cerr
+	}
+	return fn
+}

@@ -365,3 +365,35 @@ func TestUnwindV2(t *testing.T) {
 		t.Errorf("handler data at %#x = % x, %v", hd, lsda, err)
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	f := mustOpen(t, winetest.Testdata(t, "pe/lldb-pecallframeinfo.exe"))
+	fns := f.Functions()
+	if d := f.Describe(fns[0]); d.Info != nil || d.Err != nil {
+		t.Errorf("Describe(zero entry) = %+v", d)
+	}
+	d := f.Describe(fns[3])
+	if d.Err != nil || d.Info == nil || d.Chained == nil || d.Chained.Entry != fns[2] || d.Chained.Info == nil || d.Chained.Chained != nil {
+		t.Errorf("Describe(chained fragment) = %+v", d)
+	}
+
+	f = mustOpen(t, winetest.Testdata(t, "pe/symbolic-cfi_chained_loop.exe"))
+	d = f.Describe(f.Functions()[0])
+	if !errors.Is(d.Err, unwindinfo.ErrChainTooDeep) || d.Info == nil || d.Chained != nil {
+		t.Errorf("Describe(loop) = %+v", d)
+	}
+
+	file, _ := openSynth(t, basicSynth())
+	d = file.Describe(file.Functions()[3])
+	if d.Err != nil || d.Info != nil || d.Indirect == nil || d.Indirect.Entry != rf(0x10c0, 0x10d0, 0x3000) || d.Indirect.Info == nil {
+		t.Errorf("Describe(indirect) = %+v", d)
+	}
+	// A chain whose parent cannot be decoded: the error is on the parent.
+	s := tableSynth(rf(0x1000, 0x1010, 0x3000))
+	s.sections[1].data = []byte{0x21, 0, 0, 0, 0x00, 0x10, 0, 0, 0x10, 0x10, 0, 0, 0x10, 0x30, 0, 0, 0x03, 0, 0, 0}
+	file, _ = openSynth(t, s)
+	d = file.Describe(file.Functions()[0])
+	if d.Err != nil || d.Chained == nil || !errors.Is(d.Chained.Err, unwindinfo.ErrUnsupportedVersion) {
+		t.Errorf("Describe(bad parent) = %+v, chained %+v", d, d.Chained)
+	}
+}
