@@ -1,6 +1,7 @@
 package unwind
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -183,10 +184,14 @@ func (r *reader) bytes(area int, addr uint64, n int) ([]byte, error) {
 		got = 0 // a Memory that lies about its count
 	}
 	if got < n {
-		if err == nil {
-			err = ErrShortRead
+		// Wrap ErrShortRead whatever the Memory said, so that callers can
+		// test for it across Memory implementations.
+		switch {
+		case err == nil || errors.Is(err, ErrShortRead):
+			return b[:got], fmt.Errorf("read %d bytes at %#x: %w", n, addr, cmp.Or(err, ErrShortRead))
+		default:
+			return b[:got], fmt.Errorf("read %d bytes at %#x: %w: %w", n, addr, ErrShortRead, err)
 		}
-		return b[:got], fmt.Errorf("read %d bytes at %#x: %w", n, addr, err)
 	}
 	return b, nil
 }

@@ -44,7 +44,9 @@ func slotsOf(version uint8, op Op, info uint8) int {
 }
 
 // Slots returns the number of 16-bit slots the code occupies (1 to 3), or 0
-// for an invalid operation.
+// for an invalid operation. It counts UWOP_EPILOG as one slot, as version 2
+// data is laid out (epilog codes come in pairs, which the Windows unwinder
+// steps over two at a time); in version 1 data UWOP_EPILOG is invalid.
 func (c Code) Slots() int { return slotsOf(2, c.Op, c.OpInfo) }
 
 // Register returns the register of PUSH_NONVOL, SAVE_NONVOL and

@@ -42,6 +42,11 @@ func infoFromHeader(h Header) *Info {
 func FromView(v View) (*Info, error) {
 	h := v.Header()
 	info := infoFromHeader(h)
+	// The trailer is known to be present: fill it in first, so that a bad
+	// code still leaves the handler or the chained parent readable.
+	info.Pad, _ = v.Padding()
+	info.Handler, _ = v.HandlerRVA()
+	info.Chained, _ = v.Chained()
 	n := int(h.CountOfCodes)
 	info.Codes = make([]Code, 0, n)
 	for i := 0; i < n; {
@@ -52,9 +57,6 @@ func FromView(v View) (*Info, error) {
 		info.Codes = append(info.Codes, c)
 		i += k
 	}
-	info.Pad, _ = v.Padding()
-	info.Handler, _ = v.HandlerRVA()
-	info.Chained, _ = v.Chained()
 	return info, nil
 }
 
@@ -184,6 +186,9 @@ func (info *Info) Validate() error {
 	}
 	if info.FrameRegister == RSP {
 		return bad(-1, "frame register is rsp", nil)
+	}
+	if info.FrameRegister == 0 && info.FrameOffset != 0 {
+		return bad(-1, "frame offset without a frame register", info.FrameOffset)
 	}
 	if info.Version >= 2 {
 		k := 0
