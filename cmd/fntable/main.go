@@ -46,7 +46,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		newUnwindinfoCmd(), // unwindinfo.go
-		// newUnwindCmd(),  // unwind.go
+		newUnwindCmd(),     // unwind.go
 	}
 }
 
