@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# compare.sh: run the unwind benchmarks in Go and the same cases under Wine's
+# ntdll, and print them side by side. See bench/README.md.
+#
+# Usage: bench/compare.sh [-count N] [-runs N] [-keep DIR]
+#   -count N  go test -count (default 5); the Go figure is the median
+#   -runs N   timed loops per case in the Wine program (default 7); median
+#   -keep DIR keep the raw outputs (go.txt, wine.txt) in DIR
+#
+# Needs: go, x86_64-w64-mingw32-gcc, wine (Wine 8). WINEPREFIX defaults to
+# $HOME/.cache/fntable/wine-prefix and is prepared with
+# ../shared/wine/setup-prefix.sh if it does not exist.
+set -euo pipefail
+
+count=5
+runs=7
+keep=
+while [ $# -gt 0 ]; do
+	case $1 in
+	-count) count=$2; shift 2 ;;
+	-runs) runs=$2; shift 2 ;;
+	-keep) keep=$2; shift 2 ;;
+	*) echo "usage: $0 [-count N] [-runs N] [-keep DIR]" >&2; exit 2 ;;
+	esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+shared=$root/../shared
+
+export WINEPREFIX=${WINEPREFIX:-$HOME/.cache/fntable/wine-prefix}
+export WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+unset DISPLAY
+
+# Pin both sides to one CPU when possible.
+pin=()
+if command -v taskset >/dev/null 2>&1 && taskset -c 1 true 2>/dev/null; then
+	pin=(taskset -c 1)
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Wine side: build, prepare the prefix, start a persistent wineserver, run.
+x86_64-w64-mingw32-gcc -O2 -Wall -Wno-unused-function -Wno-unused-variable \
+	-I"$shared/wine" -o "$work/unwind_bench.exe" "$here/wine/unwind_bench.c"
+if [ ! -d "$WINEPREFIX/drive_c" ]; then
+	sh "$shared/wine/setup-prefix.sh" >&2
+fi
+# A wineserver started here, outside any pipe, keeps the helper processes
+# of the session from holding our pipes (anchors.md, "Stderr pipe stall");
+# it exits 60 s after its last client. Status 2: one is running already.
+wineserver -p60 || true
+wine cmd.exe /c exit </dev/null >"$work/warmup.out" 2>&1 || true
+echo "running unwind_bench.exe under $(wine --version 2>/dev/null) ${pin[*]}" >&2
+if ! "${pin[@]}" wine "$work/unwind_bench.exe" "$runs" </dev/null >"$work/wine.txt" 2>"$work/wine.err"; then
+	cat "$work/wine.err" >&2
+	exit 1
+fi
+
+# Go side.
+cd "$root"
+go test -count=1 -run '^$' ./unwind >/dev/null # build outside the timed run
+echo "running go test -bench ${pin[*]}" >&2
+"${pin[@]}" go test -run '^$' -bench 'VirtualUnwind|LookupImage|LookupUnwind' -benchmem -count "$count" ./unwind >"$work/go.txt"
+
+if [ -n "$keep" ]; then
+	mkdir -p "$keep"
+	cp "$work/go.txt" "$work/wine.txt" "$keep/"
+fi
+
+# Lines are "Name value unit value unit ...". Go names carry a -GOMAXPROCS
+# suffix. Per name: median ns/op, median copy-ns/op, median of the per-run
+# ns/op − copy-ns/op, maximum allocs/op.
+awk '
+function median(s,    a, n, i, j, t) {
+	n = split(s, a, " ")
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+	if (n == 0) return ""
+	return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+}
+function metric(unit,    i) {
+	for (i = 2; i < NF; i++) if ($(i+1) == unit) return $i
+	return ""
+}
+FNR == 1 { side++ }
+{ sub(/\r$/, "") } # the Wine program writes CRLF
+side == 1 && /^Benchmark/ {
+	name = $1; sub(/-[0-9]+$/, "", name)
+	if (!(name in seen)) { seen[name] = 1; order[++n] = name }
+	ns = metric("ns/op"); cp = metric("copy-ns/op"); al = metric("allocs/op")
+	gons[name] = gons[name] " " ns
+	if (cp != "") { gocp[name] = gocp[name] " " cp; gonet[name] = gonet[name] " " (ns - cp) }
+	else gonet[name] = gonet[name] " " ns
+	if (al != "" && (!(name in goal) || al + 0 > goal[name] + 0)) goal[name] = al
+}
+side == 2 && /^Benchmark/ {
+	w[$1] = metric("ns/op"); wcp[$1] = metric("copy-ns/op")
+}
+END {
+	printf "%-40s %9s %8s %8s %9s %9s %8s %9s\n", "benchmark", "Go ns/op", "Go copy", "Go net", "Wine net", "Wine copy", "Go/Wine", "allocs/op"
+	bad = 0
+	for (k = 1; k <= n; k++) {
+		name = order[k]
+		g = median(gons[name]); gn = median(gonet[name])
+		gc = name in gocp ? sprintf("%.2f", median(gocp[name])) : "-"
+		wn = name in w ? sprintf("%.2f", w[name]) : "-"
+		wc = name in wcp && wcp[name] != "" ? sprintf("%.2f", wcp[name]) : "-"
+		ratio = name in w && w[name] > 0 ? sprintf("%.2f", gn / w[name]) : "-"
+		mark = ""
+		if (ratio == "-") mark = " no Wine figure"
+		else if (ratio + 0 > 1.2) mark = " >1.2"
+		if (goal[name] + 0 != 0) mark = mark " allocs"
+		if (mark != "") bad++
+		printf "%-40s %9.2f %8s %8.2f %9s %9s %8s %9s%s\n", name, g, gc, gn, wn, wc, ratio, goal[name], mark
+	}
+	print ""
+	print "Go net = ns/op - copy-ns/op (the Context copy of the loop), median over the -count runs;"
+	print "Wine net = the same loop under Wine minus its CONTEXT copy, median over the -runs loops."
+	print "Lookup rows copy nothing. Go/Wine = Go net / Wine net; target <= 1.2 and 0 allocs/op."
+	if (bad) printf "%d row(s) miss the target.\n", bad
+	else print "Every row meets the target."
+}' "$work/go.txt" "$work/wine.txt"
