@@ -1,0 +1,39 @@
+// Package functable is an in-process registry of dynamic function tables:
+// what RtlAddFunctionTable, RtlAddGrowableFunctionTable,
+// RtlGrowFunctionTable, RtlDeleteGrowableFunctionTable,
+// RtlInstallFunctionTableCallback and RtlDeleteFunctionTable do on Windows,
+// for Go programs on any OS, with RtlLookupFunctionEntry for the code those
+// tables describe.
+//
+// A JIT registers the unwind information of the code it generates with a
+// [Registry]; [Registry.LookupFunctionEntry] then finds the entry for a PC,
+// and the registry serves package unwind as an unwind.FunctionTable, so
+// generated code unwinds like compiled code.
+//
+// References: Microsoft, "RtlAddFunctionTable",
+// "RtlInstallFunctionTableCallback", "RtlAddGrowableFunctionTable" (winnt.h),
+// and "DYNAMIC_FUNCTION_TABLE structure" (the table list debuggers read).
+//
+// # Semantics
+//
+//   - A static table's entries are copied; its range is [base + lowest
+//     BeginAddress, base + highest EndAddress). Unsorted entries are
+//     accepted (RF_UNSORTED) and indexed like sorted ones.
+//   - A growable table covers [RangeBase, RangeEnd); lookups see its first
+//     EntryCount entries. Growing copies the newly valid entries from the
+//     caller's array. Shrinking, growing past the maximum, or adding
+//     entries out of order or outside the range is an error (Windows and
+//     Wine ignore such calls silently).
+//   - A callback table's identifier must have its two low bits set. Its
+//     callback is called only when a lookup hits its range, with the exact
+//     PC, and with no lock held.
+//   - Registered ranges never overlap: an overlapping registration fails
+//     with ErrOverlap.
+//
+// # Concurrency
+//
+// A Registry is safe for concurrent use. Lookups take no lock, make no
+// atomic writes, and never wait for writers: they read an immutable
+// snapshot of the index that writers replace (read-copy-update). Writers
+// are serialised by a mutex that is never held while user code runs.
+package functable

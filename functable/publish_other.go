@@ -1,0 +1,5 @@
+//go:build !linux
+
+package functable
+
+func newPublisher() (publisher, error) { return nil, ErrUnsupported }

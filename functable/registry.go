@@ -1,0 +1,474 @@
+package functable
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fntable/fntable/unwind"
+	"github.com/fntable/fntable/unwindinfo"
+)
+
+// Type is FUNCTION_TABLE_TYPE: how a table provides its entries.
+type Type uint32
+
+// Function table types (the values of the DYNAMIC_FUNCTION_TABLE Type field).
+const (
+	RF_SORTED   Type = 0 // entries sorted by BeginAddress
+	RF_UNSORTED Type = 1 // entries in no particular order
+	RF_CALLBACK Type = 2 // entries come from a callback, per lookup
+)
+
+func (t Type) String() string {
+	switch t {
+	case RF_SORTED:
+		return "RF_SORTED"
+	case RF_UNSORTED:
+		return "RF_UNSORTED"
+	case RF_CALLBACK:
+		return "RF_CALLBACK"
+	}
+	return fmt.Sprintf("Type(%d)", uint32(t))
+}
+
+// Callback returns the function table entry for controlPC, the address a
+// lookup asked about, or nil if it has none. context is the value given to
+// InstallFunctionTableCallback. The entry's RVAs are relative to the
+// table's base address, and the entry must stay valid and unchanged for as
+// long as anyone may use it (in practice: until the table is deleted).
+//
+// A callback runs on the goroutine that called LookupFunctionEntry, with no
+// lock of the registry held: it may add, delete and look up tables,
+// including its own. It must not block on a goroutine that is itself
+// waiting for this lookup.
+type Callback func(controlPC uint64, context any) *unwindinfo.RuntimeFunction
+
+// Table is a registered function table. Its methods are safe for
+// concurrent use.
+type Table struct {
+	typ        Type
+	growable   bool
+	id         uint64 // TableIdentifier (callback tables) or 0
+	base       uint64
+	min, max   uint64
+	sorted     *unwind.SortedTable // static tables
+	entries    []unwindinfo.RuntimeFunction
+	count      atomic.Uint32 // growable: entries visible to lookups
+	maxCount   uint32
+	source     []unwindinfo.RuntimeFunction // growable: the caller's array, read by Grow
+	callback   Callback
+	context    any
+	dll        string
+	registered time.Time
+	reg        *Registry
+	deleted    atomic.Bool
+	pub        any // the publisher's record of this table
+}
+
+// Type returns how the table provides its entries.
+func (t *Table) Type() Type { return t.typ }
+
+// Growable reports whether the table was added with AddGrowableFunctionTable.
+func (t *Table) Growable() bool { return t.growable }
+
+// Identifier returns the TableIdentifier of a callback table, 0 otherwise.
+func (t *Table) Identifier() uint64 { return t.id }
+
+// BaseAddress returns the address the table's RVAs are relative to.
+func (t *Table) BaseAddress() uint64 { return t.base }
+
+// Range returns the address range [min, max) the table covers.
+func (t *Table) Range() (min, max uint64) { return t.min, t.max }
+
+// EntryCount returns the number of entries lookups see (0 for callback
+// tables).
+func (t *Table) EntryCount() uint32 {
+	switch {
+	case t.growable:
+		return t.count.Load()
+	case t.sorted != nil:
+		return uint32(len(t.entries))
+	}
+	return 0
+}
+
+// Entries returns a copy of the entries lookups see, in address order.
+func (t *Table) Entries() []unwindinfo.RuntimeFunction {
+	switch {
+	case t.growable:
+		return append([]unwindinfo.RuntimeFunction(nil), t.entries[:t.count.Load()]...)
+	case t.sorted != nil:
+		return append([]unwindinfo.RuntimeFunction(nil), t.sorted.Entries()...)
+	}
+	return nil
+}
+
+// OutOfProcessCallbackDll returns the provider library recorded for a
+// callback table ("" if none).
+func (t *Table) OutOfProcessCallbackDll() string { return t.dll }
+
+// lookup finds pc's entry in t. It may call the table's callback.
+func (t *Table) lookup(pc uint64) *unwindinfo.RuntimeFunction {
+	switch {
+	case t.callback != nil:
+		return t.callback(pc, t.context)
+	case t.growable:
+		n := t.count.Load()
+		rva := pc - t.base
+		if rva > 0xffffffff {
+			return nil
+		}
+		r := uint32(rva)
+		e := t.entries[:n]
+		lo, hi := 0, len(e)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if e[m].BeginAddress <= r {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if lo > 0 && r < e[lo-1].EndAddress {
+			return &e[lo-1]
+		}
+		return nil
+	default:
+		fn, _, _ := t.sorted.LookupFunctionEntry(pc)
+		return fn
+	}
+}
+
+// These are the errors the registry returns.
+var (
+	// ErrOverlap: the new table's range overlaps a registered table.
+	ErrOverlap = errors.New("range overlaps a registered table")
+	// ErrBadIdentifier: a callback table identifier without its two low
+	// bits set (RtlInstallFunctionTableCallback returns FALSE).
+	ErrBadIdentifier = errors.New("table identifier must have its two low bits set")
+	// ErrNotRegistered: the table is not (or no longer) registered here.
+	ErrNotRegistered = errors.New("table is not registered")
+	// ErrBadGrow: a growable table misuse: shrinking, growing past the
+	// maximum, or new entries that are unsorted or outside the range.
+	ErrBadGrow = errors.New("invalid growable table update")
+	// ErrBadTable: arguments that cannot describe a table.
+	ErrBadTable = errors.New("invalid function table")
+	// ErrClosed: the registry was closed.
+	ErrClosed = errors.New("registry is closed")
+)
+
+// Registry holds dynamic function tables: what RtlAddFunctionTable,
+// RtlAddGrowableFunctionTable and RtlInstallFunctionTableCallback register
+// on Windows. Its lookups answer RtlLookupFunctionEntry for the code
+// those tables describe.
+//
+// A Registry is safe for concurrent use. Lookups take no lock and never
+// wait for a writer: they read an immutable snapshot of the index, which
+// writers replace atomically (one writer at a time). Callbacks run with no
+// lock held.
+//
+// Ranges of registered tables must not overlap: adding a table whose range
+// overlaps another fails with ErrOverlap. (Windows lets the first table
+// registered win, even when it has no entry for the PC; rejecting the
+// ambiguity is safer.)
+type Registry struct {
+	snap   atomic.Pointer[index]
+	mu     sync.Mutex // serialises writers
+	closed bool
+	pub    publisher
+}
+
+// Options configure a Registry. The zero value is valid.
+type Options struct {
+	// Publish makes the registry keep a copy of its table list in shared
+	// memory that another process can find and read (see the package
+	// documentation). It is supported on Linux; elsewhere New fails with
+	// ErrUnsupported.
+	Publish bool
+}
+
+// ErrUnsupported: a feature this OS does not have.
+var ErrUnsupported = errors.New("not supported on this OS")
+
+// New returns an empty registry.
+func New(opts Options) (*Registry, error) {
+	r := &Registry{}
+	r.snap.Store(emptyIndex)
+	if opts.Publish {
+		p, err := newPublisher()
+		if err != nil {
+			return nil, err
+		}
+		r.pub = p
+	}
+	return r, nil
+}
+
+// Close releases the published list, if any. Lookups keep working; adding
+// tables fails with ErrClosed.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.pub != nil {
+		return r.pub.close()
+	}
+	return nil
+}
+
+// register adds t to the index under the writer lock.
+func (r *Registry) register(t *Table) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	ix := r.snap.Load()
+	if t.max > t.min {
+		if o := ix.overlapping(t.min, t.max); o != nil {
+			return fmt.Errorf("%w: [%#x, %#x) and [%#x, %#x)", ErrOverlap, t.min, t.max, o.min, o.max)
+		}
+	}
+	t.reg = r
+	t.registered = time.Now()
+	if r.pub != nil {
+		if err := r.pub.add(t); err != nil {
+			return err
+		}
+	}
+	if t.max > t.min {
+		r.snap.Store(ix.insert(span{t.min, t.max, t}))
+	}
+	return nil
+}
+
+// unregister removes t.
+func (r *Registry) unregister(t *Table) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t == nil || t.reg != r || t.deleted.Load() {
+		return ErrNotRegistered
+	}
+	t.deleted.Store(true)
+	if t.max > t.min {
+		r.snap.Store(r.snap.Load().remove(t.min, t))
+	}
+	if r.pub != nil && !r.closed {
+		return r.pub.remove(t)
+	}
+	return nil
+}
+
+// AddFunctionTable registers a static function table, as
+// RtlAddFunctionTable: entries with RVAs relative to baseAddress. The
+// entries are copied; the table covers [baseAddress+min Begin,
+// baseAddress+max End). Unsorted entries are accepted (the table's Type is
+// then RF_UNSORTED) and searched as fast as sorted ones. Entries with
+// EndAddress <= BeginAddress never match.
+func (r *Registry) AddFunctionTable(entries []unwindinfo.RuntimeFunction, baseAddress uint64) (*Table, error) {
+	t := &Table{typ: RF_SORTED, base: baseAddress}
+	t.sorted = unwind.NewSortedTable(baseAddress, entries)
+	if t.sorted.Unsorted() {
+		t.typ = RF_UNSORTED
+	}
+	t.entries = t.sorted.Entries()
+	t.min, t.max = t.sorted.Range()
+	if len(t.entries) > 0 && t.max < t.min {
+		return nil, fmt.Errorf("add function table: %w: range wraps the address space", ErrBadTable)
+	}
+	if err := r.register(t); err != nil {
+		return nil, fmt.Errorf("add function table at %#x: %w", baseAddress, err)
+	}
+	return t, nil
+}
+
+// DeleteFunctionTable removes a table added by AddFunctionTable or
+// InstallFunctionTableCallback (and, as on Windows, a growable table).
+// Lookups that already found one of its entries may still use it.
+func (r *Registry) DeleteFunctionTable(t *Table) error {
+	if err := r.unregister(t); err != nil {
+		return fmt.Errorf("delete function table: %w", err)
+	}
+	return nil
+}
+
+// InstallFunctionTableCallback registers a callback table, as
+// RtlInstallFunctionTableCallback: lookups of PCs in [baseAddress,
+// baseAddress+length) call callback(pc, context), lazily, once per
+// lookup, with no lock held. tableIdentifier must have its two low bits
+// set (e.g. baseAddress|3); it identifies the table to out-of-process
+// readers, which call the provider library outOfProcessCallbackDll (a
+// path; "" for none) to get the entries.
+func (r *Registry) InstallFunctionTableCallback(tableIdentifier, baseAddress uint64, length uint32, callback Callback, context any, outOfProcessCallbackDll string) (*Table, error) {
+	if tableIdentifier&3 != 3 {
+		return nil, fmt.Errorf("install function table callback %#x: %w", tableIdentifier, ErrBadIdentifier)
+	}
+	if callback == nil {
+		return nil, fmt.Errorf("install function table callback %#x: %w: no callback", tableIdentifier, ErrBadTable)
+	}
+	if baseAddress+uint64(length) < baseAddress {
+		return nil, fmt.Errorf("install function table callback %#x: %w: range wraps the address space", tableIdentifier, ErrBadTable)
+	}
+	t := &Table{typ: RF_CALLBACK, id: tableIdentifier, base: baseAddress, min: baseAddress, max: baseAddress + uint64(length),
+		callback: callback, context: context, dll: outOfProcessCallbackDll}
+	if err := r.register(t); err != nil {
+		return nil, fmt.Errorf("install function table callback %#x: %w", tableIdentifier, err)
+	}
+	return t, nil
+}
+
+// AddGrowableFunctionTable registers a growable table, as
+// RtlAddGrowableFunctionTable: entries holds room for maximumEntryCount
+// entries, the first entryCount of which are valid now; their RVAs are
+// relative to rangeBase, and the table covers [rangeBase, rangeEnd)
+// whatever its entries. Valid entries must be sorted by BeginAddress and
+// lie inside the range. The registry copies the valid entries, and copies
+// more from entries each time GrowFunctionTable makes them valid, so the
+// caller fills entries[count:newCount] before growing.
+func (r *Registry) AddGrowableFunctionTable(entries []unwindinfo.RuntimeFunction, entryCount, maximumEntryCount uint32, rangeBase, rangeEnd uint64) (*Table, error) {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("add growable function table at %#x: %w: %s", rangeBase, ErrBadTable, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case entryCount > maximumEntryCount:
+		return nil, fail("entry count %d exceeds maximum %d", entryCount, maximumEntryCount)
+	case uint64(len(entries)) < uint64(maximumEntryCount):
+		return nil, fail("%d entries given for a maximum of %d", len(entries), maximumEntryCount)
+	case rangeEnd <= rangeBase:
+		return nil, fail("empty range [%#x, %#x)", rangeBase, rangeEnd)
+	case rangeEnd-rangeBase > 1<<32:
+		return nil, fail("range of %#x bytes exceeds 4 GiB", rangeEnd-rangeBase)
+	}
+	t := &Table{growable: true, typ: RF_SORTED, base: rangeBase, min: rangeBase, max: rangeEnd,
+		entries: make([]unwindinfo.RuntimeFunction, maximumEntryCount), maxCount: maximumEntryCount, source: entries[:maximumEntryCount]}
+	if err := t.copyNew(0, entryCount); err != nil {
+		return nil, fmt.Errorf("add growable function table at %#x: %w", rangeBase, err)
+	}
+	t.count.Store(entryCount)
+	if err := r.register(t); err != nil {
+		return nil, fmt.Errorf("add growable function table at %#x: %w", rangeBase, err)
+	}
+	return t, nil
+}
+
+// copyNew validates and copies source[from:to] into entries.
+func (t *Table) copyNew(from, to uint32) error {
+	limit := t.max - t.min
+	for i := from; i < to; i++ {
+		e := t.source[i]
+		switch {
+		case e.EndAddress < e.BeginAddress || uint64(e.EndAddress) > limit:
+			return fmt.Errorf("%w: entry %d [%#x, %#x) outside the range of %#x bytes", ErrBadGrow, i, e.BeginAddress, e.EndAddress, limit)
+		case i > 0 && e.BeginAddress < t.prev(i).EndAddress:
+			return fmt.Errorf("%w: entry %d at %#x is not sorted after entry %d ending at %#x", ErrBadGrow, i, e.BeginAddress, i-1, t.prev(i).EndAddress)
+		}
+		t.entries[i] = e
+	}
+	return nil
+}
+
+// prev returns entry i-1 as already copied or being copied.
+func (t *Table) prev(i uint32) unwindinfo.RuntimeFunction {
+	return t.source[i-1]
+}
+
+// GrowFunctionTable makes the first newEntryCount entries of a growable
+// table valid, as RtlGrowFunctionTable. The table only grows: a smaller
+// count, a count past the maximum, or new entries that are not sorted
+// after the existing ones or not inside the range fail with ErrBadGrow
+// (Windows and Wine ignore such calls silently).
+func (r *Registry) GrowFunctionTable(t *Table, newEntryCount uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t == nil || t.reg != r || t.deleted.Load() || !t.growable {
+		return fmt.Errorf("grow function table: %w", ErrNotRegistered)
+	}
+	old := t.count.Load()
+	switch {
+	case newEntryCount < old:
+		return fmt.Errorf("grow function table at %#x: %w: shrink from %d to %d entries", t.base, ErrBadGrow, old, newEntryCount)
+	case newEntryCount > t.maxCount:
+		return fmt.Errorf("grow function table at %#x: %w: %d entries exceed the maximum %d", t.base, ErrBadGrow, newEntryCount, t.maxCount)
+	case newEntryCount == old:
+		return nil
+	}
+	if old > 0 && t.source[old-1] != t.entries[old-1] {
+		return fmt.Errorf("grow function table at %#x: %w: valid entry %d changed", t.base, ErrBadGrow, old-1)
+	}
+	if err := t.copyNew(old, newEntryCount); err != nil {
+		return fmt.Errorf("grow function table at %#x: %w", t.base, err)
+	}
+	// Entries below the count are written before the count is published:
+	// a lookup that sees the new count sees the entries.
+	t.count.Store(newEntryCount)
+	if r.pub != nil && !r.closed {
+		return r.pub.grow(t)
+	}
+	return nil
+}
+
+// DeleteGrowableFunctionTable removes a growable table, as
+// RtlDeleteGrowableFunctionTable.
+func (r *Registry) DeleteGrowableFunctionTable(t *Table) error {
+	if t != nil && !t.growable {
+		return fmt.Errorf("delete growable function table: %w: not a growable table", ErrNotRegistered)
+	}
+	if err := r.unregister(t); err != nil {
+		return fmt.Errorf("delete growable function table: %w", err)
+	}
+	return nil
+}
+
+// LookupFunctionEntry returns the entry for pc and the base its RVAs are
+// relative to, as RtlLookupFunctionEntry does for dynamic tables: the
+// table whose range contains pc answers, through its entries or its
+// callback. It does not lock and does not allocate (beyond what a
+// callback does). It implements unwind.FunctionTable; indirect entries
+// are returned as they are (unwind.Lookup resolves them).
+func (r *Registry) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, uint64, bool) {
+	s, ok := r.snap.Load().find(pc)
+	if !ok {
+		return nil, 0, false
+	}
+	t := s.t
+	fn := t.lookup(pc)
+	if fn == nil {
+		return nil, 0, false
+	}
+	return fn, t.base, true
+}
+
+// Table returns the registered table whose range contains pc, or nil.
+func (r *Registry) Table(pc uint64) *Table {
+	if s, ok := r.snap.Load().find(pc); ok {
+		return s.t
+	}
+	return nil
+}
+
+// Tables calls yield for each registered table with a nonempty range, in
+// address order, from one consistent snapshot. It stops early, returning
+// ErrStopped, if yield returns false.
+func (r *Registry) Tables(yield func(*Table) bool) error {
+	for _, leaf := range r.snap.Load().leaves {
+		for _, s := range leaf {
+			if !yield(s.t) {
+				return ErrStopped
+			}
+		}
+	}
+	return nil
+}
+
+// Len returns the number of registered tables with a nonempty range.
+func (r *Registry) Len() int { return r.snap.Load().tables }
+
+// ErrStopped is returned by enumerations stopped by their callback.
+var ErrStopped = errors.New("stopped")
+
+var _ unwind.FunctionTable = (*Registry)(nil)
