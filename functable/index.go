@@ -19,9 +19,9 @@ const leafMax = 64
 
 // index is one immutable snapshot.
 type index struct {
-	keys   []uint64  // keys[i] = leaves[i][0].min
-	leaves [][]span  // sorted by min, each non-empty and at most leafMax long
-	tables int       // number of spans
+	keys   []uint64 // keys[i] = leaves[i][0].min
+	leaves [][]span // sorted by min, each non-empty and at most leafMax long
+	tables int      // number of spans
 }
 
 var emptyIndex = &index{}
