@@ -31,50 +31,39 @@ const (
 
 func isREX(b byte) bool { return b&0xf0 == 0x40 }
 
-// epilogCode holds the instruction bytes at the control PC; missing bytes
-// (unreadable memory) read as 0, which matches no epilog form, as in the
-// Windows debugger's copy of the unwinder.
-type epilogCode struct {
-	b [maxEpilogBytes + 8]byte
-}
+// epilogCode is the instruction bytes at the control PC. Bytes past the
+// end (unreadable memory) read as 0, which matches no epilog form, as in
+// the Windows debugger's copy of the unwinder.
+type epilogCode []byte
 
-func (e *epilogCode) at(i int) byte {
-	if i < 0 || i >= maxEpilogBytes {
-		return 0
+func (e epilogCode) at(i int) byte {
+	if uint(i) < uint(len(e)) {
+		return e[i]
 	}
-	return e.b[i]
+	return 0
 }
 
-func (e *epilogCode) i32(i int) int32 {
+func (e epilogCode) i32(i int) int32 {
 	return int32(uint32(e.at(i)) | uint32(e.at(i+1))<<8 | uint32(e.at(i+2))<<16 | uint32(e.at(i+3))<<24)
 }
 
-// load reads up to maxEpilogBytes at pc, stopping at the first unreadable
-// byte.
-func (e *epilogCode) load(r *reader, pc uint64) {
-	b, err := r.bytes(areaCode, pc, maxEpilogBytes)
-	if err != nil {
-		// Read what can be read, byte range by byte range.
-		n := copy(e.b[:], b)
-		for n < maxEpilogBytes {
-			c, err := r.bytes(areaCode, pc+uint64(n), 1)
-			if err != nil {
-				break
-			}
-			e.b[n] = c[0]
-			n++
-		}
-		return
-	}
-	copy(e.b[:], b)
+// mayStartEpilog reports whether an epilog can start with byte b: REX
+// prefixes (add, lea, pop r8–r15, REX.W jmp), pops, ret, rep ret, the F2
+// prefix, and jumps.
+func mayStartEpilog(b byte) bool {
+	return b&0xf0 == 0x40 || b&0xf8 == opPop || b == opRet || b == opRetImm || b == prefixRep ||
+		b == prefixBnd || b == opJmp8 || b == opJmp32 || b == opJmpInd
 }
 
 // unwindV1Epilog checks whether controlPC is in a version 1 epilog by
-// decoding the instructions there and, if so, emulates the rest of the
+// matching the instructions there and, if so, emulates the rest of the
 // epilog. It reports whether it did.
-func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, h unwindinfo.Header, ctx *Context, res *Result) (bool, error) {
-	var code epilogCode
-	code.load(r, controlPC)
+func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (bool, error) {
+	code := epilogCode(r.prefix(areaCode, controlPC, maxEpilogBytes))
+	if !mayStartEpilog(code.at(0)) {
+		return false, nil
+	}
+	frameReg := int(in.frameReg())
 
 	// 1. Optional stack deallocation: add rsp, imm8/imm32 or
 	//    lea rsp, [framereg + disp8/disp32].
@@ -87,7 +76,7 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 		i = 7
 	case code.at(0)&0xfe == rexW && code.at(1) == opLea:
 		reg := int(code.at(0)&1)<<3 | int(code.at(2)&7)
-		if reg != 0 && reg == int(h.FrameRegister) {
+		if reg != 0 && reg == frameReg {
 			switch code.at(2) & 0xf8 {
 			case 0x60: // mod 01, reg rsp: disp8
 				i, leaReg = 4, reg
@@ -111,10 +100,10 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 		i++
 	}
 	// 4. The control transfer decides.
-	in := false
+	inEpilog := false
 	switch op := code.at(i); {
 	case op == opRet || op == opRetImm || op == prefixRep && code.at(i+1) == opRet:
-		in = true
+		inEpilog = true
 	case op == opJmp8 || op == opJmp32:
 		next := controlPC + uint64(i)
 		var target uint64
@@ -127,21 +116,21 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 		if rva < uint64(entry.BeginAddress) || rva >= uint64(entry.EndAddress) {
 			// Outside this entry: a tail call, unless it jumps into
 			// another part of the same function (not to its start).
-			in = true
+			inEpilog = true
 			if u.Functions != nil {
 				if begin, ok := u.samePrimary(r, imageBase, entry, target); ok && rva != begin {
-					in = false
+					inEpilog = false
 				}
 			}
-		} else if rva == uint64(entry.BeginAddress) && h.Flags&unwindinfo.UNW_FLAG_CHAININFO == 0 {
-			in = true // recursive tail call
+		} else if rva == uint64(entry.BeginAddress) && in.flags()&unwindinfo.UNW_FLAG_CHAININFO == 0 {
+			inEpilog = true // recursive tail call
 		}
 	case op == opJmpInd && code.at(i+1) == 0x25:
-		in = true // jmp [rip+disp32]: tail call through an import
+		inEpilog = true // jmp [rip+disp32]: tail call through an import
 	case op&0xf8 == rexW && code.at(i+1) == opJmpInd && code.at(i+2)&0x38 == 0x20:
-		in = true // REX.W jmp r/m64: REX.W marks a tail call
+		inEpilog = true // REX.W jmp r/m64: REX.W marks a tail call
 	}
-	if !in {
+	if !inEpilog {
 		return false, nil
 	}
 
@@ -192,7 +181,7 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 	ctx.Rsp += 8
 	// Windows 11 reports the frame as RSP−8 after an epilog of a function
 	// with a frame register (Wine's tests, checked on Windows).
-	if h.FrameRegister != 0 {
+	if frameReg != 0 {
 		res.EstablisherFrame = ctx.Rsp - 8
 	}
 	return true, nil
@@ -249,22 +238,22 @@ func primaryEntry(r *reader, imageBase uint64, fn unwindinfo.RuntimeFunction) (u
 // unwindV2Epilog finds an epilog of version 2 unwind information from its
 // UWOP_EPILOG codes and, if controlPC is in one, emulates its rest ([clr]
 // VirtualUnwind and UnwindEpilogue). It reports whether it did.
-func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, v unwindinfo.View, ctx *Context, res *Result) (bool, error) {
-	first, _, err := v.Code(0)
-	if err != nil || first.Op != unwindinfo.UWOP_EPILOG {
-		return false, err
+func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (bool, error) {
+	first := in.slot(0)
+	if unwindinfo.Op(first>>8)&0xf != unwindinfo.UWOP_EPILOG {
+		return false, nil
 	}
-	size := uint32(first.Offset)
+	size := uint32(uint8(first))
 	relPC := uint32(controlPC - imageBase)
 	var start uint32
-	in := false
-	if first.OpInfo&1 != 0 {
+	found := false
+	if first>>12&1 != 0 {
 		start = entry.EndAddress - size
-		in = relPC-start < size
+		found = relPC-start < size
 	}
-	if !in {
-		for i := 1; i < int(v.Header().CountOfCodes); i++ {
-			s := v.Slot(i)
+	if !found {
+		for i := 1; i < in.count(); i++ {
+			s := in.slot(i)
 			if unwindinfo.Op(s>>8)&0xf != unwindinfo.UWOP_EPILOG {
 				break
 			}
@@ -274,49 +263,49 @@ func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.Run
 			}
 			start = entry.EndAddress - off
 			if relPC-start < size {
-				in = true
+				found = true
 				break
 			}
 		}
 	}
-	if !in {
+	if !found {
 		return false, nil
 	}
 	res.InEpilog = true
-	return true, unwindEpilogue(r, imageBase, controlPC, relPC-start, entry, ctx, res)
+	return true, unwindEpilogue(r, imageBase, controlPC, relPC-start, entry, in, ctx, res)
 }
 
 // unwindEpilogue emulates the rest of a version 2 epilog, offset bytes into
-// it, from the push codes of the entry or its nearest chained parent that
-// has them ([clr] UnwindEpilogue).
-func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry unwindinfo.RuntimeFunction, ctx *Context, res *Result) error {
-	var v unwindinfo.View
+// it, from the push codes of the entry (whose unwind information is in) or
+// its nearest chained parent that has them ([clr] UnwindEpilogue).
+func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) error {
 	first := 0
 	for chain := 0; ; chain++ {
 		infoAddr := imageBase + uint64(entry.UnwindData)
-		var err error
-		if v, err = readInfo(r, areaInfo, infoAddr); err != nil {
-			return err
+		if chain > 0 {
+			var err error
+			if in, err = readInfo(r, areaInfo, infoAddr); err != nil {
+				return err
+			}
 		}
-		n := int(v.Header().CountOfCodes)
+		n := in.count()
 		first = 0
 		for first < n {
-			c, k, err := v.Code(first)
-			if err != nil {
-				return fmt.Errorf("unwind info at %#x: %w", infoAddr, err)
-			}
-			if c.Op == unwindinfo.UWOP_PUSH_NONVOL || c.Op == unwindinfo.UWOP_PUSH_MACHFRAME {
+			s := in.slot(first)
+			op := unwindinfo.Op(s>>8) & 0xf
+			if op == unwindinfo.UWOP_PUSH_NONVOL || op == unwindinfo.UWOP_PUSH_MACHFRAME {
 				break
 			}
-			if c.Op == unwindinfo.UWOP_EPILOG {
-				k = 2
+			k := codeSlots(in.version(), s)
+			if k == 0 {
+				return badCode(infoAddr, first, s, false)
 			}
 			first += k
 		}
 		if first < n {
 			break
 		}
-		parent, ok := v.Chained()
+		parent, ok := in.chained()
 		if !ok {
 			break
 		}
@@ -326,51 +315,48 @@ func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry
 		entry = parent
 	}
 
-	n := int(v.Header().CountOfCodes)
+	n := in.count()
 	cur := uint32(0)
 	i := first
-	var last unwindinfo.Code
+	var last uint16
 	for ; i < n; i++ {
-		s := v.Slot(i)
-		last = unwindinfo.Code{Offset: uint8(s), Op: unwindinfo.Op(s>>8) & 0xf, OpInfo: uint8(s >> 12)}
-		if last.Op != unwindinfo.UWOP_PUSH_NONVOL {
+		last = in.slot(i)
+		if unwindinfo.Op(last>>8)&0xf != unwindinfo.UWOP_PUSH_NONVOL {
 			break
 		}
+		reg := unwindinfo.Register(last >> 12)
 		if cur >= offset {
-			if err := popReg(r, last.Register(), ctx, res); err != nil {
+			if err := popReg(r, reg, ctx, res); err != nil {
 				return fmt.Errorf("unwind epilog at %#x: %w", controlPC, err)
 			}
 		}
 		cur++
-		if last.OpInfo >= 8 {
+		if reg >= 8 {
 			cur++ // REX prefix
 		}
 	}
 	// An ALLOC_SMALL of 8 stands for a pushfq popped into a volatile register.
-	if i < n && last.Op == unwindinfo.UWOP_ALLOC_SMALL && last.OpInfo == 0 {
+	if i < n && unwindinfo.Op(last>>8)&0xf == unwindinfo.UWOP_ALLOC_SMALL && last>>12 == 0 {
 		if cur >= offset {
 			ctx.Rsp += 8
 		}
 		i++
 	}
-	if i < n {
-		s := v.Slot(i)
-		if unwindinfo.Op(s>>8)&0xf == unwindinfo.UWOP_PUSH_MACHFRAME {
-			rip, err := r.u64(ctx.Rsp)
-			if err != nil {
-				return err
-			}
-			rsp, err := r.u64(ctx.Rsp + 24)
-			if err != nil {
-				return err
-			}
-			ctx.Rip, ctx.Rsp = rip, rsp
-			res.MachineFrame = true
-			return nil
+	if i < n && unwindinfo.Op(in.slot(i)>>8)&0xf == unwindinfo.UWOP_PUSH_MACHFRAME {
+		rip, err := r.u64(ctx.Rsp)
+		if err != nil {
+			return err
 		}
-		// Any other code here breaks the epilog rules; the Windows
-		// unwinder asserts in debug builds and emulates a return.
+		rsp, err := r.u64(ctx.Rsp + 24)
+		if err != nil {
+			return err
+		}
+		ctx.Rip, ctx.Rsp = rip, rsp
+		res.MachineFrame = true
+		return nil
 	}
+	// Any other code here breaks the epilog rules; the Windows unwinder
+	// asserts in debug builds and emulates a return.
 	rip, err := r.u64(ctx.Rsp)
 	if err != nil {
 		return fmt.Errorf("unwind epilog at %#x: read return address: %w", controlPC, err)

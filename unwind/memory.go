@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 )
 
@@ -19,13 +20,13 @@ type Memory interface {
 }
 
 // ByteSource is an optional interface of a [Memory] that keeps its bytes
-// in Go memory. Bytes returns the n bytes at addr without copying, or
-// ok=false when they are not all available. The unwinder reads through
-// Bytes when a Memory has it and through ReadMemory otherwise; both must
-// give the same bytes. The returned slice must not change while the
-// unwinder uses it.
+// in Go memory. Bytes returns, without copying, the bytes readable from
+// addr on: as many as are contiguous (at least one), or nil when addr is
+// not readable. The unwinder reads through Bytes when a Memory has it and
+// through ReadMemory otherwise; both must give the same bytes. The bytes
+// must not change while the unwinder uses them.
 type ByteSource interface {
-	Bytes(addr uint64, n int) (b []byte, ok bool)
+	Bytes(addr uint64) []byte
 }
 
 // ErrShortRead is returned by a [Memory] that read fewer bytes than asked.
@@ -49,49 +50,74 @@ type Region struct {
 
 // SplicedMemory is an address space built from regions; where regions
 // overlap, the one added last wins (dump memory layered over image bytes).
-// It implements [Memory] and [ByteSource]. Adding is not safe for
-// concurrent use with reading; reading is.
+// It implements [Memory] and [ByteSource]; reads are binary searches.
+// Adding is not safe for concurrent use with reading; reading is.
 type SplicedMemory struct {
-	regions []Region
+	regions []Region  // in the order added
+	flat    []segment // the visible pieces, sorted by address, disjoint
 }
 
-// Add adds data at addr on top of the existing regions. An empty or
-// address-space-overflowing region is ignored.
+// segment is a visible piece of a region.
+type segment struct {
+	start, end uint64 // [start, end)
+	data       []byte // the bytes of [start, end)
+}
+
+// Add adds data at addr on top of the existing regions. An empty region, or
+// one that would wrap past the end of the address space, is ignored.
 func (m *SplicedMemory) Add(addr uint64, data []byte) {
-	if len(data) == 0 || addr+uint64(len(data)) < addr {
+	if len(data) == 0 || addr+uint64(len(data)) < addr || addr+uint64(len(data)) == 0 {
 		return
 	}
 	m.regions = append(m.regions, Region{addr, data})
-}
-
-// find returns the topmost region containing addr and the number of bytes
-// available from addr in it.
-func (m *SplicedMemory) find(addr uint64) (Region, int) {
-	for i := len(m.regions) - 1; i >= 0; i-- {
-		r := m.regions[i]
-		if addr >= r.Addr && addr-r.Addr < uint64(len(r.Data)) {
-			return r, len(r.Data) - int(addr-r.Addr)
+	end := addr + uint64(len(data))
+	// Cut the new region out of the visible segments, then insert it.
+	i := sort.Search(len(m.flat), func(i int) bool { return m.flat[i].end > addr })
+	j := i
+	var keep []segment
+	for ; j < len(m.flat) && m.flat[j].start < end; j++ {
+		s := m.flat[j]
+		if s.start < addr {
+			keep = append(keep, segment{s.start, addr, s.data[:addr-s.start]})
+		}
+		if s.end > end {
+			keep = append(keep, segment{end, s.end, s.data[end-s.start:]})
 		}
 	}
-	return Region{}, 0
-}
-
-// Bytes implements [ByteSource]: it succeeds when one region, not hidden by
-// a later one, holds all n bytes.
-func (m *SplicedMemory) Bytes(addr uint64, n int) ([]byte, bool) {
-	r, avail := m.find(addr)
-	if avail < n || n < 0 {
-		return nil, false
-	}
-	end := addr + uint64(n)
-	for i := len(m.regions) - 1; i >= 0 && m.regions[i].Addr != r.Addr; i-- {
-		o := m.regions[i]
-		if o.Addr < end && addr < o.Addr+uint64(len(o.Data)) {
-			return nil, false // partly covered by a later region
+	repl := make([]segment, 0, len(keep)+1)
+	for _, k := range keep {
+		if k.start < addr {
+			repl = append(repl, k)
 		}
 	}
-	off := addr - r.Addr
-	return r.Data[off : off+uint64(n) : off+uint64(n)], true
+	repl = append(repl, segment{addr, end, data})
+	for _, k := range keep {
+		if k.start >= end {
+			repl = append(repl, k)
+		}
+	}
+	m.flat = append(m.flat[:i], append(repl, m.flat[j:]...)...)
+}
+
+// Regions returns the regions in the order they were added.
+func (m *SplicedMemory) Regions() []Region { return m.regions }
+
+// Bytes implements [ByteSource].
+func (m *SplicedMemory) Bytes(addr uint64) []byte {
+	f := m.flat
+	lo, hi := 0, len(f)
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if f[h].end <= addr {
+			lo = h + 1
+		} else {
+			hi = h
+		}
+	}
+	if lo == len(f) || addr < f[lo].start {
+		return nil
+	}
+	return f[lo].data[addr-f[lo].start:]
 }
 
 // ReadMemory implements [Memory].
@@ -102,20 +128,11 @@ func (m *SplicedMemory) ReadMemory(p []byte, addr uint64) (int, error) {
 		if a < addr {
 			return n, &UnmappedError{Addr: a}
 		}
-		r, avail := m.find(a)
-		if avail == 0 {
+		b := m.Bytes(a)
+		if len(b) == 0 {
 			return n, &UnmappedError{Addr: a}
 		}
-		// Stop at the start of a later region that overlaps this one.
-		limit := avail
-		for i := len(m.regions) - 1; i >= 0 && m.regions[i].Addr != r.Addr; i-- {
-			o := m.regions[i]
-			if o.Addr > a && o.Addr-a < uint64(limit) {
-				limit = int(o.Addr - a)
-			}
-		}
-		off := a - r.Addr
-		n += copy(p[n:], r.Data[off:off+uint64(limit)])
+		n += copy(p[n:], b)
 	}
 	return n, nil
 }
@@ -125,34 +142,47 @@ var (
 	_ ByteSource = (*SplicedMemory)(nil)
 )
 
-// reader is the unwinder's view of a Memory: zero-copy through ByteSource
-// when it can, else copies into pooled scratch so that no call allocates.
-// The scratch is split into areas so that bytes read for one purpose stay
-// valid while others are read.
+// reader is the unwinder's view of a Memory. It reads through ByteSource
+// without copying when it can, caching the last run of bytes of each kind
+// (code, unwind information, stack) so that most reads are slice
+// indexing; otherwise it copies into pooled scratch, so that no call
+// allocates.
 type reader struct {
 	mem     Memory
 	src     ByteSource
+	cache   [numAreas]run
 	scratch *scratch
 }
 
-// Scratch areas.
+// run is a cached run of readable bytes.
+type run struct {
+	addr uint64
+	b    []byte
+}
+
+// Areas: what a read is for. Each has its own cache and scratch.
 const (
 	areaInfo  = iota // the UNWIND_INFO being interpreted
-	areaOther        // UNWIND_INFO of other entries (chain and same-function checks)
+	areaOther        // UNWIND_INFO of other entries (chains, same-function checks)
 	areaCode         // instruction bytes
 	areaData         // stack values
 	numAreas
 )
 
-const areaSize = 1024 // ≥ unwindinfo.MaxSize
+const areaSize = 1024 // ≥ unwindinfo.MaxSize and ≥ maxEpilogBytes
 
 type scratch [numAreas][areaSize]byte
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 func newReader(mem Memory) reader {
-	src, _ := mem.(ByteSource)
-	return reader{mem: mem, src: src}
+	r := reader{mem: mem}
+	if sm, ok := mem.(*SplicedMemory); ok {
+		r.src = sm // no interface-to-interface assertion on the common path
+	} else {
+		r.src, _ = mem.(ByteSource)
+	}
+	return r
 }
 
 func (r *reader) release() {
@@ -162,23 +192,33 @@ func (r *reader) release() {
 	}
 }
 
-// bytes returns n ≤ areaSize bytes at addr, copied into the given scratch
-// area unless the Memory is a ByteSource. The slice stays valid until the
-// next read into the same area. A short read returns the bytes read and an
-// error.
+// bytes returns the n ≤ areaSize bytes at addr. The slice stays valid until
+// the next read in the same area. A short read returns the bytes read and
+// an error that wraps ErrShortRead.
 func (r *reader) bytes(area int, addr uint64, n int) ([]byte, error) {
+	c := &r.cache[area]
+	if off := addr - c.addr; addr >= c.addr && off < uint64(len(c.b)) && uint64(n) <= uint64(len(c.b))-off {
+		return c.b[off : off+uint64(n)], nil
+	}
 	if r.src != nil {
-		if b, ok := r.src.Bytes(addr, n); ok {
-			return b, nil
+		if b := r.src.Bytes(addr); len(b) >= n {
+			*c = run{addr, b}
+			return b[:n], nil
 		}
 	}
+	return r.copyIn(area, addr, n)
+}
+
+// copyIn reads through ReadMemory into the scratch of area.
+func (r *reader) copyIn(area int, addr uint64, n int) ([]byte, error) {
 	if r.mem == nil {
-		return nil, &UnmappedError{Addr: addr}
+		return nil, fmt.Errorf("read %d bytes at %#x: %w", n, addr, &UnmappedError{Addr: addr})
 	}
 	if r.scratch == nil {
 		r.scratch = scratchPool.Get().(*scratch)
 	}
 	b := r.scratch[area][:n]
+	r.cache[area] = run{}
 	got, err := r.mem.ReadMemory(b, addr)
 	if got > n || got < 0 {
 		got = 0 // a Memory that lies about its count
@@ -194,6 +234,35 @@ func (r *reader) bytes(area int, addr uint64, n int) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// prefix returns up to n ≤ areaSize bytes at addr: as many as can be read,
+// possibly none. Used for instruction bytes, where unreadable code means
+// "not an epilog".
+func (r *reader) prefix(area int, addr uint64, n int) []byte {
+	if r.src != nil {
+		if b := r.src.Bytes(addr); len(b) > 0 {
+			if len(b) >= n || r.mem == nil {
+				return b[:min(n, len(b))]
+			}
+		}
+	}
+	if r.mem == nil {
+		return nil
+	}
+	b, err := r.copyIn(area, addr, n)
+	if err == nil {
+		return b
+	}
+	// Read what can be read, up to the first unreadable byte.
+	k := len(b)
+	for k < n {
+		if _, err := r.mem.ReadMemory(r.scratch[area][k:k+1], addr+uint64(k)); err != nil {
+			break
+		}
+		k++
+	}
+	return r.scratch[area][:k]
 }
 
 func (r *reader) u64(addr uint64) (uint64, error) {

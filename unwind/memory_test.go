@@ -18,11 +18,40 @@ func TestSplicedMemory(t *testing.T) {
 	if err != nil || n != 0x100 || p[0x7f] != 1 || p[0x80] != 2 || p[0x8f] != 2 || p[0x90] != 1 {
 		t.Fatalf("read: n=%d err=%v", n, err)
 	}
-	if _, ok := m.Bytes(0x1070, 0x20); ok {
-		t.Error("Bytes across a later region must fail")
+	if b := m.Bytes(0x1070); len(b) != 0x10 || b[0] != 1 {
+		t.Errorf("Bytes must stop at a later region: %d bytes", len(b))
 	}
-	if b, ok := m.Bytes(0x1082, 4); !ok || !bytes.Equal(b, []byte{2, 2, 2, 2}) {
-		t.Error("Bytes in the top region")
+	if b := m.Bytes(0x1082); !bytes.Equal(b, []byte{2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}) {
+		t.Errorf("Bytes in the top region: %x", b)
+	}
+	if b := m.Bytes(0x1090); len(b) != 0x70 || b[0] != 1 {
+		t.Errorf("Bytes after the top region: %d bytes", len(b))
+	}
+	if b := m.Bytes(0x1100); b != nil {
+		t.Error("Bytes past the end")
+	}
+	// A region added over several others replaces them where it lies.
+	var m2 SplicedMemory
+	for i := range 8 {
+		m2.Add(uint64(0x100*i), bytes.Repeat([]byte{byte(i)}, 0x100))
+	}
+	m2.Add(0x180, bytes.Repeat([]byte{9}, 0x400))
+	m2.Add(0x50, []byte{7})
+	got := make([]byte, 0x800)
+	if n, err := m2.ReadMemory(got, 0); err != nil || n != 0x800 {
+		t.Fatal(n, err)
+	}
+	for a, v := range got {
+		want := byte(a / 0x100)
+		if a >= 0x180 && a < 0x580 {
+			want = 9
+		}
+		if a == 0x50 {
+			want = 7
+		}
+		if v != want {
+			t.Fatalf("byte %#x = %d, want %d", a, v, want)
+		}
 	}
 	n, err = m.ReadMemory(p[:0x20], 0x10f0)
 	var ue *UnmappedError

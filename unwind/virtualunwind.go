@@ -112,96 +112,78 @@ func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 		ctx.Rsp += 8
 		return res, nil
 	}
-	entry, err := resolveIndirect(&r, imageBase, *fn)
-	if err != nil {
-		return res, err
+	entry := *fn
+	if entry.Indirect() {
+		if entry, err = resolveIndirect(&r, imageBase, entry); err != nil {
+			return res, err
+		}
 	}
 	infoAddr := imageBase + uint64(entry.UnwindData)
-	v, err := readInfo(&r, areaInfo, infoAddr)
+	in, err := readInfo(&r, areaInfo, infoAddr)
 	if err != nil {
 		return res, fmt.Errorf("unwind function at %#x: %w", imageBase+uint64(entry.BeginAddress), err)
 	}
-	h := v.Header()
 
 	// Establisher frame ([clr] VirtualUnwind).
 	prologOffset := uint32(controlPC - imageBase - uint64(entry.BeginAddress))
 	res.EstablisherFrame = ctx.Rsp
-	if h.FrameRegister != 0 {
+	if fr := in.frameReg(); fr != 0 {
 		framed := true
-		if uint32(prologOffset) < uint32(h.SizeOfProlog) && h.Flags&unwindinfo.UNW_FLAG_CHAININFO == 0 {
+		if prologOffset < in.prolog() && in.flags()&unwindinfo.UNW_FLAG_CHAININFO == 0 {
 			// In the prolog: framed only once SET_FPREG has executed.
 			framed = false
-			for i := 0; i < int(h.CountOfCodes); {
-				c, k, err := v.Code(i)
-				if err != nil {
-					return res, err
-				}
-				if c.Op == unwindinfo.UWOP_SET_FPREG {
-					framed = prologOffset >= uint32(c.Offset)
+			for i, n := 0, in.count(); i < n; {
+				s := in.slot(i)
+				if unwindinfo.Op(s>>8)&0xf == unwindinfo.UWOP_SET_FPREG {
+					framed = prologOffset >= uint32(uint8(s))
 					break
+				}
+				k := codeSlots(in.version(), s)
+				if k == 0 {
+					return res, badCode(infoAddr, i, s, false)
 				}
 				i += k
 			}
 		}
 		if framed {
-			res.EstablisherFrame = ctx.Reg(h.FrameRegister) - h.FrameOffsetBytes()
+			res.EstablisherFrame = ctx.Reg(fr) - in.frameOff()
 		}
 	}
 
 	// Epilogs.
-	if h.Version < 2 {
-		inProlog := controlPC-imageBase-uint64(entry.BeginAddress) < uint64(h.SizeOfProlog)
-		if h.CountOfCodes != 0 && !inProlog {
-			ok, err := u.unwindV1Epilog(&r, imageBase, controlPC, entry, h, ctx, &res)
+	if in.count() != 0 {
+		if in.version() < 2 {
+			inProlog := controlPC-imageBase-uint64(entry.BeginAddress) < uint64(in.prolog())
+			if !inProlog {
+				ok, err := u.unwindV1Epilog(&r, imageBase, controlPC, entry, in, ctx, &res)
+				if err != nil || ok {
+					return res, err
+				}
+			}
+		} else {
+			ok, err := unwindV2Epilog(&r, imageBase, controlPC, entry, in, ctx, &res)
 			if err != nil || ok {
 				return res, err
 			}
 		}
-	} else if h.CountOfCodes != 0 {
-		ok, err := unwindV2Epilog(&r, imageBase, controlPC, entry, v, ctx, &res)
-		if err != nil || ok {
-			return res, err
-		}
 	}
 
 	// Body or prolog: reverse the prolog codes of entry and its parents.
-	primary, primaryInfoAddr, err := unwindPrologue(&r, imageBase, controlPC, res.EstablisherFrame, entry, ctx, &res)
+	primary, pin, err := unwindPrologue(&r, imageBase, controlPC, res.EstablisherFrame, entry, in, ctx, &res)
 	if err != nil {
 		return res, err
 	}
 
 	if ht != HandlerNone {
-		pv, err := readInfo(&r, areaInfo, primaryInfoAddr)
-		if err != nil {
-			return res, err
-		}
-		ph := pv.Header()
 		po := uint32(controlPC - imageBase - uint64(primary.BeginAddress))
-		if po >= uint32(ph.SizeOfProlog) && uint32(ph.Flags)&uint32(ht) != 0 {
-			if rva, ok := pv.HandlerRVA(); ok {
+		if po >= pin.prolog() && uint32(pin.flags())&uint32(ht) != 0 {
+			if rva, ok := pin.handler(); ok {
 				res.HandlerRoutine = imageBase + uint64(rva)
-				res.HandlerData = primaryInfoAddr + uint64(pv.HandlerDataOffset())
+				res.HandlerData = imageBase + uint64(primary.UnwindData) + uint64(pin.trailer()) + 4
 			}
 		}
 	}
 	return res, nil
-}
-
-// readInfo reads and checks the UNWIND_INFO at addr.
-func readInfo(r *reader, area int, addr uint64) (unwindinfo.View, error) {
-	b, err := r.bytes(area, addr, unwindinfo.HeaderSize)
-	if err != nil {
-		return unwindinfo.View{}, fmt.Errorf("read unwind info at %#x: %w", addr, err)
-	}
-	h, err := unwindinfo.DecodeHeader(b)
-	if err != nil {
-		return unwindinfo.View{}, fmt.Errorf("read unwind info at %#x: %w", addr, err)
-	}
-	b, err = r.bytes(area, addr, h.Size())
-	if err != nil {
-		return unwindinfo.View{}, fmt.Errorf("read unwind info at %#x: %w", addr, err)
-	}
-	return unwindinfo.NewView(b)
 }
 
 // resolveIndirect follows indirect entries (RUNTIME_FUNCTION_INDIRECT).
@@ -227,82 +209,86 @@ func chainErr(addr uint64) error {
 }
 
 // unwindPrologue reverses the effect of the prolog codes that have executed,
-// for entry and every chained parent ([clr] UnwindPrologue). It returns the
-// primary (final) entry and the address of its UNWIND_INFO.
-func unwindPrologue(r *reader, imageBase, controlPC, frameBase uint64, entry unwindinfo.RuntimeFunction, ctx *Context, res *Result) (unwindinfo.RuntimeFunction, uint64, error) {
+// for entry (whose unwind information is in) and every chained parent
+// ([clr] UnwindPrologue). It returns the primary (final) entry and its
+// unwind information.
+func unwindPrologue(r *reader, imageBase, controlPC, frameBase uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (unwindinfo.RuntimeFunction, info, error) {
 	for chain := 0; ; chain++ {
-		if chain > unwindinfo.ChainLimit {
-			return entry, 0, chainErr(imageBase + uint64(entry.UnwindData))
-		}
 		infoAddr := imageBase + uint64(entry.UnwindData)
-		v, err := readInfo(r, areaInfo, infoAddr)
-		if err != nil {
-			return entry, 0, err
+		if chain > 0 {
+			if chain > unwindinfo.ChainLimit {
+				return entry, nil, chainErr(infoAddr)
+			}
+			var err error
+			if in, err = readInfo(r, areaInfo, infoAddr); err != nil {
+				return entry, nil, err
+			}
 		}
-		h := v.Header()
 		prologOffset := uint32(controlPC - imageBase - uint64(entry.BeginAddress))
 		machineFrame := false
-		n := int(h.CountOfCodes)
+		version := in.version()
+		n := in.count()
 		for i := 0; i < n; {
-			c, k, err := v.Code(i)
-			if err != nil {
-				return entry, 0, fmt.Errorf("unwind info at %#x: %w", infoAddr, err)
+			s := in.slot(i)
+			k := codeSlots(version, s)
+			op := unwindinfo.Op(s>>8) & 0xf
+			switch {
+			case k == 0:
+				return entry, nil, badCode(infoAddr, i, s, false)
+			case i+k > n && op != unwindinfo.UWOP_EPILOG:
+				return entry, nil, badCode(infoAddr, i, s, true)
 			}
-			if c.Op == unwindinfo.UWOP_EPILOG {
-				k = 2 // the Windows unwinder steps over epilog codes in pairs
-			}
-			if prologOffset >= uint32(c.Offset) {
-				if err := applyCode(r, c, h, frameBase, ctx, res, &machineFrame); err != nil {
-					return entry, 0, fmt.Errorf("unwind %s at %#x: %w", c.Op.Name(), controlPC, err)
+			if prologOffset >= uint32(uint8(s)) && op != unwindinfo.UWOP_EPILOG {
+				if err := applyCode(r, in, i, s, frameBase, ctx, res, &machineFrame); err != nil {
+					return entry, nil, fmt.Errorf("unwind %s at %#x: %w", op.Name(), controlPC, err)
 				}
 			}
 			i += k
 		}
-		parent, chained := v.Chained()
+		parent, chained := in.chained()
 		if !chained {
 			if !machineFrame {
 				rip, err := r.u64(ctx.Rsp)
 				if err != nil {
-					return entry, 0, fmt.Errorf("unwind at %#x: read return address: %w", controlPC, err)
+					return entry, nil, fmt.Errorf("unwind at %#x: read return address: %w", controlPC, err)
 				}
 				ctx.Rip = rip
 				ctx.Rsp += 8
 			}
-			return entry, infoAddr, nil
+			return entry, in, nil
 		}
 		entry = parent
 	}
 }
 
-// applyCode reverses one prolog operation.
-func applyCode(r *reader, c unwindinfo.Code, h unwindinfo.Header, frameBase uint64, ctx *Context, res *Result, machineFrame *bool) error {
-	switch c.Op {
+// applyCode reverses the prolog operation in slot i (s = in.slot(i)).
+func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Context, res *Result, machineFrame *bool) error {
+	opInfo := uint8(s >> 12)
+	switch unwindinfo.Op(s>>8) & 0xf {
 	case unwindinfo.UWOP_PUSH_NONVOL:
-		return popReg(r, c.Register(), ctx, res)
-	case unwindinfo.UWOP_ALLOC_LARGE, unwindinfo.UWOP_ALLOC_SMALL:
-		ctx.Rsp += uint64(c.AllocSize())
+		return popReg(r, unwindinfo.Register(opInfo), ctx, res)
+	case unwindinfo.UWOP_ALLOC_LARGE:
+		if opInfo == 0 {
+			ctx.Rsp += uint64(in.slot(i+1)) * 8
+		} else {
+			ctx.Rsp += uint64(in.slot(i+1)) | uint64(in.slot(i+2))<<16
+		}
+	case unwindinfo.UWOP_ALLOC_SMALL:
+		ctx.Rsp += uint64(opInfo)*8 + 8
 	case unwindinfo.UWOP_SET_FPREG:
-		ctx.Rsp = ctx.Reg(h.FrameRegister) - h.FrameOffsetBytes()
-	case unwindinfo.UWOP_SAVE_NONVOL, unwindinfo.UWOP_SAVE_NONVOL_FAR:
-		addr := frameBase + uint64(c.StackOffset())
-		v, err := r.u64(addr)
-		if err != nil {
-			return err
-		}
-		ctx.SetReg(c.Register(), v)
-		res.ContextPointers.Integer[c.Register()&15] = addr
-	case unwindinfo.UWOP_SAVE_XMM128, unwindinfo.UWOP_SAVE_XMM128_FAR:
-		addr := frameBase + uint64(c.StackOffset())
-		v, err := r.u128(addr)
-		if err != nil {
-			return err
-		}
-		ctx.Xmm[c.XMM()&15] = v
-		res.ContextPointers.Floating[c.XMM()&15] = addr
+		ctx.Rsp = ctx.Reg(in.frameReg()) - in.frameOff()
+	case unwindinfo.UWOP_SAVE_NONVOL:
+		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+uint64(in.slot(i+1))*8, ctx, res)
+	case unwindinfo.UWOP_SAVE_NONVOL_FAR:
+		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res)
+	case unwindinfo.UWOP_SAVE_XMM128:
+		return restoreXMM(r, opInfo, frameBase+uint64(in.slot(i+1))*16, ctx, res)
+	case unwindinfo.UWOP_SAVE_XMM128_FAR:
+		return restoreXMM(r, opInfo, frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res)
 	case unwindinfo.UWOP_PUSH_MACHFRAME:
 		ra := ctx.Rsp
-		if c.MachineFrameErrorCode() {
-			ra += 8
+		if opInfo != 0 {
+			ra += 8 // error code
 		}
 		rip, err := r.u64(ra)
 		if err != nil {
@@ -315,21 +301,37 @@ func applyCode(r *reader, c unwindinfo.Code, h unwindinfo.Header, frameBase uint
 		ctx.Rip, ctx.Rsp = rip, rsp
 		*machineFrame = true
 		res.MachineFrame = true
-	case unwindinfo.UWOP_EPILOG:
-		// Describes epilogs; nothing to reverse.
 	}
+	return nil
+}
+
+// restoreReg restores reg from addr.
+func restoreReg(r *reader, reg unwindinfo.Register, addr uint64, ctx *Context, res *Result) error {
+	v, err := r.u64(addr)
+	if err != nil {
+		return err
+	}
+	ctx.gpr()[reg&15] = v
+	res.ContextPointers.Integer[reg&15] = addr
+	return nil
+}
+
+// restoreXMM restores XMM register x from addr.
+func restoreXMM(r *reader, x uint8, addr uint64, ctx *Context, res *Result) error {
+	v, err := r.u128(addr)
+	if err != nil {
+		return err
+	}
+	ctx.Xmm[x&15] = v
+	res.ContextPointers.Floating[x&15] = addr
 	return nil
 }
 
 // popReg restores reg from the top of the stack.
 func popReg(r *reader, reg unwindinfo.Register, ctx *Context, res *Result) error {
-	addr := ctx.Rsp
-	v, err := r.u64(addr)
-	if err != nil {
+	if err := restoreReg(r, reg, ctx.Rsp, ctx, res); err != nil {
 		return err
 	}
-	ctx.SetReg(reg, v)
-	res.ContextPointers.Integer[reg&15] = addr
 	ctx.Rsp += 8
 	return nil
 }
