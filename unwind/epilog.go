@@ -47,12 +47,17 @@ func (e epilogCode) i32(i int) int32 {
 	return int32(uint32(e.at(i)) | uint32(e.at(i+1))<<8 | uint32(e.at(i+2))<<16 | uint32(e.at(i+3))<<24)
 }
 
-// mayStartEpilog reports whether an epilog can start with byte b: REX
-// prefixes (add, lea, pop r8–r15, REX.W jmp), pops, ret, rep ret, the F2
-// prefix, and jumps.
-func mayStartEpilog(b byte) bool {
-	return b&0xf0 == 0x40 || b&0xf8 == opPop || b == opRet || b == opRetImm || b == prefixRep ||
-		b == prefixBnd || b == opJmp8 || b == opJmp32 || b == opJmpInd
+// mayStartEpilog reports whether an epilog can start with the bytes b0 b1:
+// a REX prefix before add, lea, pop or jmp; a pop; ret; rep ret; the F2
+// prefix; a jump. It is a quick test that rejects most body instructions.
+func mayStartEpilog(b0, b1 byte) bool {
+	switch {
+	case b0&0xf0 == 0x40:
+		return b1 == opAddImm8 || b1 == opAddImm || b1 == opLea || b1 == opJmpInd || b1&0xf8 == opPop
+	case b0&0xf8 == opPop:
+		return true
+	}
+	return b0 == opRet || b0 == opRetImm || b0 == prefixRep || b0 == prefixBnd || b0 == opJmp8 || b0 == opJmp32 || b0 == opJmpInd
 }
 
 // unwindV1Epilog checks whether controlPC is in a version 1 epilog by
@@ -60,7 +65,7 @@ func mayStartEpilog(b byte) bool {
 // epilog. It reports whether it did.
 func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (bool, error) {
 	code := epilogCode(r.prefix(areaCode, controlPC, maxEpilogBytes))
-	if !mayStartEpilog(code.at(0)) {
+	if !mayStartEpilog(code.at(0), code.at(1)) {
 		return false, nil
 	}
 	frameReg := int(in.frameReg())

@@ -62,7 +62,11 @@ func readInfo(r *reader, area int, addr uint64) (info, error) {
 	if v := h[0] & 7; v != 1 && v != 2 {
 		return nil, &unwindinfo.FormatError{Off: int64(addr), Msg: fmt.Sprintf("unwind info at %#x", addr), Val: v, Err: unwindinfo.ErrUnsupportedVersion}
 	}
-	b, err := r.bytes(area, addr, infoSize(h))
+	size := infoSize(h)
+	if cap(h) >= size {
+		return info(h[:size]), nil // the run that holds the header holds it all
+	}
+	b, err := r.bytes(area, addr, size)
 	if err != nil {
 		return nil, fmt.Errorf("read unwind info at %#x: %w", addr, err)
 	}

@@ -20,13 +20,13 @@ type Memory interface {
 }
 
 // ByteSource is an optional interface of a [Memory] that keeps its bytes
-// in Go memory. Bytes returns, without copying, the bytes readable from
-// addr on: as many as are contiguous (at least one), or nil when addr is
-// not readable. The unwinder reads through Bytes when a Memory has it and
-// through ReadMemory otherwise; both must give the same bytes. The bytes
-// must not change while the unwinder uses them.
+// in Go memory. Bytes returns, without copying, the run of contiguous
+// readable bytes that contains addr, and the address of its first byte; b
+// is empty when addr is not readable. The unwinder reads through Bytes
+// when a Memory has it, and through ReadMemory otherwise; both must give
+// the same bytes. The bytes must not change while the unwinder uses them.
 type ByteSource interface {
-	Bytes(addr uint64) []byte
+	Bytes(addr uint64) (start uint64, b []byte)
 }
 
 // ErrShortRead is returned by a [Memory] that read fewer bytes than asked.
@@ -103,7 +103,7 @@ func (m *SplicedMemory) Add(addr uint64, data []byte) {
 func (m *SplicedMemory) Regions() []Region { return m.regions }
 
 // Bytes implements [ByteSource].
-func (m *SplicedMemory) Bytes(addr uint64) []byte {
+func (m *SplicedMemory) Bytes(addr uint64) (uint64, []byte) {
 	f := m.flat
 	lo, hi := 0, len(f)
 	for lo < hi {
@@ -115,9 +115,9 @@ func (m *SplicedMemory) Bytes(addr uint64) []byte {
 		}
 	}
 	if lo == len(f) || addr < f[lo].start {
-		return nil
+		return 0, nil
 	}
-	return f[lo].data[addr-f[lo].start:]
+	return f[lo].start, f[lo].data
 }
 
 // ReadMemory implements [Memory].
@@ -128,11 +128,11 @@ func (m *SplicedMemory) ReadMemory(p []byte, addr uint64) (int, error) {
 		if a < addr {
 			return n, &UnmappedError{Addr: a}
 		}
-		b := m.Bytes(a)
+		start, b := m.Bytes(a)
 		if len(b) == 0 {
 			return n, &UnmappedError{Addr: a}
 		}
-		n += copy(p[n:], b)
+		n += copy(p[n:], b[a-start:])
 	}
 	return n, nil
 }
@@ -150,7 +150,9 @@ var (
 type reader struct {
 	mem     Memory
 	src     ByteSource
-	cache   [numAreas]run
+	sm      *SplicedMemory // src, when it is one: a direct call
+	image   run            // the last run read for code or unwind information
+	stack   run            // the last run read for stack values
 	scratch *scratch
 }
 
@@ -160,7 +162,7 @@ type run struct {
 	b    []byte
 }
 
-// Areas: what a read is for. Each has its own cache and scratch.
+// Areas: what a read is for. Each has its own scratch.
 const (
 	areaInfo  = iota // the UNWIND_INFO being interpreted
 	areaOther        // UNWIND_INFO of other entries (chains, same-function checks)
@@ -178,7 +180,7 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 func newReader(mem Memory) reader {
 	r := reader{mem: mem}
 	if sm, ok := mem.(*SplicedMemory); ok {
-		r.src = sm // no interface-to-interface assertion on the common path
+		r.sm = sm // no interface-to-interface assertion on the common path
 	} else {
 		r.src, _ = mem.(ByteSource)
 	}
@@ -196,17 +198,39 @@ func (r *reader) release() {
 // the next read in the same area. A short read returns the bytes read and
 // an error that wraps ErrShortRead.
 func (r *reader) bytes(area int, addr uint64, n int) ([]byte, error) {
-	c := &r.cache[area]
-	if off := addr - c.addr; addr >= c.addr && off < uint64(len(c.b)) && uint64(n) <= uint64(len(c.b))-off {
+	// The slice returned keeps the capacity of the run, so that a caller
+	// may extend it within the run. Code and unwind information usually
+	// share a run (the image or the JIT's code region), stack values
+	// another.
+	c := &r.image
+	if area == areaData {
+		c = &r.stack
+	}
+	if off := addr - c.addr; off < uint64(len(c.b)) && uint64(n) <= uint64(len(c.b))-off {
 		return c.b[off : off+uint64(n)], nil
 	}
-	if r.src != nil {
-		if b := r.src.Bytes(addr); len(b) >= n {
-			*c = run{addr, b}
-			return b[:n], nil
+	if start, b := r.run(addr); len(b) > 0 {
+		if off := addr - start; uint64(n) <= uint64(len(b))-off {
+			*c = run{start, b}
+			return b[off : off+uint64(n)], nil
 		}
 	}
 	return r.copyIn(area, addr, n)
+}
+
+// run returns the run of bytes containing addr from the ByteSource.
+func (r *reader) run(addr uint64) (uint64, []byte) {
+	switch {
+	case r.sm != nil:
+		return r.sm.Bytes(addr)
+	case r.src != nil:
+		start, b := r.src.Bytes(addr)
+		if addr-start >= uint64(len(b)) {
+			return 0, nil // a ByteSource that answered for another address
+		}
+		return start, b
+	}
+	return 0, nil
 }
 
 // copyIn reads through ReadMemory into the scratch of area.
@@ -217,8 +241,7 @@ func (r *reader) copyIn(area int, addr uint64, n int) ([]byte, error) {
 	if r.scratch == nil {
 		r.scratch = scratchPool.Get().(*scratch)
 	}
-	b := r.scratch[area][:n]
-	r.cache[area] = run{}
+	b := r.scratch[area][:n:n]
 	got, err := r.mem.ReadMemory(b, addr)
 	if got > n || got < 0 {
 		got = 0 // a Memory that lies about its count
@@ -240,22 +263,18 @@ func (r *reader) copyIn(area int, addr uint64, n int) ([]byte, error) {
 // possibly none. Used for instruction bytes, where unreadable code means
 // "not an epilog".
 func (r *reader) prefix(area int, addr uint64, n int) []byte {
-	if r.src != nil {
-		if b := r.src.Bytes(addr); len(b) > 0 {
-			if len(b) >= n || r.mem == nil {
-				return b[:min(n, len(b))]
-			}
-		}
-	}
-	if r.mem == nil {
-		return nil
-	}
-	b, err := r.copyIn(area, addr, n)
-	if err == nil {
+	if b, err := r.bytes(area, addr, n); err == nil {
 		return b
 	}
+	if start, b := r.run(addr); len(b) > 0 && r.mem == nil {
+		off := addr - start
+		return b[off:min(uint64(len(b)), off+uint64(n))]
+	}
+	if r.mem == nil || r.scratch == nil {
+		return nil
+	}
 	// Read what can be read, up to the first unreadable byte.
-	k := len(b)
+	k := 0
 	for k < n {
 		if _, err := r.mem.ReadMemory(r.scratch[area][k:k+1], addr+uint64(k)); err != nil {
 			break
@@ -266,6 +285,9 @@ func (r *reader) prefix(area int, addr uint64, n int) []byte {
 }
 
 func (r *reader) u64(addr uint64) (uint64, error) {
+	if off := addr - r.stack.addr; off < uint64(len(r.stack.b)) && uint64(len(r.stack.b))-off >= 8 {
+		return binary.LittleEndian.Uint64(r.stack.b[off:]), nil
+	}
 	b, err := r.bytes(areaData, addr, 8)
 	if err != nil {
 		return 0, err

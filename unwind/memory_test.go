@@ -18,16 +18,16 @@ func TestSplicedMemory(t *testing.T) {
 	if err != nil || n != 0x100 || p[0x7f] != 1 || p[0x80] != 2 || p[0x8f] != 2 || p[0x90] != 1 {
 		t.Fatalf("read: n=%d err=%v", n, err)
 	}
-	if b := m.Bytes(0x1070); len(b) != 0x10 || b[0] != 1 {
-		t.Errorf("Bytes must stop at a later region: %d bytes", len(b))
+	if start, b := m.Bytes(0x1070); start != 0x1000 || len(b) != 0x80 || b[0x70] != 1 {
+		t.Errorf("Bytes must stop at a later region: %#x, %d bytes", start, len(b))
 	}
-	if b := m.Bytes(0x1082); !bytes.Equal(b, []byte{2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}) {
-		t.Errorf("Bytes in the top region: %x", b)
+	if start, b := m.Bytes(0x1082); start != 0x1080 || !bytes.Equal(b, bytes.Repeat([]byte{2}, 0x10)) {
+		t.Errorf("Bytes in the top region: %#x %x", start, b)
 	}
-	if b := m.Bytes(0x1090); len(b) != 0x70 || b[0] != 1 {
-		t.Errorf("Bytes after the top region: %d bytes", len(b))
+	if start, b := m.Bytes(0x1090); start != 0x1090 || len(b) != 0x70 || b[0] != 1 {
+		t.Errorf("Bytes after the top region: %#x, %d bytes", start, len(b))
 	}
-	if b := m.Bytes(0x1100); b != nil {
+	if _, b := m.Bytes(0x1100); b != nil {
 		t.Error("Bytes past the end")
 	}
 	// A region added over several others replaces them where it lies.

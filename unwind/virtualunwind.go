@@ -238,9 +238,24 @@ func unwindPrologue(r *reader, imageBase, controlPC, frameBase uint64, entry unw
 			case i+k > n && op != unwindinfo.UWOP_EPILOG:
 				return entry, nil, badCode(infoAddr, i, s, true)
 			}
-			if prologOffset >= uint32(uint8(s)) && op != unwindinfo.UWOP_EPILOG {
-				if err := applyCode(r, in, i, s, frameBase, ctx, res, &machineFrame); err != nil {
-					return entry, nil, fmt.Errorf("unwind %s at %#x: %w", op.Name(), controlPC, err)
+			if prologOffset >= uint32(uint8(s)) {
+				switch op {
+				case unwindinfo.UWOP_PUSH_NONVOL: // the most common code, inline
+					reg := s >> 12
+					v, err := r.u64(ctx.Rsp)
+					if err != nil {
+						return entry, nil, fmt.Errorf("unwind PUSH_NONVOL at %#x: %w", controlPC, err)
+					}
+					ctx.gpr()[reg] = v
+					res.ContextPointers.Integer[reg] = ctx.Rsp
+					ctx.Rsp += 8
+				case unwindinfo.UWOP_ALLOC_SMALL:
+					ctx.Rsp += uint64(s>>12)*8 + 8
+				case unwindinfo.UWOP_EPILOG:
+				default:
+					if err := applyCode(r, in, i, s, frameBase, ctx, res, &machineFrame); err != nil {
+						return entry, nil, fmt.Errorf("unwind %s at %#x: %w", op.Name(), controlPC, err)
+					}
 				}
 			}
 			i += k
