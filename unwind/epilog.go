@@ -60,20 +60,13 @@ func mayStartEpilog(b0, b1 byte) bool {
 	return b0 == opRet || b0 == opRetImm || b0 == prefixRep || b0 == prefixBnd || b0 == opJmp8 || b0 == opJmp32 || b0 == opJmpInd
 }
 
-// unwindV1Epilog checks whether controlPC is in a version 1 epilog by
-// matching the instructions there and, if so, emulates the rest of the
-// epilog. It reports whether it did.
-func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (bool, error) {
-	code := epilogCode(r.prefix(areaCode, controlPC, maxEpilogBytes))
-	if !mayStartEpilog(code.at(0), code.at(1)) {
-		return false, nil
-	}
-	frameReg := int(in.frameReg())
-
-	// 1. Optional stack deallocation: add rsp, imm8/imm32 or
-	//    lea rsp, [framereg + disp8/disp32].
-	i := 0
-	leaReg := -1
+// scanEpilog matches the part of a version 1 epilog before its control
+// transfer ([clr] VirtualUnwind): an optional add rsp / lea rsp from the
+// frame register, any number of pops, an optional F2 prefix. It returns the
+// index of the control transfer instruction, and the register of a
+// matched lea rsp (-1 if none).
+func scanEpilog(code epilogCode, frameReg int) (i, leaReg int) {
+	leaReg = -1
 	switch {
 	case code.at(0) == rexW && code.at(1) == opAddImm8 && code.at(2) == 0xc4:
 		i = 4
@@ -90,7 +83,6 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 			}
 		}
 	}
-	// 2. Any number of pops, with or without a REX prefix.
 	for {
 		if code.at(i)&0xf8 == opPop {
 			i++
@@ -100,16 +92,35 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 			break
 		}
 	}
-	// 3. An optional REPNE (BND) prefix on the control transfer.
 	if code.at(i) == prefixBnd {
 		i++
 	}
-	// 4. The control transfer decides.
-	inEpilog := false
-	switch op := code.at(i); {
-	case op == opRet || op == opRetImm || op == prefixRep && code.at(i+1) == opRet:
-		inEpilog = true
-	case op == opJmp8 || op == opJmp32:
+	return i, leaReg
+}
+
+// returnsFrom reports whether the control transfer at code[i] ends an
+// epilog whatever its target: ret, ret imm16, rep ret, jmp [rip+disp32],
+// or a REX.W jmp r/m64.
+func returnsFrom(code epilogCode, i int) bool {
+	op := code.at(i)
+	return op == opRet || op == opRetImm || op == prefixRep && code.at(i+1) == opRet ||
+		op == opJmpInd && code.at(i+1) == 0x25 ||
+		op&0xf8 == rexW && code.at(i+1) == opJmpInd && code.at(i+2)&0x38 == 0x20
+}
+
+// unwindV1Epilog checks whether controlPC is in a version 1 epilog by
+// matching the instructions there and, if so, emulates the rest of the
+// epilog. It reports whether it did.
+func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (bool, error) {
+	code := epilogCode(r.prefix(areaCode, controlPC, maxEpilogBytes))
+	if !mayStartEpilog(code.at(0), code.at(1)) {
+		return false, nil
+	}
+	frameReg := int(in.frameReg())
+	i, leaReg := scanEpilog(code, frameReg)
+	// The control transfer decides.
+	inEpilog := returnsFrom(code, i)
+	if op := code.at(i); op == opJmp8 || op == opJmp32 {
 		next := controlPC + uint64(i)
 		var target uint64
 		if op == opJmp8 {
@@ -130,10 +141,6 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 		} else if rva == uint64(entry.BeginAddress) && in.flags()&unwindinfo.UNW_FLAG_CHAININFO == 0 {
 			inEpilog = true // recursive tail call
 		}
-	case op == opJmpInd && code.at(i+1) == 0x25:
-		inEpilog = true // jmp [rip+disp32]: tail call through an import
-	case op&0xf8 == rexW && code.at(i+1) == opJmpInd && code.at(i+2)&0x38 == 0x20:
-		inEpilog = true // REX.W jmp r/m64: REX.W marks a tail call
 	}
 	if !inEpilog {
 		return false, nil

@@ -105,6 +105,15 @@ func (m *SplicedMemory) Regions() []Region { return m.regions }
 // Bytes implements [ByteSource].
 func (m *SplicedMemory) Bytes(addr uint64) (uint64, []byte) {
 	f := m.flat
+	if len(f) <= 4 {
+		// A stack and an image or two: a scan beats a search.
+		for i := range f {
+			if addr-f[i].start < f[i].end-f[i].start {
+				return f[i].start, f[i].data
+			}
+		}
+		return 0, nil
+	}
 	lo, hi := 0, len(f)
 	for lo < hi {
 		h := int(uint(lo+hi) >> 1)
@@ -288,6 +297,10 @@ func (r *reader) u64(addr uint64) (uint64, error) {
 	if off := addr - r.stack.addr; off < uint64(len(r.stack.b)) && uint64(len(r.stack.b))-off >= 8 {
 		return binary.LittleEndian.Uint64(r.stack.b[off:]), nil
 	}
+	return r.u64Slow(addr)
+}
+
+func (r *reader) u64Slow(addr uint64) (uint64, error) {
 	b, err := r.bytes(areaData, addr, 8)
 	if err != nil {
 		return 0, err

@@ -98,6 +98,12 @@ func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.R
 // Indirect entries (UnwindData bit 0) are resolved. On error ctx may have
 // been partly updated. VirtualUnwind does not allocate.
 func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context) (res Result, err error) {
+	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil {
+		if fastUnwind(sm, ht, imageBase, controlPC, *fn, ctx, &res) {
+			return res, nil
+		}
+		res = Result{}
+	}
 	r := newReader(u.Memory)
 	defer r.release()
 
