@@ -4,7 +4,6 @@ package functable
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/bits"
 	"os"
@@ -37,7 +36,7 @@ import (
 // list of their size and are reused first; otherwise blocks are cut from
 // the end of the used part, which only grows. Registering a table that
 // does not fit in what is left of MaxMappingSize, or the MaxTables+1st
-// table, fails (errNoSpace), and so does a provider path longer than
+// table, fails (ErrListFull), and so does a provider path longer than
 // MaxDllLength UTF-16 units or one with a NUL (ErrBadTable): the registry
 // rejects what it could not publish.
 
@@ -48,9 +47,6 @@ const (
 	minClass       = 7        // smallest block: 128 bytes (a record and a short path)
 	numClasses     = 31       // classes up to 30: blocks of at most MaxMappingSize bytes
 )
-
-// errNoSpace: the published list is full.
-var errNoSpace = errors.New("published table list is full")
 
 // mapPublisher keeps the published list of one registry.
 type mapPublisher struct {
@@ -177,7 +173,7 @@ func blockClass(n uintptr) int {
 // inside begin/end (it may change the header's sizes).
 func (p *mapPublisher) alloc(c int) (uintptr, error) {
 	if c >= numClasses || uintptr(1)<<c > MaxMappingSize-HeaderSize {
-		return 0, errNoSpace
+		return 0, ErrListFull
 	}
 	if fl := p.free[c]; len(fl) > 0 {
 		off := fl[len(fl)-1]
@@ -187,7 +183,7 @@ func (p *mapPublisher) alloc(c int) (uintptr, error) {
 	n := uintptr(1) << c
 	off := (p.used + pubAlign - 1) &^ (pubAlign - 1)
 	if off+n > MaxMappingSize {
-		return 0, errNoSpace
+		return 0, ErrListFull
 	}
 	if off+n > p.size {
 		size := p.size
@@ -237,7 +233,7 @@ func (p *mapPublisher) add(t *Table) error {
 		return ErrClosed
 	}
 	if p.count >= MaxTables {
-		return fmt.Errorf("%w: %d tables", errNoSpace, p.count)
+		return fmt.Errorf("%w: %d tables", ErrListFull, p.count)
 	}
 	dll, err := dllUTF16(t.dll)
 	if err != nil {
@@ -257,7 +253,7 @@ func (p *mapPublisher) add(t *Table) error {
 	dllOff := arrayOff + (uintptr(capacity)*RuntimeFunctionSize+7)&^7
 	size := uint64(dllOff) + 2*uint64(len(dll))
 	if size > MaxMappingSize {
-		return fmt.Errorf("%w: a table of %d entries needs %d bytes", errNoSpace, capacity, size)
+		return fmt.Errorf("%w: a table of %d entries needs %d bytes", ErrListFull, capacity, size)
 	}
 	p.begin()
 	defer p.end()

@@ -350,14 +350,14 @@ func TestPublishLimits(t *testing.T) {
 	if _, err := r.InstallFunctionTableCallback(0x50003, 0x50000, 0x100, noop, nil, "a\x00b"); !errors.Is(err, ErrBadTable) {
 		t.Errorf("path with NUL: %v", err)
 	}
-	if _, err := p.alloc(numClasses); !errors.Is(err, errNoSpace) {
+	if _, err := p.alloc(numClasses); !errors.Is(err, ErrListFull) {
 		t.Errorf("alloc past the largest class: %v", err)
 	}
-	if _, err := p.alloc(30); !errors.Is(err, errNoSpace) {
+	if _, err := p.alloc(30); !errors.Is(err, ErrListFull) {
 		t.Errorf("alloc of the whole reservation: %v", err)
 	}
 	p.count = MaxTables
-	if _, err := r.AddFunctionTable([]unwindinfo.RuntimeFunction{rf(0, 0x10, 0)}, 0x60000); !errors.Is(err, errNoSpace) {
+	if _, err := r.AddFunctionTable([]unwindinfo.RuntimeFunction{rf(0, 0x10, 0)}, 0x60000); !errors.Is(err, ErrListFull) {
 		t.Errorf("too many tables: %v", err)
 	}
 	p.count = 1

@@ -157,6 +157,9 @@ var (
 	ErrBadTable = errors.New("invalid function table")
 	// ErrClosed: the registry was closed.
 	ErrClosed = errors.New("registry is closed")
+	// ErrListFull: the published list has no room for the table (see
+	// Options.Publish).
+	ErrListFull = errors.New("published table list is full")
 )
 
 // Registry holds dynamic function tables: what RtlAddFunctionTable,

@@ -94,11 +94,13 @@ func (c *Context) UnmarshalWindows(b []byte) error {
 	return nil
 }
 
-// MarshalWindows returns c as a 1232-byte Windows x64 CONTEXT. Fields that
-// Context does not keep are zero, except FltSave.MxCsr, which mirrors
-// MxCsr as Windows does.
-func (c *Context) MarshalWindows() []byte {
-	b := make([]byte, WindowsContextSize)
+// PutWindows writes the fields Context keeps into b, a Windows x64 CONTEXT
+// of at least WindowsContextSize bytes, leaving the other bytes of b as
+// they are. It does not allocate.
+func (c *Context) PutWindows(b []byte) error {
+	if len(b) < WindowsContextSize {
+		return fmt.Errorf("encode context: %d bytes, want at least %d", len(b), WindowsContextSize)
+	}
 	le := binary.LittleEndian
 	le.PutUint32(b[ctxOffContextFlags:], c.ContextFlags)
 	le.PutUint32(b[ctxOffMxCsr:], c.MxCsr)
@@ -111,10 +113,19 @@ func (c *Context) MarshalWindows() []byte {
 		le.PutUint64(b[ctxOffRax+8*i:], v)
 	}
 	le.PutUint64(b[ctxOffRip:], c.Rip)
-	le.PutUint32(b[ctxOffFltSave+0x18:], c.MxCsr) // XMM_SAVE_AREA32.MxCsr
 	for i := range c.Xmm {
 		copy(b[ctxOffXmm+16*i:], c.Xmm[i][:])
 	}
+	return nil
+}
+
+// MarshalWindows returns c as a 1232-byte Windows x64 CONTEXT. Fields that
+// Context does not keep are zero, except FltSave.MxCsr, which mirrors
+// MxCsr as Windows does.
+func (c *Context) MarshalWindows() []byte {
+	b := make([]byte, WindowsContextSize)
+	c.PutWindows(b)
+	binary.LittleEndian.PutUint32(b[ctxOffFltSave+0x18:], c.MxCsr) // XMM_SAVE_AREA32.MxCsr
 	return b
 }
 

@@ -66,6 +66,11 @@ func TestContextFromDumps(t *testing.T) {
 				if err := back.UnmarshalWindows(c.MarshalWindows()); err != nil || back != c {
 					t.Errorf("thread %d: round trip changed the context", i)
 				}
+				// PutWindows over the original record reproduces it exactly.
+				again := append([]byte(nil), raw...)
+				if err := c.PutWindows(again); err != nil || string(again) != string(raw) {
+					t.Errorf("thread %d: PutWindows changed the record", i)
+				}
 			}
 		})
 	}
