@@ -30,6 +30,18 @@
 //   - Registered ranges never overlap: an overlapping registration fails
 //     with ErrOverlap.
 //
+// # Published list
+//
+// A registry made with Options{Publish: true} also keeps its table list in
+// shared memory that another process can find without symbols — on Linux a
+// memfd named "fntable-function-tables", visible in /proc/PID/maps — as a
+// versioned header and records in the x64 DYNAMIC_FUNCTION_TABLE layout,
+// with entry arrays and provider paths inside the mapping. Writers bracket
+// each change with a generation counter, so a reader that copies the
+// mapping can tell a consistent copy from a torn one. Package
+// functable/remote reads it and documents the layout for other languages;
+// the offsets are the Hdr* and Rec* constants of this package.
+//
 // # Concurrency
 //
 // A Registry is safe for concurrent use. Lookups take no lock, make no
