@@ -286,7 +286,7 @@ func (p *mapPublisher) add(t *Table) error {
 	if t.growable {
 		p.put32(off+RecFlags, RecFlagGrowable)
 	}
-	p.copyEntries(rec, t.entries, 0, count)
+	p.copyEntries(rec, t.visible(), 0, count)
 	p.put32(off+RecEntryCount, count)
 	rec.count = count
 	// InsertTailList.
@@ -340,7 +340,7 @@ func (p *mapPublisher) grow(t *Table) error {
 	p.begin()
 	defer p.end()
 	// The new entries first, then the count, as RtlGrowFunctionTable.
-	p.copyEntries(rec, t.entries, rec.count, n)
+	p.copyEntries(rec, t.visible(), rec.count, n)
 	p.put32(rec.off+RecEntryCount, n)
 	rec.count = n
 	return nil

@@ -49,7 +49,8 @@ import (
 
 // ntRecord is what the forwarder keeps for a table (Table.pub).
 type ntRecord struct {
-	static []windows.RUNTIME_FUNCTION // static table: the array ntdll reads
+	static []windows.RUNTIME_FUNCTION // the array ntdll reads (growable: room for the maximum)
+	count  uint32                     // growable table: entries given to ntdll
 	handle uintptr                    // growable table: DynamicTable from ntdll
 	key    uintptr                    // callback table: the Context given to ntdll
 	dll    []uint16                   // callback table: OutOfProcessCallbackDll, NUL-terminated
@@ -168,19 +169,17 @@ func (f *ntForwarder) addGrowable(t *Table, rec *ntRecord) error {
 	if err := procRtlAddGrowableFunctionTable.Find(); err != nil {
 		return err
 	}
-	// ntdll reads the table's own array (reachable through f.tables), in
-	// which the registry writes entries before it grows the count.
-	// unwindinfo.RuntimeFunction has the same fields as RUNTIME_FUNCTION,
-	// which the conversion checks. The array of a table with a maximum of
-	// 0 entries is never read, but must be a valid pointer.
-	var array *windows.RUNTIME_FUNCTION
-	if len(t.entries) > 0 {
-		array = (*windows.RUNTIME_FUNCTION)(&t.entries[0])
-	} else {
-		rec.static = make([]windows.RUNTIME_FUNCTION, 1)
-		array = &rec.static[0]
+	// ntdll reads an array with room for the maximum count, whose first
+	// count entries are valid: give it one of our own, which grow fills in
+	// before it grows the count. The array of a table with a maximum of 0
+	// entries is never read, but must be a valid pointer.
+	rec.static = make([]windows.RUNTIME_FUNCTION, max(t.maxCount, 1))
+	n := t.count.Load()
+	for i, e := range t.visible()[:n] {
+		rec.static[i] = windows.RUNTIME_FUNCTION(e)
 	}
-	if err := rtlAddGrowableFunctionTable(&rec.handle, array, t.count.Load(), t.maxCount, uintptr(t.min), uintptr(t.max)); err != nil {
+	rec.count = n
+	if err := rtlAddGrowableFunctionTable(&rec.handle, &rec.static[0], n, t.maxCount, uintptr(t.min), uintptr(t.max)); err != nil {
 		return fmt.Errorf("RtlAddGrowableFunctionTable at %#x: %w", t.min, err)
 	}
 	return nil
@@ -217,7 +216,12 @@ func (f *ntForwarder) grow(t *Table) error {
 	if !ok || !t.growable {
 		return fmt.Errorf("forward to ntdll: grow function table at %#x: %w", t.base, ErrNotRegistered)
 	}
-	rtlGrowFunctionTable(rec.handle, t.count.Load())
+	e := t.visible()
+	for i := rec.count; i < uint32(len(e)); i++ {
+		rec.static[i] = windows.RUNTIME_FUNCTION(e[i])
+	}
+	rec.count = uint32(len(e))
+	rtlGrowFunctionTable(rec.handle, rec.count)
 	return nil
 }
 

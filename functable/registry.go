@@ -53,9 +53,10 @@ type Table struct {
 	id         uint64 // TableIdentifier (callback tables) or 0
 	base       uint64
 	min, max   uint64
-	sorted     *unwind.SortedTable // static tables
-	entries    []unwindinfo.RuntimeFunction
-	count      atomic.Uint32 // growable: entries visible to lookups
+	sorted     *unwind.SortedTable                          // static tables
+	entries    []unwindinfo.RuntimeFunction                 // static tables: the sorted entries
+	garray     atomic.Pointer[[]unwindinfo.RuntimeFunction] // growable: the copied entries, grown on demand
+	count      atomic.Uint32                                // growable: entries visible to lookups
 	maxCount   uint32
 	source     []unwindinfo.RuntimeFunction // growable: the caller's array, read by Grow
 	callback   Callback
@@ -96,13 +97,19 @@ func (t *Table) EntryCount() uint32 {
 
 // Entries returns a copy of the entries lookups see, in address order.
 func (t *Table) Entries() []unwindinfo.RuntimeFunction {
-	switch {
-	case t.growable:
-		return append([]unwindinfo.RuntimeFunction(nil), t.entries[:t.count.Load()]...)
-	case t.sorted != nil:
-		return append([]unwindinfo.RuntimeFunction(nil), t.sorted.Entries()...)
+	return append([]unwindinfo.RuntimeFunction(nil), t.visible()...)
+}
+
+// visible returns the entries lookups see, in address order; the caller
+// must not modify them.
+func (t *Table) visible() []unwindinfo.RuntimeFunction {
+	if t.growable {
+		// The count first: the array is published before the count, so an
+		// array loaded after a count holds at least that many entries.
+		n := t.count.Load()
+		return (*t.garray.Load())[:n]
 	}
-	return nil
+	return t.entries
 }
 
 // OutOfProcessCallbackDll returns the provider library recorded for a
@@ -115,13 +122,12 @@ func (t *Table) lookup(pc uint64) *unwindinfo.RuntimeFunction {
 	case t.callback != nil:
 		return t.callback(pc, t.context)
 	case t.growable:
-		n := t.count.Load()
 		rva := pc - t.base
 		if rva > 0xffffffff {
 			return nil
 		}
 		r := uint32(rva)
-		e := t.entries[:n]
+		e := t.visible()
 		lo, hi := 0, len(e)
 		for lo < hi {
 			m := int(uint(lo+hi) >> 1)
@@ -348,7 +354,8 @@ func (r *Registry) AddGrowableFunctionTable(entries []unwindinfo.RuntimeFunction
 		return nil, fail("range of %#x bytes exceeds 4 GiB", rangeEnd-rangeBase)
 	}
 	t := &Table{growable: true, typ: RF_SORTED, base: rangeBase, min: rangeBase, max: rangeEnd,
-		entries: make([]unwindinfo.RuntimeFunction, maximumEntryCount), maxCount: maximumEntryCount, source: entries[:maximumEntryCount]}
+		maxCount: maximumEntryCount, source: entries[:maximumEntryCount]}
+	t.garray.Store(new([]unwindinfo.RuntimeFunction))
 	if err := t.copyNew(0, entryCount); err != nil {
 		return nil, fmt.Errorf("add growable function table at %#x: %w", rangeBase, err)
 	}
@@ -359,25 +366,36 @@ func (r *Registry) AddGrowableFunctionTable(entries []unwindinfo.RuntimeFunction
 	return t, nil
 }
 
-// copyNew validates and copies source[from:to] into entries.
+// copyNew validates source[from:to] and copies it into the growable
+// table's array, replacing the array with a larger one when it is full.
+// Entries below the count are never written, so lookups can read them
+// while this runs; the caller publishes the new count afterwards.
 func (t *Table) copyNew(from, to uint32) error {
+	arr := *t.garray.Load()
+	grown := false
+	if int(to) > len(arr) {
+		// Room grows with the table, not with its maximum: a large maximum
+		// costs nothing until it is used, as on Windows.
+		n := min(t.maxCount, max(to, 2*uint32(len(arr)), 16))
+		bigger := make([]unwindinfo.RuntimeFunction, n)
+		copy(bigger, arr[:from])
+		arr, grown = bigger, true
+	}
 	limit := t.max - t.min
 	for i := from; i < to; i++ {
 		e := t.source[i]
 		switch {
 		case e.EndAddress < e.BeginAddress || uint64(e.EndAddress) > limit:
 			return fmt.Errorf("%w: entry %d [%#x, %#x) outside the range of %#x bytes", ErrBadGrow, i, e.BeginAddress, e.EndAddress, limit)
-		case i > 0 && e.BeginAddress < t.prev(i).EndAddress:
-			return fmt.Errorf("%w: entry %d at %#x is not sorted after entry %d ending at %#x", ErrBadGrow, i, e.BeginAddress, i-1, t.prev(i).EndAddress)
+		case i > 0 && e.BeginAddress < t.source[i-1].EndAddress:
+			return fmt.Errorf("%w: entry %d at %#x is not sorted after entry %d ending at %#x", ErrBadGrow, i, e.BeginAddress, i-1, t.source[i-1].EndAddress)
 		}
-		t.entries[i] = e
+		arr[i] = e
+	}
+	if grown {
+		t.garray.Store(&arr)
 	}
 	return nil
-}
-
-// prev returns entry i-1 as already copied or being copied.
-func (t *Table) prev(i uint32) unwindinfo.RuntimeFunction {
-	return t.source[i-1]
 }
 
 // GrowFunctionTable makes the first newEntryCount entries of a growable
@@ -400,7 +418,7 @@ func (r *Registry) GrowFunctionTable(t *Table, newEntryCount uint32) error {
 	case newEntryCount == old:
 		return nil
 	}
-	if old > 0 && t.source[old-1] != t.entries[old-1] {
+	if old > 0 && t.source[old-1] != (*t.garray.Load())[old-1] {
 		return fmt.Errorf("grow function table at %#x: %w: valid entry %d changed", t.base, ErrBadGrow, old-1)
 	}
 	if err := t.copyNew(old, newEntryCount); err != nil {

@@ -368,3 +368,31 @@ func TestConcurrentChurn(t *testing.T) {
 		t.Error("no lookups ran")
 	}
 }
+
+// TestGrowableRoomFollowsCount: a growable table's copy grows with its
+// count, not with its maximum.
+func TestGrowableRoomFollowsCount(t *testing.T) {
+	r := newRegistry(t)
+	buf := make([]unwindinfo.RuntimeFunction, 1<<20)
+	for i := range 100 {
+		buf[i] = rf(uint32(i)*0x10, uint32(i)*0x10+0x10, uint32(i))
+	}
+	g, err := r.AddGrowableFunctionTable(buf, 1, 1<<20, 0x1000000, 0x2000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(*g.garray.Load()); n > 16 {
+		t.Fatalf("room for %d entries after adding 1", n)
+	}
+	for n := uint32(2); n <= 100; n++ {
+		if err := r.GrowFunctionTable(g, n); err != nil {
+			t.Fatal(err)
+		}
+		if fn, _, ok := r.LookupFunctionEntry(0x1000000 + uint64(n-1)*0x10 + 5); !ok || fn.UnwindData != n-1 {
+			t.Fatalf("entry %d not found after growing", n-1)
+		}
+	}
+	if n := len(*g.garray.Load()); n > 256 {
+		t.Fatalf("room for %d entries after 100", n)
+	}
+}
