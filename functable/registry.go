@@ -3,6 +3,7 @@ package functable
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,10 @@ func (t Type) String() string {
 // A callback runs on the goroutine that called LookupFunctionEntry, with no
 // lock of the registry held: it may add, delete and look up tables,
 // including its own. It must not block on a goroutine that is itself
-// waiting for this lookup.
+// waiting for this lookup. On windows/amd64, ntdll also calls it (for
+// unwinds Windows performs) while holding ntdll's own lock: there it must
+// not wait for a goroutine that is adding, growing or deleting tables,
+// which waits for that lock.
 type Callback func(controlPC uint64, context any) *unwindinfo.RuntimeFunction
 
 // Table is a registered function table. Its methods are safe for
@@ -187,6 +191,7 @@ type Registry struct {
 	mu     sync.Mutex // serialises writers
 	closed bool
 	pub    publisher
+	ids    map[uint64]*Table // callback tables by TableIdentifier
 }
 
 // Options configure a Registry. The zero value is valid.
@@ -194,7 +199,9 @@ type Options struct {
 	// Publish makes the registry keep a copy of its table list in shared
 	// memory that another process can find and read (see the package
 	// documentation). It is supported on Linux; elsewhere New fails with
-	// ErrUnsupported.
+	// ErrUnsupported, except on windows/amd64, where every registry
+	// forwards its tables to ntdll whatever Publish says: ntdll's list is
+	// the one Windows debuggers and exception dispatch read.
 	Publish bool
 }
 
@@ -203,9 +210,9 @@ var ErrUnsupported = errors.New("not supported on this OS")
 
 // New returns an empty registry.
 func New(opts Options) (*Registry, error) {
-	r := &Registry{}
+	r := &Registry{ids: map[uint64]*Table{}}
 	r.snap.Store(emptyIndex)
-	if opts.Publish {
+	if opts.Publish || runtime.GOOS == "windows" && runtime.GOARCH == "amd64" {
 		p, err := newPublisher()
 		if err != nil {
 			return nil, err
@@ -215,8 +222,9 @@ func New(opts Options) (*Registry, error) {
 	return r, nil
 }
 
-// Close releases the published list, if any. Lookups keep working; adding
-// tables fails with ErrClosed.
+// Close releases the published list, if any (on windows/amd64: removes the
+// tables from ntdll). Lookups in the registry keep working; adding tables
+// fails with ErrClosed.
 func (r *Registry) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -243,8 +251,15 @@ func (r *Registry) register(t *Table) error {
 			return fmt.Errorf("%w: [%#x, %#x) and [%#x, %#x)", ErrOverlap, t.min, t.max, o.min, o.max)
 		}
 	}
+	if t.typ == RF_CALLBACK {
+		if o := r.ids[t.id]; o != nil {
+			return fmt.Errorf("%w: identifier %#x is already installed for [%#x, %#x)", ErrBadTable, t.id, o.min, o.max)
+		}
+	}
 	t.reg = r
-	t.registered = time.Now()
+	if r.pub != nil {
+		t.registered = time.Now() // the published TimeStamp
+	}
 	if r.pub != nil {
 		if err := r.pub.add(t); err != nil {
 			return err
@@ -252,6 +267,9 @@ func (r *Registry) register(t *Table) error {
 	}
 	if t.max > t.min {
 		r.snap.Store(ix.insert(span{t.min, t.max, t}))
+	}
+	if t.typ == RF_CALLBACK {
+		r.ids[t.id] = t
 	}
 	return nil
 }
@@ -266,6 +284,9 @@ func (r *Registry) unregister(t *Table) error {
 	t.deleted.Store(true)
 	if t.max > t.min {
 		r.snap.Store(r.snap.Load().remove(t.min, t))
+	}
+	if t.typ == RF_CALLBACK && r.ids[t.id] == t {
+		delete(r.ids, t.id)
 	}
 	if r.pub != nil && !r.closed {
 		return r.pub.remove(t)
@@ -310,7 +331,8 @@ func (r *Registry) DeleteFunctionTable(t *Table) error {
 // RtlInstallFunctionTableCallback: lookups of PCs in [baseAddress,
 // baseAddress+length) call callback(pc, context), lazily, once per
 // lookup, with no lock held. tableIdentifier must have its two low bits
-// set (e.g. baseAddress|3); it identifies the table to out-of-process
+// set (e.g. baseAddress|3) and must not be installed already; it
+// identifies the table to RtlDeleteFunctionTable and to out-of-process
 // readers, which call the provider library outOfProcessCallbackDll (a
 // path; "" for none) to get the entries.
 func (r *Registry) InstallFunctionTableCallback(tableIdentifier, baseAddress uint64, length uint32, callback Callback, context any, outOfProcessCallbackDll string) (*Table, error) {
@@ -476,12 +498,8 @@ func (r *Registry) Table(pc uint64) *Table {
 // address order, from one consistent snapshot. It stops early, returning
 // ErrStopped, if yield returns false.
 func (r *Registry) Tables(yield func(*Table) bool) error {
-	for _, leaf := range r.snap.Load().leaves {
-		for _, s := range leaf {
-			if !yield(s.t) {
-				return ErrStopped
-			}
-		}
+	if !r.snap.Load().each(func(s *span) bool { return yield(s.t) }) {
+		return ErrStopped
 	}
 	return nil
 }

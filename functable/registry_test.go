@@ -396,3 +396,72 @@ func TestGrowableRoomFollowsCount(t *testing.T) {
 		t.Fatalf("room for %d entries after 100", n)
 	}
 }
+
+// TestIndexDeep grows the index past three levels and empties it again in
+// random order, checking every lookup on the way.
+func TestIndexDeep(t *testing.T) {
+	const n = 40000
+	ix := emptyIndex
+	tables := make([]*Table, n)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, i := range rng.Perm(n) {
+		tables[i] = &Table{min: uint64(i) * 0x100, max: uint64(i)*0x100 + 0x80}
+		ix = ix.insert(span{tables[i].min, tables[i].max, tables[i]})
+	}
+	if ix.height < 3 || ix.tables != n {
+		t.Fatalf("height %d, %d tables", ix.height, ix.tables)
+	}
+	check := func(live map[int]bool) {
+		for probe := 0; probe < 2000; probe++ {
+			i := rng.IntN(n)
+			s, ok := ix.find(uint64(i)*0x100 + 0x40)
+			if ok != live[i] || ok && s.t != tables[i] {
+				t.Fatalf("table %d: found %v, live %v", i, ok, live[i])
+			}
+			if _, ok := ix.find(uint64(i)*0x100 + 0x90); ok {
+				t.Fatal("found a gap")
+			}
+		}
+	}
+	live := map[int]bool{}
+	for i := range n {
+		live[i] = true
+	}
+	check(live)
+	for k, i := range rng.Perm(n) {
+		ix = ix.remove(tables[i].min, tables[i])
+		delete(live, i)
+		if k%5000 == 0 {
+			check(live)
+			if ix.tables != len(live) {
+				t.Fatalf("%d tables, want %d", ix.tables, len(live))
+			}
+		}
+	}
+	if ix.tables != 0 {
+		t.Fatalf("%d tables left", ix.tables)
+	}
+	if _, ok := ix.find(0x40); ok {
+		t.Fatal("empty index finds a table")
+	}
+}
+
+// TestDuplicateCallbackIdentifier: an identifier names one installed table
+// at a time, as RtlDeleteFunctionTable finds callback tables by it.
+func TestDuplicateCallbackIdentifier(t *testing.T) {
+	r := newRegistry(t)
+	cb := func(uint64, any) *unwindinfo.RuntimeFunction { return nil }
+	a, err := r.InstallFunctionTableCallback(0xa0003, 0xa0000, 0x100, cb, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.InstallFunctionTableCallback(0xa0003, 0xb0000, 0x100, cb, nil, ""); !errors.Is(err, ErrBadTable) {
+		t.Fatalf("second install with the same identifier: %v", err)
+	}
+	if err := r.DeleteFunctionTable(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.InstallFunctionTableCallback(0xa0003, 0xb0000, 0x100, cb, nil, ""); err != nil {
+		t.Fatalf("install after delete: %v", err)
+	}
+}
