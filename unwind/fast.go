@@ -146,8 +146,9 @@ func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, entry u
 	}
 
 	// Body or prolog.
+	codes := in[unwindinfo.HeaderSize : unwindinfo.HeaderSize+2*count]
 	for i := 0; i < count; {
-		s := binary.LittleEndian.Uint16(in[4+2*i:])
+		s := uint16(codes[2*i]) | uint16(codes[2*i+1])<<8
 		k := codeSlots(1, s)
 		if k == 0 || i+k > count {
 			return false
@@ -168,16 +169,16 @@ func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, entry u
 				g[unwindinfo.RSP] += uint64(reg)*8 + 8
 			case unwindinfo.UWOP_ALLOC_LARGE:
 				if reg == 0 {
-					g[unwindinfo.RSP] += uint64(binary.LittleEndian.Uint16(in[6+2*i:])) * 8
+					g[unwindinfo.RSP] += uint64(binary.LittleEndian.Uint16(codes[2*i+2:])) * 8
 				} else {
-					g[unwindinfo.RSP] += uint64(binary.LittleEndian.Uint32(in[6+2*i:]))
+					g[unwindinfo.RSP] += uint64(binary.LittleEndian.Uint32(codes[2*i+2:]))
 				}
 			case unwindinfo.UWOP_SET_FPREG:
 				g[unwindinfo.RSP] = g[frameReg] - frameOff
 			case unwindinfo.UWOP_SAVE_NONVOL, unwindinfo.UWOP_SAVE_NONVOL_FAR:
-				addr := frame + uint64(binary.LittleEndian.Uint16(in[6+2*i:]))*8
+				addr := frame + uint64(binary.LittleEndian.Uint16(codes[2*i+2:]))*8
 				if k == 3 {
-					addr = frame + uint64(binary.LittleEndian.Uint32(in[6+2*i:]))
+					addr = frame + uint64(binary.LittleEndian.Uint32(codes[2*i+2:]))
 				}
 				v, ok := read(addr)
 				if !ok {
