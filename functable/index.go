@@ -59,33 +59,10 @@ func upper(keys []uint64, x uint64) int {
 	return lo
 }
 
+// find returns the span containing pc.
 func (ix *index) find(pc uint64) (*span, bool) {
-	var l *leaf
-	if ix.height == 0 {
-		l = ix.lroot
-		if l == nil {
-			return nil, false
-		}
-	} else {
-		n := ix.root
-		for h := ix.height; ; h-- {
-			i := upper(n.keys[:n.n], pc) - 1
-			if i < 0 {
-				return nil, false
-			}
-			if h == 1 {
-				l = n.leaves[i]
-				break
-			}
-			n = n.inners[i]
-		}
-	}
-	i := upper(l.mins[:l.n], pc) - 1
-	if i < 0 {
-		return nil, false
-	}
-	s := &l.spans[i]
-	if pc >= s.max {
+	s := ix.last(pc)
+	if s == nil || pc >= s.max {
 		return nil, false
 	}
 	return s, true
