@@ -24,39 +24,12 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-shared=$root/../shared
+. "$(dirname "$0")/lib.sh"
 
-export WINEPREFIX=${WINEPREFIX:-$HOME/.cache/fntable/wine-prefix}
-export WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
-unset DISPLAY
-
-# Pin both sides to one CPU when possible.
-pin=()
-if command -v taskset >/dev/null 2>&1 && taskset -c 1 true 2>/dev/null; then
-	pin=(taskset -c 1)
-fi
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-# Wine side: build, prepare the prefix, start a persistent wineserver, run.
+# Wine side.
 x86_64-w64-mingw32-gcc -O2 -Wall -Wno-unused-function -Wno-unused-variable \
 	-I"$shared/wine" -o "$work/unwind_bench.exe" "$here/wine/unwind_bench.c"
-if [ ! -d "$WINEPREFIX/drive_c" ]; then
-	sh "$shared/wine/setup-prefix.sh" >&2
-fi
-# A wineserver started here, outside any pipe, keeps the helper processes
-# of the session from holding our pipes (anchors.md, "Stderr pipe stall");
-# it exits 60 s after its last client. Status 2: one is running already.
-wineserver -p60 || true
-wine cmd.exe /c exit </dev/null >"$work/warmup.out" 2>&1 || true
-echo "running unwind_bench.exe under $(wine --version 2>/dev/null) ${pin[*]}" >&2
-if ! "${pin[@]}" wine "$work/unwind_bench.exe" "$runs" </dev/null >"$work/wine.txt" 2>"$work/wine.err"; then
-	cat "$work/wine.err" >&2
-	exit 1
-fi
+run_wine "$work/unwind_bench.exe" "$runs"
 
 # Go side.
 cd "$root"
