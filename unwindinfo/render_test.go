@@ -6,10 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/fntable/fntable/internal/golden"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fntable/fntable/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files and decode.txt with the current output")

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"github.com/fntable/fntable/internal/golden"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/fntable/fntable/internal/golden"
 	"github.com/fntable/fntable/internal/winetest"
 )
 
