@@ -130,19 +130,9 @@ func (t *Table) lookup(pc uint64) *unwindinfo.RuntimeFunction {
 		if rva > 0xffffffff {
 			return nil
 		}
-		r := uint32(rva)
 		e := t.visible()
-		lo, hi := 0, len(e)
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if e[m].BeginAddress <= r {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		if lo > 0 && r < e[lo-1].EndAddress {
-			return &e[lo-1]
+		if i, ok := unwindinfo.Find(e, uint32(rva)); ok {
+			return &e[i]
 		}
 		return nil
 	default:

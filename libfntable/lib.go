@@ -404,20 +404,11 @@ func (l *library) find(pc uint64) (addr uint64, fn *unwindinfo.RuntimeFunction, 
 		if rva > 0xffffffff {
 			return 0, nil, 0, 0
 		}
-		r := uint32(rva)
-		lo, hi := 0, len(e)
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if e[m].BeginAddress <= r {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		if lo == 0 || r >= e[lo-1].EndAddress {
+		i, ok := unwindinfo.Find(e, uint32(rva))
+		if !ok {
 			return 0, nil, 0, 0
 		}
-		return uint64(uintptr(rec.user)) + uint64(lo-1)*unwindinfo.RuntimeFunctionSize, &e[lo-1], rec.base, kindGrowable
+		return uint64(uintptr(rec.user)) + uint64(i)*unwindinfo.RuntimeFunctionSize, &e[i], rec.base, kindGrowable
 	default:
 		f := callCallback(rec.callback, pc, rec.context)
 		if f == nil {

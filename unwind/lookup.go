@@ -98,16 +98,7 @@ func (t *SortedTable) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunctio
 		return nil, 0, false
 	}
 	r := uint32(rva)
-	// Find the last entry with BeginAddress <= r.
-	lo, hi := 0, len(t.fns)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if t.fns[m].BeginAddress <= r {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
+	lo := unwindinfo.Search(t.fns, r)
 	if lo == 0 {
 		return nil, 0, false
 	}

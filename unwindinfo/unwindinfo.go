@@ -50,6 +50,32 @@ func (f RuntimeFunction) Contains(rva uint32) bool {
 	return f.BeginAddress <= rva && rva < f.EndAddress
 }
 
+// Search returns how many entries of fns, which are sorted by
+// BeginAddress, begin at or below rva: the last of them, fns[i-1], is the
+// only one that can contain rva when entries do not overlap.
+func Search(fns []RuntimeFunction, rva uint32) int {
+	lo, hi := 0, len(fns)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if fns[m].BeginAddress <= rva {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// Find returns the index of the entry of fns, sorted by BeginAddress and
+// not overlapping, whose range contains rva.
+func Find(fns []RuntimeFunction, rva uint32) (int, bool) {
+	i := Search(fns, rva)
+	if i == 0 || rva >= fns[i-1].EndAddress {
+		return 0, false
+	}
+	return i - 1, true
+}
+
 // Flags are the UNW_FLAG_* bits of UNWIND_INFO.
 type Flags uint8
 
