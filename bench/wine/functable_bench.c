@@ -31,6 +31,7 @@
 #include <windows.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "timing.h"
 
 #define PER 8
 #define PAGE 0x1000
@@ -38,27 +39,6 @@
 #define BATCH 16
 #define LOOP_NS 20e6
 
-static LARGE_INTEGER freq;
-static volatile DWORD64 sink;
-
-static double now_ns(void)
-{
-    LARGE_INTEGER t;
-    QueryPerformanceCounter(&t);
-    return (double)t.QuadPart * 1e9 / (double)freq.QuadPart;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, cmpd);
-    return n & 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 #define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(1); } } while (0)
 

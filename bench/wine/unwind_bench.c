@@ -27,6 +27,7 @@
  * -o unwind_bench.exe unwind_bench.c; run: wine unwind_bench.exe [runs]. */
 #include "common.h"
 #include <stdlib.h>
+#include "timing.h"
 
 #define STACK_SLOTS 512
 #define RET_ADDR 0x7ff6a1b01234ULL
@@ -34,27 +35,6 @@
 #define FN_LEN 0x30
 #define NUM_PCS 4096 /* a power of 2 */
 
-static LARGE_INTEGER freq;
-static volatile DWORD64 sink;
-
-static double now_ns(void)
-{
-    LARGE_INTEGER t;
-    QueryPerformanceCounter(&t);
-    return (double)t.QuadPart * 1e9 / (double)freq.QuadPart;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, cmpd);
-    return n & 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static uint64_t splitmix64(uint64_t *x)
 {
