@@ -77,24 +77,11 @@ func readInfo(r *reader, area int, addr uint64) (info, error) {
 // invalid operation. UWOP_EPILOG codes count 2, as the Windows unwinder
 // steps over them in pairs when it walks the prolog codes.
 func codeSlots(version uint8, s uint16) int {
-	switch unwindinfo.Op(s>>8) & 0xf {
-	case unwindinfo.UWOP_PUSH_NONVOL, unwindinfo.UWOP_ALLOC_SMALL, unwindinfo.UWOP_SET_FPREG, unwindinfo.UWOP_PUSH_MACHFRAME:
-		return 1
-	case unwindinfo.UWOP_ALLOC_LARGE:
-		if s>>12 == 0 {
-			return 2
-		}
-		return 3
-	case unwindinfo.UWOP_SAVE_NONVOL, unwindinfo.UWOP_SAVE_XMM128:
-		return 2
-	case unwindinfo.UWOP_SAVE_NONVOL_FAR, unwindinfo.UWOP_SAVE_XMM128_FAR:
-		return 3
-	case unwindinfo.UWOP_EPILOG:
-		if version >= 2 {
-			return 2
-		}
+	k := unwindinfo.SlotCount(version, s)
+	if unwindinfo.Op(s>>8)&0xf == unwindinfo.UWOP_EPILOG && k != 0 {
+		k = 2
 	}
-	return 0
+	return k
 }
 
 // badCode is the error for an invalid code at slot i.

@@ -43,6 +43,13 @@ func slotsOf(version uint8, op Op, info uint8) int {
 	return 0
 }
 
+// SlotCount returns the number of 16-bit slots of the unwind code whose
+// first slot is s, in UNWIND_INFO of the given version, or 0 if its
+// operation is invalid there. UWOP_EPILOG counts one slot.
+func SlotCount(version uint8, s uint16) int {
+	return slotsOf(version, Op(s>>8)&0xf, uint8(s>>12))
+}
+
 // Slots returns the number of 16-bit slots the code occupies (1 to 3), or 0
 // for an invalid operation. It counts UWOP_EPILOG as one slot, as version 2
 // data is laid out (epilog codes come in pairs, which the Windows unwinder
