@@ -1,0 +1,122 @@
+package symfile
+
+import (
+	"context"
+	"errors"
+)
+
+// These are the errors shared by the readers.
+var (
+	// ErrUnrecognized: the file is not in the reader's format. Opener
+	// chains test it with errors.Is and try the next reader.
+	ErrUnrecognized = errors.New("unrecognized symbol file format")
+	// ErrCanceled: Options.Progress returned false, or Options.Context
+	// was canceled, before the source was ready.
+	ErrCanceled = errors.New("symbol load canceled")
+)
+
+// Kind says what a [Symbol] names.
+type Kind uint8
+
+const (
+	KindOther    Kind = iota // a label, section or symbol of unknown type
+	KindFunction             // code: an ELF STT_FUNC, a PE function, a JIT function
+	KindData                 // an object: ELF STT_OBJECT/STT_TLS, PE data
+)
+
+// String returns "function", "data" or "other".
+func (k Kind) String() string {
+	switch k {
+	case KindFunction:
+		return "function"
+	case KindData:
+		return "data"
+	}
+	return "other"
+}
+
+// Symbol is one named address of a module.
+type Symbol struct {
+	Name string // as stored in the file: mangled for C++ and Rust
+	Addr uint64 // link-time address (ELF st_value; PE ImageBase+RVA; perf map: absolute)
+	Size uint64 // length in bytes; 0 when the file does not say
+	Kind Kind
+}
+
+// End returns Addr+Size.
+func (s Symbol) End() uint64 { return s.Addr + s.Size }
+
+// Frame is one level of the inline chain at an address.
+type Frame struct {
+	Function string // as stored (the linkage name when the file has one, so mangled); "" when unknown
+	File     string // full path as the file records it (DWARF: comp_dir/dir/name joined); "" when unknown
+	Line     int    // 1-based; 0 when unknown
+	Column   int    // 1-based; 0 when unknown
+}
+
+// Source is one module's symbols and, where its file has them, source
+// lines and inline frames. All addresses are the file's link-time
+// addresses. Implementations are safe for concurrent use.
+type Source interface {
+	// Symbols returns every symbol, sorted by Addr, then by Size
+	// descending, then by Name. The slice is shared: callers must not
+	// modify it.
+	Symbols() []Symbol
+	// Frames appends to dst the frames at addr, innermost inlined call
+	// first and ending with the function that contains addr (the order
+	// llvm-symbolizer prints). When the source has no line or inline
+	// information for addr it returns dst unchanged and a nil error; an
+	// error means the debug information is there but could not be read.
+	Frames(dst []Frame, addr uint64) ([]Frame, error)
+	// Close releases what the reader opened.
+	Close() error
+}
+
+// Options tell a reader how much to load and how to report progress.
+// The zero value loads symbols only and reports nothing.
+type Options struct {
+	// Lines asks for source lines and inline frames (SYMOPT_LOAD_LINES).
+	// Without it, Frames returns at most the containing function.
+	Lines bool
+	// Context cancels a long load; nil means context.Background().
+	Context context.Context
+	// Progress, if not nil, is called from the loading goroutine while the
+	// reader indexes large debug information, with bytes done and total.
+	// Returning false cancels the load with ErrCanceled.
+	Progress func(done, total int64) bool
+}
+
+// Ident is what identifies a module's file to symbol servers and separate
+// debug files, and how the file is laid out in memory.
+type Ident struct {
+	Format string // "elf", "pe" or "perfmap"
+
+	// LinkBase is the link-time address of the file's first byte as
+	// loaded (ELF: the lowest PT_LOAD p_vaddr minus its p_offset, page
+	// aligned; PE: ImageBase). A module loaded at base B has its symbols
+	// at their link-time address plus B-LinkBase.
+	LinkBase uint64
+	// ImageSize is the span the file covers when loaded (ELF: from
+	// LinkBase to the end of the last PT_LOAD; PE: SizeOfImage).
+	ImageSize uint64
+
+	// ELF
+	BuildID      []byte // NT_GNU_BUILD_ID note; nil when absent
+	GoBuildID    string // Go's build ID note; "" when absent
+	DebugLink    string // .gnu_debuglink file name; "" when absent
+	DebugLinkCRC uint32 // .gnu_debuglink CRC-32 of the debug file
+	HasSymbols   bool   // a symbol table (ELF .symtab or .dynsym; PE COFF symbols or exports)
+	HasDebugInfo bool   // DWARF line information, or Go's pclntab
+
+	// PE
+	TimeDateStamp uint32    // IMAGE_FILE_HEADER.TimeDateStamp
+	SizeOfImage   uint32    // IMAGE_OPTIONAL_HEADER64.SizeOfImage
+	PDB           *CodeView // the debug directory's RSDS record; nil when absent
+}
+
+// CodeView is an RSDS debug record: the identity of a PE image's PDB.
+type CodeView struct {
+	GUID [16]byte // as stored (Data1..3 little-endian)
+	Age  uint32
+	Path string // the PDB path the linker recorded
+}
