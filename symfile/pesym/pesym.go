@@ -1,0 +1,300 @@
+package pesym
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/fntable/fntable/peimage"
+	"github.com/fntable/fntable/symfile"
+	"github.com/fntable/fntable/unwindinfo"
+)
+
+// MaxWarnings caps the warnings a [File] keeps.
+const MaxWarnings = 100
+
+// maxUnwindSpan caps the bytes of unwind information read in one piece to
+// tell primary exception-directory entries from chained fragments.
+const maxUnwindSpan = 64 << 20
+
+// File is a PE image's symbols and identity. It is immutable once made
+// and safe for concurrent use.
+type File struct {
+	ident    symfile.Ident
+	syms     []symfile.Symbol
+	exports  []Export
+	warnings []error
+	closer   io.Closer
+}
+
+var _ symfile.Source = (*File)(nil)
+
+// Open opens the named image file and reads it as [NewFile] does. Close
+// closes the file.
+func Open(name string, opts symfile.Options) (*File, error) {
+	fh, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewFile(fh, opts)
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	f.closer = fh
+	return f, nil
+}
+
+// NewFile reads the headers, the identity and the symbols of the image in
+// r. Everything is read before it returns; r is not used afterwards.
+// Input that is not a PE image gives an error wrapping
+// symfile.ErrUnrecognized; a cancelled opts.Context gives one wrapping
+// symfile.ErrCanceled. Problems with one source of symbols do not fail
+// the call: they are in [File.Warnings].
+func NewFile(r io.ReaderAt, opts symfile.Options) (*File, error) {
+	ctx := opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	canceled := func() error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("read pe symbols: %w: %w", symfile.ErrCanceled, err)
+		}
+		return nil
+	}
+	img, err := parseHeaders(r)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{}
+	f.ident, err = img.ident()
+	f.warn(err)
+	if err := canceled(); err != nil {
+		return nil, err
+	}
+
+	coff, err := img.readCOFF()
+	f.warn(err)
+	f.exports, err = img.readExports()
+	f.warn(err)
+	if err := canceled(); err != nil {
+		return nil, err
+	}
+
+	var all []symfile.Symbol
+	all = append(all, coff...)
+	for _, e := range f.exports {
+		if e.Forwarder != "" {
+			continue
+		}
+		s := img.sectionOf(e.RVA, 1)
+		if s == nil {
+			f.warn(&FormatError{Off: -1, Msg: fmt.Sprintf("export %q (ordinal %d) at rva %#x: not within a section", e.Name, e.Ordinal, e.RVA)})
+			continue
+		}
+		name := e.Name
+		if name == "" {
+			name = fmt.Sprintf("#%d", e.Ordinal)
+		}
+		kind := symfile.KindData
+		if s.code() {
+			kind = symfile.KindFunction
+		}
+		all = append(all, symfile.Symbol{Name: name, Addr: img.imageBase + uint64(e.RVA), Kind: kind})
+	}
+	all = f.dedupe(all)
+	if img.machine == IMAGE_FILE_MACHINE_AMD64 && img.pe32plus && img.dirs[IMAGE_DIRECTORY_ENTRY_EXCEPTION].Size != 0 {
+		all = f.addFunctions(r, img, all)
+	}
+	if err := canceled(); err != nil {
+		return nil, err
+	}
+	f.syms = f.dedupe(all)
+	return f, nil
+}
+
+// warn records a problem that cost some symbols.
+func (f *File) warn(err error) {
+	if err != nil && len(f.warnings) < MaxWarnings {
+		f.warnings = append(f.warnings, err)
+	}
+}
+
+// dedupe sorts syms as Symbols promises and merges entries with the same
+// address and name: the first one's kind wins, the largest size is kept.
+func (f *File) dedupe(syms []symfile.Symbol) []symfile.Symbol {
+	slices.SortStableFunc(syms, func(a, b symfile.Symbol) int {
+		return cmp.Or(cmp.Compare(a.Addr, b.Addr), strings.Compare(a.Name, b.Name))
+	})
+	out := syms[:0]
+	for _, s := range syms {
+		if n := len(out); n > 0 && out[n-1].Addr == s.Addr && out[n-1].Name == s.Name {
+			out[n-1].Size = max(out[n-1].Size, s.Size)
+			continue
+		}
+		out = append(out, s)
+	}
+	slices.SortStableFunc(out, compareSymbols)
+	return slices.Clip(out)
+}
+
+// compareSymbols orders by address, then size descending, then name.
+func compareSymbols(a, b symfile.Symbol) int {
+	return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(b.Size, a.Size), strings.Compare(a.Name, b.Name))
+}
+
+// addFunctions gives function symbols at the start of an exception
+// directory entry the entry's size, and names the entries that have no
+// function symbol (see the package documentation). syms is sorted by
+// address.
+func (f *File) addFunctions(r io.ReaderAt, img *image, syms []symfile.Symbol) []symfile.Symbol {
+	pf, err := peimage.NewFile(r)
+	if err != nil {
+		f.warn(fmt.Errorf("read exception directory: %w", err))
+		return syms
+	}
+	for _, w := range pf.Warnings() {
+		f.warn(fmt.Errorf("read exception directory: %s", w.Msg))
+	}
+	type entry struct {
+		rf   unwindinfo.RuntimeFunction
+		root uint32 // BeginAddress of the chain's primary entry
+	}
+	var entries []entry
+	for _, rf := range pf.Functions() {
+		if rf.EndAddress > rf.BeginAddress && rf.EndAddress <= img.sizeOfImage {
+			entries = append(entries, entry{rf: rf, root: rf.BeginAddress})
+		}
+	}
+	if len(entries) == 0 {
+		return syms
+	}
+	// Function names by address.
+	nameAt := make(map[uint32]string)
+	for _, s := range syms {
+		if s.Kind != symfile.KindFunction || s.Addr < img.imageBase || s.Addr-img.imageBase >= uint64(img.sizeOfImage) {
+			continue
+		}
+		rva := uint32(s.Addr - img.imageBase)
+		if _, ok := nameAt[rva]; !ok {
+			nameAt[rva] = s.Name
+		}
+	}
+	// Find the roots of the unnamed entries' chains. The unwind
+	// information of those entries is read in one piece.
+	var lo, hi uint32 = ^uint32(0), 0
+	for _, e := range entries {
+		if _, ok := nameAt[e.rf.BeginAddress]; !ok && !e.rf.Indirect() {
+			lo = min(lo, e.rf.UnwindData)
+			hi = max(hi, e.rf.UnwindData)
+		}
+	}
+	if lo <= hi {
+		hi = uint32(min(uint64(hi)+unwindinfo.MaxSize, uint64(img.sizeOfImage)))
+		var buf []byte
+		if hi-lo <= maxUnwindSpan {
+			buf = make([]byte, hi-lo)
+			n, err := pf.ReadRVA(buf, lo)
+			buf = buf[:n]
+			if err != nil && n == 0 {
+				f.warn(fmt.Errorf("read unwind information at rva %#x: %w", lo, err))
+			}
+		}
+		unwind := func(rva uint32) (unwindinfo.View, bool) {
+			var b []byte
+			if rva >= lo && rva-lo < uint32(len(buf)) {
+				b = buf[rva-lo:]
+			} else {
+				var tmp [unwindinfo.MaxSize]byte
+				n, _ := pf.ReadRVA(tmp[:], rva)
+				b = tmp[:n]
+			}
+			v, err := unwindinfo.NewView(b)
+			return v, err == nil
+		}
+		for i := range entries {
+			e := &entries[i]
+			if _, ok := nameAt[e.rf.BeginAddress]; ok || e.rf.Indirect() {
+				continue
+			}
+			cur := e.rf
+			for range unwindinfo.ChainLimit {
+				v, ok := unwind(cur.UnwindData)
+				if !ok {
+					break
+				}
+				parent, ok := v.Chained()
+				if !ok || parent.Indirect() {
+					break
+				}
+				cur = parent
+			}
+			e.root = cur.BeginAddress
+		}
+	}
+	// Sizes for the symbols at entry starts, names for the rest.
+	sizeAt := make(map[uint32]uint32, len(entries))
+	for _, e := range entries {
+		sizeAt[e.rf.BeginAddress] = max(sizeAt[e.rf.BeginAddress], e.rf.EndAddress-e.rf.BeginAddress)
+	}
+	for i := range syms {
+		s := &syms[i]
+		if s.Kind != symfile.KindFunction || s.Size != 0 || s.Addr < img.imageBase || s.Addr-img.imageBase >= uint64(img.sizeOfImage) {
+			continue
+		}
+		if size, ok := sizeAt[uint32(s.Addr-img.imageBase)]; ok {
+			s.Size = uint64(size)
+		}
+	}
+	for _, e := range entries {
+		begin := e.rf.BeginAddress
+		if _, ok := nameAt[begin]; ok {
+			continue
+		}
+		name, ok := nameAt[e.root]
+		if !ok {
+			name = fmt.Sprintf("sub_%x", e.root)
+		}
+		syms = append(syms, symfile.Symbol{Name: name, Addr: img.imageBase + uint64(begin),
+			Size: uint64(e.rf.EndAddress - begin), Kind: symfile.KindFunction})
+	}
+	return syms
+}
+
+// Ident returns the image's identity.
+func (f *File) Ident() symfile.Ident { return f.ident }
+
+// Symbols returns the image's symbols, sorted by address, then size
+// descending, then name. The slice is shared: callers must not modify it.
+func (f *File) Symbols() []symfile.Symbol { return f.syms }
+
+// Exports returns the export directory's entries sorted by ordinal, then
+// name, forwarders included. The slice is shared: callers must not modify
+// it.
+func (f *File) Exports() []Export { return f.exports }
+
+// Warnings returns the problems that cost symbols: a malformed export
+// directory, symbol table, debug directory or exception directory (at
+// most [MaxWarnings]).
+func (f *File) Warnings() []error { return f.warnings }
+
+// Frames returns dst unchanged: exports, COFF symbols and the exception
+// directory have no line or inline information.
+func (f *File) Frames(dst []symfile.Frame, addr uint64) ([]symfile.Frame, error) {
+	return dst, nil
+}
+
+// Close closes the file opened by [Open]; for a File made by [NewFile] it
+// does nothing.
+func (f *File) Close() error {
+	if f.closer == nil {
+		return nil
+	}
+	err := f.closer.Close()
+	f.closer = nil
+	return err
+}
