@@ -1,0 +1,432 @@
+package minidump
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"unicode/utf16"
+
+	"github.com/fntable/fntable/internal/binread"
+)
+
+// MINIDUMP_SIGNATURE is the Signature of a MINIDUMP_HEADER: "MDMP" read as a
+// little-endian uint32 (minidumpapiset.h).
+const MINIDUMP_SIGNATURE = 0x504d444d
+
+// MINIDUMP_VERSION is the low 16 bits of MINIDUMP_HEADER.Version; the high
+// 16 bits are implementation-specific (minidumpapiset.h).
+const MINIDUMP_VERSION = 42899
+
+// Sizes of the fixed-size structures (minidumpapiset.h, #pragma pack(4)).
+const (
+	headerSize    = 32 // MINIDUMP_HEADER
+	directorySize = 12 // MINIDUMP_DIRECTORY
+)
+
+// Limits on what input may ask for. Counts are also bounded by the size of
+// the data that holds them, and sizes by the size of the file.
+const (
+	// MaxStreams caps NumberOfStreams. dbghelp and Breakpad write a few
+	// dozen streams; a directory of 65536 entries (768 KiB) is already
+	// absurd.
+	MaxStreams = 1 << 16
+
+	// MaxStringBytes caps the Length of a MINIDUMP_STRING: 32767 UTF-16
+	// code units, the longest path Windows can name, plus the terminator.
+	MaxStringBytes = 1 << 16
+
+	// MaxRecordSize caps a CodeView or misc record and a thread context.
+	// Real ones are a few hundred bytes (an x64 CONTEXT with an AVX-512
+	// XSTATE tail is under 4 KiB).
+	MaxRecordSize = 1 << 16
+
+	// MaxMemoryRanges caps the ranges of a MemoryList plus a Memory64List
+	// that [File.Memory] indexes. Full-memory dumps of large processes have
+	// tens of thousands.
+	MaxMemoryRanges = 1 << 22
+
+	// readChunk is how much is read at a time when the size of the
+	// underlying data is unknown, so that a huge size in a small file
+	// fails before it allocates.
+	readChunk = 1 << 20
+)
+
+// These are the errors returned by this package. A malformed dump yields a
+// *FormatError wrapping ErrMalformed and, where it applies, ErrTruncated.
+// Data that is not a minidump at all yields an error wrapping
+// ErrNotMinidump, so that callers trying several formats can move on. Reads
+// of dump memory that is not there return ErrShortRead or an
+// *UnmappedError, which matches ErrShortRead.
+var (
+	// ErrMalformed matches every error about malformed dump data.
+	ErrMalformed = errors.New("malformed minidump")
+	// ErrNotMinidump: the data does not start with the MDMP signature.
+	ErrNotMinidump = errors.New("not a minidump")
+	// ErrTruncated: a structure or stream extends past the end of the
+	// file or of the data that should hold it.
+	ErrTruncated = errors.New("truncated")
+	// ErrShortRead: fewer bytes of dump memory could be read than asked.
+	ErrShortRead = errors.New("short read")
+)
+
+// FormatError describes malformed dump data: what was wrong, where, and the
+// offending value. It wraps ErrMalformed and the sentinel in Err.
+type FormatError struct {
+	Off int64  // file offset (RVA) of the problem
+	Msg string // what was being read or which rule failed
+	Val any    // the offending value, or nil
+	Err error  // a specific sentinel such as ErrTruncated, or nil
+}
+
+func (e *FormatError) Error() string {
+	s := "malformed minidump: " + e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	if e.Val != nil {
+		s += fmt.Sprintf(" '%#x'", e.Val)
+	}
+	return fmt.Sprintf("%s (at offset %#x)", s, e.Off)
+}
+
+// Unwrap returns ErrMalformed and the specific sentinel.
+func (e *FormatError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrMalformed}
+	}
+	return []error{ErrMalformed, e.Err}
+}
+
+// UnmappedError reports a read of an address that the dump holds no memory
+// for. It matches [ErrShortRead] with errors.Is, like unwind.UnmappedError,
+// so unwinders treat it as the end of readable memory.
+type UnmappedError struct {
+	Addr uint64 // first address that could not be read
+}
+
+func (e *UnmappedError) Error() string {
+	return fmt.Sprintf("read dump memory at %#x: address not in the dump", e.Addr)
+}
+
+// Is makes errors.Is(err, ErrShortRead) true for an UnmappedError.
+func (e *UnmappedError) Is(target error) bool { return target == ErrShortRead }
+
+// Header is MINIDUMP_HEADER, the 32 bytes at the start of a dump.
+type Header struct {
+	Signature          uint32 // MINIDUMP_SIGNATURE
+	Version            uint32 // low 16 bits MINIDUMP_VERSION, high 16 implementation-specific
+	NumberOfStreams    uint32 // entries in the stream directory
+	StreamDirectoryRva uint32 // file offset of the stream directory
+	CheckSum           uint32 // usually 0
+	TimeDateStamp      uint32 // time_t of the dump, seconds since 1970 UTC
+	Flags              uint64 // MINIDUMP_TYPE bits the dump was written with
+}
+
+// Location is MINIDUMP_LOCATION_DESCRIPTOR: a run of bytes in the file.
+type Location struct {
+	DataSize uint32 // size in bytes
+	Rva      uint32 // file offset
+}
+
+// Directory is MINIDUMP_DIRECTORY, one entry of the stream directory.
+type Directory struct {
+	StreamType StreamType
+	Location   Location
+}
+
+// File is an open minidump. It is not safe for concurrent use, except for
+// the [Memory] it returns, which is.
+//
+// The header and the stream directory are read by [NewFile]; each stream is
+// read and decoded when its accessor is called, and decoded again on every
+// call. An accessor for a stream the dump does not have returns nil and no
+// error.
+type File struct {
+	Header Header
+
+	r      io.ReaderAt
+	size   int64 // size of the data, or -1 when r cannot tell
+	closer io.Closer
+	dir    []Directory
+}
+
+// Open opens the named minidump. Close closes it.
+func Open(name string) (*File, error) {
+	fh, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewFile(fh)
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	f.closer = fh
+	return f, nil
+}
+
+// Close closes the file opened by [Open]; for a File made by [NewFile] it
+// does nothing.
+func (f *File) Close() error {
+	if f.closer == nil {
+		return nil
+	}
+	err := f.closer.Close()
+	f.closer = nil
+	return err
+}
+
+// NewFile reads a minidump from r, which must stay readable while the File
+// is used. It reads the header and the stream directory. If r has a
+// Size() int64 method (bytes.Reader, io.SectionReader) or a Stat method
+// (os.File), every size in the dump is checked against it before anything
+// is allocated; otherwise sizes are bounded by reading in chunks.
+func NewFile(r io.ReaderAt) (*File, error) {
+	f := &File{r: r, size: sizeOf(r)}
+	var hb [headerSize]byte
+	n, err := r.ReadAt(hb[:], 0)
+	if n < 4 {
+		if err == nil || err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("read minidump header: %w", ErrNotMinidump)
+		}
+		return nil, fmt.Errorf("read minidump header: %w", err)
+	}
+	if binary.LittleEndian.Uint32(hb[:]) != MINIDUMP_SIGNATURE {
+		return nil, fmt.Errorf("read minidump header: signature %#x: %w", binary.LittleEndian.Uint32(hb[:]), ErrNotMinidump)
+	}
+	if n < headerSize {
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("read minidump header: %w", err)
+		}
+		return nil, &FormatError{Off: 0, Msg: "read header", Val: n, Err: ErrTruncated}
+	}
+	br := binread.New("minidump header", hb[:], 0)
+	f.Header = Header{
+		Signature:          br.U32(),
+		Version:            br.U32(),
+		NumberOfStreams:    br.U32(),
+		StreamDirectoryRva: br.U32(),
+		CheckSum:           br.U32(),
+		TimeDateStamp:      br.U32(),
+		Flags:              br.U64(),
+	}
+	h := &f.Header
+	if h.Version&0xffff != MINIDUMP_VERSION {
+		// Every writer (dbghelp, Breakpad, Crashpad, LLVM) uses 42899;
+		// minidumpapiset.h defines no other.
+		return nil, &FormatError{Off: 4, Msg: "read header: unknown version", Val: h.Version}
+	}
+	if h.NumberOfStreams > MaxStreams {
+		return nil, &FormatError{Off: 8, Msg: "read header: too many streams", Val: h.NumberOfStreams}
+	}
+	d, err := f.readAt(uint64(h.StreamDirectoryRva), uint64(h.NumberOfStreams)*directorySize)
+	if err != nil {
+		return nil, fmt.Errorf("read stream directory: %w", err)
+	}
+	dr := binread.New("stream directory", d, int64(h.StreamDirectoryRva))
+	f.dir = make([]Directory, h.NumberOfStreams)
+	for i := range f.dir {
+		f.dir[i] = Directory{
+			StreamType: StreamType(dr.U32()),
+			Location:   Location{DataSize: dr.U32(), Rva: dr.U32()},
+		}
+	}
+	return f, nil
+}
+
+// sizeOf returns the size of the data behind r, or -1 if r cannot tell.
+func sizeOf(r io.ReaderAt) int64 {
+	switch v := r.(type) {
+	case interface{ Size() int64 }:
+		return v.Size()
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	}
+	return -1
+}
+
+// Size returns the size of the dump in bytes, or -1 when the io.ReaderAt
+// given to [NewFile] cannot tell it.
+func (f *File) Size() int64 { return f.size }
+
+// readAt reads n bytes at file offset off. It checks the range against the
+// size of the file before it allocates, or, when the size is unknown, reads
+// in chunks so that a bogus size fails before a large allocation. The error
+// is a *FormatError wrapping ErrTruncated when the file is too short.
+func (f *File) readAt(off, n uint64) ([]byte, error) {
+	if off+n < off || off > 1<<62 || n > 1<<62 {
+		return nil, &FormatError{Off: int64(off & (1<<63 - 1)), Msg: fmt.Sprintf("read %d bytes", n), Err: ErrTruncated}
+	}
+	if f.size >= 0 {
+		if off+n > uint64(f.size) {
+			return nil, &FormatError{Off: int64(off), Msg: fmt.Sprintf("read %d bytes: file has %d", n, f.size), Err: ErrTruncated}
+		}
+		b := make([]byte, n)
+		if err := f.fill(b, off); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	var b []byte
+	for done := uint64(0); done < n; {
+		k := min(n-done, readChunk)
+		b = append(b, make([]byte, k)...)
+		if err := f.fill(b[done:done+k], off+done); err != nil {
+			return nil, err
+		}
+		done += k
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b, nil
+}
+
+// fill reads exactly len(p) bytes at off.
+func (f *File) fill(p []byte, off uint64) error {
+	n, err := f.r.ReadAt(p, int64(off))
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF || err == io.ErrUnexpectedEOF {
+		return &FormatError{Off: int64(off), Msg: fmt.Sprintf("read %d bytes: got %d", len(p), n), Err: ErrTruncated}
+	}
+	return fmt.Errorf("read minidump at %#x: %w", off, err)
+}
+
+// ReadLocation returns the bytes a location descriptor names, such as a
+// thread's stack or context. It reads at most MaxRecordSize bytes unless
+// the file's size is known, in which case any location inside the file is
+// read.
+func (f *File) ReadLocation(l Location) ([]byte, error) {
+	if f.size < 0 && l.DataSize > MaxRecordSize {
+		return nil, &FormatError{Off: int64(l.Rva), Msg: "read location: too large for a dump of unknown size", Val: l.DataSize}
+	}
+	return f.readAt(uint64(l.Rva), uint64(l.DataSize))
+}
+
+// Streams returns a copy of the stream directory, in file order, including
+// unused entries (type UnusedStream) and streams this package does not
+// decode. [File.StreamData] reads any of them raw.
+func (f *File) Streams() []Directory {
+	return append([]Directory(nil), f.dir...)
+}
+
+// Stream returns the first directory entry of type t, and whether there is
+// one. UnusedStream entries are never returned.
+func (f *File) Stream(t StreamType) (Directory, bool) {
+	if t == UnusedStream {
+		return Directory{}, false
+	}
+	for _, d := range f.dir {
+		if d.StreamType == t {
+			return d, true
+		}
+	}
+	return Directory{}, false
+}
+
+// StreamData returns the raw bytes of the stream d describes.
+func (f *File) StreamData(d Directory) ([]byte, error) {
+	b, err := f.readAt(uint64(d.Location.Rva), uint64(d.Location.DataSize))
+	if err != nil {
+		return nil, fmt.Errorf("read %v: %w", d.StreamType, err)
+	}
+	return b, nil
+}
+
+// stream returns the data of the first stream of type t, or nil, nil when
+// there is none.
+func (f *File) stream(t StreamType) ([]byte, bool, error) {
+	d, ok := f.Stream(t)
+	if !ok {
+		return nil, false, nil
+	}
+	b, err := f.StreamData(d)
+	return b, err == nil, err
+}
+
+// ReadString reads the MINIDUMP_STRING at rva: a uint32 length in bytes,
+// then that many bytes of UTF-16LE text (a terminating NUL follows, which
+// is not counted and not required). An odd length, or one above
+// MaxStringBytes, is malformed. Unpaired surrogates become U+FFFD.
+func (f *File) ReadString(rva uint32) (string, error) {
+	return f.readString(uint64(rva))
+}
+
+// readString reads the MINIDUMP_STRING at file offset rva (an RVA64 for
+// the streams that use them).
+func (f *File) readString(rva uint64) (string, error) {
+	lb, err := f.readAt(rva, 4)
+	if err != nil {
+		return "", fmt.Errorf("read string: %w", err)
+	}
+	n := binary.LittleEndian.Uint32(lb)
+	if n%2 != 0 {
+		return "", &FormatError{Off: int64(rva), Msg: "read string: odd length", Val: n}
+	}
+	if n > MaxStringBytes {
+		return "", &FormatError{Off: int64(rva), Msg: "read string: too long", Val: n}
+	}
+	b, err := f.readAt(rva+4, uint64(n))
+	if err != nil {
+		return "", fmt.Errorf("read string: %w", err)
+	}
+	return decodeUTF16(b), nil
+}
+
+// decodeUTF16 decodes UTF-16LE text, stopping at a NUL.
+func decodeUTF16(b []byte) string {
+	u := make([]uint16, 0, len(b)/2)
+	for i := 0; i+1 < len(b); i += 2 {
+		c := binary.LittleEndian.Uint16(b[i:])
+		if c == 0 {
+			break
+		}
+		u = append(u, c)
+	}
+	return string(utf16.Decode(u))
+}
+
+// formatErr turns the error of a binread.Reader into a *FormatError.
+func formatErr(err error, msg string) error {
+	if err == nil {
+		return nil
+	}
+	var be *binread.Error
+	if errors.As(err, &be) {
+		var sentinel error
+		if errors.Is(be.Err, binread.ErrTruncated) {
+			sentinel = ErrTruncated
+		}
+		return &FormatError{Off: be.Off, Msg: msg + ": " + be.Name, Err: sentinel}
+	}
+	return err
+}
+
+// listCount reads the count of a list stream (ThreadList, ModuleList,
+// MemoryList) and checks it against the data: count entries of entrySize
+// bytes must follow the 4-byte count, or follow 4 bytes of padding after
+// it, which Breakpad's 64-bit writers add (Breakpad minidump.cc accepts
+// both). It returns the reader positioned at the first entry.
+func listCount(data []byte, rva uint32, what string, entrySize int) (binread.Reader, int, error) {
+	r := binread.New(what, data, int64(rva))
+	n := r.U32()
+	if r.Err() != nil {
+		return r, 0, formatErr(r.Err(), "read "+what)
+	}
+	avail := uint64(len(data) - 4)
+	need := uint64(n) * uint64(entrySize)
+	if need > avail {
+		return r, 0, &FormatError{Off: int64(rva), Msg: fmt.Sprintf("read %s: %d entries of %d bytes in %d bytes", what, n, entrySize, avail), Val: n, Err: ErrTruncated}
+	}
+	if avail == need+4 {
+		r.Skip(4)
+	}
+	return r, int(n), nil
+}
