@@ -1,0 +1,492 @@
+package dwarfidx
+
+import (
+	"cmp"
+	"context"
+	"debug/dwarf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/fntable/fntable/symfile"
+)
+
+// These are the errors returned by this package.
+var (
+	// ErrMalformed matches every error about malformed DWARF.
+	ErrMalformed = errors.New("malformed dwarf")
+)
+
+// FormatError describes malformed DWARF: which section, where, what was
+// wrong and the offending value. It wraps [ErrMalformed].
+type FormatError struct {
+	Section string // section name, such as ".debug_line"
+	Off     int64  // offset in the section
+	Msg     string // what was being read or which rule failed
+	Val     any    // the offending value, or nil
+}
+
+func (e *FormatError) Error() string {
+	s := "read " + e.Section + " at " + fmt.Sprintf("%#x", e.Off) + ": " + e.Msg
+	if e.Val != nil {
+		s += fmt.Sprintf(" %#x", e.Val)
+	}
+	return s
+}
+
+// Unwrap returns [ErrMalformed].
+func (e *FormatError) Unwrap() error { return ErrMalformed }
+
+// Sections holds a file's raw DWARF sections, decompressed and, for
+// relocatable files, relocated. Only Info and Abbrev are required.
+type Sections struct {
+	Order      binary.ByteOrder // byte order of the file; nil means little-endian
+	Info       []byte           // .debug_info
+	Abbrev     []byte           // .debug_abbrev
+	Line       []byte           // .debug_line
+	Str        []byte           // .debug_str
+	LineStr    []byte           // .debug_line_str (DWARF 5)
+	StrOffsets []byte           // .debug_str_offsets (DWARF 5)
+	Addr       []byte           // .debug_addr (DWARF 5)
+	Ranges     []byte           // .debug_ranges (DWARF 2 to 4)
+	RngLists   []byte           // .debug_rnglists (DWARF 5)
+	Aranges    []byte           // .debug_aranges
+}
+
+// Index answers address queries over one file's DWARF. It is safe for
+// concurrent use.
+type Index struct {
+	d    *dwarf.Data
+	opts symfile.Options
+	ls   *lineSections // nil when built by New: line tables then come from debug/dwarf
+
+	units []*unit
+	cus   []span // address → unit, sorted and disjoint
+
+	// names caches resolved subprogram names by DIE offset, across units
+	// (an abstract origin or specification may be in another unit).
+	mu    sync.Mutex
+	names map[dwarf.Offset]dieNames
+}
+
+// unit is one compilation unit, its DIEs parsed on first use.
+type unit struct {
+	off      dwarf.Offset // offset of the unit's DIE
+	compDir  string
+	stmtList int64 // offset of the line table; -1 when absent
+	addrSize int
+
+	once sync.Once
+	cu   *cuData
+	err  error
+}
+
+// span maps [lo, hi) to an index (of a unit, or of a node in a unit).
+type span struct {
+	lo, hi uint64
+	idx    int32
+}
+
+// findSpan returns the span containing pc.
+func findSpan(spans []span, pc uint64) (span, bool) {
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].hi > pc })
+	if i == len(spans) || spans[i].lo > pc {
+		return span{}, false
+	}
+	return spans[i], true
+}
+
+// New indexes d. It reads only the compilation units' own DIEs; a unit's
+// other DIEs and its line table are read on the first query that needs
+// them. File names come from debug/dwarf's line reader, which cleans
+// paths ("a/../b" becomes "b"); [NewSections] reads line tables itself and
+// keeps the paths as the file records them, as llvm-symbolizer prints
+// them.
+func New(d *dwarf.Data, opts symfile.Options) (*Index, error) {
+	x := &Index{d: d, opts: opts, names: map[dwarf.Offset]dieNames{}}
+	err := x.indexUnits(nil)
+	return x, err
+}
+
+// NewSections is [New] for a file whose raw sections are at hand: it makes
+// the dwarf.Data itself and decodes line tables with its own reader, which
+// keeps file paths exactly as llvm-symbolizer prints them.
+func NewSections(s *Sections, opts symfile.Options) (x *Index, err error) {
+	defer recoverError(&err, "index dwarf")
+	d, err := dwarf.New(s.Abbrev, s.Aranges, nil, s.Info, s.Line, nil, s.Ranges, s.Str)
+	if err != nil {
+		return nil, fmt.Errorf("index dwarf: %w", err)
+	}
+	for _, sec := range []struct {
+		name string
+		data []byte
+	}{
+		{".debug_addr", s.Addr}, {".debug_line_str", s.LineStr},
+		{".debug_str_offsets", s.StrOffsets}, {".debug_rnglists", s.RngLists},
+	} {
+		if len(sec.data) > 0 {
+			if err := d.AddSection(sec.name, sec.data); err != nil {
+				return nil, fmt.Errorf("index dwarf: %w", err)
+			}
+		}
+	}
+	order := s.Order
+	if order == nil {
+		order = binary.LittleEndian
+	}
+	x = &Index{d: d, opts: opts, names: map[dwarf.Offset]dieNames{},
+		ls: &lineSections{order: order, line: s.Line, str: s.Str, lineStr: s.LineStr}}
+	err = x.indexUnits(s)
+	return x, err
+}
+
+// recoverError turns a panic inside debug/dwarf, which some malformed
+// inputs cause, into an error.
+func recoverError(err *error, op string) {
+	if r := recover(); r != nil {
+		*err = &FormatError{Section: ".debug_info", Msg: fmt.Sprintf("%s: decoder panic: %v", op, r)}
+	}
+}
+
+// indexUnits finds every compilation unit and the addresses it covers.
+// With raw sections it walks the unit headers and reads each unit's own
+// DIE; otherwise it walks the top-level DIEs, skipping children by their
+// DW_AT_sibling where the producer emitted one.
+func (x *Index) indexUnits(s *Sections) (err error) {
+	defer recoverError(&err, "index units")
+	ctx := x.opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var ranges []rangeOf
+	add := func(e *dwarf.Entry, r *dwarf.Reader) {
+		u := unit{off: e.Offset, stmtList: -1, addrSize: r.AddressSize()}
+		u.compDir, _ = e.Val(dwarf.AttrCompDir).(string)
+		if v, ok := e.Val(dwarf.AttrStmtList).(int64); ok {
+			u.stmtList = v
+		}
+		rs, rerr := x.d.Ranges(e)
+		if rerr == nil {
+			for _, rg := range rs {
+				if rg[0] < rg[1] {
+					ranges = append(ranges, rangeOf{rg[0], rg[1], int32(len(x.units))})
+				}
+			}
+		}
+		x.units = append(x.units, &u)
+	}
+	r := x.d.Reader()
+	if s != nil {
+		offs, total, herr := unitOffsets(s)
+		for i, off := range offs {
+			if i%64 == 0 {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("%w: %w", symfile.ErrCanceled, err)
+				}
+				if x.opts.Progress != nil && !x.opts.Progress(int64(off), total) {
+					return symfile.ErrCanceled
+				}
+			}
+			r.Seek(off)
+			e, err := r.Next()
+			if err != nil {
+				herr = cmp.Or(herr, err)
+				break
+			}
+			if e == nil || (e.Tag != dwarf.TagCompileUnit && e.Tag != dwarf.TagPartialUnit) {
+				continue
+			}
+			add(e, r)
+		}
+		if herr != nil {
+			x.cus = segment(ranges, false)
+			return fmt.Errorf("index dwarf units: %w", herr)
+		}
+	} else {
+		for n := 0; ; n++ {
+			if n%64 == 0 {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("%w: %w", symfile.ErrCanceled, err)
+				}
+			}
+			e, err := r.Next()
+			if err != nil {
+				x.cus = segment(ranges, false)
+				return fmt.Errorf("index dwarf units: %w", err)
+			}
+			if e == nil {
+				break
+			}
+			if e.Tag == dwarf.TagCompileUnit || e.Tag == dwarf.TagPartialUnit {
+				add(e, r)
+			}
+			if e.Children {
+				r.SkipChildren()
+			}
+		}
+	}
+	x.cus = segment(ranges, false)
+	return nil
+}
+
+// unitOffsets walks the unit headers of .debug_info (DWARF5.pdf §7.5.1)
+// and returns the offset of each compilation unit's first DIE.
+func unitOffsets(s *Sections) (offs []dwarf.Offset, total int64, err error) {
+	order := s.Order
+	if order == nil {
+		order = binary.LittleEndian
+	}
+	b := newBuf(".debug_info", order, s.Info, 0)
+	for b.left() > 0 {
+		start := b.pos
+		length, dwarf64 := b.unitLength()
+		if b.err != nil {
+			return offs, int64(len(s.Info)), b.err
+		}
+		if length > uint64(b.left()) {
+			return offs, int64(len(s.Info)), &FormatError{Section: ".debug_info", Off: int64(start), Msg: "unit length exceeds section", Val: length}
+		}
+		next := b.pos + int(length)
+		version := b.u16()
+		offSize := 4
+		if dwarf64 {
+			offSize = 8
+		}
+		hdr := 0
+		switch {
+		case version >= 2 && version <= 4:
+			hdr = offSize + 1 // abbrev offset, address size
+		case version == 5:
+			switch b.u8() { // unit type
+			case 0x01, 0x03: // DW_UT_compile, DW_UT_partial
+				hdr = 1 + offSize // address size, abbrev offset
+			case 0x04, 0x05: // DW_UT_skeleton, DW_UT_split_compile
+				hdr = 1 + offSize + 8 // and the DWO id
+			default: // type units: not compilation units
+				hdr = -1
+			}
+		default:
+			hdr = -1
+		}
+		if hdr >= 0 && b.pos+hdr < next {
+			offs = append(offs, dwarf.Offset(b.pos+hdr))
+		}
+		b.pos = next
+	}
+	return offs, int64(len(s.Info)), nil
+}
+
+// rangeOf is an address range owned by the item with the given order.
+type rangeOf struct {
+	lo, hi uint64
+	ord    int32
+}
+
+// segment turns possibly overlapping ranges into sorted disjoint spans.
+// Where ranges overlap, the one with the highest order wins when last is
+// true (a DIE later in pre-order, as LLVM's AddrDieMap ends up), and the
+// lowest when it is false (the unit with the lowest offset, as LLVM's
+// DWARFDebugAranges chooses).
+func segment(rs []rangeOf, last bool) []span {
+	if len(rs) == 0 {
+		return nil
+	}
+	slices.SortFunc(rs, func(a, b rangeOf) int { return cmp.Compare(a.lo, b.lo) })
+	// Fast path: already disjoint.
+	disjoint := true
+	for i := 1; i < len(rs); i++ {
+		if rs[i].lo < rs[i-1].hi {
+			disjoint = false
+			break
+		}
+	}
+	out := make([]span, 0, len(rs))
+	if disjoint {
+		for _, r := range rs {
+			out = appendSpan(out, span{r.lo, r.hi, r.ord})
+		}
+		return out
+	}
+	bounds := make([]uint64, 0, 2*len(rs))
+	for _, r := range rs {
+		bounds = append(bounds, r.lo, r.hi)
+	}
+	slices.Sort(bounds)
+	bounds = slices.Compact(bounds)
+	better := func(a, b int32) bool {
+		if last {
+			return a > b
+		}
+		return a < b
+	}
+	var h ordHeap
+	h.better = better
+	j := 0
+	for i := 0; i+1 < len(bounds); i++ {
+		lo, hi := bounds[i], bounds[i+1]
+		for j < len(rs) && rs[j].lo <= lo {
+			h.push(rs[j])
+			j++
+		}
+		for len(h.items) > 0 && h.items[0].hi <= lo {
+			h.pop()
+		}
+		if len(h.items) > 0 {
+			out = appendSpan(out, span{lo, hi, h.items[0].ord})
+		}
+	}
+	return out
+}
+
+// appendSpan appends s, merging it with the last span when they touch and
+// map to the same index.
+func appendSpan(out []span, s span) []span {
+	if n := len(out); n > 0 && out[n-1].hi == s.lo && out[n-1].idx == s.idx {
+		out[n-1].hi = s.hi
+		return out
+	}
+	return append(out, s)
+}
+
+// ordHeap is a binary heap of ranges, best order on top.
+type ordHeap struct {
+	items  []rangeOf
+	better func(a, b int32) bool
+}
+
+func (h *ordHeap) push(r rangeOf) {
+	h.items = append(h.items, r)
+	i := len(h.items) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.better(h.items[i].ord, h.items[p].ord) {
+			break
+		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
+	}
+}
+
+func (h *ordHeap) pop() {
+	n := len(h.items) - 1
+	h.items[0] = h.items[n]
+	h.items = h.items[:n]
+	i := 0
+	for {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h.better(h.items[l].ord, h.items[m].ord) {
+			m = l
+		}
+		if r < n && h.better(h.items[r].ord, h.items[m].ord) {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		h.items[i], h.items[m] = h.items[m], h.items[i]
+		i = m
+	}
+}
+
+// unitFor returns the parsed unit covering pc, or nil.
+func (x *Index) unitFor(pc uint64) (*cuData, error) {
+	s, ok := findSpan(x.cus, pc)
+	if !ok {
+		return nil, nil
+	}
+	return x.load(int(s.idx))
+}
+
+func (x *Index) load(i int) (*cuData, error) {
+	u := x.units[i]
+	u.once.Do(func() { u.cu, u.err = x.parseUnit(u) })
+	return u.cu, u.err
+}
+
+// Frames appends to dst the frames at addr: the innermost inlined call
+// first, ending with the subprogram that contains addr, in the order
+// llvm-symbolizer --inlines prints them. The innermost frame's position
+// comes from the line table; each outer frame's from the DW_AT_call_file,
+// DW_AT_call_line and DW_AT_call_column of the inlined subroutine it calls.
+// An address that is in a unit's ranges but in no subprogram gets one frame
+// with the line table's position and no function name, as llvm-symbolizer
+// gives it. Without Options.Lines only the containing subprogram's name is
+// returned. When the DWARF says nothing about addr, Frames returns dst
+// unchanged and a nil error.
+func (x *Index) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err error) {
+	cu, err := x.unitFor(addr)
+	if cu == nil {
+		return dst, err
+	}
+	err = nil // a unit parsed in part still answers for what it has
+	s, ok := findSpan(cu.spans, addr)
+	if !ok {
+		if x.opts.Lines && cu.lines != nil {
+			if r, ok := cu.lines.lookup(addr); ok {
+				dst = append(dst, symfile.Frame{File: cu.lines.file(uint64(r.file)), Line: int(r.line), Column: int(r.col)})
+			}
+		}
+		return dst, nil
+	}
+	n := &cu.nodes[s.idx]
+	if !x.opts.Lines {
+		for n.parent >= 0 && !n.subprogram {
+			n = &cu.nodes[n.parent]
+		}
+		return append(dst, symfile.Frame{Function: n.name}), nil
+	}
+	f := symfile.Frame{Function: n.name}
+	if cu.lines != nil {
+		if r, ok := cu.lines.lookup(addr); ok {
+			f.File = cu.lines.file(uint64(r.file))
+			f.Line = int(r.line)
+			f.Column = int(r.col)
+		}
+	}
+	dst = append(dst, f)
+	for !n.subprogram && n.parent >= 0 {
+		p := &cu.nodes[n.parent]
+		f := symfile.Frame{Function: p.name, Line: int(n.callLine), Column: int(n.callCol)}
+		if cu.lines != nil {
+			f.File = cu.lines.file(uint64(n.callFile))
+		}
+		dst = append(dst, f)
+		n = p
+	}
+	return dst, nil
+}
+
+// Functions returns the subprograms that have code, one symbol per address
+// range, sorted as [symfile.Source.Symbols] requires. It parses every unit.
+func (x *Index) Functions() []symfile.Symbol {
+	var out []symfile.Symbol
+	for i := range x.units {
+		cu, _ := x.load(i)
+		if cu == nil {
+			continue
+		}
+		out = append(out, cu.funcs...)
+	}
+	SortSymbols(out)
+	return slices.CompactFunc(out, func(a, b symfile.Symbol) bool { return a == b })
+}
+
+// SortSymbols sorts symbols by address, then by size descending, then by
+// name, the order [symfile.Source.Symbols] promises.
+func SortSymbols(s []symfile.Symbol) {
+	slices.SortFunc(s, func(a, b symfile.Symbol) int {
+		if c := cmp.Compare(a.Addr, b.Addr); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.Size, a.Size); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Kind, b.Kind)
+	})
+}

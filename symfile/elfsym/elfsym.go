@@ -1,0 +1,431 @@
+package elfsym
+
+import (
+	"bytes"
+	"debug/dwarf"
+	"debug/elf"
+	"debug/gosym"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/fntable/fntable/symfile"
+	"github.com/fntable/fntable/symfile/dwarfidx"
+)
+
+// These are the errors returned by this package, besides
+// symfile.ErrUnrecognized for input that is not ELF.
+var (
+	// ErrMalformed matches every error about a malformed ELF file.
+	ErrMalformed = errors.New("malformed elf file")
+	// ErrUnsupported: an ELF file this reader does not handle (big-endian).
+	ErrUnsupported = errors.New("unsupported elf file")
+)
+
+// FormatError describes a malformed ELF file. It wraps [ErrMalformed] and
+// the underlying decoder's error.
+type FormatError struct {
+	Op  string // what was being read, such as "read symbol table"
+	Err error  // the decoder's error
+}
+
+func (e *FormatError) Error() string { return e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns [ErrMalformed] and the decoder's error.
+func (e *FormatError) Unwrap() []error { return []error{ErrMalformed, e.Err} }
+
+// File is an ELF file's symbols, source lines and inline frames. It is
+// safe for concurrent use.
+type File struct {
+	f      *elf.File
+	closer io.Closer
+	opts   symfile.Options
+	ident  symfile.Ident
+
+	dw    *dwarfidx.Index // nil without DWARF
+	dwErr error           // why the DWARF could not be indexed
+
+	goOnce sync.Once
+	gotab  *gosym.Table // Go's pclntab, for files without DWARF
+	goErr  error
+
+	symOnce sync.Once
+	syms    []symfile.Symbol
+}
+
+var _ symfile.Source = (*File)(nil)
+
+// Open opens the named file with [NewFile]; Close closes it.
+func Open(name string, opts symfile.Options) (*File, error) {
+	fd, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewFile(fd, opts)
+	if err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	f.closer = fd
+	return f, nil
+}
+
+// NewFile reads the ELF file in r, which may be a file or an image in a
+// process's memory such as the vDSO (section offsets are then offsets
+// from the image's start). It reads the headers and indexes the DWARF
+// compilation units; symbols are read on the first call to Symbols and a
+// unit's DIEs and line table on the first query in it. r must stay
+// readable until Close.
+func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
+	defer recoverError(&err, "read elf file")
+	ef, err := newELF(r)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{f: ef, opts: opts, ident: identify(ef)}
+	if err := f.loadDWARF(); err != nil && errors.Is(err, symfile.ErrCanceled) {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Identify reads what identifies the ELF file in r — program headers,
+// notes and .gnu_debuglink — without reading symbols or DWARF.
+func Identify(r io.ReaderAt) (_ symfile.Ident, err error) {
+	defer recoverError(&err, "identify elf file")
+	ef, err := newELF(r)
+	if err != nil {
+		return symfile.Ident{}, err
+	}
+	return identify(ef), nil
+}
+
+// recoverError turns a panic in the standard library's decoders, which
+// some malformed inputs cause, into an error.
+func recoverError(err *error, op string) {
+	if r := recover(); r != nil {
+		*err = &FormatError{Op: op, Err: fmt.Errorf("decoder panic: %v", r)}
+	}
+}
+
+func newELF(r io.ReaderAt) (*elf.File, error) {
+	var magic [4]byte
+	if _, err := r.ReadAt(magic[:], 0); err != nil || string(magic[:]) != elf.ELFMAG {
+		return nil, fmt.Errorf("read elf header: %w", symfile.ErrUnrecognized)
+	}
+	ef, err := elf.NewFile(r)
+	if err != nil {
+		return nil, &FormatError{Op: "read elf header", Err: err}
+	}
+	if ef.ByteOrder != binary.LittleEndian {
+		return nil, fmt.Errorf("read elf header: %w: big-endian", ErrUnsupported)
+	}
+	return ef, nil
+}
+
+// Ident returns what identifies the file and how it is laid out.
+func (f *File) Ident() symfile.Ident { return f.ident }
+
+// DWARFError returns why the file's DWARF could not be indexed, or nil.
+// Frames then falls back to Go's pclntab where the file has one.
+func (f *File) DWARFError() error { return f.dwErr }
+
+// Close closes the file if [Open] opened it.
+func (f *File) Close() error {
+	if f.closer != nil {
+		return f.closer.Close()
+	}
+	return nil
+}
+
+// identify reads the identity from the headers (symfile.Ident's fields
+// say which).
+func identify(f *elf.File) symfile.Ident {
+	id := symfile.Ident{Format: "elf"}
+	lo, hi := ^uint64(0), uint64(0)
+	var loOff uint64
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD {
+			continue
+		}
+		if p.Vaddr < lo {
+			lo, loOff = p.Vaddr, p.Off
+		}
+		hi = max(hi, p.Vaddr+p.Memsz)
+	}
+	if hi > 0 && lo <= hi {
+		id.LinkBase = (lo - min(loOff, lo)) &^ (pageSize - 1)
+		id.ImageSize = hi - id.LinkBase
+	}
+	notes := func(data []byte) {
+		for _, n := range parseNotes(data, f.ByteOrder) {
+			switch {
+			case n.name == "GNU" && n.typ == ntGNUBuildID && id.BuildID == nil:
+				id.BuildID = n.desc
+			case n.name == "Go" && n.typ == ntGoBuildID && id.GoBuildID == "":
+				id.GoBuildID = string(n.desc)
+			}
+		}
+	}
+	found := false
+	for _, s := range f.Sections {
+		if s.Type == elf.SHT_NOTE {
+			if data, err := sectionData(s, maxNoteSize); err == nil {
+				notes(data)
+				found = true
+			}
+		}
+	}
+	if !found {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_NOTE && p.Filesz <= maxNoteSize {
+				data := make([]byte, p.Filesz)
+				if _, err := p.ReadAt(data, 0); err == nil {
+					notes(data)
+				}
+			}
+		}
+	}
+	if s := f.Section(".gnu_debuglink"); s != nil && s.Type != elf.SHT_NOBITS {
+		if data, err := sectionData(s, maxNoteSize); err == nil {
+			if i := bytes.IndexByte(data, 0); i > 0 {
+				id.DebugLink = string(data[:i])
+				// The CRC follows the name's NUL, padded to 4 bytes.
+				if c := (i + 4) &^ 3; c+4 <= len(data) {
+					id.DebugLinkCRC = f.ByteOrder.Uint32(data[c:])
+				}
+			}
+		}
+	}
+	for _, name := range []string{".symtab", ".dynsym"} {
+		if s := f.Section(name); s != nil && s.Type != elf.SHT_NOBITS && s.Size > s.Entsize {
+			id.HasSymbols = true
+		}
+	}
+	for _, name := range []string{".debug_line", ".zdebug_line", ".gopclntab"} {
+		if s := f.Section(name); s != nil && s.Type != elf.SHT_NOBITS && s.Size > 0 {
+			id.HasDebugInfo = true
+		}
+	}
+	return id
+}
+
+// Limits on what the reader reads in one piece.
+const (
+	// pageSize is the alignment of LinkBase.
+	pageSize = 4096
+	// maxNoteSize bounds a note section or segment and .gnu_debuglink;
+	// real ones are tens of bytes.
+	maxNoteSize = 1 << 20
+	// maxSectionSize bounds a DWARF or pclntab section; larger claims are
+	// taken to be corrupt.
+	maxSectionSize = 1 << 32
+)
+
+// Note types (elf.h; Go's cmd/link).
+const (
+	ntGNUBuildID = 3
+	ntGoBuildID  = 4
+)
+
+type note struct {
+	name string
+	typ  uint32
+	desc []byte
+}
+
+// parseNotes decodes a note section (ELF gABI "Note Section"): name size,
+// descriptor size and type, then the name and descriptor, each padded to
+// 4 bytes. It stops at the first malformed note.
+func parseNotes(data []byte, order binary.ByteOrder) []note {
+	var out []note
+	for len(data) >= 12 {
+		namesz, descsz, typ := uint64(order.Uint32(data)), uint64(order.Uint32(data[4:])), order.Uint32(data[8:])
+		data = data[12:]
+		na, da := (namesz+3)&^3, (descsz+3)&^3
+		if na > uint64(len(data)) || da > uint64(len(data))-na {
+			break
+		}
+		name := data[:namesz]
+		name = bytes.TrimRight(name, "\x00")
+		out = append(out, note{string(name), typ, data[na : na+descsz]})
+		data = data[na+da:]
+	}
+	return out
+}
+
+func sectionData(s *elf.Section, limit uint64) ([]byte, error) {
+	if s.Type == elf.SHT_NOBITS {
+		return nil, nil
+	}
+	if s.Size > limit || (s.Flags&elf.SHF_COMPRESSED == 0 && s.FileSize > limit) {
+		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, s.Size)
+	}
+	return s.Data()
+}
+
+// loadDWARF indexes the DWARF, if the file has any.
+func (f *File) loadDWARF() error {
+	info := f.section(".debug_info")
+	if info == nil {
+		return nil
+	}
+	var err error
+	if f.f.Type == elf.ET_REL {
+		// Relocatable objects need their DWARF relocated, which
+		// debug/elf does.
+		var d *dwarf.Data
+		if d, err = f.f.DWARF(); err == nil {
+			f.dw, err = dwarfidx.New(d, f.opts)
+		}
+	} else {
+		s := &dwarfidx.Sections{Order: f.f.ByteOrder}
+		for _, p := range []struct {
+			name string
+			dst  *[]byte
+		}{
+			{"info", &s.Info}, {"abbrev", &s.Abbrev}, {"line", &s.Line}, {"str", &s.Str},
+			{"line_str", &s.LineStr}, {"str_offsets", &s.StrOffsets}, {"addr", &s.Addr},
+			{"ranges", &s.Ranges}, {"rnglists", &s.RngLists},
+		} {
+			sec := f.section(".debug_" + p.name)
+			if sec == nil {
+				continue
+			}
+			data, derr := sectionData(sec, maxSectionSize)
+			if derr != nil {
+				err = errors.Join(err, derr)
+				continue
+			}
+			*p.dst = data
+		}
+		if s.Info != nil && s.Abbrev != nil {
+			var ierr error
+			f.dw, ierr = dwarfidx.NewSections(s, f.opts)
+			err = errors.Join(err, ierr)
+		}
+	}
+	if err != nil {
+		f.dwErr = &FormatError{Op: "read dwarf", Err: err}
+		if errors.Is(err, symfile.ErrCanceled) {
+			return f.dwErr
+		}
+	}
+	return nil
+}
+
+// section returns the named section, or its .zdebug_ variant, when it has
+// contents.
+func (f *File) section(name string) *elf.Section {
+	s := f.f.Section(name)
+	if s == nil && len(name) > 7 && name[:7] == ".debug_" {
+		s = f.f.Section(".zdebug_" + name[7:])
+	}
+	if s == nil || s.Type == elf.SHT_NOBITS {
+		return nil
+	}
+	return s
+}
+
+// goTable decodes Go's pclntab on first use.
+func (f *File) goTable() *gosym.Table {
+	f.goOnce.Do(func() {
+		defer recoverError(&f.goErr, "read go pclntab")
+		s := f.section(".gopclntab")
+		if s == nil {
+			return
+		}
+		data, err := sectionData(s, maxSectionSize)
+		if err != nil {
+			f.goErr = err
+			return
+		}
+		var text uint64
+		if t := f.f.Section(".text"); t != nil {
+			text = t.Addr
+		}
+		tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text))
+		if err != nil {
+			f.goErr = &FormatError{Op: "read go pclntab", Err: err}
+			return
+		}
+		f.gotab = tab
+	})
+	return f.gotab
+}
+
+// Frames appends the frames at addr: from the DWARF when the file has
+// it; otherwise, for Go programs, the function and position from the
+// pclntab (which gives the position of the innermost inlined call but
+// names the function that contains it, without the inlined frames).
+func (f *File) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err error) {
+	defer recoverError(&err, "read frames")
+	if f.dw != nil {
+		return f.dw.Frames(dst, addr)
+	}
+	tab := f.goTable()
+	if tab == nil {
+		return dst, nil
+	}
+	file, line, fn := tab.PCToLine(addr)
+	if fn == nil || (file == "" && line <= 0) {
+		// Outside every function, or in the padding after one, which
+		// the pclntab's position tables do not cover.
+		return dst, nil
+	}
+	if !f.opts.Lines {
+		return append(dst, symfile.Frame{Function: fn.Name}), nil
+	}
+	return append(dst, symfile.Frame{Function: fn.Name, File: file, Line: line}), nil
+}
+
+// Symbols returns the symbol table (.symtab, or .dynsym when it was
+// stripped), without section, file and undefined symbols. A file with
+// neither gets the functions its DWARF or Go pclntab describes; a file with
+// only .dynsym gets those added.
+func (f *File) Symbols() []symfile.Symbol {
+	f.symOnce.Do(func() {
+		defer func() {
+			if recover() != nil {
+				f.syms = nil
+			}
+		}()
+		syms, err := f.f.Symbols()
+		fromSymtab := err == nil && len(syms) > 0
+		if !fromSymtab {
+			syms, _ = f.f.DynamicSymbols()
+		}
+		out := make([]symfile.Symbol, 0, len(syms))
+		for _, s := range syms {
+			if s.Section == elf.SHN_UNDEF || s.Name == "" {
+				continue
+			}
+			var k symfile.Kind
+			switch elf.ST_TYPE(s.Info) {
+			case elf.STT_SECTION, elf.STT_FILE:
+				continue
+			case elf.STT_FUNC, elf.STT_GNU_IFUNC:
+				k = symfile.KindFunction
+			case elf.STT_OBJECT, elf.STT_TLS, elf.STT_COMMON:
+				k = symfile.KindData
+			}
+			out = append(out, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: k})
+		}
+		if !fromSymtab {
+			if f.dw != nil {
+				out = append(out, f.dw.Functions()...)
+			} else if tab := f.goTable(); tab != nil {
+				for _, fn := range tab.Funcs {
+					out = append(out, symfile.Symbol{Name: fn.Name, Addr: fn.Entry, Size: fn.End - fn.Entry, Kind: symfile.KindFunction})
+				}
+			}
+		}
+		dwarfidx.SortSymbols(out)
+		f.syms = slices.Compact(out)
+	})
+	return f.syms
+}
