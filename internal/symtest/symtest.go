@@ -459,4 +459,3 @@ func parseJSON(r io.Reader) ([]Result, error) {
 func (r Result) Empty() bool {
 	return len(r.Frames) == 0 || (len(r.Frames) == 1 && r.Frames[0] == Frame{})
 }
-
