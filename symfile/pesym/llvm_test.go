@@ -408,7 +408,7 @@ func expectedCOFF(h llvmHeaders, syms []llvmSymbol) map[nmKey]llvmSymbol {
 
 // oracleCounts are the totals of TestLLVMOracle.
 type oracleCounts struct {
-	files, images, rejected                      int
+	files, images, rejected                           int
 	coff, nm, exports, forwarders, sized, unnamed, cv int
 }
 
