@@ -221,7 +221,7 @@ func sameStreamName(got StreamType, yaml string) bool {
 	}
 	alias := map[string]StreamType{
 		"ProcessVMCounters": ProcessVmCountersStream,
-		"AssertionInfo":     BreakpadAssertionInfo,
+		"AssertionInfo":     BreakpadAssertionInfoStream,
 		"BreakpadInfo":      BreakpadInfoStream,
 	}
 	if t, ok := alias[yaml]; ok {

@@ -42,15 +42,15 @@ const (
 // Stream types of the Breakpad and Crashpad extensions ("Gg" and "CP" in
 // the high 16 bits).
 const (
-	BreakpadInfoStream        StreamType = 0x47670001 // MD_BREAKPAD_INFO_STREAM
-	BreakpadAssertionInfo     StreamType = 0x47670002 // MD_ASSERTION_INFO_STREAM
-	BreakpadLinuxCPUInfo      StreamType = 0x47670003 // MD_LINUX_CPU_INFO: /proc/cpuinfo
-	BreakpadLinuxProcStatus   StreamType = 0x47670004 // MD_LINUX_PROC_STATUS: /proc/PID/status
-	BreakpadLinuxLSBRelease   StreamType = 0x47670005 // MD_LINUX_LSB_RELEASE: /etc/lsb-release
-	BreakpadLinuxCmdLine      StreamType = 0x47670006 // MD_LINUX_CMD_LINE: /proc/PID/cmdline
-	BreakpadLinuxEnviron      StreamType = 0x47670007 // MD_LINUX_ENVIRON: /proc/PID/environ
-	BreakpadLinuxAuxv         StreamType = 0x47670008 // MD_LINUX_AUXV: /proc/PID/auxv
-	BreakpadLinuxMaps         StreamType = 0x47670009 // MD_LINUX_MAPS: /proc/PID/maps
-	BreakpadLinuxDSODebug     StreamType = 0x4767000a // MD_LINUX_DSO_DEBUG: the r_debug link map
-	CrashpadInfoStream        StreamType = 0x43500001 // MD_CRASHPAD_INFO_STREAM
+	BreakpadInfoStream            StreamType = 0x47670001 // MD_BREAKPAD_INFO_STREAM
+	BreakpadAssertionInfoStream   StreamType = 0x47670002 // MD_ASSERTION_INFO_STREAM
+	BreakpadLinuxCPUInfoStream    StreamType = 0x47670003 // MD_LINUX_CPU_INFO: /proc/cpuinfo
+	BreakpadLinuxProcStatusStream StreamType = 0x47670004 // MD_LINUX_PROC_STATUS: /proc/PID/status
+	BreakpadLinuxLSBReleaseStream StreamType = 0x47670005 // MD_LINUX_LSB_RELEASE: /etc/lsb-release
+	BreakpadLinuxCmdLineStream    StreamType = 0x47670006 // MD_LINUX_CMD_LINE: /proc/PID/cmdline
+	BreakpadLinuxEnvironStream    StreamType = 0x47670007 // MD_LINUX_ENVIRON: /proc/PID/environ
+	BreakpadLinuxAuxvStream       StreamType = 0x47670008 // MD_LINUX_AUXV: /proc/PID/auxv
+	BreakpadLinuxMapsStream       StreamType = 0x47670009 // MD_LINUX_MAPS: /proc/PID/maps
+	BreakpadLinuxDSODebugStream   StreamType = 0x4767000a // MD_LINUX_DSO_DEBUG: the r_debug link map
+	CrashpadInfoStream            StreamType = 0x43500001 // MD_CRASHPAD_INFO_STREAM
 )

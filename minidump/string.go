@@ -35,15 +35,15 @@ func _() {
 	_ = x[ThreadNamesStream-24]
 	_ = x[LastReservedStream-65535]
 	_ = x[BreakpadInfoStream-1197932545]
-	_ = x[BreakpadAssertionInfo-1197932546]
-	_ = x[BreakpadLinuxCPUInfo-1197932547]
-	_ = x[BreakpadLinuxProcStatus-1197932548]
-	_ = x[BreakpadLinuxLSBRelease-1197932549]
-	_ = x[BreakpadLinuxCmdLine-1197932550]
-	_ = x[BreakpadLinuxEnviron-1197932551]
-	_ = x[BreakpadLinuxAuxv-1197932552]
-	_ = x[BreakpadLinuxMaps-1197932553]
-	_ = x[BreakpadLinuxDSODebug-1197932554]
+	_ = x[BreakpadAssertionInfoStream-1197932546]
+	_ = x[BreakpadLinuxCPUInfoStream-1197932547]
+	_ = x[BreakpadLinuxProcStatusStream-1197932548]
+	_ = x[BreakpadLinuxLSBReleaseStream-1197932549]
+	_ = x[BreakpadLinuxCmdLineStream-1197932550]
+	_ = x[BreakpadLinuxEnvironStream-1197932551]
+	_ = x[BreakpadLinuxAuxvStream-1197932552]
+	_ = x[BreakpadLinuxMapsStream-1197932553]
+	_ = x[BreakpadLinuxDSODebugStream-1197932554]
 	_ = x[CrashpadInfoStream-1129316353]
 }
 
@@ -51,12 +51,12 @@ const (
 	_StreamType_name_0 = "UnusedStreamReservedStream0ReservedStream1ThreadListStreamModuleListStreamMemoryListStreamExceptionStreamSystemInfoStreamThreadExListStreamMemory64ListStreamCommentStreamACommentStreamWHandleDataStreamFunctionTableStreamUnloadedModuleListStreamMiscInfoStreamMemoryInfoListStreamThreadInfoListStreamHandleOperationListStreamTokenStreamJavaScriptDataStreamSystemMemoryInfoStreamProcessVmCountersStreamIptTraceStreamThreadNamesStream"
 	_StreamType_name_1 = "LastReservedStream"
 	_StreamType_name_2 = "CrashpadInfoStream"
-	_StreamType_name_3 = "BreakpadInfoStreamBreakpadAssertionInfoBreakpadLinuxCPUInfoBreakpadLinuxProcStatusBreakpadLinuxLSBReleaseBreakpadLinuxCmdLineBreakpadLinuxEnvironBreakpadLinuxAuxvBreakpadLinuxMapsBreakpadLinuxDSODebug"
+	_StreamType_name_3 = "BreakpadInfoStreamBreakpadAssertionInfoStreamBreakpadLinuxCPUInfoStreamBreakpadLinuxProcStatusStreamBreakpadLinuxLSBReleaseStreamBreakpadLinuxCmdLineStreamBreakpadLinuxEnvironStreamBreakpadLinuxAuxvStreamBreakpadLinuxMapsStreamBreakpadLinuxDSODebugStream"
 )
 
 var (
 	_StreamType_index_0 = [...]uint16{0, 12, 27, 42, 58, 74, 90, 105, 121, 139, 157, 171, 185, 201, 220, 244, 258, 278, 298, 323, 334, 354, 376, 399, 413, 430}
-	_StreamType_index_3 = [...]uint8{0, 18, 39, 59, 82, 105, 125, 145, 162, 179, 200}
+	_StreamType_index_3 = [...]uint8{0, 18, 45, 71, 100, 129, 155, 181, 204, 227, 254}
 )
 
 func (i StreamType) String() string {

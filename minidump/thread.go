@@ -48,8 +48,8 @@ const (
 	CONTEXT_ARM64 = 0x00400000
 
 	contextArchMask        = 0x00ff0000 // the architecture bits of ContextFlags
-	contextFlagsOffAMD64   = 0x30                      // ContextFlags in the x64 CONTEXT
-	contextFlagsOffX86     = 0                         // ContextFlags in the x86 CONTEXT
+	contextFlagsOffAMD64   = 0x30       // ContextFlags in the x64 CONTEXT
+	contextFlagsOffX86     = 0          // ContextFlags in the x86 CONTEXT
 	contextSizeX86NoExtReg = 204
 )
 
