@@ -457,7 +457,7 @@ func (c *Client) fetch(ctx context.Context, q *request, progress func(done, tota
 			return "", canceled(q, ctx.Err())
 		case <-sub:
 			f.pmu.Lock()
-			d, t := f.cur, f.total
+			d, t := f.notified, f.total
 			f.pmu.Unlock()
 			if d == lastDone && t == lastTotal {
 				continue
