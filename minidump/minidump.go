@@ -300,13 +300,8 @@ func (f *File) fill(p []byte, off uint64) error {
 }
 
 // ReadLocation returns the bytes a location descriptor names, such as a
-// thread's stack or context. It reads at most MaxRecordSize bytes unless
-// the file's size is known, in which case any location inside the file is
-// read.
+// thread's stack.
 func (f *File) ReadLocation(l Location) ([]byte, error) {
-	if f.size < 0 && l.DataSize > MaxRecordSize {
-		return nil, &FormatError{Off: int64(l.Rva), Msg: "read location: too large for a dump of unknown size", Val: l.DataSize}
-	}
 	return f.readAt(uint64(l.Rva), uint64(l.DataSize))
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unicode/utf16"
 
+	"github.com/fntable/fntable/internal/winetest"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -149,6 +150,16 @@ func TestNewFileErrors(t *testing.T) {
 	}
 	if _, err := NewFile(bytes.NewReader(good)); err != nil {
 		t.Fatalf("valid dump: %v", err)
+	}
+}
+
+func TestOpenOtherFormat(t *testing.T) {
+	f, err := Open(winetest.Testdata(t, "pe/symbolic-cfi_chained_loop.exe"))
+	if f != nil || !errors.Is(err, ErrNotMinidump) || errors.Is(err, ErrMalformed) {
+		t.Errorf("Open(a PE image) = %v, %v; want ErrNotMinidump", f, err)
+	}
+	if _, err := Open("no-such-file.dmp"); err == nil || errors.Is(err, ErrNotMinidump) {
+		t.Errorf("Open(a missing file) = %v", err)
 	}
 }
 
