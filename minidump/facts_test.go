@@ -136,10 +136,35 @@ func TestFacts(t *testing.T) {
 			checkException(t, f, fx.Exception)
 			checkMemoryList(t, f, fx.MemoryList)
 			checkFunctionTables(t, f, fx.FuncTables)
-			if _, err := f.MiscInfo(); err != nil {
-				t.Errorf("MiscInfo: %v", err)
-			}
+			checkMiscInfo(t, f)
 		})
+	}
+}
+
+// checkMiscInfo checks MiscInfo against what other streams say: the
+// facts have no decode of it.
+func checkMiscInfo(t *testing.T, f *File) {
+	m, err := f.MiscInfo()
+	if err != nil || m == nil {
+		t.Fatalf("MiscInfo = %v, %v", m, err)
+	}
+	d, _ := f.Stream(MiscInfoStream)
+	if m.SizeOfInfo != d.Location.DataSize || m.SizeOfInfo != MiscInfoSize5 {
+		t.Errorf("SizeOfInfo = %d, stream size %d", m.SizeOfInfo, d.Location.DataSize)
+	}
+	if m.Flags1&MINIDUMP_MISC1_PROCESS_TIMES != 0 && (m.ProcessCreateTime > f.Header.TimeDateStamp || m.ProcessCreateTime < f.Header.TimeDateStamp-86400) {
+		t.Errorf("ProcessCreateTime %d is not within the day before the dump's time %d", m.ProcessCreateTime, f.Header.TimeDateStamp)
+	}
+	if m.Flags1&MINIDUMP_MISC4_BUILDSTRING != 0 && (m.BuildString == "" || m.DbgBldStr == "") {
+		t.Errorf("BuildString %q, DbgBldStr %q", m.BuildString, m.DbgBldStr)
+	}
+	// A dump with XSTATE contexts records their size in the XSTATE
+	// configuration.
+	threads, _ := f.Threads()
+	for _, th := range threads {
+		if th.ThreadContext.DataSize > ContextSizeAMD64 && m.XStateData.ContextSize != th.ThreadContext.DataSize {
+			t.Errorf("thread %#x: %d-byte context, XStateData.ContextSize %d", th.ThreadId, th.ThreadContext.DataSize, m.XStateData.ContextSize)
+		}
 	}
 }
 
