@@ -42,6 +42,10 @@ const (
 	// chunk is how much a table read asks for at a time, so that a count
 	// from the input allocates no more than the file holds plus one chunk.
 	chunk = 1 << 20
+	// maxZeroFill bounds the zeros a read of a directory may get from the
+	// part of a section beyond its file data, so that what a read
+	// allocates is backed by the file.
+	maxZeroFill = 64 << 10
 )
 
 // These are the errors returned by this package. A malformed image yields
@@ -320,16 +324,21 @@ func (img *image) readRVA(rva uint32, n uint32, what string) ([]byte, error) {
 	}
 	if s := img.sectionOf(rva, uint64(n)); s != nil {
 		off := rva - s.va
-		buf := make([]byte, n)
+		var buf []byte
 		if off < s.rawSize {
 			k := min(n, s.rawSize-off)
-			got, err := readChunked(img.r, int64(s.rawOff)+int64(off), uint64(k), fmt.Sprintf("%s at rva %#x", what, rva))
-			copy(buf, got)
+			var err error
+			buf, err = readChunked(img.r, int64(s.rawOff)+int64(off), uint64(k), fmt.Sprintf("%s at rva %#x", what, rva))
 			if err != nil {
 				return nil, err
 			}
 		}
-		return buf, nil
+		// The rest reads as zeros, as the loader maps it; no real
+		// directory lies much beyond its section's file data.
+		if zeros := n - uint32(len(buf)); zeros > maxZeroFill {
+			return nil, &FormatError{Off: -1, Msg: fmt.Sprintf("%s at rva %#x size %#x: %#x bytes beyond the section's file data", what, rva, n, zeros)}
+		}
+		return append(buf, make([]byte, n-uint32(len(buf)))...), nil
 	}
 	if uint64(rva)+uint64(n) <= uint64(img.sizeOfHeaders) {
 		return readChunked(img.r, int64(rva), uint64(n), fmt.Sprintf("%s at rva %#x", what, rva))

@@ -17,9 +17,9 @@ import (
 // MaxWarnings caps the warnings a [File] keeps.
 const MaxWarnings = 100
 
-// maxUnwindSpan caps the bytes of unwind information read in one piece to
+// unwindWindowSize is how much unwind information is read at a time to
 // tell primary exception-directory entries from chained fragments.
-const maxUnwindSpan = 64 << 20
+const unwindWindowSize = 64 << 10
 
 // File is a PE image's symbols and identity. It is immutable once made
 // and safe for concurrent use.
@@ -127,18 +127,29 @@ func (f *File) warn(err error) {
 // dedupe sorts syms as Symbols promises and merges entries with the same
 // address and name: the first one's kind wins, the largest size is kept.
 func (f *File) dedupe(syms []symfile.Symbol) []symfile.Symbol {
-	slices.SortStableFunc(syms, func(a, b symfile.Symbol) int {
-		return cmp.Or(cmp.Compare(a.Addr, b.Addr), strings.Compare(a.Name, b.Name))
+	// Sort by address, name and position: a total order, so that an
+	// unstable sort keeps the first of equal symbols first.
+	type keyed struct {
+		s   symfile.Symbol
+		seq int
+	}
+	ks := make([]keyed, len(syms))
+	for i, s := range syms {
+		ks[i] = keyed{s, i}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		return cmp.Or(cmp.Compare(a.s.Addr, b.s.Addr), strings.Compare(a.s.Name, b.s.Name), cmp.Compare(a.seq, b.seq))
 	})
 	out := syms[:0]
-	for _, s := range syms {
-		if n := len(out); n > 0 && out[n-1].Addr == s.Addr && out[n-1].Name == s.Name {
-			out[n-1].Size = max(out[n-1].Size, s.Size)
+	for _, k := range ks {
+		if n := len(out); n > 0 && out[n-1].Addr == k.s.Addr && out[n-1].Name == k.s.Name {
+			out[n-1].Size = max(out[n-1].Size, k.s.Size)
 			continue
 		}
-		out = append(out, s)
+		out = append(out, k.s)
 	}
-	slices.SortStableFunc(out, compareSymbols)
+	// Address and name are now unique: this order is total too.
+	slices.SortFunc(out, compareSymbols)
 	return slices.Clip(out)
 }
 
@@ -184,57 +195,31 @@ func (f *File) addFunctions(r io.ReaderAt, img *image, syms []symfile.Symbol) []
 			nameAt[rva] = s.Name
 		}
 	}
-	// Find the roots of the unnamed entries' chains. The unwind
-	// information of those entries is read in one piece.
-	var lo, hi uint32 = ^uint32(0), 0
-	for _, e := range entries {
+	// Find the roots of the unnamed entries' chains, reading their
+	// unwind information in address order through a small window.
+	var todo []int
+	for i, e := range entries {
 		if _, ok := nameAt[e.rf.BeginAddress]; !ok && !e.rf.Indirect() {
-			lo = min(lo, e.rf.UnwindData)
-			hi = max(hi, e.rf.UnwindData)
+			todo = append(todo, i)
 		}
 	}
-	if lo <= hi {
-		hi = uint32(min(uint64(hi)+unwindinfo.MaxSize, uint64(img.sizeOfImage)))
-		var buf []byte
-		if hi-lo <= maxUnwindSpan {
-			buf = make([]byte, hi-lo)
-			n, err := pf.ReadRVA(buf, lo)
-			buf = buf[:n]
-			if err != nil && n == 0 {
-				f.warn(fmt.Errorf("read unwind information at rva %#x: %w", lo, err))
+	slices.SortFunc(todo, func(a, b int) int { return cmp.Compare(entries[a].rf.UnwindData, entries[b].rf.UnwindData) })
+	var win unwindWindow
+	for _, i := range todo {
+		e := &entries[i]
+		cur := e.rf
+		for range unwindinfo.ChainLimit {
+			v, ok := win.view(pf, cur.UnwindData)
+			if !ok {
+				break
 			}
+			parent, ok := v.Chained()
+			if !ok || parent.Indirect() {
+				break
+			}
+			cur = parent
 		}
-		unwind := func(rva uint32) (unwindinfo.View, bool) {
-			var b []byte
-			if rva >= lo && rva-lo < uint32(len(buf)) {
-				b = buf[rva-lo:]
-			} else {
-				var tmp [unwindinfo.MaxSize]byte
-				n, _ := pf.ReadRVA(tmp[:], rva)
-				b = tmp[:n]
-			}
-			v, err := unwindinfo.NewView(b)
-			return v, err == nil
-		}
-		for i := range entries {
-			e := &entries[i]
-			if _, ok := nameAt[e.rf.BeginAddress]; ok || e.rf.Indirect() {
-				continue
-			}
-			cur := e.rf
-			for range unwindinfo.ChainLimit {
-				v, ok := unwind(cur.UnwindData)
-				if !ok {
-					break
-				}
-				parent, ok := v.Chained()
-				if !ok || parent.Indirect() {
-					break
-				}
-				cur = parent
-			}
-			e.root = cur.BeginAddress
-		}
+		e.root = cur.BeginAddress
 	}
 	// Sizes for the symbols at entry starts, names for the rest.
 	sizeAt := make(map[uint32]uint32, len(entries))
@@ -297,4 +282,26 @@ func (f *File) Close() error {
 	err := f.closer.Close()
 	f.closer = nil
 	return err
+}
+
+// unwindWindow reads unwind information through a window of
+// unwindWindowSize bytes, so that entries visited in address order cost
+// one read per window, not one per entry.
+type unwindWindow struct {
+	lo  uint32
+	buf []byte
+}
+
+// view returns the unwind information at rva.
+func (w *unwindWindow) view(pf *peimage.File, rva uint32) (unwindinfo.View, bool) {
+	if rva < w.lo || uint64(rva)+unwindinfo.MaxSize > uint64(w.lo)+uint64(len(w.buf)) {
+		if w.buf == nil {
+			w.buf = make([]byte, unwindWindowSize)
+		}
+		w.buf = w.buf[:unwindWindowSize]
+		n, _ := pf.ReadRVA(w.buf, rva)
+		w.lo, w.buf = rva, w.buf[:n]
+	}
+	v, err := unwindinfo.NewView(w.buf[rva-w.lo:])
+	return v, err == nil
 }
