@@ -1,0 +1,78 @@
+// Package symhandler is a symbol handler in the model of dbghelp's
+// (SymInitialize, SymLoadModuleEx, SymFromAddr, SymGetLineFromAddr64,
+// SymFromName, SymEnumSymbols, SymAddSymbol, SymRegisterCallback64), for
+// Linux and Windows binaries, safe for concurrent use.
+//
+// A [Handler] serves one target (a live process, a dump, or none for plain
+// files): its modules, their symbols, source lines and inline frames.
+// Modules come from the target's module list ([Handler.RefreshModules]),
+// from files ([Handler.LoadModule]), or are virtual — JIT code whose
+// symbols the JIT adds with [Handler.AddSymbol] or writes to a perf map
+// ([Handler.ImportPerfMap]).
+//
+// # Where symbols come from
+//
+//   - ELF: .symtab or .dynsym; DWARF for lines and inline frames; Go's
+//     pclntab when a Go binary is stripped. A stripped image's symbols are
+//     looked for in a separate debug file: by build ID under the debug
+//     directories and the search path's directories
+//     (.build-id/xx/rest.debug), by .gnu_debuglink name next to the image,
+//     in its .debug directory and under the debug directories (the file's
+//     CRC must match), then from debuginfod servers by build ID.
+//   - PE: exports, COFF symbols and the exception directory; the CodeView
+//     record (PDB name, GUID, age) is recorded. An image missing on disk is
+//     fetched from Microsoft-style symbol stores by timestamp and size.
+//   - Virtual modules: AddSymbol, perf maps.
+//
+// Addresses are where the target has them: a module loaded at Base has its
+// file's link-time addresses moved by Base minus the file's link-time base.
+//
+// # Callbacks
+//
+// [Handler.RegisterCallback] installs a [Callback] with dbghelp's action
+// codes and payloads ([CBA_DEFERRED_SYMBOL_LOAD_START] ... [CBA_EVENT],
+// [CBA_DEBUG_INFO]). A module load reports, in this order:
+//
+//	CBA_DEFERRED_SYMBOL_LOAD_START
+//	CBA_DEFERRED_SYMBOL_LOAD_CANCEL      true cancels; the module stays deferred
+//	CBA_EVENT progress + CBA_DEFERRED_SYMBOL_LOAD_CANCEL, repeated while a
+//	                                     file downloads or debug information is indexed
+//	CBA_EVENT                            a separate debug file found, problems
+//	CBA_DEFERRED_SYMBOL_LOAD_COMPLETE    or _PARTIAL (the image is unreadable) or
+//	                                     _FAILURE (no symbols): set FileName and
+//	                                     return true to retry with that file,
+//	                                     which starts again at _START (Reparse set)
+//
+// Unloading sends CBA_SYMBOLS_UNLOADED; SetOptions sends CBA_SET_OPTIONS;
+// a lookup by name that matches several symbols sends
+// CBA_DUPLICATE_SYMBOL; memory the target cannot supply (or all memory,
+// without a target) is asked with CBA_READ_MEMORY; an address in no module
+// sends CBA_MAP_JIT_SYMBOL, so a JIT can add its module on demand. A
+// CBA_EVENT the callback does not handle is sent again as CBA_DEBUG_INFO
+// when SYMOPT_DEBUG is set; CBA_DEBUG_INFO is sent only then.
+//
+// Callbacks of a handler are delivered one at a time, on the goroutine
+// whose call caused them, with no lock of the handler held: a callback
+// may call the handler again (events of that call are delivered nested, on
+// the same goroutine), but must not wait for another goroutine that uses
+// the handler.
+//
+// For Go code, [Config.Progress] receives the same events as typed values
+// ([ModuleLoadStarted], [SymbolsLoaded], [ModuleLoadFailed],
+// [SymbolsUnloaded], [Progress], [Message], [OptionsChanged]); returning
+// false cancels the load in progress. [Handler.Symbolize] and the other
+// context-taking methods stop waiting, and cancel downloads, when their
+// context is done.
+//
+// # Concurrency
+//
+// A Handler is safe for concurrent use. Lookups take no lock in the common
+// case; a deferred module is loaded once, by the first goroutine that needs
+// it, while the others wait (a callback that looks up the module being
+// loaded on its own goroutine gets no symbols instead of waiting).
+//
+// References: dbghelp's SymRegisterCallbackProc64 and
+// IMAGEHLP_DEFERRED_SYMBOL_LOAD64 documentation; GDB's "Debugging
+// Information in Separate Files"; the debuginfod client's environment
+// (debuginfod_find_debuginfo(3)).
+package symhandler

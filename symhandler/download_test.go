@@ -1,0 +1,168 @@
+package symhandler_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fntable/fntable/symhandler"
+)
+
+// bigSources is a program with enough functions that its debug file spans
+// several progress steps.
+func bigSources() map[string]string {
+	var b strings.Builder
+	b.WriteString("int compute(int x);\n")
+	for i := range 800 {
+		fmt.Fprintf(&b, "int f%d(int x) { int y = x * %d; for (int i = 0; i < x; i++) y += i ^ %d; return y; }\n", i, i, i)
+	}
+	b.WriteString("int compute(int x) { return f1(x) + f2(x); }\nint main(int c, char **v) { return compute(c); }\n")
+	return map[string]string{"big.c": b.String()}
+}
+
+// serveDebuginfod starts the real debuginfod over dir on a free loopback
+// port and returns its URL once it serves buildID.
+func serveDebuginfod(t *testing.T, dir, buildID string) string {
+	t.Helper()
+	need(t, "debuginfod")
+	state := t.TempDir()
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		log, err := os.Create(filepath.Join(state, "log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("debuginfod", "-F", dir, "-p", fmt.Sprint(port), "-d", filepath.Join(state, "db.sqlite"), "-c", "1", "-t", "0")
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); log.Close(); close(exited) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			select {
+			case <-exited:
+				deadline = time.Time{}
+				continue
+			default:
+			}
+			resp, err := http.Get(url + "/buildid/" + buildID + "/debuginfo") // debuginfod answers GET only
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return url
+				}
+			}
+		}
+		cmd.Process.Kill()
+	}
+	b, _ := os.ReadFile(filepath.Join(state, "log"))
+	t.Fatalf("debuginfod did not serve build ID %s:\n%s", buildID, b)
+	return ""
+}
+
+
+func TestDownload(t *testing.T) {
+	dir := t.TempDir()
+	objcopy := need(t, "objcopy")
+	exe := buildC(t, dir, "big", bigSources(), "-g", "-O0", "-Wl,--build-id")
+	served := t.TempDir()
+	debug := filepath.Join(served, "big.debug")
+	run(t, dir, objcopy, "--only-keep-debug", exe, debug)
+	run(t, dir, objcopy, "--strip-all", exe)
+	id := fmt.Sprintf("%x", identBuildID(t, exe))
+	t0 := time.Now()
+	url := serveDebuginfod(t, served, id)
+	t.Logf("built and served in %v", time.Since(t0))
+	cache := t.TempDir()
+	path := "cache*" + cache + ";debuginfod*" + url
+	pc := symbolAddr(t, debug, "compute")
+	info, _ := os.Stat(debug)
+
+	// Cancel in the middle of the download, from the callback.
+	h := newHandler(t, symhandler.Config{SearchPath: path})
+	r := newRecorder(t, h)
+	var progress atomic.Int32
+	r.answer[symhandler.CBA_EVENT] = func(data any) bool {
+		if e := data.(*symhandler.CBAEvent); e.Progress != nil && e.Progress.Stage == "download" {
+			progress.Add(1)
+		}
+		return true
+	}
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = func(any) bool { return progress.Load() >= 2 }
+	m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := h.FromAddr(pc); ok {
+		t.Fatal("a canceled download resolved")
+	}
+	want(t, r.take(true),
+		"CBA_DEFERRED_SYMBOL_LOAD_START big file=big",
+		"CBA_DEFERRED_SYMBOL_LOAD_CANCEL big file=big",
+		"PROGRESS")
+	if ents, _ := filepath.Glob(filepath.Join(cache, "*", "*")); len(ents) != 0 {
+		t.Errorf("a canceled download left %q in the cache", ents)
+	}
+	if m.Info().Type != symhandler.SymDeferred {
+		t.Errorf("module %v after a canceled download", m.Info().Type)
+	}
+
+	t.Logf("canceled download at %v", time.Since(t0))
+	// Download, with progress reaching the file's size.
+	var last symhandler.Progress
+	var steps int
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = nil
+	r.answer[symhandler.CBA_EVENT] = func(data any) bool {
+		if e := data.(*symhandler.CBAEvent); e.Progress != nil && e.Progress.Stage == "download" {
+			if e.Progress.Done < last.Done {
+				t.Errorf("progress went back from %d to %d", last.Done, e.Progress.Done)
+			}
+			last = *e.Progress
+			steps++
+		}
+		return false
+	}
+	s, _, ok := h.FromAddr(pc)
+	if !ok || s.Name != "compute" {
+		t.Fatalf("FromAddr(compute) after download = %+v, %v", s, ok)
+	}
+	if steps < 2 || last.Done != info.Size() || last.Total != info.Size() {
+		t.Errorf("%d progress steps, last %+v; the file has %d bytes", steps, last, info.Size())
+	}
+	got := r.take(true)
+	want(t, got,
+		"CBA_DEFERRED_SYMBOL_LOAD_START big file=big",
+		"CBA_DEFERRED_SYMBOL_LOAD_CANCEL big file=big",
+		"PROGRESS",
+		"CBA_EVENT info code=3",
+		"PROGRESS",
+		"CBA_DEFERRED_SYMBOL_LOAD_COMPLETE big file=big type=dia debug=debuginfo")
+	if mi := m.Info(); !strings.HasPrefix(mi.DebugFile, cache) {
+		t.Errorf("debug file %s is not in the cache %s", mi.DebugFile, cache)
+	}
+
+	t.Logf("downloaded at %v", time.Since(t0))
+	// With SYMOPT_SECURE no server is asked.
+	h2 := newHandler(t, symhandler.Config{SearchPath: "cache*" + t.TempDir() + ";debuginfod*" + url,
+		Options: symhandler.DefaultOptions | symhandler.SYMOPT_SECURE})
+	h2.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
+	if _, _, ok := h2.FromAddr(pc); ok {
+		t.Error("SYMOPT_SECURE downloaded symbols")
+	}
+}

@@ -1,0 +1,173 @@
+package symhandler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/ianlancetaylor/demangle"
+
+	"github.com/fntable/fntable/symfile"
+)
+
+// Symbol is SYMBOL_INFO: a symbol where its module is loaded.
+type Symbol struct {
+	Name    string       // demangled when SYMOPT_UNDNAME is set, else as stored
+	RawName string       // as stored in the file
+	Address uint64       // where it is in the target
+	Size    uint64       // bytes; 0 when the file does not say
+	Kind    symfile.Kind // function, data or other
+	ModBase uint64       // the module's base
+	Module  string       // the module's name
+}
+
+// Frame is one level of the inline chain at an address.
+type Frame struct {
+	Function string // demangled when SYMOPT_UNDNAME is set; "" when unknown
+	File     string // "" when unknown
+	Line     int    // 0 when unknown
+	Column   int    // 0 when unknown
+}
+
+// Location is everything the handler knows about an address.
+type Location struct {
+	Address      uint64
+	Module       *Module // nil when no module contains the address
+	Symbol       *Symbol // the symbol containing the address; nil when none
+	Displacement uint64  // Address - Symbol.Address
+	// Frames are the inlined calls at the address, innermost first, ending
+	// with the containing function (llvm-symbolizer's order). Without line
+	// information it holds just the containing function, when known.
+	Frames []Frame
+}
+
+// Symbolize returns what is known about addr: module, containing symbol
+// and displacement, and the inline frames with source positions. It loads
+// the module's symbols if they are deferred; ctx cancels that load. A
+// module whose symbols cannot be loaded gives a Location with only the
+// module (the failure was reported through the callbacks); an error is
+// returned only when the debug information is there but unreadable.
+func (h *Handler) Symbolize(ctx context.Context, addr uint64) (Location, error) {
+	loc := Location{Address: addr}
+	if addr == 0 && h.Options()&SYMOPT_ALLOW_ZERO_ADDRESS == 0 {
+		return loc, nil
+	}
+	m := h.moduleFor(addr)
+	if m == nil {
+		return loc, nil
+	}
+	loc.Module = m
+	if m.virtual {
+		t := m.virtualTable()
+		if i := t.find(addr); i >= 0 {
+			s := h.symbol(m, nil, t.syms[i], 0)
+			loc.Symbol, loc.Displacement = &s, addr-s.Address
+			loc.Frames = []Frame{{Function: s.Name}}
+		}
+		return loc, nil
+	}
+	l := m.symbols(ctx)
+	if l == nil {
+		return loc, nil
+	}
+	fa := addr - l.bias
+	if i := l.tab.find(fa); i >= 0 {
+		s := h.symbol(m, l, l.tab.syms[i], l.bias)
+		loc.Symbol, loc.Displacement = &s, addr-s.Address
+	}
+	var err error
+	if l.lines {
+		var raw []symfile.Frame
+		raw, err = l.src.Frames(nil, fa)
+		if len(raw) > 0 {
+			loc.Frames = make([]Frame, len(raw))
+			for i, f := range raw {
+				loc.Frames[i] = Frame{Function: h.displayName(l, f.Function), File: f.File, Line: f.Line, Column: f.Column}
+			}
+		}
+	}
+	if len(loc.Frames) == 0 && loc.Symbol != nil {
+		loc.Frames = []Frame{{Function: loc.Symbol.Name}}
+	}
+	if err != nil {
+		err = fmt.Errorf("symbolize %#x in %s: %w", addr, m.Name, err)
+	}
+	return loc, err
+}
+
+// moduleFor returns the module containing addr, asking CBA_MAP_JIT_SYMBOL
+// once when none does.
+func (h *Handler) moduleFor(addr uint64) *Module {
+	if m := h.ModuleAt(addr); m != nil {
+		return m
+	}
+	if h.deliver(CBA_MAP_JIT_SYMBOL, &JITSymbolMap{Address: addr}) {
+		return h.ModuleAt(addr)
+	}
+	return nil
+}
+
+// FromAddr returns the symbol containing addr and addr's displacement from
+// it (SymFromAddr). ok is false when no symbol contains addr.
+func (h *Handler) FromAddr(addr uint64) (sym Symbol, displacement uint64, ok bool) {
+	loc, _ := h.Symbolize(context.Background(), addr)
+	if loc.Symbol == nil {
+		return Symbol{}, 0, false
+	}
+	return *loc.Symbol, loc.Displacement, true
+}
+
+// Line is IMAGEHLP_LINE64: the source position of an address.
+type Line struct {
+	File   string
+	Line   int
+	Column int
+}
+
+// LineFromAddr returns the source position of addr, in the innermost
+// inlined call (SymGetLineFromAddr64). ok is false when there is no line
+// information for addr.
+func (h *Handler) LineFromAddr(addr uint64) (line Line, ok bool, err error) {
+	loc, err := h.Symbolize(context.Background(), addr)
+	if len(loc.Frames) == 0 || loc.Frames[0].Line == 0 {
+		return Line{}, false, err
+	}
+	f := loc.Frames[0]
+	return Line{File: f.File, Line: f.Line, Column: f.Column}, true, err
+}
+
+// symbol converts a file symbol to a Symbol of module m.
+func (h *Handler) symbol(m *Module, l *loaded, s symfile.Symbol, bias uint64) Symbol {
+	return Symbol{Name: h.displayName(l, s.Name), RawName: s.Name, Address: s.Addr + bias, Size: s.Size, Kind: s.Kind,
+		ModBase: m.Base, Module: m.Name}
+}
+
+// displayName demangles name when SYMOPT_UNDNAME is set, caching the
+// result in the module's load.
+func (h *Handler) displayName(l *loaded, name string) string {
+	if h.Options()&SYMOPT_UNDNAME == 0 || name == "" {
+		return name
+	}
+	if l == nil {
+		return demangleName(name)
+	}
+	if v, ok := l.demangled.Load(name); ok {
+		return v.(string)
+	}
+	d := demangleName(name)
+	l.demangled.Store(name, d)
+	return d
+}
+
+// demangleName demangles C++ (Itanium) and Rust (legacy and v0) names;
+// other names (C, Go) are returned as they are.
+func demangleName(name string) string {
+	if len(name) < 2 || name[0] != '_' || !strings.HasPrefix(name, "_Z") && !strings.HasPrefix(name, "_R") && !strings.HasPrefix(name, "__Z") {
+		return name
+	}
+	return demangle.Filter(name)
+}
+
+// demangledCache is embedded in loaded.
+type demangledCache = sync.Map

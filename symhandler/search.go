@@ -1,0 +1,119 @@
+package symhandler
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fntable/fntable/symsrv"
+)
+
+// defaultDebugDir is the system's global debug directory (GDB's
+// debug-file-directory on Debian and Fedora).
+const defaultDebugDir = "/usr/lib/debug"
+
+// searchPath is a parsed symbol search path.
+type searchPath struct {
+	raw       string
+	client    *symsrv.Client // every element
+	local     *symsrv.Client // the plain directories only (SYMOPT_SECURE)
+	dirs      []string       // the plain directories
+	debugDirs []string       // global debug directories
+}
+
+func parseSearchPath(s string, debugDirs []string) (*searchPath, error) {
+	sp := &searchPath{raw: s, debugDirs: debugDirs}
+	if debugDirs == nil {
+		sp.debugDirs = []string{defaultDebugDir}
+	}
+	var err error
+	if s == "" {
+		sp.client, err = symsrv.FromEnv()
+		if err != nil {
+			return nil, fmt.Errorf("symbol search path from the environment: %w", err)
+		}
+	} else {
+		els, err := symsrv.ParsePath(s)
+		if err != nil {
+			return nil, err
+		}
+		sp.client = &symsrv.Client{Elements: els, CacheDir: symsrv.DefaultCacheDir()}
+	}
+	sp.local = &symsrv.Client{CacheDir: sp.client.CacheDir}
+	for _, e := range sp.client.Elements {
+		if e.Type == symsrv.ElemDir {
+			sp.dirs = append(sp.dirs, e.Path)
+			sp.local.Elements = append(sp.local.Elements, e)
+		}
+	}
+	return sp, nil
+}
+
+// SetSearchPath replaces the symbol search path (SymSetSearchPath):
+// elements separated by ';' — plain directories, srv*CACHE*URL Microsoft
+// symbol stores, cache*DIR, debuginfod*URL servers (see symsrv.ParsePath).
+// "" means the environment's (_NT_SYMBOL_PATH, DEBUGINFOD_URLS). Plain
+// directories are also searched for separate debug files (by build ID in
+// their .build-id tree, and by .gnu_debuglink name). Modules already loaded
+// keep their symbols; call Module.Reload to read them again.
+func (h *Handler) SetSearchPath(s string) error {
+	sp, err := parseSearchPath(s, h.cfg.DebugDirs)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.search = sp
+	h.mu.Unlock()
+	return nil
+}
+
+// SearchPath returns the search path as set (SymGetSearchPath).
+func (h *Handler) SearchPath() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.search.raw
+}
+
+func (h *Handler) searchPath() *searchPath {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.search
+}
+
+// debugCandidates returns where a separate debug file for image may be,
+// in GDB's order: by build ID under each debug directory and search
+// directory (.build-id/xx/rest.debug), then by debuglink name next to the
+// image, in its .debug directory, under each debug directory's copy of the
+// image's directory, and in each search directory.
+func (sp *searchPath) debugCandidates(image string, buildID []byte, debugLink string) (byID, byLink []string) {
+	roots := append(slices2(sp.debugDirs), sp.dirs...)
+	if len(buildID) >= 2 {
+		hex := fmt.Sprintf("%x", buildID)
+		for _, r := range roots {
+			byID = append(byID, filepath.Join(r, ".build-id", hex[:2], hex[2:]+".debug"))
+		}
+	}
+	if debugLink != "" && !strings.ContainsAny(debugLink, "/\x00") {
+		dir := filepath.Dir(image)
+		if image != "" {
+			byLink = append(byLink, filepath.Join(dir, debugLink), filepath.Join(dir, ".debug", debugLink))
+			if abs, err := filepath.Abs(dir); err == nil {
+				for _, r := range sp.debugDirs {
+					byLink = append(byLink, filepath.Join(r, abs, debugLink))
+				}
+			}
+		}
+		for _, d := range sp.dirs {
+			byLink = append(byLink, filepath.Join(d, debugLink))
+		}
+	}
+	return byID, byLink
+}
+
+func slices2(s []string) []string { return append([]string(nil), s...) }
+
+func exists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
