@@ -167,3 +167,58 @@ func exercise(t *testing.T, f *File) {
 		}
 	}
 }
+
+// FuzzFunctionTables decodes arbitrary bytes as the data of a
+// FunctionTableStream, the decoder this package adds over other minidump
+// readers; small inputs make it much faster than FuzzMinidump.
+func FuzzFunctionTables(f *testing.F) {
+	one := synthTable{0x10000, 0x20000, 0x10000, RF_SORTED, []unwindinfo.RuntimeFunction{rf(0x100, 0x200, 0x8000), rf(0x200, 0x300, 0x8010)}}
+	two := synthTable{0x30000, 0x40000, 0x30000, RF_UNSORTED, []unwindinfo.RuntimeFunction{rf(0x300, 0x400, 0x9020), rf(0x100, 0x200, 0x9000)}}
+	for _, native := range []uint32{DynamicFunctionTableSizeWin7, DynamicFunctionTableSizeWin10, DynamicFunctionTableSizeWin11} {
+		f.Add(funcTableStream(native, 12, one, two))
+	}
+	f.Add(funcTableStream(DynamicFunctionTableSizeWin7, 16, one))
+	if paths, _ := filepath.Glob("../../shared/testdata/minidumps/*.dmp"); len(paths) > 0 {
+		for _, p := range paths {
+			file, err := Open(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			if d, ok := file.Stream(FunctionTableStream); ok {
+				b, err := file.StreamData(d)
+				if err != nil {
+					f.Fatal(err)
+				}
+				f.Add(b)
+			}
+			file.Close()
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ft, err := decodeFunctionTables(b, 0x1000)
+		checkErr(t, "decodeFunctionTables", err)
+		if ft == nil {
+			return
+		}
+		used := uint64(ft.SizeOfHeader)
+		for _, tb := range ft.Tables {
+			used += uint64(ft.SizeOfDescriptor) + uint64(len(tb.Native)) + uint64(len(tb.EntryData))
+			if uint32(len(tb.Native)) != ft.SizeOfNativeDescriptor || uint64(len(tb.EntryData)) != uint64(tb.Descriptor.EntryCount)*uint64(ft.SizeOfFunctionEntry) {
+				t.Fatalf("table sizes: native %d, entries %d", len(tb.Native), len(tb.EntryData))
+			}
+			if tb.Entries != nil && len(tb.Entries) != int(tb.Descriptor.EntryCount) {
+				t.Fatalf("%d entries decoded of %d", len(tb.Entries), tb.Descriptor.EntryCount)
+			}
+			d := tb.Descriptor
+			for _, pc := range []uint64{d.MinimumAddress, d.MaximumAddress - 1, d.BaseAddress + 0x100, d.BaseAddress + 0x2ff} {
+				fn, base, ok := ft.LookupFunctionEntry(pc)
+				if ok && (fn == nil || pc < base || !fn.Contains(uint32(pc-base))) {
+					t.Fatalf("LookupFunctionEntry(%#x) = %+v, %#x", pc, fn, base)
+				}
+			}
+		}
+		if used > uint64(len(b)) {
+			t.Fatalf("tables use %d bytes of %d", used, len(b))
+		}
+	})
+}

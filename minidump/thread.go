@@ -177,7 +177,8 @@ func (f *File) ThreadInfoList() ([]ThreadInfo, error) {
 	r.Skip(int(hdrSize) - 12)
 	list := make([]ThreadInfo, n)
 	for i := range list {
-		e := binread.New("thread info", r.Bytes(int(entrySize)), d.Location.Rva64(r.Off()))
+		off := int64(d.Location.Rva) + int64(r.Off())
+		e := binread.New("thread info", r.Bytes(int(entrySize)), off)
 		list[i] = ThreadInfo{
 			ThreadId: e.U32(), DumpFlags: e.U32(), DumpError: e.U32(), ExitStatus: e.U32(),
 			CreateTime: e.U64(), ExitTime: e.U64(), KernelTime: e.U64(), UserTime: e.U64(),
@@ -186,9 +187,6 @@ func (f *File) ThreadInfoList() ([]ThreadInfo, error) {
 	}
 	return list, formatErr(r.Err(), "read thread info list")
 }
-
-// Rva64 returns the file offset of byte off of the location.
-func (l Location) Rva64(off int) int64 { return int64(l.Rva) + int64(off) }
 
 // ThreadName is MINIDUMP_THREAD_NAME, one entry of the ThreadNamesStream,
 // with the name read.
