@@ -3,8 +3,7 @@ module github.com/fntable/fntable
 go 1.26.0
 
 require (
+	github.com/ianlancetaylor/demangle v0.0.0-20260724033716-83e58baca724
 	golang.org/x/arch v0.32.0
 	golang.org/x/sys v0.49.0
 )
-
-require github.com/ianlancetaylor/demangle v0.0.0-20260724033716-83e58baca724 // indirect

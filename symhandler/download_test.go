@@ -76,7 +76,6 @@ func serveDebuginfod(t *testing.T, dir, buildID string) string {
 	return ""
 }
 
-
 func TestDownload(t *testing.T) {
 	dir := t.TempDir()
 	objcopy := need(t, "objcopy")
