@@ -59,9 +59,13 @@
 //
 // # Frames
 //
-// Frames has no line or inline information to give from these sources and
-// returns dst unchanged: the handler symbolizes from Symbols. Source lines
-// of MinGW images with DWARF (Ident.HasDebugInfo) need a DWARF reader.
+// MinGW images keep DWARF in their .debug_* sections (long section names
+// resolved through the COFF string table). When an image has it, Frames
+// answers from it through package dwarfidx: the inline chain with files
+// and lines when Options.Lines is set, else the containing function.
+// Compressed .zdebug_* sections are not read. Without DWARF, Frames
+// returns dst unchanged and the handler symbolizes from Symbols: exports,
+// COFF symbols and the exception directory have no line information.
 //
 // # Concurrency
 //
@@ -79,7 +83,7 @@
 // read give an error: a *[FormatError] (wrapping [ErrMalformed]) for a
 // malformed image, and an error wrapping [symfile.ErrUnrecognized] for
 // input that is not a PE image at all (COFF object files included). A
-// malformed export directory, symbol table, debug directory or exception
-// directory costs only that source's symbols and is reported by
+// malformed export directory, symbol table, debug directory, exception
+// directory or DWARF costs only what that source gives and is reported by
 // [File.Warnings]. The fuzz test FuzzPESym enforces this.
 package pesym

@@ -70,8 +70,11 @@ func FuzzPESym(f *testing.F) {
 		if len(file.Warnings()) > MaxWarnings {
 			t.Fatalf("%d warnings", len(file.Warnings()))
 		}
-		if fr, err := file.Frames(nil, id.LinkBase); fr != nil || err != nil {
-			t.Fatalf("Frames = %v, %v", fr, err)
+		for _, s := range file.Symbols()[:min(len(file.Symbols()), 16)] {
+			fr, err := file.Frames(nil, s.Addr)
+			if file.dw == nil && (fr != nil || err != nil) {
+				t.Fatalf("no DWARF, but Frames = %v, %v", fr, err)
+			}
 		}
 		if err := file.Close(); err != nil {
 			t.Fatal(err)

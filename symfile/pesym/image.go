@@ -455,3 +455,21 @@ func Identify(r io.ReaderAt) (symfile.Ident, error) {
 	}
 	return img.ident()
 }
+
+// sectionData returns the file data of the named section, up to its
+// VirtualSize (SizeOfRawData is padded to the file alignment), or nil
+// when the image has no such section.
+func (img *image) sectionData(name string) ([]byte, error) {
+	for i := range img.sections {
+		s := &img.sections[i]
+		if s.name != name {
+			continue
+		}
+		n := min(s.vsize, s.rawSize)
+		if n > maxDWARFSection {
+			return nil, &FormatError{Off: int64(s.rawOff), Msg: fmt.Sprintf("section %s too large", name), Val: n}
+		}
+		return readChunked(img.r, int64(s.rawOff), uint64(n), "read section "+name)
+	}
+	return nil, nil
+}

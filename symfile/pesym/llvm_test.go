@@ -760,8 +760,73 @@ func TestSymbolizer(t *testing.T) {
 			if agree == 0 {
 				t.Errorf("no address agrees")
 			}
+			checkFrames(t, sym, path, addrs)
 		})
 	}
+}
+
+// llvmFrames is one answer of llvm-symbolizer --inlines --output-style=JSON.
+type llvmFrames struct {
+	Symbol []struct {
+		FunctionName string
+		FileName     string
+		Line, Column int
+	}
+}
+
+// checkFrames compares Frames (from the image's DWARF, through package
+// dwarfidx) with llvm-symbolizer --inlines at addrs: function, file, line
+// and column of every frame.
+func checkFrames(t *testing.T, sym, path string, addrs []uint64) {
+	f, err := Open(path, symfile.Options{Lines: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var in bytes.Buffer
+	for _, a := range addrs {
+		fmt.Fprintf(&in, "%#x\n", a)
+	}
+	out := run(t, in.Bytes(), sym, "--obj="+path, "--output-style=JSON", "--functions=short", "--inlines")
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	var same, frames, none, bad int
+	for i := 0; sc.Scan(); i++ {
+		var r llvmFrames
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("llvm-symbolizer output %q: %v", sc.Text(), err)
+		}
+		var want []symfile.Frame
+		for _, s := range r.Symbol {
+			if s.FunctionName == "??" {
+				s.FunctionName = ""
+			}
+			if s.FileName == "??" {
+				s.FileName = ""
+			}
+			want = append(want, symfile.Frame{Function: s.FunctionName, File: s.FileName, Line: s.Line, Column: s.Column})
+		}
+		if len(want) == 1 && want[0] == (symfile.Frame{}) {
+			want = nil
+		}
+		got, err := f.Frames(nil, addrs[i])
+		if err != nil {
+			t.Errorf("Frames(%#x): %v", addrs[i], err)
+		}
+		if slices.Equal(got, want) {
+			same++
+			frames += len(got)
+			if len(got) == 0 {
+				none++
+			}
+			continue
+		}
+		if bad++; bad <= 10 {
+			t.Errorf("Frames(%#x):\n got %+v\nwant %+v", addrs[i], got, want)
+		}
+	}
+	t.Logf("%s: Frames agree with llvm-symbolizer --inlines at %d of %d addresses (%d frames; %d with no DWARF), %d differ",
+		filepath.Base(path), same, len(addrs), frames, none, bad)
 }
 
 // gccClone matches the suffixes GCC gives the clones of a function.

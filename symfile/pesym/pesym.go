@@ -3,6 +3,7 @@ package pesym
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fntable/fntable/peimage"
 	"github.com/fntable/fntable/symfile"
+	"github.com/fntable/fntable/symfile/dwarfidx"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -28,6 +30,7 @@ type File struct {
 	syms     []symfile.Symbol
 	exports  []Export
 	warnings []error
+	dw       *dwarfidx.Index // nil without DWARF
 	closer   io.Closer
 }
 
@@ -114,7 +117,52 @@ func NewFile(r io.ReaderAt, opts symfile.Options) (*File, error) {
 		return nil, err
 	}
 	f.syms = f.dedupe(all)
+	if err := f.loadDWARF(img, opts); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// maxDWARFSection caps the size of a DWARF section read.
+const maxDWARFSection = 1 << 30
+
+// loadDWARF indexes the DWARF of a MinGW image, if it has any. Only a
+// cancellation is an error; malformed DWARF is a warning.
+func (f *File) loadDWARF(img *image, opts symfile.Options) error {
+	s := &dwarfidx.Sections{}
+	var errs []error
+	for _, p := range []struct {
+		name string
+		dst  *[]byte
+	}{
+		{"info", &s.Info}, {"abbrev", &s.Abbrev}, {"line", &s.Line}, {"str", &s.Str},
+		{"line_str", &s.LineStr}, {"str_offsets", &s.StrOffsets}, {"addr", &s.Addr},
+		{"ranges", &s.Ranges}, {"rnglists", &s.RngLists}, {"aranges", &s.Aranges},
+	} {
+		data, err := img.sectionData(".debug_" + p.name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*p.dst = data
+	}
+	if s.Info == nil || s.Abbrev == nil {
+		f.warn(errors.Join(errs...))
+		return nil
+	}
+	x, err := dwarfidx.NewSections(s, opts)
+	if errors.Is(err, symfile.ErrCanceled) {
+		return fmt.Errorf("read pe dwarf: %w", err)
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if x != nil {
+		f.dw = x
+	}
+	if len(errs) > 0 {
+		f.warn(fmt.Errorf("read pe dwarf: %w", errors.Join(errs...)))
+	}
+	return nil
 }
 
 // warn records a problem that cost some symbols.
@@ -267,10 +315,16 @@ func (f *File) Exports() []Export { return f.exports }
 // most [MaxWarnings]).
 func (f *File) Warnings() []error { return f.warnings }
 
-// Frames returns dst unchanged: exports, COFF symbols and the exception
+// Frames appends the inline frames at addr from the image's DWARF (see
+// package dwarfidx), innermost first; without Options.Lines only the
+// containing function. Without DWARF, or where it says nothing about addr,
+// it returns dst unchanged: exports, COFF symbols and the exception
 // directory have no line or inline information.
 func (f *File) Frames(dst []symfile.Frame, addr uint64) ([]symfile.Frame, error) {
-	return dst, nil
+	if f.dw == nil {
+		return dst, nil
+	}
+	return f.dw.Frames(dst, addr)
 }
 
 // Close closes the file opened by [Open]; for a File made by [NewFile] it
