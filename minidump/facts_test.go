@@ -28,6 +28,12 @@ var x64Dumps = []string{
 
 const x86Dump = "breakpad-minidump2.dmp"
 
+// Memory serves package unwind directly.
+var (
+	_ unwind.Memory     = (*Memory)(nil)
+	_ unwind.ByteSource = (*Memory)(nil)
+)
+
 func openDump(t testing.TB, name string) *File {
 	t.Helper()
 	f, err := Open(winetest.Testdata(t, "minidumps/"+name))
