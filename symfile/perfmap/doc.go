@@ -18,7 +18,9 @@
 // writes it (DataDog/ddprof#560 is a profiler that dropped every JIT frame
 // because it did not). The name is the rest of the line, spaces included
 // ("JS:*fib file.js:1:20"), without the line end: LF or CRLF. Blank lines
-// are ignored.
+// are ignored. A last line without a line end is read as it is, as perf
+// reads it, though a map read while its JIT appends to it may end in half
+// a line.
 //
 // Where this reader differs from perf: perf skips exactly one character
 // after each number, so extra separators end up in the name, and it keeps

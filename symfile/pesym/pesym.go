@@ -310,9 +310,9 @@ func (f *File) Symbols() []symfile.Symbol { return f.syms }
 // it.
 func (f *File) Exports() []Export { return f.exports }
 
-// Warnings returns the problems that cost symbols: a malformed export
-// directory, symbol table, debug directory or exception directory (at
-// most [MaxWarnings]).
+// Warnings returns the problems that cost symbols or frames: a malformed
+// export directory, symbol table, debug directory, exception directory or
+// DWARF (at most [MaxWarnings]).
 func (f *File) Warnings() []error { return f.warnings }
 
 // Frames appends the inline frames at addr from the image's DWARF (see

@@ -283,3 +283,37 @@ func BenchmarkOpenSymbols(b *testing.B) {
 		})
 	}
 }
+
+// TestConcurrent queries one File from several goroutines, as the handler
+// does; go test -race checks it.
+func TestConcurrent(t *testing.T) {
+	f, err := Open(winetest.Testdata(t, "pe/symbolic-hello-dwarf.exe"), symfile.Options{Lines: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	syms := f.Symbols()
+	done := make(chan []string)
+	for g := range 4 {
+		go func() {
+			var names []string
+			for i := g; i < len(syms); i += 2 {
+				fr, err := f.Frames(nil, syms[i].Addr)
+				if err != nil {
+					t.Error(err)
+				}
+				if len(fr) > 0 {
+					names = append(names, fr[len(fr)-1].Function)
+				}
+			}
+			done <- names
+		}()
+	}
+	var got [4][]string
+	for g := range 4 {
+		got[g] = <-done
+	}
+	if len(got[0])+len(got[1]) == 0 {
+		t.Fatal("no frames")
+	}
+}
