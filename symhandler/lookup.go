@@ -87,8 +87,16 @@ func (h *Handler) Symbolize(ctx context.Context, addr uint64) (Location, error) 
 			}
 		}
 	}
-	if len(loc.Frames) == 0 && loc.Symbol != nil {
+	switch {
+	case len(loc.Frames) == 0 && loc.Symbol != nil:
 		loc.Frames = []Frame{{Function: loc.Symbol.Name}}
+	case len(loc.Frames) > 0 && loc.Symbol != nil && l.ident.Format == "elf":
+		// The outermost frame is named after the symbol table, as
+		// llvm-symbolizer does for ELF (LLVM's
+		// shouldOverrideWithSymbolTable): the symbol table has the names
+		// of compiler clones ("f.cold", "f.isra.0") and of C++ template
+		// instances whose DWARF lacks a linkage name.
+		loc.Frames[len(loc.Frames)-1].Function = loc.Symbol.Name
 	}
 	if err != nil {
 		err = fmt.Errorf("symbolize %#x in %s: %w", addr, m.Name, err)

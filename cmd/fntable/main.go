@@ -47,6 +47,7 @@ func commands() []*command {
 	return []*command{
 		newUnwindinfoCmd(), // unwindinfo.go
 		newUnwindCmd(),     // unwind.go
+		newSymCmd(),        // sym.go
 	}
 }
 

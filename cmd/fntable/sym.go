@@ -1,0 +1,420 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/fntable/fntable/symhandler"
+	"github.com/fntable/fntable/target"
+	"github.com/fntable/fntable/target/dump"
+	"github.com/fntable/fntable/target/live"
+)
+
+func newSymCmd() *command {
+	c := &command{
+		name:    "sym",
+		args:    "[--json] [--symbol-path PATH] (--pid PID | --dump FILE | --module FILE[@BASE]...) [ADDR...]",
+		summary: "symbolize addresses: module, function, inlined calls, file and line",
+		help: `
+Sym prints, for each address, the module that contains it, the function
+that contains it with the offset from its start, and the chain of inlined
+calls at the address with their source files, lines and columns (innermost
+first, ending with the containing function, as llvm-symbolizer prints
+them). Names are demangled (C++, Rust).
+
+The addresses come from the arguments, or from standard input (separated
+by blanks or new lines) when there are none. An address is hexadecimal
+with 0x, or decimal. Output is in input order.
+
+Where the modules come from:
+  --pid PID          a running process: its mapped files and vDSO, and its
+                     perf map (/tmp/perf-PID.map in its mount namespace) if
+                     it writes one
+  --dump FILE        a minidump's module list; images not found on disk are
+                     fetched from the symbol stores of --symbol-path
+  --module FILE@BASE a file loaded at BASE (repeatable); without @BASE the
+                     addresses are the file's own link-time addresses, as
+                     llvm-symbolizer --obj takes them
+
+Separate debug files are found by build ID and .gnu_debuglink in
+/usr/lib/debug and the directories of --symbol-path, then downloaded from
+debuginfod servers. --symbol-path takes dbghelp's syntax: entries
+separated by ';' — directories, srv*CACHE*URL (Microsoft symbol stores),
+cache*DIR, debuginfod*URL. Without it, _NT_SYMBOL_PATH and DEBUGINFOD_URLS
+are used. Downloads show a progress bar on standard error when it is a
+terminal.
+
+With --json the output is one JSON object per address and line:
+{"address": "0x...", "module": "..." | null, "symbol": "..." | null,
+"displacement": N, "frames": [{"function": "...", "file": "..." | null,
+"line": N, "column": N}...]}.`,
+	}
+	c.run = func(args []string, stdout, stderr io.Writer) error {
+		fs := c.flagSet()
+		asJSON := fs.Bool("json", false, "print one JSON object per address")
+		pid := fs.Int("pid", 0, "symbolize in the running process `PID`")
+		dumpFile := fs.String("dump", "", "symbolize in the minidump `FILE`")
+		var modules []string
+		fs.Func("module", "load `FILE[@BASE]` (repeatable)", func(s string) error { modules = append(modules, s); return nil })
+		symPath := fs.String("symbol-path", "", "symbol search `PATH` (dbghelp syntax, ';'-separated)")
+		opts := fs.String("options", "", "SYMOPT_* `OPTIONS` to add, e.g. EXACT_SYMBOLS|DEBUG")
+		if err := c.parse(fs, args, stdout); err != nil {
+			return err
+		}
+		sources := 0
+		for _, set := range []bool{*pid != 0, *dumpFile != "", len(modules) > 0} {
+			if set {
+				sources++
+			}
+		}
+		if sources != 1 {
+			return c.usagef("want exactly one of --pid, --dump and --module")
+		}
+		extra, err := symhandler.ParseOptions(*opts)
+		if err != nil {
+			return c.usagef("%v", err)
+		}
+		var mods []moduleArg
+		for _, s := range modules {
+			m, err := parseModuleArg(s)
+			if err != nil {
+				return c.usagef("%v", err)
+			}
+			mods = append(mods, m)
+		}
+		var in io.Reader = os.Stdin
+		if fs.NArg() > 0 {
+			in = strings.NewReader(strings.Join(fs.Args(), "\n"))
+		}
+		cfg := symConfig{pid: *pid, dump: *dumpFile, modules: mods, searchPath: *symPath, options: extra, json: *asJSON}
+		return symMain(cfg, in, stdout, stderr)
+	}
+	return c
+}
+
+type moduleArg struct {
+	file string
+	base uint64 // 0: the file's own
+}
+
+func parseModuleArg(s string) (moduleArg, error) {
+	file, base, ok := strings.Cut(s, "@")
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		file, base, ok = s[:i], s[i+1:], true
+	}
+	m := moduleArg{file: file}
+	if ok {
+		b, err := parseAddr(base)
+		if err != nil {
+			return m, fmt.Errorf("--module %s: bad base: %v", s, err)
+		}
+		m.base = b
+	}
+	if m.file == "" {
+		return m, fmt.Errorf("--module %q: no file", s)
+	}
+	return m, nil
+}
+
+// parseAddr parses 0x-prefixed hexadecimal or decimal.
+func parseAddr(s string) (uint64, error) {
+	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
+		return strconv.ParseUint(h, 16, 64)
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+type symConfig struct {
+	pid        int
+	dump       string
+	modules    []moduleArg
+	searchPath string
+	options    symhandler.Options
+	json       bool
+}
+
+func symMain(cfg symConfig, in io.Reader, stdout, stderr io.Writer) error {
+	var tgt target.Target
+	switch {
+	case cfg.pid != 0:
+		p, err := live.Open(cfg.pid)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		tgt = p
+	case cfg.dump != "":
+		d, err := dump.Open(cfg.dump)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		tgt = d
+	}
+	rep := newReporter(stderr)
+	h, err := symhandler.New(symhandler.Config{
+		Target:     tgt,
+		Options:    symhandler.DefaultOptions | cfg.options,
+		SearchPath: cfg.searchPath,
+		Invade:     tgt != nil,
+		Progress:   rep.event,
+	})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	rep.h = h
+	if cfg.options&symhandler.SYMOPT_DEBUG != 0 {
+		h.RegisterCallback(func(_ *symhandler.Handler, a symhandler.Action, data any, _ any) bool {
+			if a == symhandler.CBA_DEBUG_INFO {
+				fmt.Fprintf(stderr, "fntable: debug: %v\n", data)
+				return true
+			}
+			return false
+		}, nil)
+	}
+	ctx := context.Background()
+	for _, m := range cfg.modules {
+		if _, err := h.LoadModule(ctx, symhandler.LoadRequest{ImageName: m.file, Base: m.base}); err != nil {
+			return err
+		}
+	}
+	if p, ok := tgt.(*live.Process); ok {
+		if path := p.PerfMapPath(); fileExists(path) {
+			if _, err := h.ImportPerfMap(ctx, path, "perf-map"); err != nil {
+				fmt.Fprintf(stderr, "fntable: %v\n", err)
+			}
+		}
+	}
+	return symbolizeStream(ctx, h, in, stdout, stderr, cfg.json)
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// symbolizeStream reads addresses from in and writes their symbolization
+// to stdout in input order, symbolizing on several goroutines.
+func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, stdout, stderr io.Writer, asJSON bool) error {
+	type job struct {
+		token string
+		addr  uint64
+		err   error
+		out   chan []byte
+	}
+	jobs := make(chan *job, 256)
+	order := make(chan *job, 256)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for j := range jobs {
+				buf = buf[:0]
+				if j.err != nil {
+					j.out <- nil
+					continue
+				}
+				loc, err := h.Symbolize(ctx, j.addr)
+				if err != nil {
+					fmt.Fprintf(stderr, "fntable: %v\n", err)
+				}
+				if asJSON {
+					buf = appendLocationJSON(buf, loc)
+				} else {
+					buf = appendLocationText(buf, loc)
+				}
+				j.out <- append([]byte(nil), buf...)
+			}
+		}()
+	}
+	var readErr error
+	go func() {
+		defer close(jobs)
+		defer close(order)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sc.Split(bufio.ScanWords)
+		for sc.Scan() {
+			j := &job{token: sc.Text(), out: make(chan []byte, 1)}
+			j.addr, j.err = parseAddr(j.token)
+			order <- j
+			jobs <- j
+		}
+		readErr = sc.Err()
+	}()
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	bad := 0
+	for j := range order {
+		b := <-j.out
+		if j.err != nil {
+			bad++
+			fmt.Fprintf(stderr, "fntable: %q is not an address\n", j.token)
+			continue
+		}
+		w.Write(b)
+	}
+	wg.Wait()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d inputs were not addresses", bad)
+	}
+	return nil
+}
+
+// symJSON is the JSON line of one address.
+type symJSON struct {
+	Address      string      `json:"address"`
+	Module       *string     `json:"module"`
+	Symbol       *string     `json:"symbol"`
+	Displacement uint64      `json:"displacement"`
+	Frames       []frameJSON `json:"frames"`
+}
+
+type frameJSON struct {
+	Function string  `json:"function"`
+	File     *string `json:"file"`
+	Line     int     `json:"line"`
+	Column   int     `json:"column"`
+}
+
+func appendLocationJSON(b []byte, loc symhandler.Location) []byte {
+	v := symJSON{Address: fmt.Sprintf("%#x", loc.Address), Frames: []frameJSON{}}
+	if loc.Module != nil {
+		v.Module = &loc.Module.Name
+	}
+	if loc.Symbol != nil {
+		v.Symbol = &loc.Symbol.Name
+		v.Displacement = loc.Displacement
+	}
+	for _, f := range loc.Frames {
+		fj := frameJSON{Function: f.Function, Line: f.Line, Column: f.Column}
+		if f.File != "" {
+			file := f.File
+			fj.File = &file
+		}
+		v.Frames = append(v.Frames, fj)
+	}
+	out, _ := json.Marshal(v)
+	return append(append(b, out...), '\n')
+}
+
+// appendLocationText formats one address:
+//
+//	0x401136 prog!compute+0x6
+//	    twice at /src/main.c:3:44 (inlined)
+//	    compute at /src/main.c:6:10
+func appendLocationText(b []byte, loc symhandler.Location) []byte {
+	b = fmt.Appendf(b, "%#x ", loc.Address)
+	switch {
+	case loc.Symbol != nil:
+		b = fmt.Appendf(b, "%s!%s+%#x\n", loc.Module.Name, loc.Symbol.Name, loc.Displacement)
+	case loc.Module != nil:
+		b = fmt.Appendf(b, "%s+%#x\n", loc.Module.Name, loc.Address-loc.Module.Base)
+	default:
+		b = append(b, "??\n"...)
+	}
+	for i, f := range loc.Frames {
+		if f.File == "" && len(loc.Frames) == 1 {
+			break
+		}
+		name := f.Function
+		if name == "" {
+			name = "??"
+		}
+		b = fmt.Appendf(b, "    %s at %s", name, orUnknown(f.File))
+		if f.Line > 0 {
+			b = fmt.Appendf(b, ":%d", f.Line)
+			if f.Column > 0 {
+				b = fmt.Appendf(b, ":%d", f.Column)
+			}
+		}
+		if i < len(loc.Frames)-1 {
+			b = append(b, " (inlined)"...)
+		}
+		b = append(b, '\n')
+	}
+	return b
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "??"
+	}
+	return s
+}
+
+// reporter turns the handler's events into diagnostics and, when standard
+// error is a terminal, download progress bars.
+type reporter struct {
+	h      *symhandler.Handler
+	stderr io.Writer
+	tty    bool
+	mu     sync.Mutex
+	bars   map[string]*progressbar.ProgressBar
+	failed map[string]bool
+}
+
+func newReporter(stderr io.Writer) *reporter {
+	r := &reporter{stderr: stderr, bars: map[string]*progressbar.ProgressBar{}, failed: map[string]bool{}}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		r.tty = true
+	}
+	return r
+}
+
+func (r *reporter) event(ev symhandler.Event) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch ev := ev.(type) {
+	case symhandler.ModuleLoadFailed:
+		if !r.failed[ev.Module] && !errors.Is(ev.Err, symhandler.ErrCanceled) {
+			r.failed[ev.Module] = true
+			fmt.Fprintf(r.stderr, "fntable: no symbols for %s: %v\n", ev.Module, ev.Err)
+		}
+	case symhandler.Message:
+		if ev.Severity >= symhandler.SevProblem {
+			fmt.Fprintf(r.stderr, "fntable: %s\n", ev.Text)
+		}
+	case symhandler.Progress:
+		if ev.Stage != "download" || !r.tty || r.h != nil && r.h.Options()&symhandler.SYMOPT_NO_PROMPTS != 0 {
+			break
+		}
+		bar := r.bars[ev.File]
+		if bar == nil {
+			bar = progressbar.NewOptions64(ev.Total,
+				progressbar.OptionSetWriter(r.stderr),
+				progressbar.OptionSetDescription("downloading "+ev.Module),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionThrottle(100_000_000),
+				progressbar.OptionClearOnFinish())
+			r.bars[ev.File] = bar
+		}
+		bar.Set64(ev.Done)
+		if ev.Total >= 0 && ev.Done >= ev.Total {
+			bar.Finish()
+			delete(r.bars, ev.File)
+		}
+	}
+	return true
+}

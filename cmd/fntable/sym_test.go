@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fntable/fntable/internal/symtest"
+)
+
+// TestSymJSON runs "fntable sym --json --module FILE" over random
+// addresses of the C++ test program and compares each line with
+// llvm-symbolizer's answer for the same address (the full comparison,
+// with the explained differences, is symhandler's TestAccuracy).
+func TestSymJSON(t *testing.T) {
+	exe := symtest.SQLite(t)
+	addrs := symtest.RandomAddrs(t, exe, 300, 7)
+	want := symtest.Symbolize(t, exe, addrs)
+	var args []string
+	for _, a := range addrs {
+		args = append(args, fmt.Sprintf("%#x", a))
+	}
+	status, stdout, stderr := fntable(append([]string{"sym", "--json", "--symbol-path", t.TempDir(), "--module", exe}, args...)...)
+	if status != 0 {
+		t.Fatalf("status %d: %s", status, stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(nil, 1<<20)
+	i, agree := 0, 0
+	for ; sc.Scan(); i++ {
+		var v struct {
+			Address      string  `json:"address"`
+			Module       *string `json:"module"`
+			Symbol       *string `json:"symbol"`
+			Displacement uint64  `json:"displacement"`
+			Frames       []struct {
+				Function string  `json:"function"`
+				File     *string `json:"file"`
+				Line     int     `json:"line"`
+				Column   int     `json:"column"`
+			} `json:"frames"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("line %d: %v: %s", i+1, err, sc.Bytes())
+		}
+		if v.Address != args[i] {
+			t.Fatalf("line %d is for %s, want %s (input order)", i+1, v.Address, args[i])
+		}
+		if v.Module == nil || *v.Module != filepath.Base(exe) {
+			t.Errorf("%s: module %v", v.Address, v.Module)
+		}
+		w := want[i].Frames
+		same := len(v.Frames) == len(w)
+		for j := 0; same && j < len(w); j++ {
+			f := v.Frames[j]
+			file := ""
+			if f.File != nil {
+				file = *f.File
+			}
+			same = f.Function == w[j].Function && file == w[j].File && f.Line == w[j].Line && f.Column == w[j].Column
+		}
+		if same {
+			agree++
+		}
+		if v.Symbol != nil && len(v.Frames) > 0 && *v.Symbol != v.Frames[len(v.Frames)-1].Function {
+			t.Errorf("%s: symbol %q is not the outermost frame %q", v.Address, *v.Symbol, v.Frames[len(v.Frames)-1].Function)
+		}
+	}
+	if i != len(addrs) {
+		t.Fatalf("%d lines for %d addresses", i, len(addrs))
+	}
+	// SQLite is C: names need no demangling, so all but the addresses
+	// without line information agree exactly.
+	if agree < len(addrs)*95/100 {
+		t.Errorf("%d of %d lines agree with llvm-symbolizer", agree, len(addrs))
+	}
+	t.Logf("%d of %d lines agree with llvm-symbolizer", agree, len(addrs))
+}
+
+func TestSymText(t *testing.T) {
+	exe := symtest.CPP(t)
+	out, err := exec.Command("nm", exe).Output()
+	if err != nil {
+		t.Skipf("needs nm: %v", err)
+	}
+	var mainAddr string
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[2] == "main" {
+			mainAddr = "0x" + strings.TrimLeft(f[0], "0")
+		}
+	}
+	status, stdout, stderr := fntable("sym", "--symbol-path", t.TempDir(), "--module", exe, mainAddr, "0x1", "nonsense")
+	if status != 1 || !strings.Contains(stderr, `"nonsense" is not an address`) {
+		t.Errorf("status %d, stderr %q; want 1 and a complaint about nonsense", status, stderr)
+	}
+	lines := strings.Split(stdout, "\n")
+	if !strings.HasPrefix(lines[0], mainAddr+" "+filepath.Base(exe)+"!main+0x0") {
+		t.Errorf("first line %q", lines[0])
+	}
+	if !strings.Contains(stdout, "    main at ") || !strings.Contains(stdout, "main.cpp:") {
+		t.Errorf("no source line for main:\n%s", stdout)
+	}
+	for _, bad := range [][]string{
+		{"sym"},
+		{"sym", "--pid", "1", "--module", "x"},
+		{"sym", "--module", "@12"},
+		{"sym", "--module", "x@zz"},
+		{"sym", "--options", "NOT_AN_OPTION", "--module", "x"},
+	} {
+		if status, _, _ := fntable(bad...); status != 2 {
+			t.Errorf("fntable %q: status %d, want 2", bad, status)
+		}
+	}
+}
