@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# symbolize.sh: time llvm-symbolizer, eu-addr2line and package elfsym (through
+# bench/elfsymbolize) on the same binaries and the same addresses, in one run,
+# and print load times and throughput side by side. See bench/README.md.
+#
+# Usage: bench/symbolize.sh [-runs N] [-keep DIR]
+#   -runs N   timed runs per tool, binary and address set (default 5); median
+#   -keep DIR keep the binaries' links and address files in DIR
+#
+# The binaries are internal/symtest's (SQLite through cgo, a C++ program, a Go
+# program, the debug file of a split C program), built on first use; the
+# addresses are 10,000 random ones in each binary's code (seed 1). Each tool
+# runs as a process reading the addresses on standard input and printing its
+# answers, with inline frames and without demangling:
+#   llvm-symbolizer --output-style=JSON --inlines --no-demangle --obj=BIN
+#   eu-addr2line -e BIN -f -i -a
+#   elfsymbolize -obj BIN            (JSON in llvm-symbolizer's shape)
+# "load" is the median wall time of a run with the first address only: process
+# start, opening the file and one answer. "addresses/s" is the other 9,999
+# addresses divided by the median time a run with all of them takes beyond
+# load. Runs are pinned to one CPU when taskset can.
+#
+# Needs: go, gcc, g++, objcopy, llvm-symbolizer, eu-addr2line (elfutils).
+set -euo pipefail
+
+runs=5
+keep=
+while [ $# -gt 0 ]; do
+	case $1 in
+	-runs) runs=$2; shift 2 ;;
+	-keep) keep=$2; shift 2 ;;
+	*) echo "usage: $0 [-runs N] [-keep DIR]" >&2; exit 2 ;;
+	esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ -n "$keep" ]; then
+	mkdir -p "$keep"
+	bins=$(cd "$keep" && pwd)
+else
+	bins=$work
+fi
+
+pin=()
+if command -v taskset >/dev/null 2>&1 && taskset -c 1 true 2>/dev/null; then
+	pin=(taskset -c 1)
+fi
+
+for t in go llvm-symbolizer eu-addr2line; do
+	command -v "$t" >/dev/null || { echo "$0: needs $t" >&2; exit 1; }
+done
+
+(cd "$root" && go build -o "$work/elfsymbolize" ./bench/elfsymbolize)
+(cd "$root" && SYMTEST_BENCH_DIR=$bins go test -count=1 -run '^TestWriteBench$' ./internal/symtest >/dev/null)
+
+# ms CMD...: wall time of one run in milliseconds, output discarded.
+ms() {
+	local s e
+	s=$(date +%s%N)
+	"${pin[@]}" "$@" >/dev/null 2>&1
+	e=$(date +%s%N)
+	echo $(((e - s) / 1000))
+}
+
+# median N CMD... (stdin from $in): the median of N runs, in microseconds.
+median() {
+	local n=$1 i
+	shift
+	for ((i = 0; i < n; i++)); do
+		ms "$@" <"$in"
+	done | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
+}
+
+tool_cmd() {
+	case $1 in
+	llvm-symbolizer) echo "llvm-symbolizer --output-style=JSON --inlines --no-demangle --obj=$2" ;;
+	eu-addr2line) echo "eu-addr2line -e $2 -f -i -a" ;;
+	elfsym) echo "$work/elfsymbolize -obj $2" ;;
+	esac
+}
+
+printf '%-8s %-16s %10s %14s\n' binary tool "load ms" "addresses/s"
+for b in sqlite cpp go split; do
+	bin=$bins/$b
+	head -1 "$bins/$b.addrs" >"$work/first"
+	n=$(wc -l <"$bins/$b.addrs")
+	for t in llvm-symbolizer eu-addr2line elfsym; do
+		# shellcheck disable=SC2046
+		set -- $(tool_cmd "$t" "$bin")
+		in=$work/first
+		load=$(median "$runs" "$@")
+		in=$bins/$b.addrs
+		all=$(median "$runs" "$@")
+		awk -v b="$b" -v t="$t" -v load="$load" -v all="$all" -v n="$n" 'BEGIN {
+			rest = all - load
+			rate = rest > 0 ? (n - 1) / (rest / 1e6) : 0
+			printf "%-8s %-16s %10.1f %14.0f\n", b, t, load / 1000, rate
+		}'
+	done
+done
