@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fntable/fntable/internal/binread"
 )
@@ -105,6 +106,7 @@ type Memory struct {
 	r     io.ReaderAt
 	segs  []MemoryRange // visible pieces, sorted by address, disjoint
 	cache []segCache    // per piece: its bytes, loaded on first use
+	hint  atomic.Uint32 // index of the piece found last: reads cluster
 }
 
 type segCache struct {
@@ -289,18 +291,27 @@ func (h *prioHeap[T]) Pop() any {
 // address and disjoint; adjacent ranges of the dump stay separate pieces.
 func (m *Memory) Ranges() []MemoryRange { return slices.Clone(m.segs) }
 
-// find returns the index of the piece containing addr.
+// find returns the index of the piece containing addr: the piece found
+// last, or a binary search.
 func (m *Memory) find(addr uint64) (int, bool) {
-	i, _ := slices.BinarySearchFunc(m.segs, addr, func(s MemoryRange, a uint64) int {
-		switch {
-		case s.Addr+s.Size <= a:
-			return -1
-		case s.Addr > a:
-			return 1
+	s := m.segs
+	if i := int(m.hint.Load()); i < len(s) && addr-s[i].Addr < s[i].Size {
+		return i, true
+	}
+	lo, hi := 0, len(s)
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if s[h].Addr+s[h].Size <= addr {
+			lo = h + 1
+		} else {
+			hi = h
 		}
-		return 0
-	})
-	return i, i < len(m.segs) && addr-m.segs[i].Addr < m.segs[i].Size
+	}
+	if lo < len(s) && addr >= s[lo].Addr {
+		m.hint.Store(uint32(lo))
+		return lo, true
+	}
+	return lo, false
 }
 
 // ReadMemory reads len(p) bytes at addr. When fewer can be read, it returns
