@@ -52,6 +52,13 @@ const (
 	// underlying data is unknown, so that a huge size in a small file
 	// fails before it allocates.
 	readChunk = 1 << 20
+
+	// Reads of at most smallRead bytes go through a cache of numBlocks
+	// blocks of blockSize bytes: module names, CodeView records and
+	// contexts lie close together, and one read serves many of them.
+	smallRead = 4 << 10
+	blockSize = 64 << 10
+	numBlocks = 4
 )
 
 // These are the errors returned by this package. A malformed dump yields a
@@ -143,7 +150,9 @@ type Directory struct {
 // The header and the stream directory are read by [NewFile]; each stream is
 // read and decoded when its accessor is called, and decoded again on every
 // call. An accessor for a stream the dump does not have returns nil and no
-// error.
+// error. Small reads (names, records, contexts) are served from a cache of
+// a few 64 KiB blocks of the file, so that decoding a stream costs a few
+// reads of the underlying io.ReaderAt, not one per entry.
 type File struct {
 	Header Header
 
@@ -151,6 +160,15 @@ type File struct {
 	size   int64 // size of the data, or -1 when r cannot tell
 	closer io.Closer
 	dir    []Directory
+
+	blocks [numBlocks]block // cache of small reads, see readAt
+	evict  int              // the block to replace next
+}
+
+// block is a cached run of the file.
+type block struct {
+	off int64  // file offset of b[0], a multiple of blockSize; -1 if unused
+	b   []byte // blockSize bytes, fewer at the end of the file
 }
 
 // Open opens the named minidump. Close closes it.
@@ -186,6 +204,9 @@ func (f *File) Close() error {
 // is allocated; otherwise sizes are bounded by reading in chunks.
 func NewFile(r io.ReaderAt) (*File, error) {
 	f := &File{r: r, size: sizeOf(r)}
+	for i := range f.blocks {
+		f.blocks[i].off = -1
+	}
 	var hb [headerSize]byte
 	n, err := r.ReadAt(hb[:], 0)
 	if n < 4 {
@@ -267,6 +288,9 @@ func (f *File) readAt(off, n uint64) ([]byte, error) {
 			return nil, &FormatError{Off: int64(off), Msg: fmt.Sprintf("read %d bytes: file has %d", n, f.size), Err: ErrTruncated}
 		}
 		b := make([]byte, n)
+		if n <= smallRead && f.cached(b, off) {
+			return b, nil
+		}
 		if err := f.fill(b, off); err != nil {
 			return nil, err
 		}
@@ -285,6 +309,43 @@ func (f *File) readAt(off, n uint64) ([]byte, error) {
 		b = []byte{}
 	}
 	return b, nil
+}
+
+// cached fills p with the bytes at off from the block cache, loading the
+// block that holds them if needed, and reports whether it could. The
+// caller has checked that the bytes are inside the file.
+func (f *File) cached(p []byte, off uint64) bool {
+	start := int64(off &^ (blockSize - 1))
+	if off+uint64(len(p)) > uint64(start)+blockSize {
+		return false // spans two blocks
+	}
+	var blk *block
+	for i := range f.blocks {
+		if f.blocks[i].off == start {
+			blk = &f.blocks[i]
+			break
+		}
+	}
+	if blk == nil {
+		blk = &f.blocks[f.evict]
+		f.evict = (f.evict + 1) % numBlocks
+		want := min(blockSize, f.size-start)
+		if int64(cap(blk.b)) < want {
+			blk.b = make([]byte, want)
+		}
+		n, _ := f.r.ReadAt(blk.b[:want], start)
+		if n != int(want) {
+			blk.off = -1
+			return false
+		}
+		blk.off, blk.b = start, blk.b[:want]
+	}
+	i := int64(off) - start
+	if i+int64(len(p)) > int64(len(blk.b)) {
+		return false
+	}
+	copy(p, blk.b[i:])
+	return true
 }
 
 // fill reads exactly len(p) bytes at off.

@@ -677,3 +677,33 @@ func TestUnknownSize(t *testing.T) {
 		t.Errorf("a 4 GiB stream in a small file of unknown size allocated %d bytes", allocs)
 	}
 }
+
+// TestReadCache reads small pieces of a file larger than the block cache,
+// in an order that evicts blocks, and compares them with the file.
+func TestReadCache(t *testing.T) {
+	s := newSynth(0)
+	data := make([]byte, 9*blockSize+123)
+	for i := range data {
+		data[i] = byte(i*7 + i>>8)
+	}
+	s.blob(data)
+	b := s.bytes()
+	f := open(t, b)
+	offs := []uint64{0, 1, blockSize - 4, blockSize - 1, 5 * blockSize, 2*blockSize + 17, uint64(len(b)) - 100, uint64(len(b)) - 1, 8 * blockSize, 3 * blockSize, blockSize, 7*blockSize - 2}
+	for round := range 3 {
+		for _, off := range offs {
+			for _, n := range []uint64{0, 1, 4, 100, smallRead} {
+				got, err := f.readAt(off, n)
+				if off+n > uint64(len(b)) {
+					if !isMalformed(err, true) {
+						t.Errorf("round %d: readAt(%#x, %d) past eof: %v", round, off, n, err)
+					}
+					continue
+				}
+				if err != nil || !bytes.Equal(got, b[off:off+n]) {
+					t.Errorf("round %d: readAt(%#x, %d) = % x, %v", round, off, n, got[:min(len(got), 8)], err)
+				}
+			}
+		}
+	}
+}
