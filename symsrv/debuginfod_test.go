@@ -540,3 +540,19 @@ func TestDebuginfodURLsFromEnv(t *testing.T) {
 		fx.splitExe.id + "/executable": fx.splitExe.raw,
 	})
 }
+
+// BenchmarkFetchCached measures a fetch served from the cache: the file
+// is opened and its build ID checked on every hit.
+func BenchmarkFetchCached(b *testing.B) {
+	fx := debuginfodFixture(b)
+	c := &Client{Elements: []Element{{Type: ElemDebuginfod, Path: fx.url}}, CacheDir: b.TempDir()}
+	id := fx.splitDebug.buildID(b)
+	if _, err := c.FetchDebuginfo(context.Background(), id, KindDebuginfo, nil); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := c.FetchDebuginfo(context.Background(), id, KindDebuginfo, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -114,7 +114,7 @@ func TestMain(m *testing.M) {
 }
 
 // debuginfodFixture starts the shared server on first use.
-func debuginfodFixture(t *testing.T) *fixture {
+func debuginfodFixture(t testing.TB) *fixture {
 	t.Helper()
 	fixtureOnce.Do(func() { theFixture, fixtureErr = startFixture() })
 	if theFixture == nil {
