@@ -2,6 +2,7 @@ package symhandler_test
 
 import (
 	"debug/elf"
+	"github.com/fntable/fntable/symfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,3 +126,5 @@ func identBuildID(t testing.TB, file string) []byte {
 	}
 	return b[16:]
 }
+
+func symfileOptions() symfile.Options { return symfile.Options{Lines: true} }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -106,7 +105,8 @@ type Module struct {
 	done     chan struct{} // closed when a load ends
 	loaded   *loaded       // after a successful load
 	lastErr  error
-	unloaded bool // removed from the handler: never load again
+	unloaded bool                   // removed from the handler: never load again
+	ready    atomic.Pointer[loaded] // loaded, for lock-free lookups
 
 	vmu     sync.Mutex       // guards pending, for virtual modules
 	pending []symfile.Symbol // added, not yet in the published table
@@ -197,7 +197,7 @@ func (h *Handler) LoadModule(ctx context.Context, req LoadRequest) (*Module, err
 		virtual: req.Flags&SLMFLAG_VIRTUAL != 0, noSyms: req.Flags&SLMFLAG_NO_SYMBOLS != 0}
 	m.Name = req.ModuleName
 	if m.Name == "" {
-		m.Name = filepath.Base(req.ImageName)
+		m.Name = baseName(req.ImageName)
 	}
 	if m.virtual {
 		if req.Size == 0 || m.Name == "" || m.Name == "." {
@@ -285,6 +285,7 @@ func (m *Module) Reload() {
 	}
 	l := m.loaded
 	m.loaded, m.state, m.lastErr = nil, stateDeferred, nil
+	m.ready.Store(nil)
 	m.mu.Unlock()
 	if l != nil && l.closer != nil {
 		l.closer.Close()
@@ -296,6 +297,7 @@ func (m *Module) unload() error {
 	l := m.loaded
 	m.unloaded = true
 	m.loaded = nil
+	m.ready.Store(nil)
 	if m.state != stateLoading {
 		m.state, m.lastErr = stateFailed, ErrClosed
 	}
@@ -320,6 +322,9 @@ func (m *Module) symbols(ctx context.Context) *loaded {
 func (m *Module) load(ctx context.Context) (*loaded, error) {
 	if m.virtual || m.noSyms {
 		return nil, nil
+	}
+	if l := m.ready.Load(); l != nil {
+		return l, nil // the common case: no lock
 	}
 	for {
 		m.mu.Lock()
@@ -362,6 +367,7 @@ func (m *Module) load(ctx context.Context) (*loaded, error) {
 		switch {
 		case err == nil:
 			m.state, m.loaded = stateLoaded, l
+			m.ready.Store(l)
 		case errors.Is(err, ErrCanceled) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 			m.state = stateDeferred // a later use may try again
 		default:
