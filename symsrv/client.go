@@ -57,6 +57,11 @@ const (
 
 	// copyBufSize is the read buffer of downloads and copies.
 	copyBufSize = 32 << 10
+
+	// stalePart is the age after which a temporary download file is
+	// taken to be left behind by a process that died, and removed. A live
+	// download writes its file at least every Timeout.
+	stalePart = time.Hour
 )
 
 // Client finds symbol files along a search path and downloads them from
@@ -86,7 +91,9 @@ const (
 // download goes to a temporary file in the target directory, named
 // .NAME.*.part; it is checked, synced and renamed into place, so the final
 // path only ever holds a complete, checked file. A download that is
-// canceled, cut short or fails the check leaves nothing behind.
+// canceled, cut short or fails the check leaves nothing behind; the
+// temporary files of a process that died are removed by the next download
+// of the same file once they are an hour old.
 //
 // Servers that answer 404 for a file are not asked for it again for
 // MissTTL; this negative cache lives in the Client's memory only.
@@ -731,7 +738,7 @@ func (c *Client) download(f *flight, q *request, r remote) (int64, error) {
 }
 
 // errMaxTime is the cause of a request that ran past MaxTime.
-var errMaxTime = errors.New("download took longer than the time limit")
+var errMaxTime = fmt.Errorf("%w: the download took longer than the time limit", ErrTimeout)
 
 // attempt makes one request for r.url.
 func (c *Client) attempt(f *flight, q *request, r remote) (int64, error) {
@@ -866,6 +873,7 @@ func (c *Client) installFrom(ctx context.Context, q *request, dest, source strin
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("create cache directory: %w", err)
 	}
+	removeStale(dir, filepath.Base(dest))
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".*.part")
 	if err != nil {
 		return 0, fmt.Errorf("create cache file: %w", err)
@@ -938,6 +946,22 @@ func (c *Client) installFrom(ctx context.Context, q *request, dest, source strin
 	done = true
 	syncDir(dir)
 	return n, nil
+}
+
+// removeStale removes the temporary files for name in dir that nobody
+// has written for stalePart. The directory holds the few files of one
+// build ID or one index, so reading it is cheap.
+func removeStale(dir, name string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(n, "."+name+".") || !strings.HasSuffix(n, ".part") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > stalePart {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
 }
 
 // syncDir makes a rename in dir durable; failures only lose durability.

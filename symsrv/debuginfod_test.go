@@ -556,3 +556,74 @@ func BenchmarkFetchCached(b *testing.B) {
 		}
 	}
 }
+
+func TestDebuginfodLimits(t *testing.T) {
+	fx := debuginfodFixture(t)
+	p := newProxy(t, fx.url)
+	id := fx.big.buildID(t)
+
+	t.Run("MaxSize", func(t *testing.T) {
+		c, cache := testClient(t, p.url)
+		c.MaxSize = int64(len(fx.big.raw)) - 1
+		p.set(proxyMode{})
+		before := p.requests.Load()
+		_, err := c.FetchDebuginfo(context.Background(), id, KindExecutable, nil)
+		var se *ServerError
+		if !errors.As(err, &se) || !errors.Is(err, ErrTooLarge) || se.Attempts != 1 {
+			t.Fatalf("error %v, want ErrTooLarge after 1 attempt", err)
+		}
+		if n := p.requests.Load() - before; n != 1 {
+			t.Errorf("%d requests, want 1", n)
+		}
+		checkCacheOnly(t, cache, nil)
+		c.MaxSize = int64(len(fx.big.raw))
+		if _, err := c.FetchDebuginfo(context.Background(), id, KindExecutable, nil); err != nil {
+			t.Fatalf("file of exactly MaxSize: %v", err)
+		}
+	})
+
+	t.Run("MaxTime", func(t *testing.T) {
+		c, cache := testClient(t, p.url)
+		c.MaxTime = 200 * time.Millisecond
+		p.set(proxyMode{chunk: 16 << 10, chunkDelay: 5 * time.Millisecond}) // about 1.3 s
+		before := p.requests.Load()
+		_, err := c.FetchDebuginfo(context.Background(), id, KindExecutable, nil)
+		var se *ServerError
+		if !errors.As(err, &se) || !errors.Is(err, ErrTimeout) || se.Attempts != 1 {
+			t.Fatalf("error %v, want ErrTimeout after 1 attempt", err)
+		}
+		if n := p.requests.Load() - before; n != 1 {
+			t.Errorf("%d requests, want 1 (MaxTime is not retried)", n)
+		}
+		checkCacheOnly(t, cache, nil)
+	})
+
+	t.Run("stale temporary files", func(t *testing.T) {
+		c, cache := testClient(t, p.url)
+		p.set(proxyMode{})
+		dir := filepath.Join(cache, fx.big.id)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		old := filepath.Join(dir, ".executable.123.part")
+		fresh := filepath.Join(dir, ".executable.456.part")
+		for _, p := range []string{old, fresh} {
+			if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		past := time.Now().Add(-2 * stalePart)
+		if err := os.Chtimes(old, past, past); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.FetchDebuginfo(context.Background(), id, KindExecutable, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale temporary file left: %v", err)
+		}
+		if _, err := os.Stat(fresh); err != nil {
+			t.Errorf("another download's temporary file removed: %v", err)
+		}
+	})
+}

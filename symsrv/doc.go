@@ -47,6 +47,20 @@
 // *[FormatError] wrapping [ErrMalformed]. The fuzz test FuzzPDBInfo
 // enforces this.
 //
+// # Limitations
+//
+// Symbol stores: compressed files (NAME.pd_, NAME.dl_, CAB archives) and
+// file.ptr redirections are not read, so a store must hold plain files,
+// as stores written by symstore without /compress and the public HTTP
+// servers (which serve plain files on request) do. File names are sent
+// and looked up as given: a store on a case-sensitive file system must
+// use the case the image records. Debuginfod: only debuginfo and
+// executable files are fetched (no /source or /section requests), and
+// the elfutils cache's control files (cache_clean_interval_s,
+// max_unused_age_s, cache_miss_s) are neither read nor written: the
+// negative cache is in memory, and cleaning the cache is left to elfutils
+// or the user.
+//
 // # Concurrency
 //
 // A [Client] is safe for concurrent use; requests for the same file made

@@ -21,7 +21,8 @@ var (
 	// so that callers of the symbol handler need test for one value only.
 	ErrCanceled = symfile.ErrCanceled
 	// ErrTimeout is the Err of a *ServerError when a server sent no data
-	// for Client.Timeout.
+	// for Client.Timeout, or (wrapped) when a download took longer than
+	// Client.MaxTime.
 	ErrTimeout = errors.New("no data from server within the timeout")
 	// ErrTooLarge is the Err of a *ServerError when a file is larger than
 	// Client.MaxSize.
@@ -83,10 +84,10 @@ func (e *ServerError) Unwrap() error { return e.Err }
 
 // retryable reports whether a request that failed this way is worth
 // repeating: server errors (5xx), 408 and 429, and transport errors other
-// than an oversized file.
+// than an oversized file or a download past MaxTime.
 func (e *ServerError) retryable() bool {
 	if e.Status != 0 {
 		return e.Status >= 500 || e.Status == 408 || e.Status == 429
 	}
-	return !errors.Is(e.Err, ErrTooLarge)
+	return !errors.Is(e.Err, ErrTooLarge) && e.Err != errMaxTime
 }

@@ -106,9 +106,9 @@ func isURL(store string) bool {
 // directories serve both.
 //
 // Differences from dbghelp: symsrv* accepts only symsrv.dll (no other
-// symbol server DLL can be loaded here); cache* applies to server
-// elements only, files found in plain directories are read in place, not
-// copied into the cache.
+// symbol server DLL can be loaded here); cache* applies to HTTP servers
+// only: files found in plain directories and in srv*DIR stores without a
+// downstream store are read in place, not copied into the cache.
 func ParsePath(s string) ([]Element, error) {
 	var out []Element
 	for raw := range strings.SplitSeq(s, ";") {
