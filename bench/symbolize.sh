@@ -3,9 +3,10 @@
 # bench/elfsymbolize) on the same binaries and the same addresses, in one run,
 # and print load times and throughput side by side. See bench/README.md.
 #
-# Usage: bench/symbolize.sh [-runs N] [-keep DIR]
+# Usage: bench/symbolize.sh [-runs N] [-keep DIR] [-eu N]
 #   -runs N   timed runs per tool, binary and address set (default 5); median
 #   -keep DIR keep the binaries' links and address files in DIR
+#   -eu N     addresses for eu-addr2line (default 1000)
 #
 # The binaries are internal/symtest's (SQLite through cgo, a C++ program, a Go
 # program, the debug file of a split C program), built on first use; the
@@ -15,21 +16,26 @@
 #   llvm-symbolizer --output-style=JSON --inlines --no-demangle --obj=BIN
 #   eu-addr2line -e BIN -f -i -a
 #   elfsymbolize -obj BIN            (JSON in llvm-symbolizer's shape)
-# "load" is the median wall time of a run with the first address only: process
-# start, opening the file and one answer. "addresses/s" is the other 9,999
-# addresses divided by the median time a run with all of them takes beyond
-# load. Runs are pinned to one CPU when taskset can.
+# "load" is the median CPU time (user plus system) of a run with the first
+# address only: process start, opening the file and one answer. "addresses/s"
+# is the other 9,999 addresses divided by the median CPU time a run with all of
+# them takes beyond load. CPU time, not wall time, so that other work on the
+# machine disturbs the figures less. Runs are pinned to one CPU when taskset
+# can. eu-addr2line is run on the first 1,000 addresses only (-eu N to change):
+# it is slow on the large binaries.
 #
 # Needs: go, gcc, g++, objcopy, llvm-symbolizer, eu-addr2line (elfutils).
 set -euo pipefail
 
 runs=5
 keep=
+eu=1000
 while [ $# -gt 0 ]; do
 	case $1 in
 	-runs) runs=$2; shift 2 ;;
 	-keep) keep=$2; shift 2 ;;
-	*) echo "usage: $0 [-runs N] [-keep DIR]" >&2; exit 2 ;;
+	-eu) eu=$2; shift 2 ;;
+	*) echo "usage: $0 [-runs N] [-keep DIR] [-eu N]" >&2; exit 2 ;;
 	esac
 done
 
@@ -56,13 +62,13 @@ done
 (cd "$root" && go build -o "$work/elfsymbolize" ./bench/elfsymbolize)
 (cd "$root" && SYMTEST_BENCH_DIR=$bins go test -count=1 -run '^TestWriteBench$' ./internal/symtest >/dev/null)
 
-# ms CMD...: wall time of one run in milliseconds, output discarded.
-ms() {
-	local s e
-	s=$(date +%s%N)
-	"${pin[@]}" "$@" >/dev/null 2>&1
-	e=$(date +%s%N)
-	echo $(((e - s) / 1000))
+# cpu CMD...: the CPU time (user plus system, all threads) of one run in
+# microseconds, output discarded. CPU time rather than wall time, because
+# the machines these run on are often shared.
+cpu() {
+	local TIMEFORMAT='%3U %3S' t
+	t=$({ time "${pin[@]}" "$@" >/dev/null 2>&1; } 2>&1)
+	awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%d\n", (a[1] + a[2]) * 1e6 }'
 }
 
 # median N CMD... (stdin from $in): the median of N runs, in microseconds.
@@ -70,7 +76,7 @@ median() {
 	local n=$1 i
 	shift
 	for ((i = 0; i < n; i++)); do
-		ms "$@" <"$in"
+		cpu "$@" <"$in"
 	done | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
 }
 
@@ -83,16 +89,20 @@ tool_cmd() {
 }
 
 printf '%-8s %-16s %10s %14s\n' binary tool "load ms" "addresses/s"
+echo "(CPU time; ${pin[*]:-not pinned})"
 for b in sqlite cpp go split; do
 	bin=$bins/$b
 	head -1 "$bins/$b.addrs" >"$work/first"
-	n=$(wc -l <"$bins/$b.addrs")
+	head -"$eu" "$bins/$b.addrs" >"$work/eu"
 	for t in llvm-symbolizer eu-addr2line elfsym; do
 		# shellcheck disable=SC2046
 		set -- $(tool_cmd "$t" "$bin")
+		all_in=$bins/$b.addrs
+		[ "$t" = eu-addr2line ] && all_in=$work/eu
+		n=$(wc -l <"$all_in")
 		in=$work/first
 		load=$(median "$runs" "$@")
-		in=$bins/$b.addrs
+		in=$all_in
 		all=$(median "$runs" "$@")
 		awk -v b="$b" -v t="$t" -v load="$load" -v all="$all" -v n="$n" 'BEGIN {
 			rest = all - load

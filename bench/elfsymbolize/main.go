@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ func main() {
 	log.SetPrefix("elfsymbolize: ")
 	obj := flag.String("obj", "", "the ELF file")
 	quiet := flag.Bool("q", false, "print timings only")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
 	if *obj == "" {
 		flag.Usage()
@@ -59,6 +61,16 @@ func main() {
 	}
 	if len(addrs) == 0 {
 		return
+	}
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	f, err := elfsym.Open(*obj, symfile.Options{Lines: true})

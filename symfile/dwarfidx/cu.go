@@ -154,7 +154,14 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 					n.callCol = u32(e.Val(dwarf.AttrCallColumn))
 				}
 				idx := int32(len(cu.nodes))
-				if e.Val(dwarf.AttrLowpc) != nil || e.Val(dwarf.AttrRanges) != nil {
+				if lo, hi, ok := lowHigh(e); ok {
+					// The common case, decoded here: debug/dwarf's
+					// Ranges reads the unit's DIE again on every call.
+					if lo < hi {
+						ranges = append(ranges, rangeOf{lo, hi, idx})
+						n.hasCode = true
+					}
+				} else if e.Val(dwarf.AttrRanges) != nil {
 					rs, err := x.d.Ranges(e)
 					if err == nil {
 						for _, rg := range rs {
@@ -203,6 +210,37 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 		}
 	}
 	return cu, errors.Join(werr, lerr)
+}
+
+// lowHigh returns the range of a DIE with DW_AT_low_pc and DW_AT_high_pc
+// (DWARF5.pdf §2.17.2: a high_pc of class constant is an offset from
+// low_pc).
+func lowHigh(e *dwarf.Entry) (lo, hi uint64, ok bool) {
+	var haveLo, haveHi bool
+	var hiOff bool
+	for _, f := range e.Field {
+		switch f.Attr {
+		case dwarf.AttrLowpc:
+			lo, haveLo = f.Val.(uint64)
+		case dwarf.AttrHighpc:
+			switch v := f.Val.(type) {
+			case uint64:
+				hi, haveHi = v, f.Class == dwarf.ClassAddress
+			case int64:
+				hi, haveHi, hiOff = uint64(v), f.Class == dwarf.ClassConstant, true
+			}
+		}
+	}
+	if !haveLo || !haveHi {
+		return 0, 0, false
+	}
+	if hiOff {
+		hi += lo
+		if hi < lo {
+			return 0, 0, false
+		}
+	}
+	return lo, hi, true
 }
 
 func u32(v any) uint32 {

@@ -421,15 +421,16 @@ func (x *Index) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err
 	if cu == nil {
 		return dst, err
 	}
-	err = nil // a unit parsed in part still answers for what it has
+	// A unit parsed in part answers for what it has; its error is
+	// returned only when that is nothing.
 	s, ok := findSpan(cu.spans, addr)
 	if !ok {
 		if x.opts.Lines && cu.lines != nil {
 			if r, ok := cu.lines.lookup(addr); ok {
-				dst = append(dst, symfile.Frame{File: cu.lines.file(uint64(r.file)), Line: int(r.line), Column: int(r.col)})
+				return append(dst, symfile.Frame{File: cu.lines.file(uint64(r.file)), Line: int(r.line), Column: int(r.col)}), nil
 			}
 		}
-		return dst, nil
+		return dst, err
 	}
 	n := &cu.nodes[s.idx]
 	if !x.opts.Lines {

@@ -284,25 +284,30 @@ func (f *File) loadDWARF() error {
 		}
 	} else {
 		s := &dwarfidx.Sections{Order: f.f.ByteOrder}
-		for _, p := range []struct {
+		secs := []struct {
 			name string
 			dst  *[]byte
 		}{
 			{"info", &s.Info}, {"abbrev", &s.Abbrev}, {"line", &s.Line}, {"str", &s.Str},
 			{"line_str", &s.LineStr}, {"str_offsets", &s.StrOffsets}, {"addr", &s.Addr},
 			{"ranges", &s.Ranges}, {"rnglists", &s.RngLists},
-		} {
+		}
+		// Read the sections in parallel: decompressing them is most of
+		// the time it takes to open a file with compressed DWARF.
+		errs := make([]error, len(secs))
+		var wg sync.WaitGroup
+		for i, p := range secs {
 			sec := f.section(".debug_" + p.name)
 			if sec == nil {
 				continue
 			}
-			data, derr := sectionData(sec, maxSectionSize)
-			if derr != nil {
-				err = errors.Join(err, derr)
-				continue
-			}
-			*p.dst = data
+			wg.Go(func() {
+				defer recoverError(&errs[i], "read "+sec.Name)
+				*p.dst, errs[i] = sectionData(sec, maxSectionSize)
+			})
 		}
+		wg.Wait()
+		err = errors.Join(errs...)
 		if s.Info != nil && s.Abbrev != nil {
 			var ierr error
 			f.dw, ierr = dwarfidx.NewSections(s, f.opts)
