@@ -462,7 +462,7 @@ func TestElectronJITFrame(t *testing.T) {
 		// Through the ByteSource view as well.
 		start, b := mem.Bytes(base + 0xE)
 		if start != base+0xC || !bytes.Equal(b, []byte{9, 0, 0, 0}) {
-			t.Errorf("Bytes(%#x) = %#x, % x", base+0xE, start, b)
+			t.Errorf("Bytes(%#x) = %#x, % x", uint64(base+0xE), start, b)
 		}
 	}
 }

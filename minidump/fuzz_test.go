@@ -27,7 +27,7 @@ func FuzzMinidump(f *testing.F) {
 	s.add(1, ModuleListStream, le(1, uint64(0x140000000), 0x1000, 0, 0, name, make([]byte, 52), 30, cv, 0, 0, uint64(0), uint64(0)))
 	s.add(2, MemoryListStream, le(1, uint64(0x7000), 64, stack))
 	s.add(3, Memory64ListStream, le(uint64(1), uint64(stack), uint64(0x6ff0), uint64(64)))
-	s.add(4, ExceptionStream, le(7, 0, 0xc0000005, 0, uint64(0), uint64(0x140001000), 2, 0, make([]byte, 120), ContextSizeAMD64, rc))
+	s.add(4, ExceptionStream, le(7, 0, uint32(0xc0000005), 0, uint64(0), uint64(0x140001000), 2, 0, make([]byte, 120), ContextSizeAMD64, rc))
 	s.add(5, SystemInfoStream, le(uint16(9), uint16(6), uint16(0x4501), uint8(2), uint8(1), 10, 0, 14393, 2, name, uint16(0), uint16(0), make([]byte, 24)))
 	s.add(6, FunctionTableStream, funcTableStream(DynamicFunctionTableSizeWin10, 12, synthTable{0x10000, 0x20000, 0x10000, RF_SORTED, []unwindinfo.RuntimeFunction{rf(0, 0x100, 0x200)}}))
 	s.add(7, MiscInfoStream, le(MiscInfoSize2, 7, 1234, 0, 0, 0, 0, 0, 0, 0, 0))

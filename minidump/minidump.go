@@ -280,7 +280,7 @@ func (f *File) Size() int64 { return f.size }
 // in chunks so that a bogus size fails before a large allocation. The error
 // is a *FormatError wrapping ErrTruncated when the file is too short.
 func (f *File) readAt(off, n uint64) ([]byte, error) {
-	if off+n < off || off > 1<<62 || n > 1<<62 {
+	if off+n < off || off > 1<<62 || n > 1<<62 || n != uint64(int(n)) {
 		return nil, &FormatError{Off: int64(off & (1<<63 - 1)), Msg: fmt.Sprintf("read %d bytes", n), Err: ErrTruncated}
 	}
 	if f.size >= 0 {

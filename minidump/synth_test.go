@@ -181,9 +181,9 @@ func TestStreamErrors(t *testing.T) {
 
 	// Huge counts in small streams fail before they allocate.
 	s = newSynth(4)
-	s.add(0, ThreadListStream, le(0xfffffff0))
+	s.add(0, ThreadListStream, le(uint32(0xfffffff0)))
 	s.add(1, ModuleListStream, le(0x40000000, 0))
-	s.add(2, MemoryListStream, le(0xffffffff, 0, 0, 0))
+	s.add(2, MemoryListStream, le(uint32(0xffffffff), 0, 0, 0))
 	s.add(3, Memory64ListStream, le(uint64(1)<<60, uint64(0)))
 	f = open(t, s.bytes())
 	allocs := testing.AllocsPerRun(10, func() {
@@ -380,7 +380,7 @@ func TestThreadContextErrors(t *testing.T) {
 	rc := s.blob(ctx)
 	th1 := le(1, 0, 0, 0, uint64(0), uint64(0), 0, 0, ContextSizeAMD64, rc)
 	th2 := le(2, 0, 0, 0, uint64(0), uint64(0), 0, 0, MaxRecordSize+1, rc)
-	th3 := le(3, 0, 0, 0, uint64(0), uint64(0), 0, 0, 0x100, 0xffffff00)
+	th3 := le(3, 0, 0, 0, uint64(0), uint64(0), 0, 0, 0x100, uint32(0xffffff00))
 	s.add(0, ThreadListStream, le(3, th1, th2, th3))
 	f := open(t, s.bytes())
 	threads, err := f.Threads()
@@ -586,7 +586,7 @@ func TestExceptionParameters(t *testing.T) {
 	for i := range 15 {
 		binary.LittleEndian.PutUint64(params[8*i:], uint64(i+1))
 	}
-	s.add(0, ExceptionStream, le(9, 0, 0xc0000005, 1, uint64(0), uint64(0x401000), 100, 0, params, 0, 0))
+	s.add(0, ExceptionStream, le(9, 0, uint32(0xc0000005), 1, uint64(0), uint64(0x401000), 100, 0, params, 0, 0))
 	e, err := open(t, s.bytes()).Exception()
 	if err != nil || e.ThreadId != 9 || e.ExceptionRecord.ExceptionAddress != 0x401000 || e.Context != nil {
 		t.Fatalf("Exception = %+v, %v", e, err)
@@ -596,7 +596,7 @@ func TestExceptionParameters(t *testing.T) {
 	}
 	// Cut short.
 	s = newSynth(1)
-	s.add(0, ExceptionStream, le(9, 0, 0xc0000005, 1, uint64(0), uint64(0x401000), 2, 0))
+	s.add(0, ExceptionStream, le(9, 0, uint32(0xc0000005), 1, uint64(0), uint64(0x401000), 2, 0))
 	if e, err := open(t, s.bytes()).Exception(); e != nil || !isMalformed(err, true) {
 		t.Errorf("short exception stream: %v, %v", e, err)
 	}
