@@ -596,6 +596,11 @@ func (c *Client) checkLocal(q *request, l local) bool {
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
+	if fi.Size() == 0 {
+		// No symbol file is empty; elfutils' client leaves empty files as
+		// its negative cache entries, which are its own to expire.
+		return false
+	}
 	err = q.verify(l.path)
 	if err == nil {
 		return true

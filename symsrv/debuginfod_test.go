@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -626,4 +628,45 @@ func TestDebuginfodLimits(t *testing.T) {
 			t.Errorf("another download's temporary file removed: %v", err)
 		}
 	})
+}
+
+// TestElfutilsCache checks that elfutils' debuginfod client and this one
+// share a cache: each finds what the other downloaded, without a server.
+func TestElfutilsCache(t *testing.T) {
+	fx := debuginfodFixture(t)
+	find := needCmd(t, "debuginfod-find", debianPackages)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://127.0.0.1:" + strconv.Itoa(port)
+	elfutils := func(cache, urls, kind, id string) (string, error) {
+		cmd := exec.Command(find, kind, id)
+		cmd.Env = append(os.Environ(), "DEBUGINFOD_CACHE_PATH="+cache, "DEBUGINFOD_URLS="+urls, "DEBUGINFOD_PROGRESS=", "DEBUGINFOD_VERBOSE=")
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+
+	// Ours downloads, elfutils finds it with only a dead server to ask.
+	c, cache := testClient(t, fx.url)
+	ours, err := c.FetchDebuginfo(context.Background(), fx.splitExe.buildID(t), KindDebuginfo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := elfutils(cache, down, "debuginfo", fx.splitExe.id)
+	if err != nil || got != ours {
+		t.Errorf("debuginfod-find in our cache: %q, %v; want %s", got, err, ours)
+	}
+
+	// elfutils downloads, ours finds it with only a dead server to ask.
+	cache2 := t.TempDir()
+	theirs, err := elfutils(cache2, fx.url, "executable", fx.big.id)
+	if err != nil {
+		t.Fatalf("debuginfod-find executable %s: %v", fx.big.id, err)
+	}
+	c2 := &Client{Elements: []Element{{Type: ElemDebuginfod, Path: down}}, CacheDir: cache2, Retries: -1}
+	got, err = c2.FetchDebuginfo(context.Background(), fx.big.buildID(t), KindExecutable, nil)
+	if err != nil || got != theirs {
+		t.Errorf("our fetch in elfutils' cache: %q, %v; want %s", got, err, theirs)
+	}
 }
