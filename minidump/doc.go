@@ -13,6 +13,10 @@
 // [File.StreamData]. An accessor for a stream the dump does not have
 // returns nil and no error.
 //
+// The Go types mirror the on-disk structures field for field, with the
+// spec's names, plus the data the structures point to (names, records,
+// contexts), so that a writer can produce a dump from the same values.
+//
 // Thread contexts are returned as raw bytes, because their layout depends
 // on the architecture; [ContextArch] tells an x64 CONTEXT from an x86 one,
 // and package unwind decodes the x64 CONTEXT (Context.UnmarshalWindows).
