@@ -65,8 +65,9 @@ const (
 )
 
 // Client finds symbol files along a search path and downloads them from
-// symbol servers into a cache. The zero value searches the servers in
-// $DEBUGINFOD_URLS with the default cache, timeout and retries.
+// symbol servers into a cache. The zero value is ready to use and has an
+// empty search path, so it finds nothing; [FromEnv] returns a client set
+// up from the environment.
 //
 // A Client is safe for concurrent use. Concurrent requests for the same
 // file share one search and one download. Its fields must not change after
@@ -107,7 +108,8 @@ const (
 // retried on the same server.
 type Client struct {
 	// Elements is the search path (see [ParsePath]). When it is empty,
-	// the client searches the servers in $DEBUGINFOD_URLS.
+	// nothing is searched, not even the environment's servers: a client
+	// limited to local directories cannot reach the network by accident.
 	Elements []Element
 
 	// CacheDir is where server elements without a cache of their own
@@ -326,12 +328,8 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 		}
 		return filepath.Join(dir, rel)
 	}
-	els := c.Elements
-	if len(els) == 0 {
-		els = []Element{{Type: ElemDebuginfod}}
-	}
 	cur := c.cacheDir("")
-	for _, e := range els {
+	for _, e := range c.Elements {
 		switch e.Type {
 		case ElemCache:
 			cur = c.cacheDir(e.Path)

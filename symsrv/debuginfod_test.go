@@ -531,11 +531,16 @@ func TestDebuginfodURLsFromEnv(t *testing.T) {
 		t.Errorf("path %s", path)
 	}
 
-	// The zero Client reads the same variables.
-	var zero Client
-	path, err = zero.FetchDebuginfo(context.Background(), fx.splitExe.buildID(t), KindExecutable, nil)
+	// A bare debuginfod element reads the same variable.
+	c2 := &Client{Elements: []Element{{Type: ElemDebuginfod}}, CacheDir: cache, Retries: -1}
+	path, err = c2.FetchDebuginfo(context.Background(), fx.splitExe.buildID(t), KindExecutable, nil)
 	if err != nil || path != filepath.Join(cache, fx.splitExe.id, "executable") {
-		t.Fatalf("zero client: %s, %v", path, err)
+		t.Fatalf("bare debuginfod element: %s, %v", path, err)
+	}
+	// The zero Client searches nothing, not even $DEBUGINFOD_URLS.
+	var zero Client
+	if _, err := zero.FetchDebuginfo(context.Background(), fx.small.buildID(t), KindExecutable, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("zero client: %v, want ErrNotFound", err)
 	}
 	checkCacheOnly(t, cache, map[string][]byte{
 		fx.splitExe.id + "/debuginfo":  fx.splitDebug.raw,
