@@ -173,7 +173,9 @@ type Client struct {
 // [ErrCanceled] (as a nonzero return of elfutils'
 // debuginfod_set_progressfn callback does); the return value of the
 // final call is ignored. Canceling ctx cancels too. A download shared
-// with other requests goes on while any of them still waits for it.
+// with other requests goes on while any of them still waits for it; when
+// the last one gives up, the fetch returns once the download has stopped
+// and its temporary file is gone.
 // progress is not called when the file is found without a download.
 //
 // Errors: [ErrNotFound], [ErrCanceled], *[MismatchError] (only wrong files

@@ -227,11 +227,13 @@ func DefaultCacheDir() string {
 }
 
 // DebuginfodURLs returns the servers in $DEBUGINFOD_URLS: URLs separated
-// by blanks, as elfutils reads them, with trailing slashes removed.
+// by blanks, as elfutils reads them, with trailing slashes removed. Only
+// http and https URLs are kept: elfutils' other forms (file:// URLs and,
+// in later versions, ima: policy words) are dropped.
 func DebuginfodURLs() []string {
 	var urls []string
 	for _, u := range strings.Fields(os.Getenv("DEBUGINFOD_URLS")) {
-		if u = strings.TrimRight(u, "/"); u != "" {
+		if u = strings.TrimRight(u, "/"); isURL(u) {
 			urls = append(urls, u)
 		}
 	}

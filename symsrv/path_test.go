@@ -95,7 +95,7 @@ func TestFromEnv(t *testing.T) {
 
 	t.Setenv("_NT_ALT_SYMBOL_PATH", "/alt")
 	t.Setenv("_NT_SYMBOL_PATH", "srv*/c*https://s")
-	t.Setenv("DEBUGINFOD_URLS", "https://a/  https://b/")
+	t.Setenv("DEBUGINFOD_URLS", "https://a/ ima:permissive file:///srv/debuginfod\thttps://b/")
 	t.Setenv("DEBUGINFOD_TIMEOUT", "7")
 	t.Setenv("DEBUGINFOD_RETRY_LIMIT", "5")
 	t.Setenv("DEBUGINFOD_MAXTIME", "60")
