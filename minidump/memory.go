@@ -121,18 +121,14 @@ type segCache struct {
 // error of a stream that cannot be decoded at all is returned the same
 // way. Memory returns an empty Memory, not nil, for a dump without memory.
 func (f *File) Memory() (*Memory, error) {
-	var errs []error
-	type source struct {
-		MemoryRange
-		prio int
-	}
-	var srcs []source
+	var errs errList
+	var srcs []MemoryRange // in priority order
 	add := func(addr, size, off uint64, what string) {
 		if size == 0 {
 			return
 		}
 		if end := addr + size; end != 0 && end < addr {
-			errs = append(errs, &FormatError{Off: int64(off & (1<<63 - 1)), Msg: fmt.Sprintf("%s at %#x: size %#x wraps the address space", what, addr, size)})
+			errs.add(&FormatError{Off: int64(off & (1<<63 - 1)), Msg: fmt.Sprintf("%s at %#x: size %#x wraps the address space", what, addr, size)})
 			return
 		} else if end == 0 {
 			// It ends at the top of the address space, whose end is not
@@ -144,7 +140,7 @@ func (f *File) Memory() (*Memory, error) {
 		if f.size >= 0 {
 			fs := uint64(f.size)
 			if off >= fs || size > fs-off {
-				errs = append(errs, &FormatError{Off: int64(off & (1<<63 - 1)), Msg: fmt.Sprintf("%s at %#x: %#x bytes at file offset %#x beyond the end of the file", what, addr, size, off), Err: ErrTruncated})
+				errs.add(&FormatError{Off: int64(off & (1<<63 - 1)), Msg: fmt.Sprintf("%s at %#x: %#x bytes at file offset %#x beyond the end of the file", what, addr, size, off), Err: ErrTruncated})
 				if off >= fs {
 					return
 				}
@@ -153,29 +149,29 @@ func (f *File) Memory() (*Memory, error) {
 		}
 		if len(srcs) >= MaxMemoryRanges {
 			if len(srcs) == MaxMemoryRanges {
-				errs = append(errs, &FormatError{Msg: fmt.Sprintf("more than %d memory ranges", MaxMemoryRanges)})
+				errs.add(&FormatError{Msg: fmt.Sprintf("more than %d memory ranges", MaxMemoryRanges)})
 			}
 			return
 		}
-		srcs = append(srcs, source{MemoryRange{addr, size, off}, len(srcs)})
+		srcs = append(srcs, MemoryRange{addr, size, off})
 	}
 
 	list, err := f.MemoryList()
 	if err != nil {
-		errs = append(errs, err)
+		errs.add(err)
 	}
 	for _, d := range list {
 		add(d.StartOfMemoryRange, uint64(d.Memory.DataSize), uint64(d.Memory.Rva), "memory range")
 	}
 	l64, err := f.Memory64List()
 	if err != nil {
-		errs = append(errs, err)
+		errs.add(err)
 	}
 	if l64 != nil {
 		off := l64.BaseRva
 		for _, d := range l64.Ranges {
 			if off+d.DataSize < off {
-				errs = append(errs, &FormatError{Off: int64(off & (1<<63 - 1)), Msg: "memory64 list: file offsets overflow", Val: d.DataSize})
+				errs.add(&FormatError{Off: int64(off & (1<<63 - 1)), Msg: "memory64 list: file offsets overflow", Val: d.DataSize})
 				break
 			}
 			add(d.StartOfMemoryRange, d.DataSize, off, "memory64 range")
@@ -184,16 +180,16 @@ func (f *File) Memory() (*Memory, error) {
 	}
 	threads, err := f.threadList()
 	if err != nil {
-		errs = append(errs, err)
+		errs.add(err)
 	}
 	for _, t := range threads {
 		add(t.Stack.StartOfMemoryRange, uint64(t.Stack.Memory.DataSize), uint64(t.Stack.Memory.Rva), "thread stack")
 	}
 
 	m := &Memory{r: f.r}
-	m.segs = flatten(srcs, func(s source) MemoryRange { return s.MemoryRange })
+	m.segs = flatten(srcs)
 	m.cache = make([]segCache, len(m.segs))
-	return m, firstErr(errs)
+	return m, errs.err()
 }
 
 // threadList decodes the thread list without reading the contexts.
@@ -225,15 +221,14 @@ func (f *File) threadList() ([]Thread, error) {
 // (the first wins where they overlap), sorted by address and disjoint.
 // It sweeps the sorted range boundaries with a heap of the ranges that
 // cover the current point, ordered by priority: O(n log n).
-func flatten[S any](srcs []S, get func(S) MemoryRange) []MemoryRange {
+func flatten(srcs []MemoryRange) []MemoryRange {
 	type item struct {
 		MemoryRange
 		prio int
 	}
 	items := make([]item, len(srcs))
 	bounds := make([]uint64, 0, 2*len(srcs))
-	for i, s := range srcs {
-		r := get(s)
+	for i, r := range srcs {
 		items[i] = item{r, i}
 		bounds = append(bounds, r.Addr, r.Addr+r.Size)
 	}

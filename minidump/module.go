@@ -179,24 +179,24 @@ func (f *File) Modules() ([]Module, error) {
 	if err := r.Err(); err != nil {
 		return nil, formatErr(err, "read module list")
 	}
-	var errs []error
+	var errs errList
 	for i := range mods {
 		m := &mods[i]
 		if m.Name, err = f.ReadString(m.ModuleNameRva); err != nil {
-			errs = append(errs, fmt.Errorf("read name of module %d: %w", i, err))
+			errs.add(fmt.Errorf("read name of module %d: %w", i, err))
 		}
 		if m.CvData, err = f.readRecord(m.CvRecord); err != nil {
-			errs = append(errs, fmt.Errorf("read codeview record of module %d (%s): %w", i, m.Name, err))
+			errs.add(fmt.Errorf("read codeview record of module %d (%s): %w", i, m.Name, err))
 		} else if m.CvData != nil {
 			if m.CodeView, err = DecodeCodeView(m.CvData); err != nil {
-				errs = append(errs, fmt.Errorf("read codeview record of module %d (%s): %w", i, m.Name, err))
+				errs.add(fmt.Errorf("read codeview record of module %d (%s): %w", i, m.Name, err))
 			}
 		}
 		if m.MiscData, err = f.readRecord(m.MiscRecord); err != nil {
-			errs = append(errs, fmt.Errorf("read misc record of module %d (%s): %w", i, m.Name, err))
+			errs.add(fmt.Errorf("read misc record of module %d (%s): %w", i, m.Name, err))
 		}
 	}
-	return mods, firstErr(errs)
+	return mods, errs.err()
 }
 
 // readRecord reads a record of at most MaxRecordSize bytes; an empty

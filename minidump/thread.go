@@ -102,26 +102,37 @@ func (f *File) Threads() ([]Thread, error) {
 	if err := r.Err(); err != nil {
 		return nil, formatErr(err, "read thread list") // cannot happen: listCount checked the size
 	}
-	var errs []error
+	var errs errList
 	for i := range threads {
 		t := &threads[i]
 		t.Context, err = f.readRecord(t.ThreadContext)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("read context of thread %d (id %#x): %w", i, t.ThreadId, err))
+			errs.add(fmt.Errorf("read context of thread %d (id %#x): %w", i, t.ThreadId, err))
 		}
 	}
-	return threads, firstErr(errs)
+	return threads, errs.err()
 }
 
-// firstErr returns the first error, noting how many more there were.
-func firstErr(errs []error) error {
-	switch len(errs) {
-	case 0:
-		return nil
-	case 1:
-		return errs[0]
+// errList keeps the first of a series of errors and counts the rest, so
+// that a stream with many bad entries does not collect an error for each.
+type errList struct {
+	first error
+	n     int
+}
+
+func (l *errList) add(err error) {
+	if l.first == nil {
+		l.first = err
 	}
-	return fmt.Errorf("%w (and %d more errors)", errs[0], len(errs)-1)
+	l.n++
+}
+
+// err returns the first error, noting how many more there were.
+func (l *errList) err() error {
+	if l.n <= 1 {
+		return l.first
+	}
+	return fmt.Errorf("%w (and %d more errors)", l.first, l.n-1)
 }
 
 func readLocation(r *binread.Reader) Location {
@@ -215,18 +226,15 @@ func (f *File) ThreadNames() ([]ThreadName, error) {
 		return nil, err
 	}
 	names := make([]ThreadName, n)
-	var errs []error
+	var errs errList
 	for i := range names {
 		names[i] = ThreadName{ThreadId: r.U32(), RvaOfThreadName: r.U64()}
 	}
 	for i := range names {
 		tn := &names[i]
 		if tn.Name, err = f.readString(tn.RvaOfThreadName); err != nil {
-			errs = append(errs, fmt.Errorf("read name of thread %#x: %w", tn.ThreadId, err))
+			errs.add(fmt.Errorf("read name of thread %#x: %w", tn.ThreadId, err))
 		}
 	}
-	if err := r.Err(); err != nil {
-		errs = append([]error{formatErr(err, "read thread names")}, errs...)
-	}
-	return names, firstErr(errs)
+	return names, errs.err()
 }
