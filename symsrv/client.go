@@ -353,7 +353,7 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 				}
 			}
 			for _, u := range urls {
-				if u = strings.TrimRight(u, "/"); u != "" && dest != "" {
+				if u = strings.TrimRight(u, "/"); u != "" {
 					remotes = append(remotes, remote{url: q.url(u), dest: dest})
 				}
 			}
@@ -371,8 +371,8 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 				}
 			}
 			up := isURL(e.Path)
-			if len(stores) == 0 && up && cur != "" {
-				stores = []string{in(cur)}
+			if len(stores) == 0 && up {
+				stores = []string{in(cur)} // "" when there is no cache at all
 			}
 			for _, s := range stores {
 				addLocal(s, true)
@@ -563,6 +563,10 @@ func (c *Client) search(f *flight, q *request) (path string, size int64, err err
 		}
 		var n int64
 		var err error
+		if r.dest == "" {
+			errs = append(errs, fmt.Errorf("fetch %s: no cache directory to download into (set CacheDir, DEBUGINFOD_CACHE_PATH or HOME)", r.url))
+			continue
+		}
 		if r.url != "" {
 			n, err = c.download(f, q, r)
 		} else {

@@ -1,8 +1,10 @@
 package symsrv
 
 import (
+	"errors"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -202,5 +204,19 @@ func TestBaseName(t *testing.T) {
 		if (err == nil) != (tc.want != "") || got != tc.want {
 			t.Errorf("baseName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+func TestNoCacheDir(t *testing.T) {
+	t.Setenv("DEBUGINFOD_CACHE_PATH", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "")
+	if d := DefaultCacheDir(); d != "" {
+		t.Skipf("a cache directory without HOME: %s", d)
+	}
+	c := &Client{Elements: []Element{{Type: ElemDebuginfod, Path: "http://127.0.0.1:1"}}}
+	_, err := c.FetchDebuginfo(t.Context(), []byte{1, 2, 3, 4}, KindDebuginfo, nil)
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no cache directory") {
+		t.Errorf("error %v, want one about the missing cache directory", err)
 	}
 }
