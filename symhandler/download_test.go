@@ -3,8 +3,12 @@ package symhandler_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +80,27 @@ func serveDebuginfod(t *testing.T, dir, buildID string) string {
 	return ""
 }
 
+// slowProxy forwards to url, sending response bodies 16 KiB every 20 ms.
+func slowProxy(t *testing.T, target string) http.Handler {
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.ModifyResponse = func(resp *http.Response) error {
+		resp.Body = &slowBody{resp.Body}
+		return nil
+	}
+	return p
+}
+
+type slowBody struct{ io.ReadCloser }
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	time.Sleep(20 * time.Millisecond)
+	return b.ReadCloser.Read(p[:min(len(p), 16<<10)])
+}
+
 func TestDownload(t *testing.T) {
 	dir := t.TempDir()
 	objcopy := need(t, "objcopy")
@@ -93,8 +118,12 @@ func TestDownload(t *testing.T) {
 	pc := symbolAddr(t, debug, "compute")
 	info, _ := os.Stat(debug)
 
-	// Cancel in the middle of the download, from the callback.
-	h := newHandler(t, symhandler.Config{SearchPath: path})
+	// Cancel in the middle of the download, from the callback; the
+	// download goes through a proxy that sends 16 KiB every 20 ms, so that
+	// it is still running when the callback answers.
+	slow := httptest.NewServer(slowProxy(t, url))
+	defer slow.Close()
+	h := newHandler(t, symhandler.Config{SearchPath: "cache*" + cache + ";debuginfod*" + slow.URL})
 	r := newRecorder(t, h)
 	var progress atomic.Int32
 	r.answer[symhandler.CBA_EVENT] = func(data any) bool {
@@ -103,7 +132,7 @@ func TestDownload(t *testing.T) {
 		}
 		return true
 	}
-	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = func(any) bool { return progress.Load() >= 2 }
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = func(any) bool { return progress.Load() >= 1 }
 	m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +153,9 @@ func TestDownload(t *testing.T) {
 
 	t.Logf("canceled download at %v", time.Since(t0))
 	// Download, with progress reaching the file's size.
+	if err := h.SetSearchPath(path); err != nil {
+		t.Fatal(err)
+	}
 	var last symhandler.Progress
 	var steps int
 	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = nil
