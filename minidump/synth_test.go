@@ -739,3 +739,31 @@ func TestFlatten(t *testing.T) {
 		}
 	}
 }
+
+func TestThreadInfoAndNames(t *testing.T) {
+	for _, entrySize := range []uint32{threadInfoSize, threadInfoSize + 8} {
+		s := newSynth(2)
+		info := func(id uint32) []byte {
+			b := le(id, 1, 0, 259, uint64(0x01d2259f80e7fce6), uint64(0), uint64(100), uint64(200), uint64(0x7ff712340000), uint64(3))
+			return append(b, make([]byte, entrySize-threadInfoSize)...)
+		}
+		s.add(0, ThreadInfoListStream, le(12, entrySize, 2, info(7), info(8)))
+		name := s.blob(mdString("CrBrowserMain"))
+		s.add(1, ThreadNamesStream, le(2, 7, uint64(name), 8, uint64(0x7fffffff00)))
+		f := open(t, s.bytes())
+		ti, err := f.ThreadInfoList()
+		if err != nil || len(ti) != 2 || ti[1].ThreadId != 8 || ti[0].ExitStatus != 259 || ti[0].StartAddress != 0x7ff712340000 || ti[0].Affinity != 3 || ti[0].UserTime != 200 {
+			t.Errorf("entry size %d: ThreadInfoList = %+v, %v", entrySize, ti, err)
+		}
+		names, err := f.ThreadNames()
+		if len(names) != 2 || names[0].Name != "CrBrowserMain" || names[1].Name != "" || !isMalformed(err, true) {
+			t.Errorf("ThreadNames = %+v, %v; want the first name and an error for the second", names, err)
+		}
+	}
+	// An entry size below MINIDUMP_THREAD_INFO's is malformed.
+	s := newSynth(1)
+	s.add(0, ThreadInfoListStream, le(12, 48, 1, make([]byte, 48)))
+	if ti, err := open(t, s.bytes()).ThreadInfoList(); ti != nil || !isMalformed(err, false) {
+		t.Errorf("small entries: %v, %v", ti, err)
+	}
+}
