@@ -1,8 +1,10 @@
 package symsrv
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -674,4 +676,70 @@ func TestElfutilsCache(t *testing.T) {
 	if err != nil || got != theirs {
 		t.Errorf("our fetch in elfutils' cache: %q, %v; want %s", got, err, theirs)
 	}
+}
+
+// TestDebuginfodConcurrent runs many fetches of several files at once,
+// some of them canceled at random points, and checks that every fetch
+// either succeeds with the right file or reports cancellation, and that
+// the cache ends up holding exactly the right files.
+func TestDebuginfodConcurrent(t *testing.T) {
+	fx := debuginfodFixture(t)
+	p := newProxy(t, fx.url)
+	p.set(proxyMode{chunk: 128 << 10, chunkDelay: time.Millisecond})
+	c, cache := testClient(t, p.url)
+	type want struct {
+		f    elfFile
+		kind Kind
+		raw  []byte
+	}
+	files := []want{
+		{fx.small, KindDebuginfo, fx.small.raw},
+		{fx.splitExe, KindDebuginfo, fx.splitDebug.raw},
+		{fx.splitExe, KindExecutable, fx.splitExe.raw},
+		{fx.big, KindExecutable, fx.big.raw},
+		{fx.big, KindDebuginfo, fx.big.raw},
+	}
+	const workers = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*len(files))
+	for w := range workers {
+		wg.Go(func() {
+			for i := range files {
+				fw := files[(i+w)%len(files)]
+				ctx, cancel := context.WithCancel(context.Background())
+				progress := func(done, total int64) bool {
+					if w%3 == 0 && done >= int64(w)<<16 {
+						cancel()
+					}
+					return w%4 != 1 || done < 256<<10
+				}
+				path, err := c.FetchDebuginfo(ctx, fw.f.buildID(t), fw.kind, progress)
+				cancel()
+				switch {
+				case errors.Is(err, ErrCanceled):
+				case err != nil:
+					errs <- err
+				default:
+					b, rerr := os.ReadFile(path)
+					if rerr != nil || !bytes.Equal(b, fw.raw) {
+						errs <- fmt.Errorf("%s %v: %s holds %d bytes that are not the file (%v)", fw.f.id, fw.kind, path, len(b), rerr)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Whatever was canceled, a last sequential round completes the cache.
+	all := map[string][]byte{}
+	for _, fw := range files {
+		if _, err := c.FetchDebuginfo(context.Background(), fw.f.buildID(t), fw.kind, nil); err != nil {
+			t.Fatal(err)
+		}
+		all[fw.f.id+"/"+fw.kind.String()] = fw.raw
+	}
+	checkCacheOnly(t, cache, all)
 }
