@@ -50,10 +50,9 @@
 // # Limitations
 //
 // Symbol stores: compressed files (NAME.pd_, NAME.dl_, CAB archives) and
-// file.ptr redirections are not read, so a store must hold plain files,
-// as stores written by symstore without /compress and the public HTTP
-// servers (which serve plain files on request) do. File names are sent
-// and looked up as given: a store on a case-sensitive file system must
+// file.ptr redirections are not read: a directory store must hold, and an
+// HTTP server must serve, the plain file under NAME/INDEX/NAME. File names
+// are sent and looked up as given: a store on a case-sensitive file system must
 // use the case the image records. Debuginfod: only debuginfo and
 // executable files are fetched (no /source or /section requests), and
 // the elfutils cache's control files (cache_clean_interval_s,
