@@ -61,7 +61,6 @@
 //
 // Maps are written by the JIT in the target process and may be truncated
 // (the process died mid-line), corrupt or hostile. Parsing never panics,
-// holds at most one line of [MaxLineLength] bytes beyond what it keeps,
-// and runs in O(n log n) for n lines. The fuzz test FuzzPerfMap enforces
-// this.
+// keeps one copy of the input (the names are substrings of it), and runs
+// in O(n log n) for n lines. The fuzz test FuzzPerfMap enforces this.
 package perfmap

@@ -2,9 +2,7 @@ package perfmap
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
-	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -72,7 +70,7 @@ var _ symfile.Source = (*File)(nil)
 type entry struct {
 	start, end uint64
 	name       string
-	seq        int // order in the file: later lines win
+	seq        int32 // order in the file: later lines win
 }
 
 // Open reads the perf map in the named file. The file is read whole and
@@ -87,40 +85,31 @@ func Open(name string) (*File, error) {
 }
 
 // Parse reads a perf map from r. It fails only when r fails or when no
-// line parses; see the package documentation for the format.
+// line parses; see the package documentation for the format. The names
+// share one copy of the input.
 func Parse(r io.Reader) (*File, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read perf map: %w", err)
+	}
+	text := string(data)
 	f := &File{}
-	br := bufio.NewReaderSize(r, MaxLineLength)
-	var entries []entry
-	for {
-		line, err := br.ReadSlice('\n')
-		tooLong := false
-		if err == bufio.ErrBufferFull {
-			tooLong = true
-			for err == bufio.ErrBufferFull { // discard the rest of the line
-				_, err = br.ReadSlice('\n')
-			}
-		}
-		if len(line) == 0 && err != nil {
-			if err == io.EOF {
-				break
-			}
-			return nil, fmt.Errorf("read perf map: %w", err)
+	entries := make([]entry, 0, strings.Count(text, "\n")+1)
+	for len(text) > 0 {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i+1], text[i+1:]
+		} else {
+			text = ""
 		}
 		f.lines++
-		if tooLong {
+		if len(line) > MaxLineLength {
 			f.skip(fmt.Sprintf("longer than %d bytes", MaxLineLength))
 		} else if e, reason := parseLine(line); reason != "" {
 			f.skip(reason)
 		} else if e.name != "" { // not a blank line
-			e.seq = len(entries)
+			e.seq = int32(len(entries))
 			entries = append(entries, e)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read perf map: %w", err)
 		}
 	}
 	if len(entries) == 0 && f.skipped > 0 {
@@ -139,9 +128,8 @@ func (f *File) skip(reason string) {
 
 // parseLine parses one line. A blank line gives an entry with no name and
 // no reason; a malformed one gives the reason.
-func parseLine(line []byte) (entry, string) {
-	line = bytes.TrimRight(line, " \t\r\n")
-	rest := bytes.TrimLeft(line, " \t")
+func parseLine(line string) (entry, string) {
+	rest := trimLeft(trimRight(line))
 	if len(rest) == 0 {
 		return entry{}, ""
 	}
@@ -162,20 +150,21 @@ func parseLine(line []byte) (entry, string) {
 	if start+size <= start { // size > 0 here: the end would be 2^64 or beyond
 		return entry{}, fmt.Sprintf("range %#x+%#x wraps past 2^64", start, size)
 	}
-	return entry{start: start, end: start + size, name: string(rest)}, ""
+	return entry{start: start, end: start + size, name: rest}, ""
 }
 
 // hexField parses a hex number with an optional 0x prefix at the start of
-// b, and the white space after it. It returns the value, the rest of b,
+// s, and the white space after it. It returns the value, the rest of s,
 // and a reason when the field is malformed.
-func hexField(b []byte) (uint64, []byte, string) {
-	if len(b) >= 2 && b[0] == '0' && (b[1] == 'x' || b[1] == 'X') {
-		b = b[2:]
+func hexField(s string) (uint64, string, string) {
+	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		s = s[2:]
 	}
 	var v uint64
 	i := 0
-	for ; i < len(b); i++ {
-		c := b[i]
+loop:
+	for ; i < len(s); i++ {
+		c := s[i]
 		var d byte
 		switch {
 		case '0' <= c && c <= '9':
@@ -185,29 +174,46 @@ func hexField(b []byte) (uint64, []byte, string) {
 		case 'A' <= c && c <= 'F':
 			d = c - 'A' + 10
 		case c == ' ' || c == '\t':
-			goto end
+			break loop
 		default:
-			return 0, nil, fmt.Sprintf("is not hex (%q)", c)
+			return 0, "", fmt.Sprintf("is not hex (%q)", c)
 		}
 		if v>>60 != 0 {
-			return 0, nil, "overflows 64 bits"
+			return 0, "", "overflows 64 bits"
 		}
 		v = v<<4 | uint64(d)
 	}
-end:
 	if i == 0 {
-		if len(b) == 0 {
-			return 0, nil, "missing"
+		if len(s) == 0 {
+			return 0, "", "missing"
 		}
-		return 0, nil, "is empty"
+		return 0, "", "is empty"
 	}
-	return v, bytes.TrimLeft(b[i:], " \t"), ""
+	return v, trimLeft(s[i:]), ""
+}
+
+// trimLeft removes leading spaces and tabs.
+func trimLeft(s string) string {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	return s[i:]
+}
+
+// trimRight removes trailing spaces, tabs, CRs and LFs.
+func trimRight(s string) string {
+	i := len(s)
+	for i > 0 && (s[i-1] == ' ' || s[i-1] == '\t' || s[i-1] == '\r' || s[i-1] == '\n') {
+		i--
+	}
+	return s[:i]
 }
 
 // resolve turns the entries into sorted, non-overlapping symbols in which
 // every address belongs to the last entry that covers it. It sweeps the
 // boundaries of all entries in address order, keeping the entries that
-// cover the current stretch in a heap ordered by file position.
+// cover the current stretch in a max-heap by file position.
 func resolve(entries []entry) []symfile.Symbol {
 	if len(entries) == 0 {
 		return nil
@@ -218,50 +224,77 @@ func resolve(entries []entry) []symfile.Symbol {
 	}
 	slices.Sort(pts)
 	pts = slices.Compact(pts)
-	byStart := slices.Clone(entries)
-	slices.SortFunc(byStart, func(a, b entry) int { return cmp.Compare(a.start, b.start) })
+	byStart := make([]int32, len(entries))
+	for i := range byStart {
+		byStart[i] = int32(i)
+	}
+	slices.SortFunc(byStart, func(a, b int32) int {
+		if c := cmp.Compare(entries[a].start, entries[b].start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
 
-	var syms []symfile.Symbol
-	var active latest
+	syms := make([]symfile.Symbol, 0, len(entries))
+	var active []int32 // max-heap of indices into entries (= file positions)
+	prev := int32(-1)  // the entry that won the previous stretch
 	next := 0
 	for k := 0; k+1 < len(pts); k++ {
 		lo, hi := pts[k], pts[k+1]
-		for next < len(byStart) && byStart[next].start == lo {
-			heap.Push(&active, byStart[next])
+		for next < len(byStart) && entries[byStart[next]].start == lo {
+			active = heapPush(active, byStart[next])
 			next++
 		}
-		for len(active.h) > 0 && active.h[0].end <= lo {
-			heap.Pop(&active)
+		for len(active) > 0 && entries[active[0]].end <= lo {
+			active = heapPop(active)
 		}
-		if len(active.h) == 0 {
+		if len(active) == 0 {
 			continue
 		}
-		top := active.h[0]
-		if n := len(syms); n > 0 && syms[n-1].End() == lo && active.prevSeq == top.seq {
+		top := active[0]
+		if n := len(syms); n > 0 && syms[n-1].End() == lo && prev == top {
 			syms[n-1].Size = hi - syms[n-1].Addr
 			continue
 		}
-		syms = append(syms, symfile.Symbol{Name: top.name, Addr: lo, Size: hi - lo, Kind: symfile.KindFunction})
-		active.prevSeq = top.seq
+		syms = append(syms, symfile.Symbol{Name: entries[top].name, Addr: lo, Size: hi - lo, Kind: symfile.KindFunction})
+		prev = top
 	}
 	return slices.Clip(syms)
 }
 
-// latest is a max-heap of entries by file position. prevSeq is the
-// position of the entry that won the previous stretch.
-type latest struct {
-	h       []entry
-	prevSeq int
+// heapPush adds x to the max-heap h.
+func heapPush(h []int32, x int32) []int32 {
+	h = append(h, x)
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if h[p] >= h[i] {
+			break
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+	return h
 }
 
-func (l latest) Len() int           { return len(l.h) }
-func (l latest) Less(i, j int) bool { return l.h[i].seq > l.h[j].seq }
-func (l latest) Swap(i, j int)      { l.h[i], l.h[j] = l.h[j], l.h[i] }
-func (l *latest) Push(x any)        { l.h = append(l.h, x.(entry)) }
-func (l *latest) Pop() any {
-	e := l.h[len(l.h)-1]
-	l.h = l.h[:len(l.h)-1]
-	return e
+// heapPop removes the largest element of the max-heap h.
+func heapPop(h []int32) []int32 {
+	n := len(h) - 1
+	h[0] = h[n]
+	h = h[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h[l] > h[m] {
+			m = l
+		}
+		if r < n && h[r] > h[m] {
+			m = r
+		}
+		if m == i {
+			return h
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
 }
 
 // Symbols returns the map's functions at their absolute addresses, sorted

@@ -295,7 +295,7 @@ let s = 0; for (let i = 0; i < 30; i++) s += fntableFib(20); console.log(s)`
 	}
 	var ls []line
 	for l := range strings.Lines(string(raw)) {
-		e, why := parseLine([]byte(l))
+		e, why := parseLine(l)
 		if why != "" || e.name == "" {
 			continue
 		}

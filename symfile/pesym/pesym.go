@@ -109,7 +109,6 @@ func NewFile(r io.ReaderAt, opts symfile.Options) (*File, error) {
 		}
 		all = append(all, symfile.Symbol{Name: name, Addr: img.imageBase + uint64(e.RVA), Kind: kind})
 	}
-	all = f.dedupe(all)
 	if img.machine == IMAGE_FILE_MACHINE_AMD64 && img.pe32plus && img.dirs[IMAGE_DIRECTORY_ENTRY_EXCEPTION].Size != 0 {
 		all = f.addFunctions(r, img, all)
 	}
@@ -186,7 +185,13 @@ func (f *File) dedupe(syms []symfile.Symbol) []symfile.Symbol {
 		ks[i] = keyed{s, i}
 	}
 	slices.SortFunc(ks, func(a, b keyed) int {
-		return cmp.Or(cmp.Compare(a.s.Addr, b.s.Addr), strings.Compare(a.s.Name, b.s.Name), cmp.Compare(a.seq, b.seq))
+		if a.s.Addr != b.s.Addr {
+			return cmp.Compare(a.s.Addr, b.s.Addr)
+		}
+		if c := strings.Compare(a.s.Name, b.s.Name); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
 	})
 	out := syms[:0]
 	for _, k := range ks {
@@ -203,13 +208,20 @@ func (f *File) dedupe(syms []symfile.Symbol) []symfile.Symbol {
 
 // compareSymbols orders by address, then size descending, then name.
 func compareSymbols(a, b symfile.Symbol) int {
-	return cmp.Or(cmp.Compare(a.Addr, b.Addr), cmp.Compare(b.Size, a.Size), strings.Compare(a.Name, b.Name))
+	switch {
+	case a.Addr != b.Addr:
+		return cmp.Compare(a.Addr, b.Addr)
+	case a.Size != b.Size:
+		return cmp.Compare(b.Size, a.Size)
+	}
+	return strings.Compare(a.Name, b.Name)
 }
 
 // addFunctions gives function symbols at the start of an exception
 // directory entry the entry's size, and names the entries that have no
-// function symbol (see the package documentation). syms is sorted by
-// address.
+// function symbol (see the package documentation). Where several function
+// symbols share an address, the first in syms names the chained fragments
+// of its function.
 func (f *File) addFunctions(r io.ReaderAt, img *image, syms []symfile.Symbol) []symfile.Symbol {
 	pf, err := peimage.NewFile(r)
 	if err != nil {
