@@ -767,3 +767,85 @@ func TestThreadInfoAndNames(t *testing.T) {
 		t.Errorf("small entries: %v, %v", ti, err)
 	}
 }
+
+func TestDecodeCodeView(t *testing.T) {
+	guid := []byte{0xe5, 0x32, 0x98, 0x5a, 0x72, 0x28, 0xc1, 0x41, 0x83, 0x8e, 0xd9, 0x89, 0x14, 0xe9, 0xb7, 0xff}
+	for _, tc := range []struct {
+		name     string
+		rec      []byte
+		want     *CodeView
+		debugID  string
+		wantErr  bool
+		guidText string
+	}{
+		{"rsds", le(CV_SIGNATURE_RSDS, guid, 1, []byte("c:\\test_app.pdb\x00")),
+			&CodeView{Signature: CV_SIGNATURE_RSDS, GUID: GUID{0x5a9832e5, 0x2872, 0x41c1, [8]byte{0x83, 0x8e, 0xd9, 0x89, 0x14, 0xe9, 0xb7, 0xff}}, Age: 1, PDBFileName: `c:\test_app.pdb`},
+			"5A9832E5287241C1838ED98914E9B7FF1", false, "5a9832e5-2872-41c1-838e-d98914e9b7ff"},
+		{"rsds without terminator, utf-8 name", le(CV_SIGNATURE_RSDS, guid, 0x2a, []byte("jit-é.pdb")),
+			&CodeView{Signature: CV_SIGNATURE_RSDS, GUID: GUID{0x5a9832e5, 0x2872, 0x41c1, [8]byte{0x83, 0x8e, 0xd9, 0x89, 0x14, 0xe9, 0xb7, 0xff}}, Age: 0x2a, PDBFileName: "jit-é.pdb"},
+			"5A9832E5287241C1838ED98914E9B7FF2a", false, ""},
+		{"nb10", le(CV_SIGNATURE_NB10, 0, uint32(0x3f2a1b0c), 3, []byte("old.pdb\x00junk")),
+			&CodeView{Signature: CV_SIGNATURE_NB10, Timestamp: 0x3f2a1b0c, Age: 3, PDBFileName: "old.pdb"},
+			"3F2A1B0C3", false, ""},
+		{"nb09 is not decoded", le(uint32(0x3930424e), 0, 0), nil, "", false, ""},
+		{"rsds cut in the guid", le(CV_SIGNATURE_RSDS, guid[:10]), nil, "", true, ""},
+		{"nb10 cut", le(CV_SIGNATURE_NB10, 0), nil, "", true, ""},
+		{"signature cut", []byte("RS"), nil, "", true, ""},
+	} {
+		cv, err := DecodeCodeView(tc.rec)
+		if tc.wantErr != (err != nil) || err != nil && !isMalformed(err, true) {
+			t.Errorf("%s: error %v", tc.name, err)
+		}
+		if (cv == nil) != (tc.want == nil) || cv != nil && *cv != *tc.want {
+			t.Errorf("%s: DecodeCodeView = %+v, want %+v", tc.name, cv, tc.want)
+			continue
+		}
+		if cv != nil && cv.DebugIdentifier() != tc.debugID {
+			t.Errorf("%s: DebugIdentifier = %s, want %s", tc.name, cv.DebugIdentifier(), tc.debugID)
+		}
+		if tc.guidText != "" && cv.GUID.String() != tc.guidText {
+			t.Errorf("%s: GUID = %s, want %s", tc.name, cv.GUID, tc.guidText)
+		}
+	}
+}
+
+func TestMemory64(t *testing.T) {
+	// Three ranges back to back from BaseRva; the third is cut by the end
+	// of the file.
+	s := newSynth(1)
+	data := make([]byte, 0x30)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	base := uint64(s.blob(nil)) + 16 + 3*16
+	s.add(0, Memory64ListStream, le(uint64(3), base,
+		uint64(0x7ff000), uint64(0x10),
+		uint64(0x100000), uint64(0x18),
+		uint64(0x200000), uint64(0x20)))
+	s.buf = append(s.buf, data...)
+	f := open(t, s.bytes())
+	l, err := f.Memory64List()
+	if err != nil || l.BaseRva != base || len(l.Ranges) != 3 || l.Ranges[1] != (MemoryDescriptor64{0x100000, 0x18}) {
+		t.Fatalf("Memory64List = %+v, %v", l, err)
+	}
+	m, err := f.Memory()
+	if !isMalformed(err, true) {
+		t.Errorf("Memory error = %v; want the cut range reported", err)
+	}
+	for _, tc := range []struct {
+		addr uint64
+		n    int
+		want []byte
+	}{
+		{0x7ff000, 0x10, data[:0x10]},
+		{0x7ff008, 0x10, data[8:0x10]},
+		{0x100000, 0x18, data[0x10:0x28]},
+		{0x200000, 0x20, data[0x28:0x30]},
+	} {
+		p := make([]byte, tc.n)
+		n, err := m.ReadMemory(p, tc.addr)
+		if n != len(tc.want) || !bytes.Equal(p[:n], tc.want) || (n < tc.n) != errors.Is(err, ErrShortRead) {
+			t.Errorf("ReadMemory(%d bytes at %#x) = %d, % x, %v; want % x", tc.n, tc.addr, n, p[:n], err, tc.want)
+		}
+	}
+}
