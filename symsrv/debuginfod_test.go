@@ -743,3 +743,57 @@ func TestDebuginfodConcurrent(t *testing.T) {
 	}
 	checkCacheOnly(t, cache, all)
 }
+
+// TestDebuginfodProgressUnknownSize serves the file without a
+// Content-Length: the total is then debuginfod's X-Debuginfod-Size, or -1
+// without it, and the final call still has done == total.
+func TestDebuginfodProgressUnknownSize(t *testing.T) {
+	fx := debuginfodFixture(t)
+	p := newProxy(t, fx.url)
+	size := int64(len(fx.big.raw))
+	for _, tc := range []struct {
+		name  string
+		mode  proxyMode
+		total int64
+	}{
+		{"X-Debuginfod-Size", proxyMode{noLength: true}, size},
+		{"no size at all", proxyMode{noLength: true, noSize: true}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, cache := testClient(t, p.url)
+			p.set(tc.mode)
+			var pl progressLog
+			if _, err := c.FetchDebuginfo(context.Background(), fx.big.buildID(t), KindExecutable, pl.fn); err != nil {
+				t.Fatal(err)
+			}
+			n := len(pl.calls)
+			if n < 2 {
+				t.Fatalf("progress calls %v", pl.calls)
+			}
+			for _, call := range pl.calls[:n-1] {
+				if call[1] != tc.total {
+					t.Fatalf("call %v: total, want %d", call, tc.total)
+				}
+			}
+			if last := pl.calls[n-1]; last != [2]int64{size, size} {
+				t.Errorf("last call %v, want done == total == %d", last, size)
+			}
+			checkCacheOnly(t, cache, map[string][]byte{fx.big.id + "/executable": fx.big.raw})
+		})
+	}
+}
+
+// BenchmarkDownload measures a whole download of the 4 MiB file from the
+// local debuginfod into an empty cache: request, copy, identity check,
+// fsync and rename.
+func BenchmarkDownload(b *testing.B) {
+	fx := debuginfodFixture(b)
+	id := fx.big.buildID(b)
+	b.SetBytes(int64(len(fx.big.raw)))
+	for b.Loop() {
+		c := &Client{Elements: []Element{{Type: ElemDebuginfod, Path: fx.url}}, CacheDir: b.TempDir()}
+		if _, err := c.FetchDebuginfo(context.Background(), id, KindExecutable, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -334,6 +334,8 @@ type proxyMode struct {
 	cutAfter    int64         // abort the connection after this many body bytes (0: no)
 	shrink      bool          // serve the first half of the file as a complete response
 	redirectTo  string        // serve this build ID's file instead of the one asked for
+	noLength    bool          // drop Content-Length (the body goes chunked)
+	noSize      bool          // drop debuginfod's X-Debuginfod-Size too
 	onlyBuildID string        // misbehave only for requests naming this build ID ("" = all)
 }
 
@@ -349,6 +351,13 @@ func newProxy(t *testing.T, target string) *proxy {
 	p.rp.ErrorLog = log.New(io.Discard, "", 0)
 	p.rp.ModifyResponse = func(resp *http.Response) error {
 		m := p.modeFor(resp.Request.URL.Path)
+		if m.noLength {
+			resp.ContentLength = -1
+			resp.Header.Del("Content-Length")
+		}
+		if m.noSize {
+			resp.Header.Del("X-Debuginfod-Size")
+		}
 		if !m.shrink || resp.StatusCode != 200 {
 			return nil
 		}
