@@ -16,16 +16,15 @@ import (
 //     when the module is loaded; the CBA_DEFERRED_SYMBOL_LOAD_* callbacks
 //     then fire at that first use.
 //   - SYMOPT_LOAD_LINES: source lines and inline frames are read.
-//   - SYMOPT_EXACT_SYMBOLS: a separate debug file or downloaded file is
-//     used only when its identity (build ID, debuglink CRC, PE timestamp and
-//     size) matches the module; without it a debuglink file whose CRC does
-//     not match is still used, with a sevProblem CBA_EVENT.
+//   - SYMOPT_EXACT_SYMBOLS: an image or debug file whose identity differs
+//     from what the target recorded (build ID, PE timestamp), or a debuglink
+//     file whose build ID differs from the image's, is refused; without it
+//     such a file is used, with a sevProblem CBA_EVENT. A debuglink file
+//     whose CRC does not match is always refused (as GDB does).
 //   - SYMOPT_PUBLICS_ONLY: only symbol tables (ELF .symtab/.dynsym, PE
 //     exports and COFF symbols); no DWARF.
 //   - SYMOPT_NO_PUBLICS: symbol tables are not used for names; functions
 //     come from the debug information.
-//   - SYMOPT_AUTO_PUBLICS: when a module has no symbol table, its functions
-//     come from the debug information (DWARF subprograms, Go's pclntab).
 //   - SYMOPT_SECURE: no symbol server is contacted and no file outside the
 //     module's own is opened.
 //   - SYMOPT_NO_PROMPTS: nothing interactive happens (the CLI's progress bar
@@ -36,7 +35,9 @@ import (
 //     CBA_EVENTs are resent as CBA_DEBUG_INFO).
 //
 // The others are accepted and kept, so SymGetOptions returns what was set,
-// but have no effect here.
+// but have no effect here. SYMOPT_AUTO_PUBLICS is always in effect: when a
+// file has no symbol table, the readers take its functions from the debug
+// information (DWARF subprograms, Go's pclntab).
 type Options uint32
 
 // The SYMOPT_* values of dbghelp.h.
@@ -77,7 +78,7 @@ const (
 
 // DefaultOptions are the options a new handler starts with when its
 // Config.Options is zero: demangled names, deferred loads, lines and
-// inline frames, and publics when there is no symbol table.
+// inline frames (and SYMOPT_AUTO_PUBLICS, which is how the readers work).
 const DefaultOptions = SYMOPT_UNDNAME | SYMOPT_DEFERRED_LOADS | SYMOPT_LOAD_LINES | SYMOPT_AUTO_PUBLICS
 
 var optionNames = [32]string{
