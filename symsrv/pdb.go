@@ -199,7 +199,11 @@ func ReadPDBInfo(r io.ReaderAt, size int64) (PDBInfo, error) {
 			if err := dir.readAt(raw, int64(listOff)); err != nil {
 				return info, err
 			}
-			s := stream{m: &m, size: sz, blocks: make([]uint32, want), name: fmt.Sprintf("stream %d", i)}
+			name := "pdb info stream"
+			if i == dbiStream {
+				name = "dbi stream"
+			}
+			s := stream{m: &m, size: sz, blocks: make([]uint32, want), name: name}
 			lr := binread.New("stream directory", raw, int64(listOff))
 			for j := range s.blocks {
 				s.blocks[j] = lr.U32()
