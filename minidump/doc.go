@@ -71,7 +71,11 @@
 // 1 MiB chunks, so that a bogus size fails before it allocates much).
 // Strings, records and contexts are capped ([MaxStringBytes],
 // [MaxRecordSize]), as are the stream directory ([MaxStreams]) and the
-// memory index ([MaxMemoryRanges]). Malformed data yields a
+// memory index ([MaxMemoryRanges]). Because entries can all point at the
+// same bytes of the file, the records one accessor reads, and the memory
+// a [Memory] loads, may add up to at most twice the size of the file
+// (64 MiB when the size is unknown); beyond that they are reported as
+// malformed, so a small file never makes a large allocation. Malformed data yields a
 // *[FormatError] wrapping [ErrMalformed] and, for data cut short,
 // [ErrTruncated]; data that is not a minidump yields an error wrapping
 // [ErrNotMinidump]. Accessors return what they decoded together with the

@@ -68,7 +68,7 @@ func (f *File) Exception() (*Exception, error) {
 	if err := r.Err(); err != nil {
 		return nil, formatErr(err, "read exception stream")
 	}
-	if e.Context, err = f.readRecord(e.ThreadContext); err != nil {
+	if e.Context, err = f.readRecord(e.ThreadContext, nil); err != nil {
 		return e, fmt.Errorf("read exception context: %w", err)
 	}
 	return e, nil

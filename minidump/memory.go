@@ -107,6 +107,7 @@ type Memory struct {
 	segs  []MemoryRange // visible pieces, sorted by address, disjoint
 	cache []segCache    // per piece: its bytes, loaded on first use
 	hint  atomic.Uint32 // index of the piece found last: reads cluster
+	left  atomic.Int64  // bytes the cache may still load, see File.newBudget
 }
 
 type segCache struct {
@@ -187,6 +188,7 @@ func (f *File) Memory() (*Memory, error) {
 	}
 
 	m := &Memory{r: f.r}
+	m.left.Store(f.newBudget().left)
 	m.segs = flatten(srcs)
 	m.cache = make([]segCache, len(m.segs))
 	return m, errs.err()
@@ -349,8 +351,9 @@ func (m *Memory) ReadMemory(p []byte, addr uint64) (int, error) {
 // contains addr and the address of its first byte (the ByteSource
 // interface of package unwind). Pieces are loaded from the file on first
 // use; b is empty when addr is not in the dump, and also when the piece is
-// larger than 4 MiB or cannot be read, in which case ReadMemory still
-// reads it. The caller must not modify b.
+// larger than 4 MiB, cannot be read, or would take the pieces loaded
+// beyond twice the size of the file, in which case ReadMemory still reads
+// it. The caller must not modify b.
 func (m *Memory) Bytes(addr uint64) (start uint64, b []byte) {
 	i, ok := m.find(addr)
 	if !ok {
@@ -370,6 +373,12 @@ func (m *Memory) segBytes(i int) []byte {
 	}
 	c := &m.cache[i]
 	c.once.Do(func() {
+		// Pieces can share their bytes in the file; the budget keeps
+		// them from loading more than a few times the file's size.
+		if m.left.Add(-int64(s.Size)) < 0 {
+			m.left.Add(int64(s.Size))
+			return
+		}
 		b := make([]byte, s.Size)
 		if n, _ := m.r.ReadAt(b, int64(s.Off)); n == len(b) {
 			c.b = b

@@ -412,12 +412,12 @@ func (f *File) stream(t StreamType) ([]byte, bool, error) {
 // is not counted and not required). An odd length, or one above
 // MaxStringBytes, is malformed. Unpaired surrogates become U+FFFD.
 func (f *File) ReadString(rva uint32) (string, error) {
-	return f.readString(uint64(rva))
+	return f.readString(uint64(rva), nil)
 }
 
 // readString reads the MINIDUMP_STRING at file offset rva (an RVA64 for
-// the streams that use them).
-func (f *File) readString(rva uint64) (string, error) {
+// the streams that use them), charging its length to b, if not nil.
+func (f *File) readString(rva uint64, b *budget) (string, error) {
 	lb, err := f.readAt(rva, 4)
 	if err != nil {
 		return "", fmt.Errorf("read string: %w", err)
@@ -429,11 +429,54 @@ func (f *File) readString(rva uint64) (string, error) {
 	if n > MaxStringBytes {
 		return "", &FormatError{Off: int64(rva), Msg: "read string: too long", Val: n}
 	}
-	b, err := f.readAt(rva+4, uint64(n))
+	if err := b.take(rva, uint64(n)); err != nil {
+		return "", fmt.Errorf("read string: %w", err)
+	}
+	data, err := f.readAt(rva+4, uint64(n))
 	if err != nil {
 		return "", fmt.Errorf("read string: %w", err)
 	}
-	return decodeUTF16(b), nil
+	return decodeUTF16(data), nil
+}
+
+// budget bounds what the records an accessor reads (names, CodeView
+// records, contexts) may allocate in total. Entries of a list can all
+// point at the same bytes of the file, so without it a small file could
+// make a huge allocation: 20,000 thread entries naming one 64 KiB context
+// would ask for 1.3 GB.
+type budget struct{ left int64 }
+
+// newBudget returns the budget of one accessor call: twice the size of
+// the file plus 1 MiB (the records of a real dump never add up to more
+// than the file), or 64 MiB when the size is unknown.
+func (f *File) newBudget() *budget {
+	if f.size >= 0 {
+		return &budget{2*f.size + 1<<20}
+	}
+	return &budget{64 << 20}
+}
+
+// spent returns an error once b has run out, for entries i and up of n:
+// loops over entries stop then, rather than report an error for each of
+// thousands of entries.
+func (b *budget) spent(what string, i, n int) error {
+	if b == nil || b.left > 0 {
+		return nil
+	}
+	return &FormatError{Msg: fmt.Sprintf("read %s: records of entries %d to %d not read: the stream's records add up to more than twice the file", what, i, n-1)}
+}
+
+// take charges n bytes of a record at rva to b; a nil budget is unlimited.
+func (b *budget) take(rva, n uint64) error {
+	if b == nil {
+		return nil
+	}
+	if int64(n) > b.left {
+		b.left = 0
+		return &FormatError{Off: int64(rva & (1<<63 - 1)), Msg: "read record: the stream's records add up to more than twice the file (entries share their bytes)", Val: n}
+	}
+	b.left -= int64(n)
+	return nil
 }
 
 // decodeUTF16 decodes UTF-16LE text, stopping at a NUL.

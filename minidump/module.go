@@ -180,33 +180,41 @@ func (f *File) Modules() ([]Module, error) {
 		return nil, formatErr(err, "read module list")
 	}
 	var errs errList
+	b := f.newBudget()
 	for i := range mods {
+		if err := b.spent("module list", i, len(mods)); err != nil {
+			errs.add(err)
+			break
+		}
 		m := &mods[i]
-		if m.Name, err = f.ReadString(m.ModuleNameRva); err != nil {
+		if m.Name, err = f.readString(uint64(m.ModuleNameRva), b); err != nil {
 			errs.add(fmt.Errorf("read name of module %d: %w", i, err))
 		}
-		if m.CvData, err = f.readRecord(m.CvRecord); err != nil {
+		if m.CvData, err = f.readRecord(m.CvRecord, b); err != nil {
 			errs.add(fmt.Errorf("read codeview record of module %d (%s): %w", i, m.Name, err))
 		} else if m.CvData != nil {
 			if m.CodeView, err = DecodeCodeView(m.CvData); err != nil {
 				errs.add(fmt.Errorf("read codeview record of module %d (%s): %w", i, m.Name, err))
 			}
 		}
-		if m.MiscData, err = f.readRecord(m.MiscRecord); err != nil {
+		if m.MiscData, err = f.readRecord(m.MiscRecord, b); err != nil {
 			errs.add(fmt.Errorf("read misc record of module %d (%s): %w", i, m.Name, err))
 		}
 	}
 	return mods, errs.err()
 }
 
-// readRecord reads a record of at most MaxRecordSize bytes; an empty
-// location gives nil.
-func (f *File) readRecord(l Location) ([]byte, error) {
+// readRecord reads a record of at most MaxRecordSize bytes, charging it
+// to b if not nil; an empty location gives nil.
+func (f *File) readRecord(l Location, b *budget) ([]byte, error) {
 	if l.DataSize == 0 {
 		return nil, nil
 	}
 	if l.DataSize > MaxRecordSize {
 		return nil, &FormatError{Off: int64(l.Rva), Msg: "read record: too large", Val: l.DataSize}
+	}
+	if err := b.take(uint64(l.Rva), uint64(l.DataSize)); err != nil {
+		return nil, err
 	}
 	return f.readAt(uint64(l.Rva), uint64(l.DataSize))
 }

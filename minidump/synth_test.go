@@ -849,3 +849,54 @@ func TestMemory64(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedRecords makes thousands of entries point at the same bytes:
+// what the accessors allocate stays bounded by the size of the file.
+func TestSharedRecords(t *testing.T) {
+	const n = 20000
+	s := newSynth(3)
+	ctx := s.blob(make([]byte, MaxRecordSize))
+	name := s.blob(append(le(MaxStringBytes-2), make([]byte, MaxStringBytes)...))
+	var threads, mods, mem []byte
+	for i := range n {
+		threads = append(threads, le(i, 0, 0, 0, uint64(0), uint64(0x10000)*uint64(i), MaxRecordSize, ctx, MaxRecordSize, ctx)...)
+		mods = append(mods, le(uint64(0x10000)*uint64(i), 0x1000, 0, 0, name, make([]byte, 52), MaxRecordSize, ctx, MaxRecordSize, ctx, uint64(0), uint64(0))...)
+		mem = append(mem, le(uint64(0x10000)*uint64(i)+0x100000000, MaxRecordSize, ctx)...)
+	}
+	s.add(0, ThreadListStream, append(le(n), threads...))
+	s.add(1, ModuleListStream, append(le(n), mods...))
+	s.add(2, MemoryListStream, append(le(n), mem...))
+	b := s.bytes()
+	f := open(t, b)
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	th, err := f.Threads()
+	if len(th) != n || !isMalformed(err, false) {
+		t.Errorf("Threads = %d threads, %v", len(th), err)
+	}
+	ms, err := f.Modules()
+	if len(ms) != n || !isMalformed(err, false) {
+		t.Errorf("Modules = %d modules, %v", len(ms), err)
+	}
+	m, err := f.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 8)
+	for i := range 2 * n {
+		addr := uint64(0x10000) * uint64(i%n)
+		if i >= n {
+			addr += 0x100000000
+		}
+		if _, err := m.ReadMemory(p, addr); err != nil {
+			t.Fatalf("ReadMemory(%#x): %v", addr, err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	// The entries' records alone would be 5 GB; what remains is in
+	// proportion to the number of entries, as for any dump.
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(24*len(b)); got > limit {
+		t.Errorf("allocated %d MB for a %d MB file", got>>20, len(b)>>20)
+	}
+}

@@ -103,9 +103,14 @@ func (f *File) Threads() ([]Thread, error) {
 		return nil, formatErr(err, "read thread list") // cannot happen: listCount checked the size
 	}
 	var errs errList
+	b := f.newBudget()
 	for i := range threads {
+		if err := b.spent("thread list", i, len(threads)); err != nil {
+			errs.add(err)
+			break
+		}
 		t := &threads[i]
-		t.Context, err = f.readRecord(t.ThreadContext)
+		t.Context, err = f.readRecord(t.ThreadContext, b)
 		if err != nil {
 			errs.add(fmt.Errorf("read context of thread %d (id %#x): %w", i, t.ThreadId, err))
 		}
@@ -227,12 +232,17 @@ func (f *File) ThreadNames() ([]ThreadName, error) {
 	}
 	names := make([]ThreadName, n)
 	var errs errList
+	b := f.newBudget()
 	for i := range names {
 		names[i] = ThreadName{ThreadId: r.U32(), RvaOfThreadName: r.U64()}
 	}
 	for i := range names {
+		if err := b.spent("thread names", i, len(names)); err != nil {
+			errs.add(err)
+			break
+		}
 		tn := &names[i]
-		if tn.Name, err = f.readString(tn.RvaOfThreadName); err != nil {
+		if tn.Name, err = f.readString(tn.RvaOfThreadName, b); err != nil {
 			errs.add(fmt.Errorf("read name of thread %#x: %w", tn.ThreadId, err))
 		}
 	}
