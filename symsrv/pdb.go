@@ -144,7 +144,7 @@ func ReadPDBInfo(r io.ReaderAt, size int64) (PDBInfo, error) {
 		return info, err
 	}
 	mapBytes := make([]byte, dirBlocks*4)
-	if err := m.read(mapBytes, mapOff, "read stream directory block map"); err != nil {
+	if err := m.read(mapBytes, mapOff, "stream directory block map"); err != nil {
 		return info, err
 	}
 	dir := stream{m: &m, size: dirBytes, blocks: make([]uint32, dirBlocks), name: "stream directory"}
@@ -261,12 +261,14 @@ func (m *msf) blockOffset(b uint32, off int64) (int64, error) {
 	return int64(b) * int64(m.blockSize), nil
 }
 
+// read fills p from offset off of the file; what names the data read,
+// for errors.
 func (m *msf) read(p []byte, off int64, what string) error {
 	if err := readFull(m.r, p, off); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return &FormatError{Off: off, Msg: what, Err: binread.ErrTruncated}
+			return &FormatError{Off: off, Msg: "read " + what, Err: binread.ErrTruncated}
 		}
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("read %s: %w", what, err)
 	}
 	return nil
 }
@@ -296,7 +298,7 @@ func (s *stream) readAt(p []byte, off int64) error {
 		}
 		within := off % bs
 		n := min(int64(len(p)), bs-within)
-		if err := s.m.read(p[:n], base+within, "read "+s.name); err != nil {
+		if err := s.m.read(p[:n], base+within, s.name); err != nil {
 			return err
 		}
 		p = p[n:]
