@@ -162,11 +162,23 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		ctx = context.Background()
 	}
 	var ranges []rangeOf
+	// aranges are the units' ranges from .debug_aranges, by the offset
+	// of the unit's header; as in LLVM's DWARFDebugAranges, a unit that
+	// has none there is indexed by its DIE's ranges.
+	var aranges map[dwarf.Offset][][2]uint64
+	header, haveHeader := dwarf.Offset(0), false
 	add := func(e *dwarf.Entry, r *dwarf.Reader) {
 		u := unit{off: e.Offset, stmtList: -1, addrSize: r.AddressSize()}
 		u.compDir, _ = e.Val(dwarf.AttrCompDir).(string)
 		if v, ok := e.Val(dwarf.AttrStmtList).(int64); ok {
 			u.stmtList = v
+		}
+		if ar, ok := aranges[header]; ok && haveHeader {
+			for _, rg := range ar {
+				ranges = append(ranges, rangeOf{rg[0], rg[1], int32(len(x.units))})
+			}
+			x.units = append(x.units, &u)
+			return
 		}
 		rs, rerr := x.d.Ranges(e)
 		if rerr == nil {
@@ -180,8 +192,12 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 	}
 	r := x.d.Reader()
 	if s != nil {
-		offs, total, herr := unitOffsets(s)
+		offs, headers, total, herr := unitOffsets(s)
+		if len(s.Aranges) > 0 {
+			aranges = parseAranges(s)
+		}
 		for i, off := range offs {
+			header, haveHeader = headers[i], true
 			if i%64 == 0 {
 				if err := ctx.Err(); err != nil {
 					return fmt.Errorf("%w: %w", symfile.ErrCanceled, err)
@@ -234,7 +250,7 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 
 // unitOffsets walks the unit headers of .debug_info (DWARF5.pdf §7.5.1)
 // and returns the offset of each compilation unit's first DIE.
-func unitOffsets(s *Sections) (offs []dwarf.Offset, total int64, err error) {
+func unitOffsets(s *Sections) (offs, headers []dwarf.Offset, total int64, err error) {
 	order := s.Order
 	if order == nil {
 		order = binary.LittleEndian
@@ -244,10 +260,10 @@ func unitOffsets(s *Sections) (offs []dwarf.Offset, total int64, err error) {
 		start := b.pos
 		length, dwarf64 := b.unitLength()
 		if b.err != nil {
-			return offs, int64(len(s.Info)), b.err
+			return offs, headers, int64(len(s.Info)), b.err
 		}
 		if length > uint64(b.left()) {
-			return offs, int64(len(s.Info)), &FormatError{Section: ".debug_info", Off: int64(start), Msg: "unit length exceeds section", Val: length}
+			return offs, headers, int64(len(s.Info)), &FormatError{Section: ".debug_info", Off: int64(start), Msg: "unit length exceeds section", Val: length}
 		}
 		next := b.pos + int(length)
 		version := b.u16()
@@ -273,10 +289,68 @@ func unitOffsets(s *Sections) (offs []dwarf.Offset, total int64, err error) {
 		}
 		if hdr >= 0 && b.pos+hdr < next {
 			offs = append(offs, dwarf.Offset(b.pos+hdr))
+			headers = append(headers, dwarf.Offset(start))
 		}
 		b.pos = next
 	}
-	return offs, int64(len(s.Info)), nil
+	return offs, headers, int64(len(s.Info)), nil
+}
+
+// parseAranges decodes .debug_aranges (DWARF5.pdf §6.1.2): for each set,
+// the offset of its unit's header in .debug_info and the address ranges
+// of the unit. It returns the ranges by header offset, and stops at the
+// first malformed set.
+func parseAranges(s *Sections) map[dwarf.Offset][][2]uint64 {
+	order := s.Order
+	if order == nil {
+		order = binary.LittleEndian
+	}
+	out := map[dwarf.Offset][][2]uint64{}
+	b := newBuf(".debug_aranges", order, s.Aranges, 0)
+	for b.left() > 0 {
+		length, dwarf64 := b.unitLength()
+		if b.err != nil || length > uint64(b.left()) {
+			break
+		}
+		start, next := b.pos, b.pos+int(length)
+		if b.u16() != 2 { // version
+			b.pos = next
+			continue
+		}
+		var info uint64
+		if dwarf64 {
+			info = b.u64()
+		} else {
+			info = uint64(b.u32())
+		}
+		addrSize, segSize := int(b.u8()), int(b.u8())
+		if (addrSize != 4 && addrSize != 8) || segSize != 0 {
+			b.pos = next
+			continue
+		}
+		// Tuples start at a multiple of their size from the set's start.
+		hdr := b.pos - (start - 4)
+		if dwarf64 {
+			hdr = b.pos - (start - 12)
+		}
+		if t := 2 * addrSize; hdr%t != 0 {
+			b.skip(uint64(t - hdr%t))
+		}
+		for b.err == nil && b.pos+2*addrSize <= next {
+			lo, n := b.uint(addrSize), b.uint(addrSize)
+			if lo == 0 && n == 0 {
+				break
+			}
+			if n > 0 && lo+n > lo {
+				out[dwarf.Offset(info)] = append(out[dwarf.Offset(info)], [2]uint64{lo, lo + n})
+			}
+		}
+		if b.err != nil {
+			break
+		}
+		b.pos = next
+	}
+	return out
 }
 
 // rangeOf is an address range owned by the item with the given order.

@@ -372,3 +372,53 @@ func TestMalformedSections(t *testing.T) {
 		}
 	}
 }
+
+// TestAranges checks the unit index read from .debug_aranges against the
+// one read from the units' DIEs.
+func TestAranges(t *testing.T) {
+	f, err := elf.Open(symtest.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := &Sections{}
+	for name, dst := range map[string]*[]byte{
+		".debug_info": &s.Info, ".debug_abbrev": &s.Abbrev, ".debug_str": &s.Str,
+		".debug_line_str": &s.LineStr, ".debug_rnglists": &s.RngLists, ".debug_addr": &s.Addr,
+		".debug_str_offsets": &s.StrOffsets, ".debug_ranges": &s.Ranges, ".debug_aranges": &s.Aranges,
+	} {
+		if sec := f.Section(name); sec != nil {
+			if *dst, err = sec.Data(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(s.Aranges) == 0 {
+		t.Fatal("no .debug_aranges")
+	}
+	with, err := NewSections(s, symfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, headers, _, _ := unitOffsets(s)
+	ar := parseAranges(s)
+	used := 0
+	for _, h := range headers {
+		if len(ar[h]) > 0 {
+			used++
+		}
+	}
+	if used == 0 || used == len(headers) {
+		// The binary mixes gcc's units, which have aranges, and Go's,
+		// which do not: both paths are taken.
+		t.Errorf("%d of %d units have aranges", used, len(headers))
+	}
+	s.Aranges = nil
+	without, err := NewSections(s, symfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(with.cus, without.cus) {
+		t.Errorf("unit index: %d spans with aranges, %d without", len(with.cus), len(without.cus))
+	}
+}

@@ -290,7 +290,7 @@ func (f *File) loadDWARF() error {
 		}{
 			{"info", &s.Info}, {"abbrev", &s.Abbrev}, {"line", &s.Line}, {"str", &s.Str},
 			{"line_str", &s.LineStr}, {"str_offsets", &s.StrOffsets}, {"addr", &s.Addr},
-			{"ranges", &s.Ranges}, {"rnglists", &s.RngLists},
+			{"ranges", &s.Ranges}, {"rnglists", &s.RngLists}, {"aranges", &s.Aranges},
 		}
 		// Read the sections in parallel: decompressing them is most of
 		// the time it takes to open a file with compressed DWARF.

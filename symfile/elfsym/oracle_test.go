@@ -31,10 +31,20 @@ const (
 	// one, where llvm-symbolizer prints the symbol-table name instead of
 	// the DWARF name (LLVM's shouldOverrideWithSymbolTable for DWARF with
 	// --no-demangle): clones such as "f.constprop.0", "f.isra.0" and
-	// "f.cold", Go's ABI wrappers "f.abi0", and C++ template instances
-	// whose DWARF has no linkage name. The handler makes the same choice
-	// from Symbols.
+	// "f.cold", Go's ABI wrappers "f.abi0", C++ template instances
+	// whose DWARF has no linkage name, and C++ constructors and
+	// destructors whose variants are aliases (D1 in the symbol table, D2
+	// in the DWARF). The test checks that the two names are related this
+	// way; Go's generated names spelt with "·" in the DWARF and "." in
+	// the symbol table are related too. The handler makes the same
+	// choice from Symbols.
 	catSymtabName = "outermost name: llvm-symbolizer prints the symbol-table name"
+	// catNoSubprogram: the address is in a unit's ranges and its line
+	// table, but in no subprogram DIE (code the compiler described only
+	// in the line table). Both give the line table's position; Frames
+	// has no function name and llvm-symbolizer prints the symbol-table
+	// name.
+	catNoSubprogram = "no subprogram DIE: llvm-symbolizer names the symbol-table symbol"
 	// catPclntabInline: a Go binary without DWARF; the pclntab gives the
 	// position of the innermost inlined call but debug/gosym names the
 	// function that contains it, not the inlined callee.
@@ -219,7 +229,12 @@ func classify(c oracleCase, st *llvmSymtab, a uint64, gotF []symfile.Frame, want
 			cat, g.File = catSymtabFile, w.File
 		}
 		if g.Function != w.Function && st.names(a)[w.Function] {
-			cat, g.Function = cmp.Or(cat, catSymtabName), w.Function
+			switch {
+			case g.Function == "" && n == 1:
+				cat, g.Function = cmp.Or(cat, catNoSubprogram), w.Function
+			case related(g.Function, w.Function):
+				cat, g.Function = cmp.Or(cat, catSymtabName), w.Function
+			}
 		}
 		if cat != "" && g == w {
 			return cat, true
@@ -228,7 +243,50 @@ func classify(c oracleCase, st *llvmSymtab, a uint64, gotF []symfile.Frame, want
 	return "", false
 }
 
+// xtorVariants reports whether a and b are mangled names of the same C++
+// constructor or destructor that differ only in the variant (C1/C2/C4,
+// D0/D1/D2/D4, Itanium C++ ABI §5.1.4.3): GCC makes the complete and base
+// object variants aliases at one address, and the symbol table and the
+// DWARF may name different ones.
+func xtorVariants(a, b string) bool {
+	if len(a) != len(b) || !strings.HasPrefix(a, "_Z") || a == b {
+		return false
+	}
+	diff := -1
+	for i := range len(a) {
+		if a[i] != b[i] {
+			if diff >= 0 {
+				return false
+			}
+			diff = i
+		}
+	}
+	isVariant := func(c byte) bool { return c == '0' || c == '1' || c == '2' || c == '4' }
+	return diff > 0 && (a[diff-1] == 'C' || a[diff-1] == 'D') && isVariant(a[diff]) && isVariant(b[diff])
+}
+
 func isAbs(p string) bool { return strings.HasPrefix(p, "/") }
+
+// related reports whether sym, a symbol-table name, can name the function
+// whose DWARF name is name: the same name with a clone suffix
+// (".constprop.0", ".isra.0", ".part.0", ".cold", Go's ".abi0"), or, for a
+// C++ function whose DWARF has no linkage name, a mangled name that
+// contains its identifier (without template arguments); another variant of
+// the same C++ constructor or destructor; or a Go name spelt with "." for
+// "·". So a wrong DWARF name is not excused by the category.
+func related(name, sym string) bool {
+	if xtorVariants(name, sym) || strings.ReplaceAll(name, "·", ".") == sym {
+		return true
+	}
+	base, _, _ := strings.Cut(name, "<")
+	if base == "" {
+		return false
+	}
+	if strings.HasPrefix(sym, base+".") {
+		return true
+	}
+	return strings.HasPrefix(sym, "_Z") && strings.Contains(sym, fmt.Sprint(len(base))+base)
+}
 
 // dwarfNameOf undoes the renamings that make a symbol-table name differ
 // from the DWARF name, for the stripped Go comparison: Go's ABI wrapper
