@@ -1,6 +1,7 @@
 package symsrv
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -254,10 +255,17 @@ func TestFetchPDB(t *testing.T) {
 	// The store index, from LLVM's printed GUID: what a symbol server has.
 	llvm := llvmPDBSummary(t, pdbutil, good)
 	index := strings.NewReplacer("{", "", "}", "", "-", "").Replace(llvm.guid) + strings.ToUpper(strconv.FormatUint(uint64(llvm.dbiAge), 16))
-	if index != "F535C5FB2AE84BB8AA206C30BE566C5A1" {
-		// The path a symbol server has for this image's PDB; a mismatch
-		// means the test built the wrong PDB.
-		t.Fatalf("index %s", index)
+	// The PDB that LLVM wrote holds the image's GUID bytes, and LLVM's
+	// printed GUID gives the index this package computes from the record.
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := ReadPDBInfo(bytes.NewReader(raw), int64(len(raw))); err != nil || info.GUID != cv.GUID {
+		t.Fatalf("the PDB written for % X holds %+v, %v", cv.GUID, info, err)
+	}
+	if id := pdbID(cv.GUID, cv.Age); id != index {
+		t.Fatalf("index %s, LLVM prints %s", id, index)
 	}
 
 	st := newStore(t)
@@ -286,11 +294,7 @@ func TestFetchPDB(t *testing.T) {
 			t.Errorf("%s %s: error %v, want a *MismatchError", bad.Path, pdbID(bad.GUID, bad.Age), err)
 		}
 	}
-	goodRaw, err := os.ReadFile(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkCacheOnly(t, cache, map[string][]byte{"CrashWithException.pdb/" + index + "/CrashWithException.pdb": goodRaw})
+	checkCacheOnly(t, cache, map[string][]byte{"CrashWithException.pdb/" + index + "/CrashWithException.pdb": raw})
 
 	// A CodeView path that could leave the cache is refused.
 	for _, p := range []string{"", `C:\x\..`, "a/.", "bad\x00.pdb", "c:evil.pdb", strings.Repeat("a", 300)} {
