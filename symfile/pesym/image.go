@@ -444,7 +444,8 @@ func (img *image) ident() (symfile.Ident, error) {
 	return id, err
 }
 
-// Identify reads only the headers, the debug directory and the export
+// Identify reads only the headers (and the long section names they point
+// to in the COFF string table), the debug directory and the export
 // directory's header of the image in r and returns its identity. It is
 // the cheap way to find a module's PDB or symbol-server key. Input that is
 // not a PE image gives an error wrapping symfile.ErrUnrecognized.

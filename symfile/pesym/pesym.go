@@ -57,7 +57,11 @@ func Open(name string, opts symfile.Options) (*File, error) {
 // Input that is not a PE image gives an error wrapping
 // symfile.ErrUnrecognized; a cancelled opts.Context gives one wrapping
 // symfile.ErrCanceled. Problems with one source of symbols do not fail
-// the call: they are in [File.Warnings].
+// the call: they are in [File.Warnings]. opts reaches the DWARF index
+// (package dwarfidx) of an image that has DWARF: Lines selects inline
+// frames with source positions, and Progress reports its indexing; the
+// rest of the image is read in one quick pass that checks Context between
+// steps.
 func NewFile(r io.ReaderAt, opts symfile.Options) (*File, error) {
 	ctx := opts.Context
 	if ctx == nil {
