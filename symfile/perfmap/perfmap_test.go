@@ -240,18 +240,18 @@ func checkInvariants(t *testing.T, f *File) {
 // perfMapDir is where V8 and perf put perf-PID.map files; both hard-code it.
 const perfMapDir = "/tmp"
 
-// TestNodeMap runs node with --perf-basic-prof, which makes V8 write a
-// real perf map, and parses it.
-func TestNodeMap(t *testing.T) {
+// nodeMap runs node with --perf-basic-prof, which makes V8 write a real
+// perf map, and returns the map's bytes.
+func nodeMap(t *testing.T, script string, flags ...string) []byte {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		unavailable(t, "needs node to write a real perf map: %v", err)
 	}
-	const script = `function fntableFib(n) { return n < 2 ? n : fntableFib(n - 1) + fntableFib(n - 2) }
-let s = 0; for (let i = 0; i < 30; i++) s += fntableFib(20); console.log(s)`
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--perf-basic-prof", "-e", script)
+	args := append(append([]string{"--perf-basic-prof"}, flags...), "-e", script)
+	cmd := exec.CommandContext(ctx, node, args...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -261,23 +261,26 @@ let s = 0; for (let i = 0; i < 30; i++) s += fntableFib(20); console.log(s)`
 	path := filepath.Join(perfMapDir, fmt.Sprintf("perf-%d.map", cmd.Process.Pid))
 	defer os.Remove(path)
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("node: %v\n%s", err, out.Bytes())
+		t.Fatalf("node %v: %v\n%s", args, err, out.Bytes())
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("node --perf-basic-prof wrote no map: %v", err)
 	}
-	f, err := Open(path)
+	t.Logf("%s map: %d bytes", strings.TrimSpace(nodeVersion(node)), len(raw))
+	return raw
+}
+
+// TestNodeMap parses the map of a node run that compiles a function to
+// every tier.
+func TestNodeMap(t *testing.T) {
+	raw := nodeMap(t, `function fntableFib(n) { return n < 2 ? n : fntableFib(n - 1) + fntableFib(n - 2) }
+let s = 0; for (let i = 0; i < 30; i++) s += fntableFib(20); console.log(s)`)
+	f, err := Parse(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	checkInvariants(t, f)
-	lines := bytes.Count(raw, []byte("\n"))
-	n, first := f.Skipped()
-	if n != 0 {
-		t.Errorf("%d of %d lines skipped: %v", n, lines, first)
-	}
 	found := 0
 	for _, s := range f.Symbols() {
 		if strings.Contains(s.Name, "fntableFib") {
@@ -287,33 +290,81 @@ let s = 0; for (let i = 0; i < 30; i++) s += fntableFib(20); console.log(s)`
 	if found == 0 {
 		t.Errorf("no symbol names fntableFib")
 	}
-	// Every line's start address is attributed to that line's name or to a
-	// later line that covers it.
-	type line struct {
-		start, end uint64
-		name       string
+	checkLatestWins(t, f, raw)
+	t.Logf("%d lines, %d symbols, %d naming fntableFib", f.Lines(), len(f.Symbols()), found)
+}
+
+// TestNodeMapCodeReuse parses the map of a node run whose garbage
+// collector frees compiled code, so that V8 reuses the memory and the map
+// describes the same addresses several times.
+func TestNodeMapCodeReuse(t *testing.T) {
+	raw := nodeMap(t, `for (let round = 0; round < 20; round++) {
+  let fs = [];
+  for (let i = 0; i < 500; i++) {
+    const f = new Function('x', 'return x * ' + (round * 1000 + i) + ' + ' + i + ';');
+    for (let k = 0; k < 3; k++) f(k);
+    fs.push(f);
+  }
+  fs = null;
+  gc();
+}`, "--expose-gc", "--always-sparkplug")
+	f, err := Parse(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
 	}
-	var ls []line
+	checkInvariants(t, f)
+	starts := map[string]int{}
 	for l := range strings.Lines(string(raw)) {
-		e, why := parseLine(l)
-		if why != "" || e.name == "" {
-			continue
-		}
-		ls = append(ls, line{e.start, e.end, e.name})
+		start, _, _ := strings.Cut(l, " ")
+		starts[start]++
 	}
-	for i, l := range ls {
-		want := l.name
-		for _, later := range ls[i+1:] {
-			if later.start <= l.start && l.start < later.end {
-				want = later.name
+	reused := 0
+	for _, n := range starts {
+		if n > 1 {
+			reused++
+		}
+	}
+	if reused == 0 {
+		t.Fatalf("no address described twice in %d lines: nothing to resolve", f.Lines())
+	}
+	checkLatestWins(t, f, raw)
+	t.Logf("%d lines, %d start addresses described more than once, %d symbols after resolving overlaps",
+		f.Lines(), reused, len(f.Symbols()))
+}
+
+// checkLatestWins checks, against a brute-force scan of the lines, that
+// the first, middle and last address of every line (of about 4000 of
+// them, chosen evenly) are attributed to the last line that covers them.
+func checkLatestWins(t *testing.T, f *File, raw []byte) {
+	t.Helper()
+	n, first := f.Skipped()
+	if n != 0 {
+		t.Errorf("%d of %d lines skipped: %v", n, f.Lines(), first)
+	}
+	var ls []entry
+	for l := range strings.Lines(string(raw)) {
+		if e, why := parseLine(l); why == "" && e.name != "" {
+			ls = append(ls, e)
+		}
+	}
+	step := max(1, len(ls)/4000)
+	checked := 0
+	for i := 0; i < len(ls); i += step {
+		for _, a := range []uint64{ls[i].start, ls[i].start + (ls[i].end-ls[i].start)/2, ls[i].end - 1} {
+			want := ""
+			for j := len(ls) - 1; j >= 0; j-- {
+				if ls[j].start <= a && a < ls[j].end {
+					want = ls[j].name
+					break
+				}
 			}
-		}
-		if got := lookup(f.Symbols(), l.start); got != want {
-			t.Fatalf("line %d (%#x): symbolized as %q, want %q", i+1, l.start, got, want)
+			if got := lookup(f.Symbols(), a); got != want {
+				t.Fatalf("line %d, %#x: symbolized as %q, want %q", i+1, a, got, want)
+			}
+			checked++
 		}
 	}
-	t.Logf("node %s map: %d lines, %d symbols after resolving overlaps, %d naming fntableFib",
-		strings.TrimSpace(nodeVersion(node)), lines, len(f.Symbols()), found)
+	t.Logf("%d addresses attributed to the last line covering them", checked)
 }
 
 func nodeVersion(node string) string {
