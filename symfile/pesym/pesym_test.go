@@ -317,3 +317,33 @@ func TestConcurrent(t *testing.T) {
 		t.Fatal("no frames")
 	}
 }
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r     *bytes.Reader
+	bytes int
+	reads int
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.bytes += n
+	c.reads++
+	return n, err
+}
+
+// TestIdentifyCheap checks that Identify reads the headers and the debug
+// directory, not the symbols or the DWARF.
+func TestIdentifyCheap(t *testing.T) {
+	for _, rel := range []string{"pe/go-gcc-amd64-mingw-exec", "pe/symbolic-CrashWithException.exe"} {
+		b := sharedFile(t, rel)
+		c := &countingReader{r: bytes.NewReader(b)}
+		if _, err := Identify(c); err != nil {
+			t.Fatal(err)
+		}
+		if c.bytes > 8<<10 {
+			t.Errorf("%s: Identify read %d bytes in %d reads of a %d-byte file", rel, c.bytes, c.reads, len(b))
+		}
+		t.Logf("%s: Identify read %d bytes in %d reads of %d", filepath.Base(rel), c.bytes, c.reads, len(b))
+	}
+}
