@@ -335,6 +335,12 @@ func (f *File) Close() error { return nil }
 // first symbol that cannot be read back as written: a zero size, a range
 // that ends at 2^64 or beyond, or a name that is empty, holds a line break, or
 // starts or ends with white space.
+//
+// A JIT that emits code as it runs appends to its map: open
+// /tmp/perf-PID.map with O_APPEND once and call Write for each batch of
+// new functions. Write buffers a batch and writes it with as few calls as
+// it can, so readers racing the JIT rarely see half a line; a later line
+// for an address supersedes earlier ones (see the package documentation).
 func Write(w io.Writer, syms []symfile.Symbol) error {
 	bw := bufio.NewWriter(w)
 	for i, s := range syms {
