@@ -221,6 +221,9 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 			x.cus = segment(ranges, false)
 			return fmt.Errorf("index dwarf units: %w", herr)
 		}
+		if x.opts.Progress != nil && !x.opts.Progress(total, total) {
+			return symfile.ErrCanceled
+		}
 	} else {
 		for n := 0; ; n++ {
 			if n%64 == 0 {

@@ -422,3 +422,32 @@ func TestAranges(t *testing.T) {
 		t.Errorf("unit index: %d spans with aranges, %d without", len(with.cus), len(without.cus))
 	}
 }
+
+func TestProgressCancel(t *testing.T) {
+	f, err := elf.Open(symtest.CPP(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := &Sections{}
+	for name, dst := range map[string]*[]byte{".debug_info": &s.Info, ".debug_abbrev": &s.Abbrev,
+		".debug_str": &s.Str, ".debug_line_str": &s.LineStr, ".debug_rnglists": &s.RngLists} {
+		if *dst, err = f.Section(name).Data(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls int
+	var last int64
+	_, err = NewSections(s, symfile.Options{Progress: func(done, total int64) bool {
+		calls++
+		last = done
+		return true
+	}})
+	if err != nil || calls == 0 || last != int64(len(s.Info)) {
+		t.Errorf("progress: %d calls, last %d of %d, %v", calls, last, len(s.Info), err)
+	}
+	_, err = NewSections(s, symfile.Options{Progress: func(done, total int64) bool { return false }})
+	if !errors.Is(err, symfile.ErrCanceled) {
+		t.Errorf("canceled load: %v", err)
+	}
+}

@@ -15,14 +15,19 @@ const maxFuzzSeed = 64 << 10
 
 // FuzzElfsym opens the input, reads its identity and symbols, and asks for
 // frames at a few addresses; none of it may panic. Seeds: the split pair
-// (a small C program with DWARF, stripped and its debug file), /bin/true
-// and the committed crashers in testdata/fuzz/FuzzElfsym.
+// (a small C program with DWARF, stripped and its debug file; not in
+// -short mode, since it is built with gcc), /bin/true, and the files in
+// testdata/fuzz/FuzzElfsym: the stripped split program cut after its ELF
+// header and inside its program headers, and its debug file with bytes of
+// .debug_info after the first unit header inverted and the start of
+// .debug_line set to 0xff (made from symtest.SplitDebug's build).
 func FuzzElfsym(f *testing.F) {
-	if testing.Short() {
-		f.Skip("builds the seed programs")
+	seeds := []string{"/bin/true"}
+	if !testing.Short() {
+		stripped, debug := symtest.SplitDebug(f)
+		seeds = append(seeds, stripped, debug)
 	}
-	stripped, debug := symtest.SplitDebug(f)
-	for _, p := range []string{stripped, debug, "/bin/true"} {
+	for _, p := range seeds {
 		data, err := os.ReadFile(p)
 		if err == nil && len(data) <= maxFuzzSeed {
 			f.Add(data)
