@@ -45,7 +45,10 @@
 // # Concurrency
 //
 // A Registry is safe for concurrent use. Lookups take no lock, make no
-// atomic writes, and never wait for writers: they read an immutable
-// snapshot of the index that writers replace (read-copy-update). Writers
-// are serialised by a mutex that is never held while user code runs.
+// atomic writes, and never wait for writers: a lookup loads the list of
+// the tables near its PC from a two-level directory and searches it, and
+// writers never modify a published list, they replace it
+// (read-copy-update). A lookup's cost does not depend on the number of
+// tables. Writers are serialised by a mutex that is never held while
+// user code runs.
 package functable

@@ -1,6 +1,8 @@
 package functable
 
-// The index maps addresses to tables. It is a persistent B+-tree: an update
+// The index is the ordered snapshot of a registry's tables that
+// Registry.Tables enumerates (lookups use the directory). It is a
+// persistent B+-tree: an update
 // copies the nodes on one root-to-leaf path and never modifies a published
 // node, so lookups read a snapshot with no lock and no atomic writes
 // (read-copy-update; the garbage collector reclaims old nodes once no
@@ -95,16 +97,6 @@ func (ix *index) last(x uint64) *span {
 		return nil
 	}
 	return &l.spans[i]
-}
-
-func (ix *index) overlapping(min, max uint64) *Table {
-	if max == 0 {
-		return nil
-	}
-	if s := ix.last(max - 1); s != nil && s.max > min {
-		return s.t
-	}
-	return nil
 }
 
 func (ix *index) insert(s span) *index {
@@ -337,4 +329,52 @@ func eachInner(n *inner, h int, yield func(*span) bool) bool {
 		}
 	}
 	return true
+}
+
+// buildIndex returns the index of spans, which are sorted by min and do
+// not overlap, with full nodes.
+func buildIndex(spans []span) *index {
+	if len(spans) == 0 {
+		return emptyIndex
+	}
+	var leaves []*leaf
+	for len(spans) > 0 {
+		l := &leaf{n: min(len(spans), nodeMax)}
+		for i := range l.n {
+			l.mins[i], l.spans[i] = spans[i].min, spans[i]
+		}
+		leaves = append(leaves, l)
+		spans = spans[l.n:]
+	}
+	out := &index{}
+	for _, l := range leaves {
+		out.tables += l.n
+	}
+	if len(leaves) == 1 {
+		out.lroot = leaves[0]
+		return out
+	}
+	var level []*inner
+	for i := 0; i < len(leaves); i += nodeMax {
+		n := &inner{n: min(len(leaves)-i, nodeMax)}
+		for j := range n.n {
+			n.keys[j], n.leaves[j] = leaves[i+j].mins[0], leaves[i+j]
+		}
+		level = append(level, n)
+	}
+	out.height = 1
+	for len(level) > 1 {
+		var up []*inner
+		for i := 0; i < len(level); i += nodeMax {
+			n := &inner{n: min(len(level)-i, nodeMax)}
+			for j := range n.n {
+				n.keys[j], n.inners[j] = level[i+j].keys[0], level[i+j]
+			}
+			up = append(up, n)
+		}
+		level = up
+		out.height++
+	}
+	out.root = level[0]
+	return out
 }

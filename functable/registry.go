@@ -57,6 +57,7 @@ type Table struct {
 	id         uint64 // TableIdentifier (callback tables) or 0
 	base       uint64
 	min, max   uint64
+	plain      bool                                         // static, with no overlapping entries: lookups search entries
 	sorted     *unwind.SortedTable                          // static tables
 	entries    []unwindinfo.RuntimeFunction                 // static tables: the sorted entries
 	garray     atomic.Pointer[[]unwindinfo.RuntimeFunction] // growable: the copied entries, grown on demand
@@ -168,21 +169,41 @@ var (
 // those tables describe.
 //
 // A Registry is safe for concurrent use. Lookups take no lock and never
-// wait for a writer: they read an immutable snapshot of the index, which
-// writers replace atomically (one writer at a time). Callbacks run with no
-// lock held.
+// wait for a writer: they read immutable lists of tables, which writers
+// replace atomically (one writer at a time). Callbacks run with no lock
+// held.
 //
 // Ranges of registered tables must not overlap: adding a table whose range
 // overlaps another fails with ErrOverlap. (Windows lets the first table
 // registered win, even when it has no entry for the PC; rejecting the
 // ambiguity is safer.)
 type Registry struct {
-	snap   atomic.Pointer[index]
-	mu     sync.Mutex // serialises writers
+	dir    directory    // answers lookups
+	n      atomic.Int64 // tables with a nonempty range
+	mu     sync.Mutex   // serialises writers
 	closed bool
 	pub    publisher
 	ids    map[uint64]*Table // callback tables by TableIdentifier
+
+	// The ordered snapshot Tables reads, brought up to date by Tables
+	// rather than by every change: pending holds the changes it lacks,
+	// up to maxPending; past that, stale says to rebuild it from the
+	// directory. dirty says that either holds something.
+	snap    atomic.Pointer[index]
+	pending []change
+	stale   bool
+	dirty   atomic.Bool
 }
+
+// change is an add (remove false) or delete not yet in Registry.snap.
+type change struct {
+	s      span
+	remove bool
+}
+
+// maxPending bounds Registry.pending: past it, rebuilding the snapshot
+// costs less than applying the changes one by one.
+const maxPending = 64
 
 // Options configure a Registry. The zero value is valid.
 type Options struct {
@@ -201,6 +222,7 @@ var ErrUnsupported = errors.New("not supported on this OS")
 // New returns an empty registry.
 func New(opts Options) (*Registry, error) {
 	r := &Registry{ids: map[uint64]*Table{}}
+	r.dir.init()
 	r.snap.Store(emptyIndex)
 	if opts.Publish || runtime.GOOS == "windows" && runtime.GOARCH == "amd64" {
 		p, err := newPublisher()
@@ -235,9 +257,8 @@ func (r *Registry) register(t *Table) error {
 	if r.closed {
 		return ErrClosed
 	}
-	ix := r.snap.Load()
 	if t.max > t.min {
-		if o := ix.overlapping(t.min, t.max); o != nil {
+		if o := r.dir.overlapping(t.min, t.max); o != nil {
 			return fmt.Errorf("%w: [%#x, %#x) and [%#x, %#x)", ErrOverlap, t.min, t.max, o.min, o.max)
 		}
 	}
@@ -256,12 +277,57 @@ func (r *Registry) register(t *Table) error {
 		}
 	}
 	if t.max > t.min {
-		r.snap.Store(ix.insert(span{t.min, t.max, t}))
+		s := span{t.min, t.max, t}
+		r.dir.insert(s)
+		r.n.Add(1)
+		r.note(change{s: s})
 	}
 	if t.typ == RF_CALLBACK {
 		r.ids[t.id] = t
 	}
 	return nil
+}
+
+// note records a change for the next snapshot, under the writer lock.
+func (r *Registry) note(c change) {
+	switch {
+	case r.stale:
+	case len(r.pending) == maxPending:
+		r.pending, r.stale = nil, true
+	default:
+		r.pending = append(r.pending, c)
+	}
+	r.dirty.Store(true)
+}
+
+// snapshot returns the ordered snapshot of the tables, bringing it up to
+// date first if changes are pending.
+func (r *Registry) snapshot() *index {
+	if !r.dirty.Load() {
+		return r.snap.Load()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ix := r.snap.Load()
+	switch {
+	case r.stale:
+		var spans []span
+		r.dir.each(func(s span) { spans = append(spans, s) })
+		ix = buildIndex(spans)
+	default:
+		for _, c := range r.pending {
+			if c.remove {
+				ix = ix.remove(c.s.min, c.s.t)
+			} else {
+				ix = ix.insert(c.s)
+			}
+		}
+	}
+	clear(r.pending)
+	r.pending, r.stale = r.pending[:0], false
+	r.snap.Store(ix)
+	r.dirty.Store(false)
+	return ix
 }
 
 // unregister removes t.
@@ -273,7 +339,10 @@ func (r *Registry) unregister(t *Table) error {
 	}
 	t.deleted.Store(true)
 	if t.max > t.min {
-		r.snap.Store(r.snap.Load().remove(t.min, t))
+		s := span{t.min, t.max, t}
+		r.dir.remove(s)
+		r.n.Add(-1)
+		r.note(change{s: s, remove: true})
 	}
 	if t.typ == RF_CALLBACK && r.ids[t.id] == t {
 		delete(r.ids, t.id)
@@ -298,6 +367,7 @@ func (r *Registry) AddFunctionTable(entries []unwindinfo.RuntimeFunction, baseAd
 	}
 	t.entries = t.sorted.Entries()
 	t.min, t.max = t.sorted.Range()
+	t.plain = t.sorted.Overlaps() == 0
 	if len(t.entries) > 0 && t.max < t.min {
 		return nil, fmt.Errorf("add function table: %w: range wraps the address space", ErrBadTable)
 	}
@@ -464,11 +534,18 @@ func (r *Registry) DeleteGrowableFunctionTable(t *Table) error {
 // callback does). It implements unwind.FunctionTable; indirect entries
 // are returned as they are (unwind.Lookup resolves them).
 func (r *Registry) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, uint64, bool) {
-	s, ok := r.snap.Load().find(pc)
-	if !ok {
+	d := r.dir.find(pc)
+	if d == nil {
 		return nil, 0, false
 	}
-	t := s.t
+	if d.fns != nil {
+		// pc is in the table's range, so its RVA fits in 32 bits.
+		if fn := d.find(uint32(pc - d.base)); fn != nil {
+			return fn, d.base, true
+		}
+		return nil, 0, false
+	}
+	t := d.t
 	fn := t.lookup(pc)
 	if fn == nil {
 		return nil, 0, false
@@ -478,24 +555,26 @@ func (r *Registry) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, 
 
 // Table returns the registered table whose range contains pc, or nil.
 func (r *Registry) Table(pc uint64) *Table {
-	if s, ok := r.snap.Load().find(pc); ok {
-		return s.t
+	if d := r.dir.find(pc); d != nil {
+		return d.t
 	}
 	return nil
 }
 
 // Tables calls yield for each registered table with a nonempty range, in
 // address order, from one consistent snapshot. It stops early, returning
-// ErrStopped, if yield returns false.
+// ErrStopped, if yield returns false. The snapshot is brought up to date
+// when tables changed since the last call, under the writer lock; yield
+// runs with no lock held.
 func (r *Registry) Tables(yield func(*Table) bool) error {
-	if !r.snap.Load().each(func(s *span) bool { return yield(s.t) }) {
+	if !r.snapshot().each(func(s *span) bool { return yield(s.t) }) {
 		return ErrStopped
 	}
 	return nil
 }
 
 // Len returns the number of registered tables with a nonempty range.
-func (r *Registry) Len() int { return r.snap.Load().tables }
+func (r *Registry) Len() int { return int(r.n.Load()) }
 
 // ErrStopped is returned by enumerations stopped by their callback.
 var ErrStopped = errors.New("stopped")
