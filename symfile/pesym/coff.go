@@ -3,6 +3,7 @@ package pesym
 import (
 	"encoding/binary"
 
+	"github.com/fntable/fntable/internal/binread"
 	"github.com/fntable/fntable/symfile"
 )
 
@@ -78,12 +79,13 @@ func (img *image) readCOFF() ([]symfile.Symbol, error) {
 	le := binary.LittleEndian
 	var syms []symfile.Symbol
 	for i := uint32(0); i < n; i++ {
-		rec := tab[i*coffSymbolSize : (i+1)*coffSymbolSize]
-		value := le.Uint32(rec[8:])
-		secNum := int16(le.Uint16(rec[12:]))
-		typ := le.Uint16(rec[14:])
-		class := rec[16]
-		aux := uint32(rec[17])
+		rd := binread.New("COFF symbol table", tab[i*coffSymbolSize:(i+1)*coffSymbolSize], int64(img.symPtr)+int64(i)*coffSymbolSize)
+		name := rd.Bytes(8)
+		value := rd.U32()
+		secNum := int16(rd.U16())
+		typ := rd.U16()
+		class := rd.U8()
+		aux := uint32(rd.U8())
 		i += aux // the auxiliary records follow the symbol
 
 		fn := (typ>>4)&3 == IMAGE_SYM_DTYPE_FUNCTION
@@ -108,7 +110,6 @@ func (img *image) readCOFF() ([]symfile.Symbol, error) {
 		if value > sec.vsize || uint64(sec.va)+uint64(value) >= uint64(img.sizeOfImage) {
 			continue
 		}
-		name := rec[:8]
 		var s string
 		if le.Uint32(name) == 0 {
 			off := le.Uint32(name[4:])

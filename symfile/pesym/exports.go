@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/fntable/fntable/internal/binread"
 )
 
 // exportDirSize is sizeof(IMAGE_EXPORT_DIRECTORY).
@@ -39,13 +41,17 @@ func (img *image) readExports() ([]Export, error) {
 	if err != nil {
 		return nil, err
 	}
+	h := binread.New("export directory", hdr, 0)
+	h.Skip(16) // Characteristics, TimeDateStamp, versions, Name
+	base := h.U32()
+	nfuncs := h.U32()
+	nnames := h.U32()
+	funcsRVA := h.U32()
+	namesRVA := h.U32()
+	ordsRVA := h.U32()
+	// The tables below are indexed at random, within the lengths read:
+	// 4*nfuncs bytes of addresses, 4*nnames of names, 2*nnames of ordinals.
 	le := binary.LittleEndian
-	base := le.Uint32(hdr[16:])
-	nfuncs := le.Uint32(hdr[20:])
-	nnames := le.Uint32(hdr[24:])
-	funcsRVA := le.Uint32(hdr[28:])
-	namesRVA := le.Uint32(hdr[32:])
-	ordsRVA := le.Uint32(hdr[36:])
 	var firstErr error
 	fail := func(err error) {
 		if firstErr == nil {

@@ -238,16 +238,16 @@ func parseHeaders(r io.ReaderAt) (*image, error) {
 	if err := readAt(r, st, optOff+int64(optSize), "read section table"); err != nil {
 		return nil, err
 	}
-	for i := range int(nsec) {
-		s := st[40*i : 40*i+40]
-		sec := section{
-			name:    cstring(s[:8]),
-			vsize:   binary.LittleEndian.Uint32(s[8:]),
-			va:      binary.LittleEndian.Uint32(s[12:]),
-			rawSize: binary.LittleEndian.Uint32(s[16:]),
-			rawOff:  binary.LittleEndian.Uint32(s[20:]),
-			chars:   binary.LittleEndian.Uint32(s[36:]),
-		}
+	sr := binread.New("section table", st, optOff+int64(optSize))
+	for range int(nsec) {
+		var sec section
+		sec.name = cstring(sr.Bytes(8))
+		sec.vsize = sr.U32()
+		sec.va = sr.U32()
+		sec.rawSize = sr.U32()
+		sec.rawOff = sr.U32()
+		sr.Skip(12) // relocations, line numbers and their counts
+		sec.chars = sr.U32()
 		if sec.vsize == 0 {
 			sec.vsize = sec.rawSize // as the loader does
 		}
@@ -395,11 +395,17 @@ func (img *image) codeView() (*symfile.CodeView, error) {
 		} else {
 			continue
 		}
-		if string(rec[:4]) != "RSDS" {
+		cr := binread.New("codeview record", rec, int64(ptr))
+		if string(cr.Bytes(4)) != "RSDS" {
 			continue
 		}
-		cv := &symfile.CodeView{Age: binary.LittleEndian.Uint32(rec[20:]), Path: cstring(rec[24:])}
-		copy(cv.GUID[:], rec[4:20])
+		cv := &symfile.CodeView{}
+		copy(cv.GUID[:], cr.Bytes(16))
+		cv.Age = cr.U32()
+		cv.Path = cstring(cr.Bytes(cr.Len()))
+		if cr.Err() != nil {
+			continue // size >= 24 above: not reached
+		}
 		return cv, nil
 	}
 	return nil, nil
