@@ -2,6 +2,7 @@ package symsrv
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,6 +86,21 @@ func isURL(store string) bool {
 	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
 }
 
+// checkURL checks that s is an http or https URL with a host.
+func checkURL(s string) error {
+	if !isURL(s) {
+		return fmt.Errorf("server %q is not an http or https URL", s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Host == "" {
+		return fmt.Errorf("server URL %q has no host", s)
+	}
+	return nil
+}
+
 // ParsePath parses a symbol search path: elements separated by ';', as in
 // _NT_SYMBOL_PATH and SymSetSearchPath. Leading and trailing blanks of an
 // element are ignored, and so are empty elements. The element forms are:
@@ -149,8 +165,8 @@ func parseElement(el string) (Element, error) {
 		if rest == "" || strings.Contains(rest, "*") {
 			return Element{}, fmt.Errorf("debuginfod takes one URL")
 		}
-		if !isURL(rest) {
-			return Element{}, fmt.Errorf("debuginfod server %q is not an http or https URL", rest)
+		if err := checkURL(rest); err != nil {
+			return Element{}, err
 		}
 		return Element{Type: ElemDebuginfod, Path: strings.TrimRight(rest, "/")}, nil
 	case "symsrv":
@@ -181,6 +197,9 @@ func parseStores(s string) (Element, error) {
 		}
 	}
 	if isURL(up) {
+		if err := checkURL(up); err != nil {
+			return Element{}, err
+		}
 		up = strings.TrimRight(up, "/")
 	}
 	return Element{Type: ElemSymbolServer, Path: up, Downstream: append([]string(nil), down...)}, nil

@@ -59,6 +59,9 @@ func TestParsePath(t *testing.T) {
 		"debuginfod*",
 		"debuginfod*/not/a/url",
 		"debuginfod*http://a*http://b",
+		"debuginfod*http://",
+		"srv*/c*https:///x",
+		"srv*http://%zz",
 		"frob*x",
 		ms,
 		"cache",
@@ -219,4 +222,23 @@ func TestNoCacheDir(t *testing.T) {
 	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no cache directory") {
 		t.Errorf("error %v, want one about the missing cache directory", err)
 	}
+}
+
+// FuzzParsePath parses arbitrary search paths: no panic, and every element
+// parsed prints as text that parses back to it.
+func FuzzParsePath(f *testing.F) {
+	f.Add("srv*/c*https://msdl.microsoft.com/download/symbols;cache*/d;debuginfod;debuginfod*http://h/;/usr/lib/debug")
+	f.Add("symsrv*symsrv.dll**\\\\server\\share; srv*x")
+	f.Fuzz(func(t *testing.T, s string) {
+		els, err := ParsePath(s)
+		if err != nil {
+			return
+		}
+		for _, e := range els {
+			again, err := ParsePath(e.String())
+			if err != nil || len(again) != 1 || !reflect.DeepEqual(again[0], e) {
+				t.Fatalf("%#v prints as %q, which parses as %#v, %v", e, e.String(), again, err)
+			}
+		}
+	})
 }
