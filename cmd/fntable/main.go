@@ -45,6 +45,7 @@ type command struct {
 // them.
 func commands() []*command {
 	return []*command{
+		newDemoCmd(),       // demo.go
 		newUnwindinfoCmd(), // unwindinfo.go
 		newUnwindCmd(),     // unwind.go
 		newSymCmd(),        // sym.go
