@@ -379,9 +379,18 @@ func (m *Memory) segBytes(i int) []byte {
 			m.left.Add(int64(s.Size))
 			return
 		}
+		// Probe the last byte before allocating: with a file of unknown
+		// size the piece may lie past its end.
+		var last [1]byte
+		if n, _ := m.r.ReadAt(last[:], int64(s.Off+s.Size-1)); n != 1 {
+			m.left.Add(int64(s.Size))
+			return
+		}
 		b := make([]byte, s.Size)
 		if n, _ := m.r.ReadAt(b, int64(s.Off)); n == len(b) {
 			c.b = b
+		} else {
+			m.left.Add(int64(s.Size))
 		}
 	})
 	return c.b

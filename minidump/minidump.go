@@ -299,6 +299,11 @@ func (f *File) readAt(off, n uint64) ([]byte, error) {
 	var b []byte
 	for done := uint64(0); done < n; {
 		k := min(n-done, readChunk)
+		// Probe the chunk's last byte before allocating the chunk.
+		var last [1]byte
+		if err := f.fill(last[:], off+done+k-1); err != nil {
+			return nil, err
+		}
 		b = append(b, make([]byte, k)...)
 		if err := f.fill(b[done:done+k], off+done); err != nil {
 			return nil, err
