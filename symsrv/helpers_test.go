@@ -238,6 +238,7 @@ func buildAndServe(dir string) (*fixture, func(), error) {
 		cmd := exec.Command("debuginfod", "-F", files, "-p", fmt.Sprint(port),
 			"-d", filepath.Join(dir, "db.sqlite"), "-c", "1")
 		cmd.Stdout, cmd.Stderr = logf, logf
+		dieWithParent(cmd)
 		if err := cmd.Start(); err != nil {
 			logf.Close()
 			return nil, stop, err
