@@ -252,6 +252,7 @@ func nodeMap(t *testing.T, script string, flags ...string) []byte {
 	defer cancel()
 	args := append(append([]string{"--perf-basic-prof"}, flags...), "-e", script)
 	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Dir = t.TempDir() // V8 may leave isolate-*-v8.log files in its working directory
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
