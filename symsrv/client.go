@@ -336,6 +336,9 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 		case ElemCache:
 			cur = c.cacheDir(e.Path)
 		case ElemDir:
+			if e.Path == "" {
+				continue
+			}
 			for _, p := range q.inDir(e.Path) {
 				addLocal(p, false)
 			}

@@ -16,8 +16,11 @@ import (
 
 const (
 	// maxNoteBytes bounds how much of one note section or segment is read
-	// when looking for the build ID; real ones are a few hundred bytes.
+	// when looking for the build ID, and maxNoteTotal how much of all of
+	// them: real ones are a few hundred bytes, and a hostile file could
+	// point thousands of note headers at the same megabyte.
 	maxNoteBytes = 1 << 20
+	maxNoteTotal = 4 << 20
 
 	// maxNameLen bounds a file name taken from a module or CodeView record.
 	maxNameLen = 255
@@ -30,11 +33,20 @@ const (
 // note in an SHT_NOTE section, or else in a PT_NOTE segment. It returns
 // nil when the file has none.
 func elfBuildID(f *elf.File) []byte {
+	budget := int64(maxNoteTotal)
+	scan := func(r io.Reader, size, align uint64) []byte {
+		n := min(int64(min(size, maxNoteBytes)), budget)
+		if n <= 0 {
+			return nil
+		}
+		budget -= n
+		return findBuildID(io.LimitReader(r, n), f.ByteOrder, align)
+	}
 	for _, s := range f.Sections {
 		if s.Type != elf.SHT_NOTE {
 			continue
 		}
-		if id := findBuildID(s.Open(), f.ByteOrder, s.Addralign); id != nil {
+		if id := scan(s.Open(), s.Size, s.Addralign); id != nil {
 			return id
 		}
 	}
@@ -42,7 +54,7 @@ func elfBuildID(f *elf.File) []byte {
 		if p.Type != elf.PT_NOTE {
 			continue
 		}
-		if id := findBuildID(p.Open(), f.ByteOrder, p.Align); id != nil {
+		if id := scan(p.Open(), p.Filesz, p.Align); id != nil {
 			return id
 		}
 	}

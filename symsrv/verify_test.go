@@ -120,3 +120,61 @@ func TestVerifyELF(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildIDNoteBudget builds an ELF file whose 2000 note sections all
+// point at the same megabyte without a build ID: the scan must stop after
+// maxNoteTotal bytes instead of reading 2000 MiB.
+func TestBuildIDNoteBudget(t *testing.T) {
+	const nsec = 2000
+	const dataOff, dataSize = 64, 1 << 20
+	shoff := dataOff + dataSize
+	le := binary.LittleEndian
+	b := make([]byte, shoff+nsec*64)
+	copy(b, "\x7fELF")
+	b[4], b[5], b[6] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	le.PutUint16(b[16:], uint16(elf.ET_EXEC))
+	le.PutUint16(b[18:], uint16(elf.EM_X86_64))
+	le.PutUint32(b[20:], uint32(elf.EV_CURRENT))
+	le.PutUint64(b[40:], uint64(shoff)) // e_shoff
+	le.PutUint16(b[52:], 64)            // e_ehsize
+	le.PutUint16(b[58:], 64)            // e_shentsize
+	le.PutUint16(b[60:], nsec)          // e_shnum
+	// Garbage notes: each header claims a 4-byte name and a descriptor
+	// that fills the rest of the megabyte, with type 1 (not a build ID).
+	le.PutUint32(b[dataOff:], 4)
+	le.PutUint32(b[dataOff+4:], dataSize-16)
+	le.PutUint32(b[dataOff+8:], 1)
+	copy(b[dataOff+12:], "GNU\x00")
+	for i := 1; i < nsec; i++ {
+		sh := b[shoff+i*64:]
+		le.PutUint32(sh[4:], uint32(elf.SHT_NOTE))
+		le.PutUint64(sh[24:], dataOff)  // sh_offset
+		le.PutUint64(sh[32:], dataSize) // sh_size
+		le.PutUint64(sh[48:], 4)        // sh_addralign
+	}
+	reads := &countingReaderAt{r: bytes.NewReader(b)}
+	f, err := elf.NewFile(reads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := reads.n
+	if id := elfBuildID(f); id != nil {
+		t.Fatalf("build id %x in garbage", id)
+	}
+	if n := reads.n - before; n > maxNoteTotal+1<<20 {
+		t.Errorf("read %d bytes of notes, want at most about %d", n, maxNoteTotal)
+	}
+}
+
+type countingReaderAt struct {
+	r interface {
+		ReadAt([]byte, int64) (int, error)
+	}
+	n int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n += int64(n)
+	return n, err
+}
