@@ -385,7 +385,7 @@ func TestDebuginfodNotFound(t *testing.T) {
 	fx := debuginfodFixture(t)
 	p := newProxy(t, fx.url)
 	c, cache := testClient(t, p.url)
-	c.MissTTL = 300 * time.Millisecond
+	c.MissTTL = 1500 * time.Millisecond // long enough for the second fetch on a loaded machine
 	unknown := []byte{0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 	fetch := func() error {
 		_, err := c.FetchDebuginfo(context.Background(), unknown, KindDebuginfo, nil)
@@ -404,7 +404,7 @@ func TestDebuginfodNotFound(t *testing.T) {
 	if n := p.requests.Load() - before; n != 1 {
 		t.Errorf("the 404 was not remembered: %d requests", n)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(1700 * time.Millisecond)
 	if err := fetch(); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("error %v, want ErrNotFound", err)
 	}
