@@ -88,7 +88,8 @@ const (
 // ELF files are cached in the layout of elfutils' debuginfod client,
 // CACHE/BUILDID/debuginfo and CACHE/BUILDID/executable (BUILDID in
 // lower-case hex), so that the two share a cache; PE images and PDBs in
-// the layout of a Microsoft downstream store, CACHE/NAME/INDEX/NAME. A
+// the layout of a Microsoft downstream store, CACHE/NAME/INDEX/NAME, as
+// are ELF debug files from symbol stores (under their SSQP key). A
 // download goes to a temporary file in the target directory, named
 // .NAME.*.part; it is checked, synced and renamed into place, so the final
 // path only ever holds a complete, checked file. A download that is
@@ -162,8 +163,10 @@ type Client struct {
 }
 
 // FetchDebuginfo returns the path of the ELF file of the given kind with
-// build ID buildID, from a plain directory's .build-id tree, a cache or a
-// debuginfod server (see [Client] for the order).
+// build ID buildID, from a plain directory's .build-id tree, a cache, a
+// debuginfod server, or (debug files only) a symbol store under the SSQP
+// key _.debug/elf-buildid-sym-BUILDID/_.debug (see [Client] for the
+// order).
 //
 // progress, if not nil, is called on the calling goroutine while a file is
 // downloaded, with the bytes received and the Content-Length (-1 when the
@@ -262,21 +265,48 @@ type request struct {
 	verify func(path string) error
 }
 
-// rel is the file's path in a cache or store, slash-separated.
-func (q *request) rel() string {
-	if q.elf {
-		return q.id + "/" + q.name
-	}
-	return q.name + "/" + q.id + "/" + q.name
+// debuginfodRel is an ELF file's path in a debuginfod cache,
+// slash-separated: BUILDID/debuginfo or BUILDID/executable.
+func (q *request) debuginfodRel() string {
+	return q.id + "/" + q.name
 }
 
-// url is the file's URL on a server whose base URL is base.
-func (q *request) url(base string) string {
-	if q.elf {
-		return base + "/buildid/" + q.id + "/" + q.name
+// debuginfodURL is an ELF file's URL on the debuginfod server base.
+func (q *request) debuginfodURL(base string) string {
+	return base + "/buildid/" + q.id + "/" + q.name
+}
+
+// ssqpBuildIDLen is the length to which the SSQP key of an ELF debug file
+// pads a shorter build ID with zero bytes.
+const ssqpBuildIDLen = 20
+
+// storeRel is the file's path in a symbol store, slash-separated, or ""
+// when stores do not index it. PE images and PDBs: NAME/INDEX/NAME. ELF
+// debug files: the SSQP key _.debug/elf-buildid-sym-BUILDID/_.debug, with
+// the build ID padded to 20 bytes (dotnet/symstore, "SSQP Key
+// Conventions"), as Microsoft's server has .NET's Linux symbols. ELF
+// executables are indexed by file name, which a build ID request lacks.
+func (q *request) storeRel() string {
+	if !q.elf {
+		return q.name + "/" + q.id + "/" + q.name
 	}
-	n := url.PathEscape(q.name)
-	return base + "/" + n + "/" + q.id + "/" + n
+	if q.name != KindDebuginfo.String() {
+		return ""
+	}
+	id := q.id
+	for len(id) < 2*ssqpBuildIDLen {
+		id += "00"
+	}
+	return "_.debug/elf-buildid-sym-" + id + "/_.debug"
+}
+
+// storeURL is the file's URL on the symbol server base.
+func (q *request) storeURL(base string) string {
+	parts := strings.Split(q.storeRel(), "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return base + "/" + strings.Join(parts, "/")
 }
 
 // inDir lists where a plain directory may hold the file. ELF: the
@@ -295,7 +325,7 @@ func (q *request) inDir(dir string) []string {
 		}
 		return []string{p}
 	}
-	return []string{filepath.Join(dir, q.name), filepath.Join(dir, filepath.FromSlash(q.rel()))}
+	return []string{filepath.Join(dir, q.name), filepath.Join(dir, filepath.FromSlash(q.storeRel()))}
 }
 
 // local is a place to look without the network.
@@ -323,12 +353,11 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 			locals = append(locals, local{p, cached})
 		}
 	}
-	rel := filepath.FromSlash(q.rel())
-	in := func(dir string) string {
+	in := func(dir, rel string) string {
 		if dir == "" {
 			return ""
 		}
-		return filepath.Join(dir, rel)
+		return filepath.Join(dir, filepath.FromSlash(rel))
 	}
 	cur := c.cacheDir("")
 	for _, e := range c.Elements {
@@ -346,7 +375,7 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 			if !q.elf {
 				continue
 			}
-			dest := in(cur)
+			dest := in(cur, q.debuginfodRel())
 			addLocal(dest, true)
 			urls := []string{e.Path}
 			if e.Path == "" {
@@ -357,11 +386,12 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 			}
 			for _, u := range urls {
 				if u = strings.TrimRight(u, "/"); u != "" {
-					remotes = append(remotes, remote{url: q.url(u), dest: dest})
+					remotes = append(remotes, remote{url: q.debuginfodURL(u), dest: dest})
 				}
 			}
 		case ElemSymbolServer:
-			if q.elf {
+			rel := q.storeRel()
+			if rel == "" {
 				continue
 			}
 			var stores []string
@@ -370,23 +400,23 @@ func (c *Client) plan(q *request) ([]local, []remote) {
 					d = cur
 				}
 				if d != "" {
-					stores = append(stores, in(d))
+					stores = append(stores, in(d, rel))
 				}
 			}
 			up := isURL(e.Path)
 			if len(stores) == 0 && up {
-				stores = []string{in(cur)} // "" when there is no cache at all
+				stores = []string{in(cur, rel)} // "" when there is no cache at all
 			}
 			for _, s := range stores {
 				addLocal(s, true)
 			}
 			switch {
 			case len(stores) == 0 && !up:
-				addLocal(in(e.Path), false) // a directory store read in place
+				addLocal(in(e.Path, rel), false) // a directory store read in place
 			case len(stores) > 0 && up:
-				remotes = append(remotes, remote{url: q.url(e.Path), dest: stores[0], copies: stores[1:]})
+				remotes = append(remotes, remote{url: q.storeURL(e.Path), dest: stores[0], copies: stores[1:]})
 			case len(stores) > 0:
-				remotes = append(remotes, remote{file: in(e.Path), dest: stores[0], copies: stores[1:]})
+				remotes = append(remotes, remote{file: in(e.Path, rel), dest: stores[0], copies: stores[1:]})
 			}
 		}
 	}

@@ -1,7 +1,7 @@
 // Package symsrv finds symbol files and downloads them from symbol
 // servers: ELF executables and debug files by build ID from debuginfod
-// servers, PE images and PDBs by their index from Microsoft symbol
-// stores, over HTTP or in directories. It keeps what it downloads in a
+// servers, PE images, PDBs and ELF debug files by their index from
+// Microsoft symbol stores, over HTTP or in directories. It keeps what it downloads in a
 // cache that a failed, truncated or canceled download never corrupts.
 //
 // [ParsePath] reads a dbghelp-style search path (_NT_SYMBOL_PATH,
@@ -25,6 +25,8 @@
 //     downstream and upstream stores, and the store layout
 //     NAME/INDEX/NAME with INDEX = TimeDateStamp%08X SizeOfImage%x for
 //     images and GUID%32X Age%X for PDBs.
+//   - dotnet/symstore, "SSQP Key Conventions": the key of an ELF debug
+//     file in a symbol store, _.debug/elf-buildid-sym-BUILDID/_.debug.
 //   - LLVM, "The MSF File Format", "The PDB Info Stream" and "The DBI
 //     Stream" (llvm/docs/PDB): the superblock, block map, stream
 //     directory, and the headers of streams 1 and 3.

@@ -305,3 +305,46 @@ func TestFetchPDB(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchDebuginfoFromStore fetches ELF debug files from a symbol store
+// under their SSQP keys, the fixture's files served by net/http's
+// FileServer.
+func TestFetchDebuginfoFromStore(t *testing.T) {
+	fx := debuginfodFixture(t)
+	st := newStore(t)
+	st.add(t, "_.debug", "elf-buildid-sym-"+fx.splitDebug.id, fx.splitDebug.path)
+	// A wrong file under the small program's key.
+	st.add(t, "_.debug", "elf-buildid-sym-"+fx.small.id, fx.big.path)
+	cache := t.TempDir()
+	els, err := ParsePath("srv*" + cache + "*" + st.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{Elements: els, Retries: -1}
+	ctx := context.Background()
+	path, err := c.FetchDebuginfo(ctx, fx.splitExe.buildID(t), KindDebuginfo, nil)
+	rel := "_.debug/elf-buildid-sym-" + fx.splitDebug.id + "/_.debug"
+	if err != nil || path != filepath.Join(cache, filepath.FromSlash(rel)) {
+		t.Fatalf("debuginfo from the store: %s, %v", path, err)
+	}
+	_, err = c.FetchDebuginfo(ctx, fx.small.buildID(t), KindDebuginfo, nil)
+	var me *MismatchError
+	if !errors.As(err, &me) || me.Got != fx.big.id {
+		t.Errorf("wrong file: %v, want a *MismatchError", err)
+	}
+	// Executables are indexed by name in stores: not asked for.
+	before := st.requests.Load()
+	if _, err := c.FetchDebuginfo(ctx, fx.splitExe.buildID(t), KindExecutable, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("executable: %v, want ErrNotFound", err)
+	}
+	if st.requests.Load() != before {
+		t.Error("a store was asked for an executable by build ID")
+	}
+	checkCacheOnly(t, cache, map[string][]byte{rel: fx.splitDebug.raw})
+
+	// A build ID shorter than 20 bytes is padded with zeros in the key.
+	q := &request{elf: true, id: "0123456789abcdef", name: KindDebuginfo.String()}
+	if got, want := q.storeRel(), "_.debug/elf-buildid-sym-0123456789abcdef000000000000000000000000/_.debug"; got != want {
+		t.Errorf("SSQP key %s, want %s", got, want)
+	}
+}

@@ -117,9 +117,9 @@ func checkURL(s string) error {
 //	debuginfod*URL                        a debuginfod server (an extension)
 //	debuginfod                            every server in $DEBUGINFOD_URLS
 //
-// Keywords are case-insensitive. Microsoft symbol stores serve PE images
-// and PDBs; debuginfod servers serve ELF files by build ID; plain
-// directories serve both.
+// Keywords are case-insensitive. Microsoft symbol stores serve PE images,
+// PDBs and ELF debug files (by their SSQP key); debuginfod servers serve
+// ELF files by build ID; plain directories serve all of them.
 //
 // Differences from dbghelp: symsrv* accepts only symsrv.dll (no other
 // symbol server DLL can be loaded here); cache* applies to HTTP servers
