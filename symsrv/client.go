@@ -81,7 +81,9 @@ const (
 // Every file found is checked before it is returned: an ELF file must have
 // the requested NT_GNU_BUILD_ID, a PE image the TimeDateStamp and
 // SizeOfImage, a PDB the GUID and age. A cached file that fails the check
-// is removed; a file in a plain directory that fails it is skipped.
+// is removed (but empty files, which elfutils' client leaves as negative
+// cache entries, are only passed over); a file in a plain directory that
+// fails it is skipped.
 //
 // # Cache
 //
@@ -105,8 +107,8 @@ const (
 // A 404 or 410 is final for that server: the next one is asked. Server
 // errors (5xx, 408, 429) and transport errors (connection refused or
 // reset, a body cut short, no data for Timeout) are retried up to Retries
-// times, after RetryDelay, doubling up to 10 s. A wrong file is not
-// retried on the same server.
+// times, after RetryDelay, doubling up to 10 s. A wrong file, a file over
+// MaxSize and a download past MaxTime are not retried on the same server.
 type Client struct {
 	// Elements is the search path (see [ParsePath]). When it is empty,
 	// nothing is searched, not even the environment's servers: a client
