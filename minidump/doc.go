@@ -7,8 +7,9 @@
 // [Open] and [NewFile] read the header and the directory; each stream is
 // decoded when its accessor is called: [File.SystemInfo],
 // [File.Threads], [File.ThreadInfoList], [File.ThreadNames],
-// [File.Modules], [File.MemoryList], [File.Memory64List],
-// [File.Exception], [File.FunctionTables] and [File.MiscInfo]. Any stream,
+// [File.Modules], [File.UnloadedModules], [File.MemoryList],
+// [File.Memory64List], [File.MemoryInfoList], [File.Exception],
+// [File.FunctionTables] and [File.MiscInfo]. Any stream,
 // including those not decoded here, can be read raw with
 // [File.StreamData]. An accessor for a stream the dump does not have
 // returns nil and no error.

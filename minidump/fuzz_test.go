@@ -127,6 +127,13 @@ func exercise(t *testing.T, f *File) {
 	}
 	_, err = f.MiscInfo()
 	checkErr(t, "MiscInfo", err)
+	infos, err := f.MemoryInfoList()
+	checkErr(t, "MemoryInfoList", err)
+	for i := range infos {
+		_ = infos[i].Executable()
+	}
+	_, err = f.UnloadedModules()
+	checkErr(t, "UnloadedModules", err)
 
 	mem, err := f.Memory()
 	checkErr(t, "Memory", err)

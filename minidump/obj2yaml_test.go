@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,6 +203,8 @@ func TestObj2yaml(t *testing.T) {
 					yamlException(t, f, s)
 				case "SystemInfo":
 					yamlSystemInfo(t, f, s)
+				case "MemoryInfoList":
+					yamlMemoryInfo(t, f, s["Memory Ranges"].([]any))
 				}
 			}
 			for _, typ := range []string{"ThreadList", "ModuleList", "MemoryList", "SystemInfo"} {
@@ -383,4 +386,78 @@ func yamlSystemInfo(t *testing.T, f *File, w map[string]any) {
 	yamlEq(t, "VersionInformation", x.VersionInformation, cpu, "Version Info")
 	yamlEq(t, "FeatureInformation", x.FeatureInformation, cpu, "Feature Info")
 	yamlEq(t, "AMDExtendedCpuFeatures", x.AMDExtendedCpuFeatures, cpu, "AMD Extended Features")
+}
+
+// yamlFlags maps obj2yaml's names of PAGE_* and MEM_* bits to the values.
+var yamlFlags = map[string]uint32{
+	"PAGE_NO_ACCESS": PAGE_NOACCESS, "PAGE_READ_ONLY": PAGE_READONLY, "PAGE_READ_WRITE": PAGE_READWRITE,
+	"PAGE_WRITE_COPY": PAGE_WRITECOPY, "PAGE_EXECUTE": PAGE_EXECUTE, "PAGE_EXECUTE_READ": PAGE_EXECUTE_READ,
+	"PAGE_EXECUTE_READ_WRITE": PAGE_EXECUTE_READWRITE, "PAGE_EXECUTE_WRITE_COPY": PAGE_EXECUTE_WRITECOPY,
+	"PAGE_GUARD": PAGE_GUARD, "PAGE_NO_CACHE": PAGE_NOCACHE, "PAGE_WRITE_COMBINE": PAGE_WRITECOMBINE,
+	"PAGE_TARGETS_INVALID": PAGE_TARGETS_INVALID,
+	"MEM_COMMIT":           MEM_COMMIT, "MEM_RESERVE": MEM_RESERVE, "MEM_FREE": MEM_FREE,
+	"MEM_PRIVATE": MEM_PRIVATE, "MEM_MAPPED": MEM_MAPPED, "MEM_IMAGE": MEM_IMAGE,
+}
+
+// yamlFlagSet parses a flow sequence of flag names, "[ A, B ]".
+func yamlFlagSet(t *testing.T, m map[string]any, key string) uint32 {
+	t.Helper()
+	s, _ := m[key].(string)
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	var v uint32
+	for name := range strings.SplitSeq(s, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		bit, ok := yamlFlags[name]
+		if !ok {
+			t.Fatalf("yaml field %s: unknown flag %q", key, name)
+		}
+		v |= bit
+	}
+	return v
+}
+
+func yamlMemoryInfo(t *testing.T, f *File, want []any) {
+	list, err := f.MemoryInfoList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != len(want) {
+		t.Fatalf("%d memory info entries, obj2yaml has %d", len(list), len(want))
+	}
+	for i, m := range list {
+		w := want[i].(map[string]any)
+		yamlEq(t, "BaseAddress", m.BaseAddress, w, "Base Address")
+		if _, ok := w["Allocation Base"]; ok {
+			yamlEq(t, "AllocationBase", m.AllocationBase, w, "Allocation Base")
+		} else if m.AllocationBase != m.BaseAddress {
+			t.Errorf("entry %d: AllocationBase %#x, obj2yaml's default is BaseAddress %#x", i, m.AllocationBase, m.BaseAddress)
+		}
+		yamlEq(t, "RegionSize", m.RegionSize, w, "Region Size")
+		if _, ok := w["Protect"]; !ok {
+			// obj2yaml leaves Protect out when it equals AllocationProtect.
+			w["Protect"] = w["Allocation Protect"]
+		}
+		for _, c := range []struct {
+			what string
+			got  uint32
+			key  string
+		}{{"AllocationProtect", m.AllocationProtect, "Allocation Protect"}, {"State", m.State, "State"}, {"Protect", m.Protect, "Protect"}, {"Type", m.Type, "Type"}} {
+			if want := yamlFlagSet(t, w, c.key); c.got != want {
+				t.Errorf("entry %d: %s = %#x, obj2yaml %#x (%v)", i, c.what, c.got, want, w[c.key])
+			}
+		}
+	}
+	// Every dumped memory range lies in committed memory.
+	ranges, err := f.MemoryList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ranges {
+		j := sort.Search(len(list), func(j int) bool { return list[j].BaseAddress+list[j].RegionSize > r.StartOfMemoryRange })
+		if j == len(list) || list[j].BaseAddress > r.StartOfMemoryRange || list[j].State != MEM_COMMIT {
+			t.Errorf("memory range at %#x is not in a committed region", r.StartOfMemoryRange)
+		}
+	}
 }

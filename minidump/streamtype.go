@@ -24,9 +24,9 @@ const (
 	CommentStreamW            StreamType = 11 // UTF-16 comment
 	HandleDataStream          StreamType = 12 // MINIDUMP_HANDLE_DATA_STREAM
 	FunctionTableStream       StreamType = 13 // MINIDUMP_FUNCTION_TABLE_STREAM, see [File.FunctionTables]
-	UnloadedModuleListStream  StreamType = 14 // MINIDUMP_UNLOADED_MODULE_LIST
+	UnloadedModuleListStream  StreamType = 14 // MINIDUMP_UNLOADED_MODULE_LIST, see [File.UnloadedModules]
 	MiscInfoStream            StreamType = 15 // MINIDUMP_MISC_INFO(_2.._5), see [File.MiscInfo]
-	MemoryInfoListStream      StreamType = 16 // MINIDUMP_MEMORY_INFO_LIST
+	MemoryInfoListStream      StreamType = 16 // MINIDUMP_MEMORY_INFO_LIST, see [File.MemoryInfoList]
 	ThreadInfoListStream      StreamType = 17 // MINIDUMP_THREAD_INFO_LIST, see [File.ThreadInfoList]
 	HandleOperationListStream StreamType = 18 // MINIDUMP_HANDLE_OPERATION_LIST
 	TokenStream               StreamType = 19 // MINIDUMP_TOKEN_INFO_LIST

@@ -165,8 +165,8 @@ func TestOpenOtherFormat(t *testing.T) {
 
 func TestStreamErrors(t *testing.T) {
 	// A stream whose data lies past the end of the file.
-	s := newSynth(9)
-	for i, typ := range []StreamType{ThreadListStream, ModuleListStream, MemoryListStream, ExceptionStream, SystemInfoStream, FunctionTableStream, MiscInfoStream, ThreadInfoListStream, ThreadNamesStream} {
+	s := newSynth(11)
+	for i, typ := range []StreamType{ThreadListStream, ModuleListStream, MemoryListStream, ExceptionStream, SystemInfoStream, FunctionTableStream, MiscInfoStream, ThreadInfoListStream, ThreadNamesStream, MemoryInfoListStream, UnloadedModuleListStream} {
 		s.stream(i, typ, 0x100, 0x10000)
 	}
 	f := open(t, s.bytes())
@@ -208,15 +208,17 @@ func TestStreamErrors(t *testing.T) {
 // accessors returns every stream accessor of f as a func() error.
 func accessors(f *File) map[string]func() error {
 	return map[string]func() error{
-		"Threads":        func() error { _, err := f.Threads(); return err },
-		"ThreadInfoList": func() error { _, err := f.ThreadInfoList(); return err },
-		"ThreadNames":    func() error { _, err := f.ThreadNames(); return err },
-		"Modules":        func() error { _, err := f.Modules(); return err },
-		"MemoryList":     func() error { _, err := f.MemoryList(); return err },
-		"Exception":      func() error { _, err := f.Exception(); return err },
-		"SystemInfo":     func() error { _, err := f.SystemInfo(); return err },
-		"FunctionTables": func() error { _, err := f.FunctionTables(); return err },
-		"MiscInfo":       func() error { _, err := f.MiscInfo(); return err },
+		"Threads":         func() error { _, err := f.Threads(); return err },
+		"ThreadInfoList":  func() error { _, err := f.ThreadInfoList(); return err },
+		"ThreadNames":     func() error { _, err := f.ThreadNames(); return err },
+		"Modules":         func() error { _, err := f.Modules(); return err },
+		"MemoryList":      func() error { _, err := f.MemoryList(); return err },
+		"Exception":       func() error { _, err := f.Exception(); return err },
+		"SystemInfo":      func() error { _, err := f.SystemInfo(); return err },
+		"FunctionTables":  func() error { _, err := f.FunctionTables(); return err },
+		"MiscInfo":        func() error { _, err := f.MiscInfo(); return err },
+		"MemoryInfoList":  func() error { _, err := f.MemoryInfoList(); return err },
+		"UnloadedModules": func() error { _, err := f.UnloadedModules(); return err },
 	}
 }
 
@@ -898,5 +900,51 @@ func TestSharedRecords(t *testing.T) {
 	// proportion to the number of entries, as for any dump.
 	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(24*len(b)); got > limit {
 		t.Errorf("allocated %d MB for a %d MB file", got>>20, len(b)>>20)
+	}
+}
+
+func TestMemoryInfoAndUnloadedModules(t *testing.T) {
+	s := newSynth(2)
+	mi := func(base, size uint64, state, protect uint32) []byte {
+		return le(base, base, uint32(PAGE_READWRITE), 0, size, state, protect, uint32(MEM_PRIVATE), 0)
+	}
+	s.add(0, MemoryInfoListStream, le(16, memoryInfoSize, uint64(2), mi(0x10000, 0x1000, MEM_COMMIT, PAGE_EXECUTE_READ), mi(0x11000, 0x2000, MEM_RESERVE, PAGE_NOACCESS)))
+	name := s.blob(mdString(`C:\jit\gone.dll`))
+	s.add(1, UnloadedModuleListStream, le(12, unloadedModuleSize+8, 2,
+		uint64(0x7ff800000000), 0x3000, 0xabc, 0x5f000000, name, uint64(0),
+		uint64(0x7ff900000000), 0x1000, 0, 0, uint32(0xfffffff0), uint64(0)))
+	f := open(t, s.bytes())
+	l, err := f.MemoryInfoList()
+	if err != nil || len(l) != 2 || !l[0].Executable() || l[1].Executable() || l[1].RegionSize != 0x2000 || l[0].AllocationProtect != PAGE_READWRITE || l[0].Type != MEM_PRIVATE {
+		t.Errorf("MemoryInfoList = %+v, %v", l, err)
+	}
+	u, err := f.UnloadedModules()
+	if len(u) != 2 || u[0].Name != `C:\jit\gone.dll` || u[0].CheckSum != 0xabc || u[1].BaseOfImage != 0x7ff900000000 || !isMalformed(err, true) {
+		t.Errorf("UnloadedModules = %+v, %v; want both, and an error for the second name", u, err)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		typ  StreamType
+	}{
+		{"memory info: huge count", le(16, memoryInfoSize, uint64(1)<<62), MemoryInfoListStream},
+		{"memory info: small entries", le(16, 8, uint64(1), uint64(0)), MemoryInfoListStream},
+		{"memory info: header past the stream", le(0x1000, memoryInfoSize, uint64(0)), MemoryInfoListStream},
+		{"unloaded: huge count", le(12, unloadedModuleSize, 0x7fffffff), UnloadedModuleListStream},
+		{"unloaded: huge entries", le(12, 0x7fffffff, 1), UnloadedModuleListStream},
+		{"unloaded: cut header", le(12, unloadedModuleSize), UnloadedModuleListStream},
+	} {
+		s := newSynth(1)
+		s.add(0, tc.typ, tc.data)
+		f := open(t, s.bytes())
+		var err error
+		if tc.typ == MemoryInfoListStream {
+			_, err = f.MemoryInfoList()
+		} else {
+			_, err = f.UnloadedModules()
+		}
+		if !isMalformed(err, false) {
+			t.Errorf("%s: error %v", tc.name, err)
+		}
 	}
 }

@@ -179,29 +179,20 @@ func (f *File) ThreadInfoList() ([]ThreadInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := binread.New("thread info list", data, int64(d.Location.Rva))
-	hdrSize, entrySize, n := r.U32(), r.U32(), r.U32()
-	if err := r.Err(); err != nil {
-		return nil, formatErr(err, "read thread info list")
+	r, n, err := tableHeader(data, d.Location.Rva, "thread info list", 12, threadInfoSize, false)
+	if err != nil {
+		return nil, err
 	}
-	if hdrSize < 12 || entrySize < threadInfoSize {
-		return nil, &FormatError{Off: int64(d.Location.Rva), Msg: fmt.Sprintf("read thread info list: header %d or entry %d bytes too small", hdrSize, entrySize)}
-	}
-	if uint64(hdrSize)+uint64(n)*uint64(entrySize) > uint64(len(data)) {
-		return nil, &FormatError{Off: int64(d.Location.Rva), Msg: fmt.Sprintf("read thread info list: %d entries of %d bytes in %d bytes", n, entrySize, len(data)), Val: n, Err: ErrTruncated}
-	}
-	r.Skip(int(hdrSize) - 12)
 	list := make([]ThreadInfo, n)
 	for i := range list {
-		off := int64(d.Location.Rva) + int64(r.Off())
-		e := binread.New("thread info", r.Bytes(int(entrySize)), off)
+		e := r.entry()
 		list[i] = ThreadInfo{
 			ThreadId: e.U32(), DumpFlags: e.U32(), DumpError: e.U32(), ExitStatus: e.U32(),
 			CreateTime: e.U64(), ExitTime: e.U64(), KernelTime: e.U64(), UserTime: e.U64(),
 			StartAddress: e.U64(), Affinity: e.U64(),
 		}
 	}
-	return list, formatErr(r.Err(), "read thread info list")
+	return list, nil
 }
 
 // ThreadName is MINIDUMP_THREAD_NAME, one entry of the ThreadNamesStream,
