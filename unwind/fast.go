@@ -2,6 +2,8 @@ package unwind
 
 import (
 	"encoding/binary"
+	"math/bits"
+	"unsafe"
 
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -10,55 +12,89 @@ import (
 // information without chaining, integer register saves only, an epilog
 // (if any) that ends in a return, code, unwind information and stack each
 // in one run of a SplicedMemory — with no error paths and no indirection.
-// It works on a copy of the registers and changes ctx only when it
-// succeeds; res, which must be zero on entry, may hold context pointers
-// when it fails. When the step is anything else it returns false, and the
-// general path performs it from the start. The differential tests cover
-// both paths, since they unwind through SplicedMemory.
-func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, entry unwindinfo.RuntimeFunction, ctx *Context, res *Result) bool {
-	infoAddr := imageBase + uint64(entry.UnwindData)
-	istart, img := sm.Bytes(infoAddr)
-	ioff := infoAddr - istart
-	if entry.Indirect() || ioff+unwindinfo.HeaderSize > uint64(len(img)) {
+// It changes ctx only when it succeeds; res, which must be zero on entry,
+// may hold context pointers when it fails. When the step is anything else
+// it returns false, and the general path performs it from the start. The
+// differential tests cover both paths, since they unwind through
+// SplicedMemory, and fast_test.go compares the two.
+//
+// It runs for every frame of every stack walk, so it is written for the
+// compiler. It calls nothing on its common path, so that its values can
+// stay in registers. It reads the header as one word, and the unwind
+// information and the stack through ld16, ld32 and ld64 once it has
+// checked their bounds itself. It changes no register until the step has
+// succeeded: the loop over the codes records where each register is
+// restored from (in res.ContextPointers, and in a mask of the registers)
+// and checks that the address is readable, and the values are loaded at
+// the end.
+func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, res *Result) bool {
+	data := fn.UnwindData
+	infoAddr := imageBase + uint64(data)
+	g := ctx.gpr()
+	rsp := g[unwindinfo.RSP]
+
+	// The runs of the unwind information and of the stack: a scan when
+	// there are a few, as for a JIT region and a stack.
+	var iseg, sseg *segment
+	if f := sm.flat; len(f) <= 4 {
+		// Unrolled: a loop here would need more registers than there are.
+		if len(f) > 0 {
+			iseg, sseg = scanSegment(&f[0], infoAddr, rsp, iseg, sseg)
+		}
+		if len(f) > 1 {
+			iseg, sseg = scanSegment(&f[1], infoAddr, rsp, iseg, sseg)
+		}
+		if len(f) > 2 {
+			iseg, sseg = scanSegment(&f[2], infoAddr, rsp, iseg, sseg)
+		}
+		if len(f) > 3 {
+			iseg, sseg = scanSegment(&f[3], infoAddr, rsp, iseg, sseg)
+		}
+	} else {
+		iseg, sseg = searchSegment(f, infoAddr), searchSegment(f, rsp)
+	}
+	if iseg == nil || sseg == nil {
 		return false
 	}
-	h := img[ioff : ioff+unwindinfo.HeaderSize]
-	flags := unwindinfo.Flags(h[0] >> 3)
-	if h[0]&7 != 1 || flags&unwindinfo.UNW_FLAG_CHAININFO != 0 {
+
+	// The header, and the size of the unwind information.
+	ilen := uint64(len(iseg.data))
+	ioff := infoAddr - iseg.start
+	if data&unwindinfo.RUNTIME_FUNCTION_INDIRECT != 0 || ioff >= ilen || ilen-ioff < unwindinfo.HeaderSize {
 		return false
 	}
-	count := int(h[2])
-	size := uint64(infoSize(h))
-	if size > uint64(len(img))-ioff {
+	ip := unsafe.Pointer(unsafe.SliceData(iseg.data))
+	hdr := ld32(ip, ioff)
+	// Version 1, not chained.
+	if hdr&(7|uint32(unwindinfo.UNW_FLAG_CHAININFO)<<3) != 1 {
 		return false
 	}
-	in := img[ioff : ioff+size]
-	prologSize := uint32(h[1])
-	frameReg := int(h[3] & 15)
-	frameOff := uint64(h[3]>>4) * 16
-	begin := imageBase + uint64(entry.BeginAddress)
+	count := uint64(hdr >> 16 & 0xff)
+	size := unwindinfo.HeaderSize + 2*count
+	if hdr&(uint32(unwindinfo.UNW_FLAG_EHANDLER|unwindinfo.UNW_FLAG_UHANDLER)<<3) != 0 {
+		size = unwindinfo.HeaderSize + 2*((count+1)&^1) + 4
+	}
+	slen := uint64(len(sseg.data))
+	if size > ilen-ioff || slen < 8 {
+		return false
+	}
+	// The codes are at [ioff+4, end) of the run.
+	end := ioff + unwindinfo.HeaderSize + 2*count
+	prologSize := hdr >> 8 & 0xff
+	frameReg := hdr >> 24 & 15
+	begin := imageBase + uint64(fn.BeginAddress)
 	prologOffset := uint32(pc - begin)
 	inProlog := pc-begin < uint64(prologSize)
 
-	g := *ctx.gpr()
-	sstart, stk := sm.Bytes(g[unwindinfo.RSP])
-	read := func(addr uint64) (uint64, bool) {
-		off := addr - sstart
-		if off >= uint64(len(stk)) || uint64(len(stk))-off < 8 {
-			return 0, false
-		}
-		return binary.LittleEndian.Uint64(stk[off:]), true
-	}
-	ptrs := &res.ContextPointers.Integer
-
 	// Establisher frame.
-	frame := g[unwindinfo.RSP]
+	frame := rsp
 	if frameReg != 0 {
 		framed := true
 		if inProlog {
+			// In the prolog: framed only once SET_FPREG has executed.
 			framed = false
-			for i := 0; i < count; {
-				s := binary.LittleEndian.Uint16(in[4+2*i:])
+			for i := ioff + unwindinfo.HeaderSize; i < end; {
+				s := uint16(ld16(ip, i))
 				if unwindinfo.Op(s>>8)&0xf == unwindinfo.UWOP_SET_FPREG {
 					framed = prologOffset >= uint32(uint8(s))
 					break
@@ -67,144 +103,299 @@ func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, entry u
 				if k == 0 {
 					return false
 				}
-				i += k
+				i += 2 * uint64(k)
 			}
 		}
 		if framed {
-			frame = g[frameReg] - frameOff
+			frame = g[frameReg] - uint64(hdr>>28)*16
 		}
 	}
 
-	// Epilog: only those that end in a return, emulated here.
+	// The handler, if one is to be reported (res is reset if the step
+	// fails after all, and fastEpilog clears it for an epilog).
+	if ht != HandlerNone && prologOffset >= prologSize && hdr>>3&0x1f&uint32(ht) != 0 && hdr&(uint32(unwindinfo.UNW_FLAG_EHANDLER|unwindinfo.UNW_FLAG_UHANDLER)<<3) != 0 {
+		t := ioff + size - 4
+		res.HandlerRoutine = imageBase + uint64(ld32(ip, t))
+		res.HandlerData = infoAddr + size
+	}
+	res.EstablisherFrame = frame
+	po := uint64(prologOffset) | uint64(hdr>>24)<<32
+
+	// Epilog: only those that end in a return, emulated by fastEpilog.
 	if count != 0 && !inProlog {
-		if pc-istart >= uint64(len(img)) || uint64(len(img))-(pc-istart) < maxEpilogBytes {
+		pcoff := pc - iseg.start
+		if pcoff >= ilen || ilen-pcoff < maxEpilogBytes {
 			return false // code elsewhere, or near the end of the run
 		}
-		code := epilogCode(img[pc-istart:])
-		if mayStartEpilog(code.at(0), code.at(1)) {
-			term, leaReg := scanEpilog(code, frameReg)
-			if !returnsFrom(code, term) {
-				if op := code.at(term); op == opJmp8 || op == opJmp32 {
-					return false // tail calls need the target rules
-				}
-			} else {
-				i := 0
-				if code.at(0)&0xf8 == rexW {
-					switch code.at(1) {
-					case opAddImm8:
-						g[unwindinfo.RSP] += uint64(int64(int8(code.at(3))))
-						i = 4
-					case opAddImm:
-						g[unwindinfo.RSP] += uint64(int64(code.i32(3)))
-						i = 7
-					case opLea:
-						if leaReg >= 0 {
-							if code.at(2)&0xf8 == 0x60 {
-								g[unwindinfo.RSP] = g[leaReg] + uint64(int64(int8(code.at(3))))
-								i = 4
-							} else {
-								g[unwindinfo.RSP] = g[leaReg] + uint64(int64(code.i32(3)))
-								i = 7
-							}
-						}
-					}
-				}
-				for i < term {
-					var reg int
-					if code.at(i)&0xf8 == opPop {
-						reg = int(code.at(i) & 7)
-						i++
-					} else if isREX(code.at(i)) && code.at(i+1)&0xf8 == opPop {
-						reg = int(code.at(i)&1)<<3 | int(code.at(i+1)&7)
-						i += 2
-					} else {
-						break // the F2 prefix
-					}
-					addr := g[unwindinfo.RSP]
-					v, ok := read(addr)
-					if !ok {
-						return false
-					}
-					g[reg] = v
-					ptrs[reg] = addr
-					g[unwindinfo.RSP] += 8
-				}
-				rip, ok := read(g[unwindinfo.RSP])
-				if !ok {
+		if c := epilogStart[*(*byte)(unsafe.Add(ip, pcoff))]; c&epilogAny != 0 || c&epilogREX != 0 && epilogStart[*(*byte)(unsafe.Add(ip, pcoff+1))]&epilogAfterREX != 0 {
+			return fastEpilog(ip, ioff+unwindinfo.HeaderSize, end, po, rsp, sseg, ctx, res, pcoff)
+		}
+	}
+	return fastCodes(ip, ioff+unwindinfo.HeaderSize, end, po, rsp, sseg, ctx, res)
+}
+
+// fastCodes is the rest of fastUnwind: it reverses the codes at [i, end)
+// of the run at ip that have executed, then pops the return address. po
+// holds the prolog offset (low 32 bits) and the last header byte (frame
+// register and offset, bits 32 to 39); res.EstablisherFrame is set.
+// Registers change only once all the codes have been reversed: a read at
+// addr is in the stack's run if addr-sstart <= slast, and restored has a
+// bit for each register restored from memory other than RSP, whose
+// address is in ptrs.
+func fastCodes(ip unsafe.Pointer, i, end, po, rsp uint64, sseg *segment, ctx *Context, res *Result) bool {
+	prologOffset := uint32(po)
+	ptrs := &res.ContextPointers.Integer
+	restored := uint32(0)
+	sstart, slast := sseg.start, uint64(len(sseg.data))-8
+	sp := unsafe.Pointer(unsafe.SliceData(sseg.data))
+	for i < end {
+		s := ld16(ip, i)
+		done := prologOffset >= s&0xff
+		reg := s >> 12
+		switch s >> 8 & 0xf {
+		case uint32(unwindinfo.UWOP_PUSH_NONVOL):
+			if done {
+				off := rsp - sstart
+				if off > slast {
 					return false
 				}
-				g[unwindinfo.RSP] += 8
-				if frameReg != 0 {
-					frame = g[unwindinfo.RSP] - 8
+				ptrs[reg] = rsp
+				rsp += 8
+				if reg == uint32(unwindinfo.RSP) {
+					rsp = ld64(sp, off) + 8
+				} else {
+					restored |= 1 << reg
 				}
-				*ctx.gpr() = g
-				ctx.Rip = rip
-				res.EstablisherFrame, res.InEpilog = frame, true
-				return true
+			}
+			i += 2
+		case uint32(unwindinfo.UWOP_ALLOC_SMALL):
+			if done {
+				rsp += uint64(reg)*8 + 8
+			}
+			i += 2
+		case uint32(unwindinfo.UWOP_ALLOC_LARGE):
+			if reg == 0 {
+				if end-i < 4 {
+					return false
+				}
+				if done {
+					rsp += uint64(ld16(ip, i+2)) * 8
+				}
+				i += 4
+			} else {
+				if end-i < 6 {
+					return false
+				}
+				if done {
+					rsp += uint64(ld32(ip, i+2))
+				}
+				i += 6
+			}
+		case uint32(unwindinfo.UWOP_SET_FPREG):
+			if done {
+				// RSP = the frame register's current value − offset.
+				fr := uint32(po >> 32 & 15)
+				v := ctx.gpr()[fr]
+				switch {
+				case fr == uint32(unwindinfo.RSP):
+					v = rsp
+				case restored&(1<<fr) != 0:
+					v = ld64(sp, ptrs[fr]-sstart)
+				}
+				rsp = v - (po>>36&15)*16
+			}
+			i += 2
+		case uint32(unwindinfo.UWOP_SAVE_NONVOL), uint32(unwindinfo.UWOP_SAVE_NONVOL_FAR):
+			var addr uint64
+			if s>>8&0xf == uint32(unwindinfo.UWOP_SAVE_NONVOL) {
+				if end-i < 4 {
+					return false
+				}
+				addr = res.EstablisherFrame + uint64(ld16(ip, i+2))*8
+				i += 4
+			} else {
+				if end-i < 6 {
+					return false
+				}
+				addr = res.EstablisherFrame + uint64(ld32(ip, i+2))
+				i += 6
+			}
+			if done {
+				off := addr - sstart
+				if off > slast {
+					return false
+				}
+				ptrs[reg] = addr
+				if reg == uint32(unwindinfo.RSP) {
+					rsp = ld64(sp, off)
+				} else {
+					restored |= 1 << reg
+				}
+			}
+		case uint32(unwindinfo.UWOP_SAVE_XMM128):
+			if done || end-i < 4 {
+				return false // XMM saves: the general path
+			}
+			i += 4
+		case uint32(unwindinfo.UWOP_SAVE_XMM128_FAR):
+			if done || end-i < 6 {
+				return false
+			}
+			i += 6
+		case uint32(unwindinfo.UWOP_PUSH_MACHFRAME):
+			if done {
+				return false // machine frames: the general path
+			}
+			i += 2
+		default:
+			return false // invalid in version 1
+		}
+	}
+	off := rsp - sstart
+	if off > slast {
+		return false
+	}
+
+	// Success: the registers and the return address.
+	g := ctx.gpr()
+	for m := restored; m != 0; m &= m - 1 {
+		r := bits.TrailingZeros32(m)
+		g[r] = ld64(sp, ptrs[r]-sstart)
+	}
+	ctx.Rip = ld64(sp, off)
+	g[unwindinfo.RSP] = rsp + 8
+	return true
+}
+
+// scanSegment returns s in place of iseg if it holds a, and in place of
+// sseg if it holds b.
+func scanSegment(s *segment, a, b uint64, iseg, sseg *segment) (*segment, *segment) {
+	if a-s.start < s.end-s.start {
+		iseg = s
+	}
+	if b-s.start < s.end-s.start {
+		sseg = s
+	}
+	return iseg, sseg
+}
+
+// ld16, ld32 and ld64 read little-endian values at offset off of the run
+// of bytes at p, whose bounds the caller has checked.
+func ld16(p unsafe.Pointer, off uint64) uint32 {
+	return uint32(binary.LittleEndian.Uint16((*[2]byte)(unsafe.Add(p, off))[:]))
+}
+
+func ld32(p unsafe.Pointer, off uint64) uint32 {
+	return binary.LittleEndian.Uint32((*[4]byte)(unsafe.Add(p, off))[:])
+}
+
+func ld64(p unsafe.Pointer, off uint64) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(p, off))[:])
+}
+
+// epilogStart classifies the first two bytes of an epilog for the fast
+// path, as mayStartEpilog does: whether a byte may start one whatever
+// follows (epilogAny), is a REX prefix (epilogREX), or may follow a REX
+// prefix at the start (epilogAfterREX).
+var epilogStart = func() (t [256]uint8) {
+	for b := range 256 {
+		switch {
+		case byte(b)&0xf0 == 0x40:
+			t[b] |= epilogREX
+		case mayStartEpilog(byte(b), 0):
+			t[b] |= epilogAny
+		}
+		if mayStartEpilog(0x40, byte(b)) {
+			t[b] |= epilogAfterREX
+		}
+	}
+	return t
+}()
+
+const (
+	epilogAny = 1 << iota
+	epilogREX
+	epilogAfterREX
+)
+
+// fastEpilog is fastCodes (with the same arguments) when the code at
+// offset pcoff of the run at ip, of which fastUnwind has checked that
+// maxEpilogBytes are there, may start an epilog. It emulates an epilog
+// that ends in a return, leaves tail calls to the general path, and
+// otherwise passes the step on to fastCodes.
+func fastEpilog(ip unsafe.Pointer, codes, end, po, rsp uint64, sseg *segment, ctx *Context, res *Result, pcoff uint64) bool {
+	frameReg := int(po >> 32 & 15)
+	code := epilogCode(unsafe.Slice((*byte)(unsafe.Add(ip, pcoff)), maxEpilogBytes))
+	term, leaReg := scanEpilog(code, frameReg)
+	if !returnsFrom(code, term) {
+		if op := code.at(term); op == opJmp8 || op == opJmp32 {
+			return false // tail calls need the target rules
+		}
+		return fastCodes(ip, codes, end, po, rsp, sseg, ctx, res)
+	}
+	frame := res.EstablisherFrame
+	res.HandlerRoutine, res.HandlerData = 0, 0
+	sstart, stk := sseg.start, sseg.data
+	read := func(addr uint64) (uint64, bool) {
+		off := addr - sstart
+		if off >= uint64(len(stk)) || uint64(len(stk))-off < 8 {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint64(stk[off:]), true
+	}
+	ptrs := &res.ContextPointers.Integer
+	g := *ctx.gpr()
+	i := 0
+	if code.at(0)&0xf8 == rexW {
+		switch code.at(1) {
+		case opAddImm8:
+			g[unwindinfo.RSP] += uint64(int64(int8(code.at(3))))
+			i = 4
+		case opAddImm:
+			g[unwindinfo.RSP] += uint64(int64(code.i32(3)))
+			i = 7
+		case opLea:
+			if leaReg >= 0 {
+				if code.at(2)&0xf8 == 0x60 {
+					g[unwindinfo.RSP] = g[leaReg] + uint64(int64(int8(code.at(3))))
+					i = 4
+				} else {
+					g[unwindinfo.RSP] = g[leaReg] + uint64(int64(code.i32(3)))
+					i = 7
+				}
 			}
 		}
 	}
-
-	// Body or prolog.
-	codes := in[unwindinfo.HeaderSize : unwindinfo.HeaderSize+2*count]
-	for i := 0; i < count; {
-		s := uint16(codes[2*i]) | uint16(codes[2*i+1])<<8
-		k := codeSlots(1, s)
-		if k == 0 || i+k > count {
+	for i < term {
+		var reg int
+		if code.at(i)&0xf8 == opPop {
+			reg = int(code.at(i) & 7)
+			i++
+		} else if isREX(code.at(i)) && code.at(i+1)&0xf8 == opPop {
+			reg = int(code.at(i)&1)<<3 | int(code.at(i+1)&7)
+			i += 2
+		} else {
+			break // the F2 prefix
+		}
+		addr := g[unwindinfo.RSP]
+		v, ok := read(addr)
+		if !ok {
 			return false
 		}
-		if prologOffset >= uint32(uint8(s)) {
-			reg := int(s >> 12)
-			switch unwindinfo.Op(s>>8) & 0xf {
-			case unwindinfo.UWOP_PUSH_NONVOL:
-				addr := g[unwindinfo.RSP]
-				v, ok := read(addr)
-				if !ok {
-					return false
-				}
-				g[reg] = v
-				ptrs[reg] = addr
-				g[unwindinfo.RSP] += 8
-			case unwindinfo.UWOP_ALLOC_SMALL:
-				g[unwindinfo.RSP] += uint64(reg)*8 + 8
-			case unwindinfo.UWOP_ALLOC_LARGE:
-				if reg == 0 {
-					g[unwindinfo.RSP] += uint64(binary.LittleEndian.Uint16(codes[2*i+2:])) * 8
-				} else {
-					g[unwindinfo.RSP] += uint64(binary.LittleEndian.Uint32(codes[2*i+2:]))
-				}
-			case unwindinfo.UWOP_SET_FPREG:
-				g[unwindinfo.RSP] = g[frameReg] - frameOff
-			case unwindinfo.UWOP_SAVE_NONVOL, unwindinfo.UWOP_SAVE_NONVOL_FAR:
-				addr := frame + uint64(binary.LittleEndian.Uint16(codes[2*i+2:]))*8
-				if k == 3 {
-					addr = frame + uint64(binary.LittleEndian.Uint32(codes[2*i+2:]))
-				}
-				v, ok := read(addr)
-				if !ok {
-					return false
-				}
-				g[reg] = v
-				ptrs[reg] = addr
-			default:
-				return false // XMM saves and machine frames: the general path
-			}
-		}
-		i += k
+		g[reg] = v
+		ptrs[reg] = addr
+		g[unwindinfo.RSP] += 8
 	}
 	rip, ok := read(g[unwindinfo.RSP])
 	if !ok {
 		return false
 	}
 	g[unwindinfo.RSP] += 8
-
+	if frameReg != 0 {
+		frame = g[unwindinfo.RSP] - 8
+	}
 	*ctx.gpr() = g
 	ctx.Rip = rip
-	res.EstablisherFrame = frame
-	if ht != HandlerNone && prologOffset >= prologSize && uint32(flags)&uint32(ht) != 0 && flags.HasHandler() {
-		t := 4 + 2*((count+1)&^1)
-		res.HandlerRoutine = imageBase + uint64(binary.LittleEndian.Uint32(in[t:]))
-		res.HandlerData = infoAddr + uint64(t) + 4
-	}
+	res.EstablisherFrame, res.InEpilog = frame, true
 	return true
 }

@@ -104,16 +104,30 @@ func (m *SplicedMemory) Regions() []Region { return m.regions }
 
 // Bytes implements [ByteSource].
 func (m *SplicedMemory) Bytes(addr uint64) (uint64, []byte) {
+	if s := m.segment(addr); s != nil {
+		return s.start, s.data
+	}
+	return 0, nil
+}
+
+// segment returns the visible segment that contains addr, or nil.
+func (m *SplicedMemory) segment(addr uint64) *segment {
 	f := m.flat
 	if len(f) <= 4 {
 		// A stack and an image or two: a scan beats a search.
 		for i := range f {
 			if addr-f[i].start < f[i].end-f[i].start {
-				return f[i].start, f[i].data
+				return &f[i]
 			}
 		}
-		return 0, nil
+		return nil
 	}
+	return searchSegment(f, addr)
+}
+
+// searchSegment returns the segment of f, sorted and disjoint, that
+// contains addr, or nil.
+func searchSegment(f []segment, addr uint64) *segment {
 	lo, hi := 0, len(f)
 	for lo < hi {
 		h := int(uint(lo+hi) >> 1)
@@ -124,9 +138,9 @@ func (m *SplicedMemory) Bytes(addr uint64) (uint64, []byte) {
 		}
 	}
 	if lo == len(f) || addr < f[lo].start {
-		return 0, nil
+		return nil
 	}
-	return f[lo].start, f[lo].data
+	return &f[lo]
 }
 
 // ReadMemory implements [Memory].

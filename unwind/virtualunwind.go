@@ -99,11 +99,18 @@ func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.R
 // been partly updated. VirtualUnwind does not allocate.
 func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context) (res Result, err error) {
 	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil {
-		if fastUnwind(sm, ht, imageBase, controlPC, *fn, ctx, &res) {
+		if fastUnwind(sm, ht, imageBase, controlPC, fn, ctx, &res) {
 			return res, nil
 		}
 		res = Result{}
 	}
+	err = u.virtualUnwind(ht, imageBase, controlPC, fn, ctx, &res)
+	return res, err
+}
+
+// virtualUnwind is the general path of VirtualUnwind, for any Memory and
+// every kind of unwind information; res must be zero on entry.
+func (u *Unwinder) virtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, res *Result) (err error) {
 	r := newReader(u.Memory)
 	defer r.release()
 
@@ -112,22 +119,22 @@ func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 		res.EstablisherFrame = ctx.Rsp
 		rip, err := r.u64(ctx.Rsp)
 		if err != nil {
-			return res, fmt.Errorf("unwind leaf function at %#x: read return address: %w", controlPC, err)
+			return fmt.Errorf("unwind leaf function at %#x: read return address: %w", controlPC, err)
 		}
 		ctx.Rip = rip
 		ctx.Rsp += 8
-		return res, nil
+		return nil
 	}
 	entry := *fn
 	if entry.Indirect() {
 		if entry, err = resolveIndirect(&r, imageBase, entry); err != nil {
-			return res, err
+			return err
 		}
 	}
 	infoAddr := imageBase + uint64(entry.UnwindData)
 	in, err := readInfo(&r, areaInfo, infoAddr)
 	if err != nil {
-		return res, fmt.Errorf("unwind function at %#x: %w", imageBase+uint64(entry.BeginAddress), err)
+		return fmt.Errorf("unwind function at %#x: %w", imageBase+uint64(entry.BeginAddress), err)
 	}
 
 	// Establisher frame ([clr] VirtualUnwind).
@@ -146,7 +153,7 @@ func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 				}
 				k := codeSlots(in.version(), s)
 				if k == 0 {
-					return res, badCode(infoAddr, i, s, false)
+					return badCode(infoAddr, i, s, false)
 				}
 				i += k
 			}
@@ -161,23 +168,23 @@ func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 		if in.version() < 2 {
 			inProlog := controlPC-imageBase-uint64(entry.BeginAddress) < uint64(in.prolog())
 			if !inProlog {
-				ok, err := u.unwindV1Epilog(&r, imageBase, controlPC, entry, in, ctx, &res)
+				ok, err := u.unwindV1Epilog(&r, imageBase, controlPC, entry, in, ctx, res)
 				if err != nil || ok {
-					return res, err
+					return err
 				}
 			}
 		} else {
-			ok, err := unwindV2Epilog(&r, imageBase, controlPC, entry, in, ctx, &res)
+			ok, err := unwindV2Epilog(&r, imageBase, controlPC, entry, in, ctx, res)
 			if err != nil || ok {
-				return res, err
+				return err
 			}
 		}
 	}
 
 	// Body or prolog: reverse the prolog codes of entry and its parents.
-	primary, pin, err := unwindPrologue(&r, imageBase, controlPC, res.EstablisherFrame, entry, in, ctx, &res)
+	primary, pin, err := unwindPrologue(&r, imageBase, controlPC, res.EstablisherFrame, entry, in, ctx, res)
 	if err != nil {
-		return res, err
+		return err
 	}
 
 	if ht != HandlerNone {
@@ -189,7 +196,7 @@ func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 			}
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // resolveIndirect follows indirect entries (RUNTIME_FUNCTION_INDIRECT).

@@ -1,0 +1,177 @@
+package unwind
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fntable/fntable/internal/jitgen"
+	"github.com/fntable/fntable/unwindinfo"
+)
+
+// The fast path (fast.go) runs only when the Memory is a *SplicedMemory.
+// These tests unwind the same frames through a SplicedMemory and through
+// wrappers that hide it (the general path over ByteSource, and over
+// ReadMemory alone), and require the same registers, results and errors.
+
+// byteSourceMemory hides a SplicedMemory's type but keeps its ByteSource.
+type byteSourceMemory struct{ *SplicedMemory }
+
+// readOnlyMemory hides a SplicedMemory behind ReadMemory alone.
+type readOnlyMemory struct{ m *SplicedMemory }
+
+func (r readOnlyMemory) ReadMemory(p []byte, addr uint64) (int, error) {
+	return r.m.ReadMemory(p, addr)
+}
+
+// fastCompare unwinds ctx three ways and reports the first difference.
+func fastCompare(mem *SplicedMemory, fns FunctionTable, ht HandlerType, imageBase uint64, fn *unwindinfo.RuntimeFunction, ctx Context) error {
+	type out struct {
+		ctx Context
+		res Result
+		err string
+	}
+	run := func(m Memory) out {
+		c := ctx
+		u := Unwinder{Memory: m, Functions: fns}
+		res, err := u.VirtualUnwind(ht, imageBase, ctx.Rip, fn, &c)
+		o := out{ctx: c, res: res}
+		if err != nil {
+			o.err = err.Error()
+			o.ctx, o.res = Context{}, Result{} // partly updated: not compared
+		}
+		return o
+	}
+	want := run(byteSourceMemory{mem})
+	for _, m := range []Memory{mem, readOnlyMemory{mem}} {
+		got := run(m)
+		if got != want {
+			return fmt.Errorf("%T: ctx %+v res %+v err %q; general path (ByteSource): ctx %+v res %+v err %q",
+				m, got.ctx, got.res, got.err, want.ctx, want.res, want.err)
+		}
+	}
+	return nil
+}
+
+// TestFastPathMatchesGeneral unwinds generated functions at every
+// instruction boundary, with every feature jitgen has, through both paths;
+// then again with stacks cut short and with damaged unwind information.
+func TestFastPathMatchesGeneral(t *testing.T) {
+	nfn := 1500
+	if testing.Short() {
+		nfn = 300
+	}
+	const seed = 0x5eed_fa57_0000_0001
+	rng := rand.New(rand.NewPCG(seed, 1))
+	img := jitgen.Build(jitgen.Config{Functions: nfn, Rare: wdRare}, rng)
+	pts := wdMakePoints(img, rng, seed)
+	const imageBase, stackBase = 0x7ff600000000, 0x10000000
+	img.Base = imageBase
+	stack := make([]byte, wineDiffStackSize)
+	for j := range wineDiffStackSize / 8 {
+		binary.LittleEndian.PutUint64(stack[8*j:], wdMix(seed+uint64(j)))
+	}
+	damaged := append([]byte(nil), img.Bytes...)
+
+	var full, short, broken SplicedMemory
+	full.Add(imageBase, img.Bytes)
+	full.Add(stackBase, stack)
+	short.Add(imageBase, img.Bytes)
+	broken.Add(imageBase, damaged)
+	broken.Add(stackBase, stack)
+
+	failures := 0
+	check := func(what string, mem *SplicedMemory, p *wdTestPoint, ht HandlerType, c Context) {
+		if err := fastCompare(mem, img, ht, imageBase, &img.Table[p.entry], c); err != nil {
+			failures++
+			if failures <= 10 {
+				t.Errorf("%s: function at %#x, rva %#x, handler type %d: %v", what, p.e.Begin, p.in.RVA, ht, err)
+			}
+		}
+	}
+	for i := range pts {
+		p := &pts[i]
+		c := wdInput(p, i, seed, imageBase, stackBase)
+		for ht := range HandlerType(4) {
+			check("full stack", &full, p, ht, c)
+		}
+		// A stack that ends somewhere in the frame: some reads fail, or
+		// reach past the end of the run.
+		cut := c.Rsp - stackBase + uint64(rng.IntN(96))
+		if cut < uint64(len(stack)) {
+			var m SplicedMemory
+			m.Add(imageBase, img.Bytes)
+			m.Add(stackBase, stack[:cut])
+			check("short stack", &m, p, HandlerType(rng.IntN(3)), c)
+		}
+		check("no stack", &short, p, HandlerNone, c)
+	}
+	// Damaged unwind information and code: random bytes changed.
+	for range 20 {
+		copy(damaged, img.Bytes)
+		for range 200 {
+			damaged[rng.IntN(len(damaged))] = byte(rng.Uint32())
+		}
+		for i := range pts {
+			if rng.IntN(4) != 0 {
+				continue
+			}
+			p := &pts[i]
+			check("damaged", &broken, p, HandlerType(rng.IntN(4)), wdInput(p, i, seed, imageBase, stackBase))
+		}
+	}
+	if failures > 0 {
+		t.Errorf("%d differences", failures)
+	}
+}
+
+// FuzzFastPath unwinds arbitrary code, unwind information, register state
+// and stack through both paths, which must agree.
+func FuzzFastPath(f *testing.F) {
+	seeds := []struct{ code, info string }{
+		{"57fff54881ec10010000488d6c243048899df00000004889b5f800000090488b9df0000000488bb5f8000000488da5e00000005d5fc3",
+			"091d09351d642500163424000f530a0122000350017000000002000005060708"},
+		{"5355565741544883ec3090904883c430415c5f5e5d5bc3", "090a06000a5206c004700360025001300002000005060708"},
+		{"5590905dc3", "090002000150001a0002000005060708"},
+		{"55905deb0290c3", "01010100015000000000000000000000"},
+		{"4883ec3048895c241090e90b00000090488b5c24104883c430c3554883ec50488d6c243048895d10e9e3ffffffe90000000090488b5d104883c4505dc3",
+			"210e05350e3402000f530552015000001a0000003d00000000000000010903000934020004520000"},
+		{"c3", "02040300011606000482000000"},
+		{"5553564883ec2090904883c4205e5b5dc3", "010604000642030002300150"},
+	}
+	for i, s := range seeds {
+		code, _ := hex.DecodeString(s.code)
+		info, _ := hex.DecodeString(s.info)
+		f.Add(code, info, make([]byte, 64), uint8(i), uint8(0), uint64(0x5555))
+		f.Add(code, info, make([]byte, 64), uint8(len(code)-3), uint8(1), uint64(0x12345678))
+	}
+	f.Fuzz(func(t *testing.T, code, info, stack []byte, pcOff, ht uint8, seed uint64) {
+		const base, stackBase = 0x140000000, 0x7ff00000
+		const codeRVA, infoRVA = 0x1000, 0x2000
+		var mem SplicedMemory
+		mem.Add(base+codeRVA, code)
+		mem.Add(base+infoRVA, info)
+		mem.Add(stackBase, stack)
+		var ctx Context
+		g := ctx.gpr()
+		for i := range g {
+			g[i] = seed*uint64(i+1) ^ uint64(i)<<56
+		}
+		ctx.Rsp = stackBase + seed%64
+		ctx.Rbp = stackBase + (seed>>8)%64
+		if seed&0x10000 != 0 {
+			ctx.Rbp = ctx.Rsp // frame register values near the stack pointer
+		}
+		ctx.Rip = base + codeRVA + uint64(pcOff)
+		fn := unwindinfo.RuntimeFunction{BeginAddress: codeRVA, EndAddress: codeRVA + uint32(len(code)), UnwindData: infoRVA}
+		if len(info) >= 16 && info[0]&0x20 != 0 {
+			fn.UnwindData |= uint32(seed & 1)
+		}
+		table := NewSortedTable(base, []unwindinfo.RuntimeFunction{fn, {BeginAddress: codeRVA + 0x100, EndAddress: codeRVA + 0x200, UnwindData: infoRVA}})
+		if err := fastCompare(&mem, table, HandlerType(ht%4), base, &fn, ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
