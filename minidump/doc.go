@@ -9,8 +9,8 @@
 // [File.Threads], [File.ThreadInfoList], [File.ThreadNames],
 // [File.Modules], [File.UnloadedModules], [File.MemoryList],
 // [File.Memory64List], [File.MemoryInfoList], [File.Exception],
-// [File.FunctionTables] and [File.MiscInfo]. Any stream,
-// including those not decoded here, can be read raw with
+// [File.FunctionTables], [File.MiscInfo] and [File.BreakpadInfo]. Any
+// stream, including those not decoded here, can be read raw with
 // [File.StreamData]. An accessor for a stream the dump does not have
 // returns nil and no error.
 //

@@ -134,6 +134,8 @@ func exercise(t *testing.T, f *File) {
 	}
 	_, err = f.UnloadedModules()
 	checkErr(t, "UnloadedModules", err)
+	_, err = f.BreakpadInfo()
+	checkErr(t, "BreakpadInfo", err)
 
 	mem, err := f.Memory()
 	checkErr(t, "Memory", err)

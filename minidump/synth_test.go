@@ -165,8 +165,8 @@ func TestOpenOtherFormat(t *testing.T) {
 
 func TestStreamErrors(t *testing.T) {
 	// A stream whose data lies past the end of the file.
-	s := newSynth(11)
-	for i, typ := range []StreamType{ThreadListStream, ModuleListStream, MemoryListStream, ExceptionStream, SystemInfoStream, FunctionTableStream, MiscInfoStream, ThreadInfoListStream, ThreadNamesStream, MemoryInfoListStream, UnloadedModuleListStream} {
+	s := newSynth(12)
+	for i, typ := range []StreamType{ThreadListStream, ModuleListStream, MemoryListStream, ExceptionStream, SystemInfoStream, FunctionTableStream, MiscInfoStream, ThreadInfoListStream, ThreadNamesStream, MemoryInfoListStream, UnloadedModuleListStream, BreakpadInfoStream} {
 		s.stream(i, typ, 0x100, 0x10000)
 	}
 	f := open(t, s.bytes())
@@ -219,6 +219,7 @@ func accessors(f *File) map[string]func() error {
 		"MiscInfo":        func() error { _, err := f.MiscInfo(); return err },
 		"MemoryInfoList":  func() error { _, err := f.MemoryInfoList(); return err },
 		"UnloadedModules": func() error { _, err := f.UnloadedModules(); return err },
+		"BreakpadInfo":    func() error { _, err := f.BreakpadInfo(); return err },
 	}
 }
 

@@ -312,6 +312,15 @@ func TestBreakpadX86(t *testing.T) {
 	dumpEq(t, "ProcessUserTime", mi.ProcessUserTime, wmi, "process_user_time")
 	dumpEq(t, "ProcessKernelTime", mi.ProcessKernelTime, wmi, "process_kernel_time")
 
+	bi, err := f.BreakpadInfo()
+	if err != nil || bi == nil {
+		t.Fatalf("BreakpadInfo = %v, %v", bi, err)
+	}
+	wbi := sections(secs, "MDRawBreakpadInfo")[0]
+	dumpEq(t, "Validity", bi.Validity, wbi, "validity")
+	dumpEq(t, "DumpThreadId", bi.DumpThreadId, wbi, "dump_thread_id")
+	dumpEq(t, "RequestingThreadId", bi.RequestingThreadId, wbi, "requesting_thread_id")
+
 	if ft, err := f.FunctionTables(); ft != nil || err != nil {
 		t.Errorf("FunctionTables = %v, %v; the dump has none", ft, err)
 	}
