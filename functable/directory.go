@@ -9,13 +9,13 @@ import (
 )
 
 // The directory answers lookups. It cuts the address space into chunks of
-// 64 KiB; each chunk has a slot that points to the list of the tables
+// 16 KiB; each chunk has a slot that points to the list of the tables
 // whose ranges intersect the chunk, sorted by start. A lookup loads the
 // slot of its PC's chunk and searches that short list: its cost does not
 // grow with the number of tables, only with the number of tables that
 // share one chunk.
 //
-// Slots live in pages of 4096 (256 MiB of address space), created when a
+// Slots live in pages of 4096 (64 MiB of address space), created when a
 // table first needs one and dropped when their last table goes; the
 // directory's top level is the sorted list of pages.
 //
@@ -27,42 +27,53 @@ import (
 // as a lookup still reads it. Writers are serialised by the registry's
 // mutex.
 //
-// Tables may span many chunks (up to 4 GiB, 65,536 chunks): such a table
+// Tables may span many chunks (up to 4 GiB, 262,144 chunks): such a table
 // is in the list of every chunk it touches, and the chunks it covers
 // entirely share one list, allocated once.
 
 const (
-	chunkShift = 16 // a chunk is 64 KiB
+	chunkShift = 14 // a chunk is 16 KiB
 	chunkSize  = 1 << chunkShift
 	pageBits   = 12 // chunks per page: 4096
 	pageMask   = 1<<pageBits - 1
-	pageShift  = chunkShift + pageBits // a page covers 256 MiB
+	pageShift  = chunkShift + pageBits // a page covers 64 MiB
 )
 
-// dent is a table in a chunk's list: its range and, for a plain static
-// table (Table.plain), what a lookup needs to search its entries without
-// loading the Table.
+// dent is a table in a chunk's list: where it starts and, for a plain
+// static table (Table.plain), its entries, so that a lookup searches them
+// without loading the Table. A lookup needs no end: the entries tell
+// whether a PC is past the last of them.
 type dent struct {
-	min, max uint64
-	t        *Table
-	fns      *unwindinfo.RuntimeFunction // plain tables: the first entry; otherwise nil
-	n        int                         // plain tables: the number of entries
-	base     uint64                      // plain tables: the base of their RVAs
+	min uint64
+	t   *Table
+	fns *unwindinfo.RuntimeFunction // plain tables: the first entry; otherwise nil
+	n   int                         // plain tables: the number of entries
 }
 
 func newDent(s span) dent {
-	d := dent{min: s.min, max: s.max, t: s.t}
+	d := dent{min: s.min, t: s.t}
 	if t := s.t; t.plain {
-		d.fns, d.n, d.base = &t.entries[0], len(t.entries), t.base
+		d.fns, d.n = &t.entries[0], len(t.entries)
 	}
 	return d
 }
 
-// find returns the entry of a plain table that contains rva, or nil: the
-// last entry whose BeginAddress is <= rva, if its EndAddress is > rva.
-// Like directory.find, it walks the entries with pointer arithmetic.
-func (d *dent) find(rva uint32) *unwindinfo.RuntimeFunction {
+// find returns the entry of a plain table that contains pc, or nil, and
+// the base of its RVAs: the last entry whose BeginAddress is <= pc's RVA,
+// if its EndAddress is above it. The first entry starts the table's
+// range, so the base is min minus its BeginAddress. Like
+// directory.find, it walks the entries with pointer arithmetic.
+func (d *dent) find(pc uint64) (*unwindinfo.RuntimeFunction, uint64) {
 	f, n := d.fns, d.n
+	base := d.min - uint64(f.BeginAddress)
+	if pc-base > 0xffffffff {
+		return nil, 0
+	}
+	rva := uint32(pc - base)
+	// Past the last entry, which ends the range: a miss, without a search.
+	if last := (*unwindinfo.RuntimeFunction)(unsafe.Add(unsafe.Pointer(f), uintptr(n-1)*unsafe.Sizeof(*f))); rva >= last.EndAddress {
+		return nil, 0
+	}
 	for n > 1 {
 		half := n >> 1
 		if m := (*unwindinfo.RuntimeFunction)(unsafe.Add(unsafe.Pointer(f), uintptr(half)*unsafe.Sizeof(*f))); m.BeginAddress <= rva {
@@ -71,9 +82,9 @@ func (d *dent) find(rva uint32) *unwindinfo.RuntimeFunction {
 		n -= half
 	}
 	if rva < f.BeginAddress || rva >= f.EndAddress {
-		return nil
+		return nil, 0
 	}
-	return f
+	return f, base
 }
 
 // A list is one allocation of n+1 dents: a header whose min is n, then
@@ -132,7 +143,8 @@ func (d *directory) storePages(ents []topEntry) {
 	d.top.Store(&n[0])
 }
 
-// find returns the dent of the table whose range contains pc, or nil.
+// find returns the dent of the last table that starts at or before pc in
+// pc's chunk, or nil: the only table whose range may contain pc.
 // It indexes the top level and the list with pointer arithmetic rather
 // than through slices: their headers give the lengths, and slices would
 // add checks that cost as much as the searches.
@@ -170,7 +182,7 @@ func (d *directory) find(pc uint64) *dent {
 		}
 		n -= half
 	}
-	if pc < f.min || pc >= f.max {
+	if pc < f.min {
 		return nil
 	}
 	return f
@@ -364,7 +376,7 @@ func (d *directory) overlapping(min, max uint64) *Table {
 		ss := spansOf(h)
 		for j := len(ss) - 1; j >= 0; j-- {
 			if ss[j].min < max {
-				if ss[j].max > min {
+				if ss[j].t.max > min {
 					o = ss[j].t
 				}
 				return
@@ -385,7 +397,7 @@ func (d *directory) each(f func(s span)) {
 			}
 			for _, s := range spansOf(h) {
 				if s.t != prev {
-					f(span{s.min, s.max, s.t})
+					f(span{s.min, s.t.max, s.t})
 					prev = s.t
 				}
 			}

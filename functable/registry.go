@@ -290,21 +290,26 @@ func (r *Registry) register(t *Table) error {
 
 // note records a change for the next snapshot, under the writer lock.
 func (r *Registry) note(c change) {
+	r.dirty.Store(true)
 	switch {
 	case r.stale:
 	case len(r.pending) == maxPending:
+		// The snapshot will be rebuilt: let the collector have it now.
 		r.pending, r.stale = nil, true
+		r.snap.Store(nil)
 	default:
 		r.pending = append(r.pending, c)
 	}
-	r.dirty.Store(true)
 }
 
 // snapshot returns the ordered snapshot of the tables, bringing it up to
 // date first if changes are pending.
 func (r *Registry) snapshot() *index {
 	if !r.dirty.Load() {
-		return r.snap.Load()
+		// Nil if a change came after the load of dirty.
+		if ix := r.snap.Load(); ix != nil {
+			return ix
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -539,13 +544,15 @@ func (r *Registry) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, 
 		return nil, 0, false
 	}
 	if d.fns != nil {
-		// pc is in the table's range, so its RVA fits in 32 bits.
-		if fn := d.find(uint32(pc - d.base)); fn != nil {
-			return fn, d.base, true
+		if fn, base := d.find(pc); fn != nil {
+			return fn, base, true
 		}
 		return nil, 0, false
 	}
 	t := d.t
+	if pc >= t.max {
+		return nil, 0, false
+	}
 	fn := t.lookup(pc)
 	if fn == nil {
 		return nil, 0, false
@@ -555,7 +562,7 @@ func (r *Registry) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, 
 
 // Table returns the registered table whose range contains pc, or nil.
 func (r *Registry) Table(pc uint64) *Table {
-	if d := r.dir.find(pc); d != nil {
+	if d := r.dir.find(pc); d != nil && pc < d.t.max {
 		return d.t
 	}
 	return nil
