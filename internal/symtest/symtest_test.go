@@ -4,8 +4,10 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -112,6 +114,33 @@ func TestWriteBench(t *testing.T) {
 		os.Remove(link)
 		if err := os.Symlink(b.path, link); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestPrograms runs the test programs: they are real programs, and the
+// SQLite one queries an in-memory database.
+func TestPrograms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds SQLite")
+	}
+	stripped, _ := SplitDebug(t)
+	for _, c := range []struct {
+		name, path, want string
+	}{
+		{"sqlite", SQLite(t), "6 one,two,three\n"},
+		{"cpp", CPP(t), "circle=7\nrect=13\n"},
+		{"go", Go(t), "5,6 6,5 "},
+		{"gostripped", GoStripped(t), "5,6 6,5 "},
+		{"split", stripped, ""},
+	} {
+		out, err := exec.Command(c.path).Output()
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%s printed %q, want it to contain %q", c.name, out, c.want)
 		}
 	}
 }
