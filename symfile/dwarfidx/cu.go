@@ -23,7 +23,8 @@ const (
 // cuData is one compilation unit, parsed.
 type cuData struct {
 	nodes []node
-	spans []span // address → innermost node, sorted and disjoint
+	spans []span      // address → innermost node, sorted and disjoint
+	index sparseIndex // over the spans' start addresses
 	lines *lineTable
 	funcs []symfile.Symbol
 }
@@ -204,6 +205,11 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 		n.attrs = dieNames{}
 	}
 	cu.spans = segment(ranges, true)
+	starts := make([]uint64, len(cu.spans))
+	for i, sp := range cu.spans {
+		starts[i] = sp.lo
+	}
+	cu.index = newSparseIndex(starts)
 	for _, rg := range ranges {
 		if n := &cu.nodes[rg.ord]; n.subprogram {
 			cu.funcs = append(cu.funcs, symfile.Symbol{Name: n.name, Addr: rg.lo, Size: rg.hi - rg.lo, Kind: symfile.KindFunction})

@@ -99,6 +99,15 @@ func findSpan(spans []span, pc uint64) (span, bool) {
 	return spans[i], true
 }
 
+// span returns the span of the unit containing pc.
+func (cu *cuData) span(pc uint64) (span, bool) {
+	i := cu.index.last(0, len(cu.spans), pc)
+	if i < 0 || cu.spans[i].hi <= pc {
+		return span{}, false
+	}
+	return cu.spans[i], true
+}
+
 // New indexes d. It reads only the compilation units' own DIEs; a unit's
 // other DIEs and its line table are read on the first query that needs
 // them. File names come from debug/dwarf's line reader, which cleans
@@ -500,7 +509,7 @@ func (x *Index) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err
 	}
 	// A unit parsed in part answers for what it has; its error is
 	// returned only when that is nothing.
-	s, ok := findSpan(cu.spans, addr)
+	s, ok := cu.span(addr)
 	if !ok {
 		if x.opts.Lines && cu.lines != nil {
 			if r, ok := cu.lines.lookup(addr); ok {

@@ -451,3 +451,26 @@ func TestProgressCancel(t *testing.T) {
 		t.Errorf("canceled load: %v", err)
 	}
 }
+
+// TestSparseIndex checks sparseIndex.last against a linear scan over
+// runs that start and end inside and across blocks.
+func TestSparseIndex(t *testing.T) {
+	keys := make([]uint64, 1000)
+	for i := range keys {
+		keys[i] = uint64(i/3) * 4 // duplicates: the last of equal keys wins
+	}
+	s := newSparseIndex(keys)
+	for _, run := range [][2]int{{0, 1000}, {0, 1}, {5, 70}, {63, 64}, {64, 129}, {100, 999}, {130, 700}, {999, 1000}} {
+		for v := uint64(0); v <= 1400; v++ {
+			want := -1
+			for i := run[0]; i < run[1]; i++ {
+				if keys[i] <= v {
+					want = i
+				}
+			}
+			if got := s.last(run[0], run[1], v); got != want {
+				t.Fatalf("last(%d, %d, %d) = %d, want %d", run[0], run[1], v, got, want)
+			}
+		}
+	}
+}

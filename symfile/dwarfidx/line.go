@@ -79,8 +79,9 @@ type sequence struct {
 // and the file names, already joined into full paths.
 type lineTable struct {
 	rows  []row
-	seqs  []sequence // sorted by hi, as LLVM's DWARFDebugLine sorts them
-	files []string   // by file index as the rows and DW_AT_call_file use it
+	seqs  []sequence  // sorted by hi, as LLVM's DWARFDebugLine sorts them
+	files []string    // by file index as the rows and DW_AT_call_file use it
+	index sparseIndex // over the rows' addresses
 }
 
 // lookup returns the row for pc, as LLVM's lookupAddress chooses it: the
@@ -93,13 +94,12 @@ func (lt *lineTable) lookup(pc uint64) (row, bool) {
 		return row{}, false
 	}
 	s := seqs[i]
-	rows := lt.rows[s.first:s.end]
-	// Last row with addr <= pc; rows[0].addr == s.lo <= pc.
-	j := sort.Search(len(rows), func(j int) bool { return rows[j].addr > pc }) - 1
+	// The last row with addr <= pc; the first row's is s.lo <= pc.
+	j := lt.index.last(int(s.first), int(s.end), pc)
 	if j < 0 {
 		return row{}, false
 	}
-	return rows[j], true
+	return lt.rows[j], true
 }
 
 func (lt *lineTable) file(i uint64) string {
@@ -325,6 +325,11 @@ func sortSeqs(lt *lineTable) {
 			sort.SliceStable(rows, func(i, j int) bool { return rows[i].addr < rows[j].addr })
 		}
 	}
+	addrs := make([]uint64, len(lt.rows))
+	for i, r := range lt.rows {
+		addrs[i] = r.addr
+	}
+	lt.index = newSparseIndex(addrs)
 }
 
 // readEntries reads a DWARF 5 directory or file name table (DWARF5.pdf
