@@ -2,26 +2,21 @@ package symhandler_test
 
 import (
 	"debug/elf"
-	"github.com/fntable/fntable/symfile"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fntable/fntable/internal/testenv"
+	"github.com/fntable/fntable/symfile"
 )
 
-// need skips the test when a program is missing, or fails it when CI is
-// set (CI must have everything).
+// need returns the path of a program, or skips the test (fails it under
+// CI) without it.
 func need(t testing.TB, prog string) string {
 	t.Helper()
-	p, err := exec.LookPath(prog)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("needs %s: %v (CI is set, so this fails instead of skipping)", prog, err)
-		}
-		t.Skipf("needs %s: %v", prog, err)
-	}
-	return p
+	return testenv.Tool(t, prog)
 }
 
 // run runs a command and fails the test with its output on error.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/internal/winetest"
 )
 
@@ -49,13 +50,7 @@ func TestSymLiveProcess(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs linux")
 	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs gcc")
-		}
-		t.Skip("needs gcc")
-	}
+	gcc := testenv.Tool(t, "gcc")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "jit.c")
 	if err := os.WriteFile(src, []byte(jitChild), 0o644); err != nil {

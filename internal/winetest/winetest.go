@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fntable/fntable/internal/testenv"
 )
 
 const (
@@ -75,14 +77,10 @@ func Testdata(t testing.TB, rel string) string {
 	return path
 }
 
-// unavailable reports that the machine lacks something the test needs: the
-// test is skipped, or fails when CI is set, because CI must have everything.
+// unavailable skips the test, or fails it under CI (see internal/testenv).
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format+" (CI is set, so this fails instead of skipping)", args...)
-	}
-	t.Skipf(format, args...)
+	testenv.Unavailable(t, format, args...)
 }
 
 func sharedDir() (string, error) {
