@@ -175,3 +175,27 @@ func FuzzFastPath(f *testing.F) {
 		}
 	})
 }
+
+// TestRunSpareCapacity: bytes past the end of a region's slice, in its
+// spare capacity, are not memory, on either path.
+func TestRunSpareCapacity(t *testing.T) {
+	const base, stackBase = 0x140000000, 0x7ff00000
+	buf := make([]byte, 64)
+	// Version 1, 2 codes: PUSH_NONVOL rbx at 1, ALLOC_SMALL 8 at 2; only
+	// the header is in the region.
+	copy(buf, []byte{1, 4, 2, 0, 0x02, 0x02, 0x01, 0x30})
+	info := buf[:4]
+	var mem SplicedMemory
+	mem.Add(base+0x1000, []byte{0x53, 0x48, 0x83, 0xec, 0x08, 0x90, 0x90, 0xc3})
+	mem.Add(base+0x2000, info)
+	mem.Add(stackBase, make([]byte, 64))
+	fn := unwindinfo.RuntimeFunction{BeginAddress: 0x1000, EndAddress: 0x1008, UnwindData: 0x2000}
+	ctx := Context{Rsp: stackBase, Rip: base + 0x1005}
+	if err := fastCompare(&mem, nil, HandlerNone, base, &fn, ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := ctx
+	if _, err := (&Unwinder{Memory: byteSourceMemory{&mem}}).VirtualUnwind(HandlerNone, base, c.Rip, &fn, &c); err == nil {
+		t.Fatalf("unwind read the codes past the end of the region")
+	}
+}

@@ -221,8 +221,9 @@ func (r *reader) release() {
 // the next read in the same area. A short read returns the bytes read and
 // an error that wraps ErrShortRead.
 func (r *reader) bytes(area int, addr uint64, n int) ([]byte, error) {
-	// The slice returned keeps the capacity of the run, so that a caller
-	// may extend it within the run. Code and unwind information usually
+	// The slice returned keeps the capacity of the run (and no more: a
+	// run's own spare capacity is not memory), so that a caller may
+	// extend it within the run. Code and unwind information usually
 	// share a run (the image or the JIT's code region), stack values
 	// another.
 	c := &r.image
@@ -230,12 +231,12 @@ func (r *reader) bytes(area int, addr uint64, n int) ([]byte, error) {
 		c = &r.stack
 	}
 	if off := addr - c.addr; off < uint64(len(c.b)) && uint64(n) <= uint64(len(c.b))-off {
-		return c.b[off : off+uint64(n)], nil
+		return c.b[off : off+uint64(n) : uint64(len(c.b))], nil
 	}
 	if start, b := r.run(addr); len(b) > 0 {
 		if off := addr - start; uint64(n) <= uint64(len(b))-off {
 			*c = run{start, b}
-			return b[off : off+uint64(n)], nil
+			return b[off : off+uint64(n) : uint64(len(b))], nil
 		}
 	}
 	return r.copyIn(area, addr, n)
