@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/fntable/fntable/internal/testenv"
 )
 
 // Frame is one frame of llvm-symbolizer's answer.
@@ -38,14 +40,10 @@ type Result struct {
 	Frames []Frame
 }
 
-// unavailable reports that the machine lacks something the test needs: the
-// test is skipped, or fails when CI is set, because CI must have everything.
+// unavailable skips the test, or fails it under CI (see internal/testenv).
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format+" (CI is set, so this fails instead of skipping)", args...)
-	}
-	t.Skipf(format, args...)
+	testenv.Unavailable(t, format, args...)
 }
 
 // tool returns the path of a program, or skips the test without it.

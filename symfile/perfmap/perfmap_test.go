@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/symfile"
 )
 
@@ -387,14 +388,10 @@ func lookup(syms []symfile.Symbol, addr uint64) string {
 	return ""
 }
 
-// unavailable skips the test, or fails it when CI is set: CI must have
-// everything the tests need.
+// unavailable skips the test, or fails it under CI (see internal/testenv).
 func unavailable(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format+" (CI is set, so this fails instead of skipping)", args...)
-	}
-	t.Skipf(format, args...)
+	testenv.Unavailable(t, format, args...)
 }
 
 func BenchmarkParse100k(b *testing.B) {
