@@ -45,8 +45,12 @@ var benchEntries = func() []unwindinfo.RuntimeFunction {
 // benchRegistry returns a registry with n static tables in pages 0..n-1,
 // and, if callback, a callback table in page n+1.
 func benchRegistry(tb testing.TB, n int, callback bool) *Registry {
+	return benchRegistryOpts(tb, n, callback, Options{})
+}
+
+func benchRegistryOpts(tb testing.TB, n int, callback bool, opts Options) *Registry {
 	tb.Helper()
-	r, err := New(Options{})
+	r, err := New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -110,10 +114,24 @@ func BenchmarkLookup(b *testing.B) {
 // halves: ns/op, B/op and allocs/op are per add plus delete, add-ns/op and
 // delete-ns/op per add and per delete. The garbage collection the updates
 // cause is included.
-func BenchmarkAddDelete(b *testing.B) {
+func BenchmarkAddDelete(b *testing.B) { benchAddDelete(b, Options{}) }
+
+// BenchmarkAddDeletePublished is BenchmarkAddDelete with the table list
+// published (Options.Publish): the difference is what keeping the shared
+// copy costs.
+func BenchmarkAddDeletePublished(b *testing.B) {
+	r, err := New(Options{Publish: true})
+	if err != nil {
+		b.Skip(err)
+	}
+	r.Close()
+	benchAddDelete(b, Options{Publish: true})
+}
+
+func benchAddDelete(b *testing.B, opts Options) {
 	for _, n := range benchTableCounts {
 		b.Run(fmt.Sprintf("tables=%d", n), func(b *testing.B) {
-			r := benchRegistry(b, n, false)
+			r := benchRegistryOpts(b, n, false, opts)
 			defer r.Close()
 			next := benchBase + uint64(n+2)*benchPage
 			tables := make([]*Table, benchBatch)

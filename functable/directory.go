@@ -58,35 +58,6 @@ func newDent(s span) dent {
 	return d
 }
 
-// find returns the entry of a plain table that contains pc, or nil, and
-// the base of its RVAs: the last entry whose BeginAddress is <= pc's RVA,
-// if its EndAddress is above it. The first entry starts the table's
-// range, so the base is min minus its BeginAddress. Like
-// directory.find, it walks the entries with pointer arithmetic.
-func (d *dent) find(pc uint64) (*unwindinfo.RuntimeFunction, uint64) {
-	f, n := d.fns, d.n
-	base := d.min - uint64(f.BeginAddress)
-	if pc-base > 0xffffffff {
-		return nil, 0
-	}
-	rva := uint32(pc - base)
-	// Past the last entry, which ends the range: a miss, without a search.
-	if last := (*unwindinfo.RuntimeFunction)(unsafe.Add(unsafe.Pointer(f), uintptr(n-1)*unsafe.Sizeof(*f))); rva >= last.EndAddress {
-		return nil, 0
-	}
-	for n > 1 {
-		half := n >> 1
-		if m := (*unwindinfo.RuntimeFunction)(unsafe.Add(unsafe.Pointer(f), uintptr(half)*unsafe.Sizeof(*f))); m.BeginAddress <= rva {
-			f = m
-		}
-		n -= half
-	}
-	if rva < f.BeginAddress || rva >= f.EndAddress {
-		return nil, 0
-	}
-	return f, base
-}
-
 // A list is one allocation of n+1 dents: a header whose min is n, then
 // the n dents, sorted by min. A slot points to the header; lists are
 // never modified once stored.
@@ -143,18 +114,22 @@ func (d *directory) storePages(ents []topEntry) {
 	d.top.Store(&n[0])
 }
 
-// find returns the dent of the last table that starts at or before pc in
-// pc's chunk, or nil: the only table whose range may contain pc.
-// It indexes the top level and the list with pointer arithmetic rather
-// than through slices: their headers give the lengths, and slices would
-// add checks that cost as much as the searches.
-func (d *directory) find(pc uint64) *dent {
+// lookup returns the dent of the last table that starts at or before pc
+// in pc's chunk, or nil: the only table whose range may contain pc. If
+// that table is plain, it also returns its entry that contains pc, or
+// nil, and the base of its RVAs.
+//
+// It indexes the top level, the list and the entries with pointer
+// arithmetic rather than through slices: their headers give the lengths,
+// and slices would add checks that cost as much as the searches. It is
+// one function so that a lookup makes one call.
+func (d *directory) lookup(pc uint64) (*dent, *unwindinfo.RuntimeFunction, uint64) {
 	h := d.top.Load()
 	k := pc >> pageShift
 	// The last page with key <= k (the first if none).
 	n := int(h.key)
 	if n == 0 {
-		return nil
+		return nil, nil, 0
 	}
 	e := topAt(h, 1)
 	for n > 1 {
@@ -165,32 +140,63 @@ func (d *directory) find(pc uint64) *dent {
 		n -= half
 	}
 	if e.key != k {
-		return nil
+		return nil, nil, 0
 	}
 	l := e.pg.slots[(pc>>chunkShift)&pageMask].Load()
 	if l == nil {
-		return nil
+		return nil, nil, 0
 	}
 	// The last dent with min <= pc (the first if none); lists are never
 	// empty.
 	n = int(l.min)
-	f := dentAt(l, 1)
+	t := dentAt(l, 1)
 	for n > 1 {
 		half := n >> 1
-		if m := dentAt(f, half); m.min <= pc {
+		if m := dentAt(t, half); m.min <= pc {
+			t = m
+		}
+		n -= half
+	}
+	if pc < t.min {
+		return nil, nil, 0
+	}
+	if t.fns == nil {
+		return t, nil, 0
+	}
+	// A plain table: the last entry whose BeginAddress is <= pc's RVA,
+	// if its EndAddress is above it. The first entry starts the table's
+	// range, so the base is min minus its BeginAddress.
+	f, n := t.fns, t.n
+	base := t.min - uint64(f.BeginAddress)
+	if pc-base > 0xffffffff {
+		return t, nil, 0
+	}
+	rva := uint32(pc - base)
+	// Past the last entry, which ends the range: a miss, without a search.
+	if rva >= fnAt(f, n-1).EndAddress {
+		return t, nil, 0
+	}
+	for n > 1 {
+		half := n >> 1
+		if m := fnAt(f, half); m.BeginAddress <= rva {
 			f = m
 		}
 		n -= half
 	}
-	if pc < f.min {
-		return nil
+	if rva >= f.EndAddress {
+		return t, nil, 0
 	}
-	return f
+	return t, f, base
 }
 
 // topAt returns the entry i places after e in its allocation.
 func topAt(e *topEntry, i int) *topEntry {
 	return (*topEntry)(unsafe.Add(unsafe.Pointer(e), uintptr(i)*unsafe.Sizeof(topEntry{})))
+}
+
+// fnAt returns the entry i places after f in its array.
+func fnAt(f *unwindinfo.RuntimeFunction, i int) *unwindinfo.RuntimeFunction {
+	return (*unwindinfo.RuntimeFunction)(unsafe.Add(unsafe.Pointer(f), uintptr(i)*unsafe.Sizeof(*f)))
 }
 
 // dentAt returns the dent i places after d in its allocation.

@@ -539,21 +539,18 @@ func (r *Registry) DeleteGrowableFunctionTable(t *Table) error {
 // callback does). It implements unwind.FunctionTable; indirect entries
 // are returned as they are (unwind.Lookup resolves them).
 func (r *Registry) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, uint64, bool) {
-	d := r.dir.find(pc)
-	if d == nil {
-		return nil, 0, false
+	d, fn, base := r.dir.lookup(pc)
+	if fn != nil {
+		return fn, base, true
 	}
-	if d.fns != nil {
-		if fn, base := d.find(pc); fn != nil {
-			return fn, base, true
-		}
+	if d == nil || d.fns != nil {
 		return nil, 0, false
 	}
 	t := d.t
 	if pc >= t.max {
 		return nil, 0, false
 	}
-	fn := t.lookup(pc)
+	fn = t.lookup(pc)
 	if fn == nil {
 		return nil, 0, false
 	}
@@ -562,7 +559,7 @@ func (r *Registry) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, 
 
 // Table returns the registered table whose range contains pc, or nil.
 func (r *Registry) Table(pc uint64) *Table {
-	if d := r.dir.find(pc); d != nil && pc < d.t.max {
+	if d, _, _ := r.dir.lookup(pc); d != nil && pc < d.t.max {
 		return d.t
 	}
 	return nil
