@@ -267,7 +267,7 @@ func (h *Handler) openImage(ctx context.Context, m *Module, file string, dsl *De
 	}
 	if file != "" && m.req.TimeDateStamp != 0 && dsl != nil && h.Options()&SYMOPT_SECURE == 0 {
 		name := baseName(file)
-		path, err := h.searchPath().client.FetchImage(ctx, name, m.req.TimeDateStamp, uint32(m.Size), h.progress(ctx, "download", name, dsl))
+		path, err := h.serverClient(h.searchPath()).FetchImage(ctx, name, m.req.TimeDateStamp, uint32(m.Size), h.progress(ctx, "download", name, dsl))
 		if err == nil {
 			f, err := os.Open(path)
 			if err == nil {
@@ -351,10 +351,7 @@ func (h *Handler) findDebugFile(ctx context.Context, m *Module, image string, id
 	if len(ident.BuildID) == 0 {
 		return nil, nil, "", false
 	}
-	client := sp.client
-	if secure {
-		client = sp.local
-	}
+	client := h.serverClient(sp)
 	name := fmt.Sprintf("%x", ident.BuildID)
 	path, err := client.FetchDebuginfo(ctx, ident.BuildID, symsrv.KindDebuginfo, h.progress(ctx, "download", name, dsl))
 	if err != nil {
@@ -372,6 +369,19 @@ func (h *Handler) findDebugFile(ctx context.Context, m *Module, image string, id
 	}
 	h.event(SevInfo, EventDebugFileFound, path, "%s: symbols from %s", m.Name, path)
 	return f, f, path, false
+}
+
+// serverClient returns the client to fetch with: the whole search path, or
+// only its directories under SYMOPT_SECURE or when the callback answers
+// true to CBA_CHECK_ENGOPT_DISALLOW_NETWORK_PATHS.
+func (h *Handler) serverClient(sp *searchPath) *symsrv.Client {
+	if h.Options()&SYMOPT_SECURE != 0 || !sp.remote {
+		return sp.local
+	}
+	if h.deliver(CBA_CHECK_ENGOPT_DISALLOW_NETWORK_PATHS, nil) {
+		return sp.local
+	}
+	return sp.client
 }
 
 // crcMatches reports whether the file's CRC-32 (the IEEE polynomial, as

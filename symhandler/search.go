@@ -17,7 +17,8 @@ const defaultDebugDir = "/usr/lib/debug"
 type searchPath struct {
 	raw       string
 	client    *symsrv.Client // every element
-	local     *symsrv.Client // the plain directories only (SYMOPT_SECURE)
+	local     *symsrv.Client // the directories and directory stores only (SYMOPT_SECURE)
+	remote    bool           // the path has server elements
 	dirs      []string       // the plain directories
 	debugDirs []string       // global debug directories
 }
@@ -42,9 +43,14 @@ func parseSearchPath(s string, debugDirs []string) (*searchPath, error) {
 	}
 	sp.local = &symsrv.Client{CacheDir: sp.client.CacheDir}
 	for _, e := range sp.client.Elements {
-		if e.Type == symsrv.ElemDir {
+		switch {
+		case e.Type == symsrv.ElemDir:
 			sp.dirs = append(sp.dirs, e.Path)
 			sp.local.Elements = append(sp.local.Elements, e)
+		case e.Type == symsrv.ElemSymbolServer && !isURL(e.Path):
+			sp.local.Elements = append(sp.local.Elements, e) // a store in a directory
+		case e.Type == symsrv.ElemDebuginfod || e.Type == symsrv.ElemSymbolServer:
+			sp.remote = true
 		}
 	}
 	return sp, nil
@@ -109,6 +115,11 @@ func (sp *searchPath) debugCandidates(image string, buildID []byte, debugLink st
 		}
 	}
 	return byID, byLink
+}
+
+func isURL(s string) bool {
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
 }
 
 func slices2(s []string) []string { return append([]string(nil), s...) }
