@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# symbolize.sh: time llvm-symbolizer, eu-addr2line and package elfsym (through
-# bench/elfsymbolize) on the same binaries and the same addresses, in one run,
-# and print load times and throughput side by side. See bench/README.md.
+# symbolize.sh: time llvm-symbolizer, eu-addr2line, package elfsym (through
+# bench/elfsymbolize) and "fntable sym" (the symbol handler, as users run it)
+# on the same binaries and the same addresses, in one run, and print load
+# times and throughput side by side. See bench/README.md.
 #
 # Usage: bench/symbolize.sh [-runs N] [-keep DIR] [-eu N]
 #   -runs N   timed runs per tool, binary and address set (default 5); median
@@ -16,6 +17,8 @@
 #   llvm-symbolizer --output-style=JSON --inlines --no-demangle --obj=BIN
 #   eu-addr2line -e BIN -f -i -a
 #   elfsymbolize -obj BIN            (JSON in llvm-symbolizer's shape)
+#   fntable sym --json --module BIN  (through the symbol handler: module and
+#                                     symbol lookup, demangling, its JSON)
 # "load" is the median CPU time (user plus system) of a run with the first
 # address only: process start, opening the file and one answer. "addresses/s"
 # is the other 9,999 addresses divided by the median CPU time a run with all of
@@ -60,6 +63,8 @@ for t in go llvm-symbolizer eu-addr2line; do
 done
 
 (cd "$root" && go build -o "$work/elfsymbolize" ./bench/elfsymbolize)
+(cd "$root" && go build -o "$work/fntable" ./cmd/fntable)
+mkdir -p "$work/nosyms"
 (cd "$root" && SYMTEST_BENCH_DIR=$bins go test -count=1 -run '^TestWriteBench$' ./internal/symtest >/dev/null)
 
 # cpu CMD...: the CPU time (user plus system, all threads) of one run in
@@ -85,6 +90,7 @@ tool_cmd() {
 	llvm-symbolizer) echo "llvm-symbolizer --output-style=JSON --inlines --no-demangle --obj=$2" ;;
 	eu-addr2line) echo "eu-addr2line -e $2 -f -i -a" ;;
 	elfsym) echo "$work/elfsymbolize -obj $2" ;;
+	fntable-sym) echo "$work/fntable sym --json --symbol-path $work/nosyms --module $2" ;;
 	esac
 }
 
@@ -94,7 +100,7 @@ for b in sqlite cpp go split; do
 	bin=$bins/$b
 	head -1 "$bins/$b.addrs" >"$work/first"
 	head -"$eu" "$bins/$b.addrs" >"$work/eu"
-	for t in llvm-symbolizer eu-addr2line elfsym; do
+	for t in llvm-symbolizer eu-addr2line elfsym fntable-sym; do
 		# shellcheck disable=SC2046
 		set -- $(tool_cmd "$t" "$bin")
 		all_in=$bins/$b.addrs

@@ -116,3 +116,18 @@ func TestSymText(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendJSONString checks the hand-written JSON against encoding/json.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uote\back`, "tab\tnl\ncr\r", "\x00\x01\x1f", "ü€😀", "bad\xffutf8\xc3", "operator<<"} {
+		var got string
+		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil {
+			t.Errorf("%q: %v", s, err)
+			continue
+		}
+		want := strings.ToValidUTF8(s, "\uFFFD")
+		if got != want {
+			t.Errorf("%q round-trips to %q, want %q", s, got, want)
+		}
+	}
+}
