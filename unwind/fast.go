@@ -333,69 +333,78 @@ func fastEpilog(ip unsafe.Pointer, codes, end, po, rsp uint64, sseg *segment, ct
 		}
 		return fastCodes(ip, codes, end, po, rsp, sseg, ctx, res)
 	}
-	frame := res.EstablisherFrame
+
+	// Emulate the epilog from pc. As in fastCodes, registers change only
+	// once every read has been checked: a read at addr is in the stack's
+	// run if addr-sstart <= slast, and restored has a bit for each
+	// register popped other than RSP, whose address is in ptrs.
 	res.HandlerRoutine, res.HandlerData = 0, 0
-	sstart, stk := sseg.start, sseg.data
-	read := func(addr uint64) (uint64, bool) {
-		off := addr - sstart
-		if off >= uint64(len(stk)) || uint64(len(stk))-off < 8 {
-			return 0, false
-		}
-		return binary.LittleEndian.Uint64(stk[off:]), true
-	}
 	ptrs := &res.ContextPointers.Integer
-	g := *ctx.gpr()
+	restored := uint32(0)
+	sstart, slast := sseg.start, uint64(len(sseg.data))-8
+	sp := unsafe.Pointer(unsafe.SliceData(sseg.data))
+	g := ctx.gpr()
 	i := 0
-	if code.at(0)&0xf8 == rexW {
-		switch code.at(1) {
+	if code[0]&0xf8 == rexW {
+		switch code[1] {
 		case opAddImm8:
-			g[unwindinfo.RSP] += uint64(int64(int8(code.at(3))))
+			rsp += uint64(int64(int8(code[3])))
 			i = 4
 		case opAddImm:
-			g[unwindinfo.RSP] += uint64(int64(code.i32(3)))
+			rsp += uint64(int64(code.i32(3)))
 			i = 7
 		case opLea:
 			if leaReg >= 0 {
-				if code.at(2)&0xf8 == 0x60 {
-					g[unwindinfo.RSP] = g[leaReg] + uint64(int64(int8(code.at(3))))
+				base := g[leaReg&15]
+				if leaReg == int(unwindinfo.RSP) {
+					base = rsp
+				}
+				if code[2]&0xf8 == 0x60 {
+					rsp = base + uint64(int64(int8(code[3])))
 					i = 4
 				} else {
-					g[unwindinfo.RSP] = g[leaReg] + uint64(int64(code.i32(3)))
+					rsp = base + uint64(int64(code.i32(3)))
 					i = 7
 				}
 			}
 		}
 	}
 	for i < term {
-		var reg int
+		var reg uint32
 		if code.at(i)&0xf8 == opPop {
-			reg = int(code.at(i) & 7)
+			reg = uint32(code.at(i) & 7)
 			i++
 		} else if isREX(code.at(i)) && code.at(i+1)&0xf8 == opPop {
-			reg = int(code.at(i)&1)<<3 | int(code.at(i+1)&7)
+			reg = uint32(code.at(i)&1)<<3 | uint32(code.at(i+1)&7)
 			i += 2
 		} else {
 			break // the F2 prefix
 		}
-		addr := g[unwindinfo.RSP]
-		v, ok := read(addr)
-		if !ok {
+		off := rsp - sstart
+		if off > slast {
 			return false
 		}
-		g[reg] = v
-		ptrs[reg] = addr
-		g[unwindinfo.RSP] += 8
+		ptrs[reg] = rsp
+		rsp += 8
+		if reg == uint32(unwindinfo.RSP) {
+			rsp = ld64(sp, off) + 8
+		} else {
+			restored |= 1 << reg
+		}
 	}
-	rip, ok := read(g[unwindinfo.RSP])
-	if !ok {
+	off := rsp - sstart
+	if off > slast {
 		return false
 	}
-	g[unwindinfo.RSP] += 8
-	if frameReg != 0 {
-		frame = g[unwindinfo.RSP] - 8
+	for m := restored; m != 0; m &= m - 1 {
+		r := bits.TrailingZeros32(m)
+		g[r] = ld64(sp, ptrs[r]-sstart)
 	}
-	*ctx.gpr() = g
-	ctx.Rip = rip
-	res.EstablisherFrame, res.InEpilog = frame, true
+	ctx.Rip = ld64(sp, off)
+	g[unwindinfo.RSP] = rsp + 8
+	if frameReg != 0 {
+		res.EstablisherFrame = rsp
+	}
+	res.InEpilog = true
 	return true
 }
