@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // ElementType says what a search path [Element] is.
@@ -168,7 +169,7 @@ func parseElement(el string) (Element, error) {
 		if err := checkURL(rest); err != nil {
 			return Element{}, err
 		}
-		return Element{Type: ElemDebuginfod, Path: strings.TrimRight(rest, "/")}, nil
+		return Element{Type: ElemDebuginfod, Path: trimURL(rest)}, nil
 	case "symsrv":
 		dll, stores, ok := strings.Cut(rest, "*")
 		if !ok {
@@ -182,6 +183,13 @@ func parseElement(el string) (Element, error) {
 		return parseStores(rest)
 	}
 	return Element{}, fmt.Errorf("unknown keyword %q", keyword)
+}
+
+// trimURL removes a URL's trailing slashes, and the blanks that removing
+// them uncovers (ParsePath trims the blanks around an element, so an
+// element must not end in one for its String to parse back to it).
+func trimURL(u string) string {
+	return strings.TrimRightFunc(u, func(r rune) bool { return r == '/' || unicode.IsSpace(r) })
 }
 
 func parseStores(s string) (Element, error) {
@@ -200,7 +208,7 @@ func parseStores(s string) (Element, error) {
 		if err := checkURL(up); err != nil {
 			return Element{}, err
 		}
-		up = strings.TrimRight(up, "/")
+		up = trimURL(up)
 	}
 	return Element{Type: ElemSymbolServer, Path: up, Downstream: append([]string(nil), down...)}, nil
 }
