@@ -36,7 +36,7 @@ run_wine "$work/functable_bench.exe" "$runs"
 cd "$root"
 go test -count=1 -run '^$' ./functable >/dev/null # build outside the timed run
 echo "running go test -bench ${pin[*]}" >&2
-"${pin[@]}" go test -run '^$' -bench '^Benchmark(Lookup|AddDelete)$' -benchmem -count "$count" ./functable >"$work/go.txt"
+"${pin[@]}" go test -run '^$' -bench '^Benchmark(Lookup|AddDelete|AddDeletePublished)$' -benchmem -count "$count" ./functable >"$work/go.txt"
 echo "running go test -bench (throughput, GOMAXPROCS=$(nproc))" >&2
 go test -run '^$' -bench '^BenchmarkLookup(Readers|WhileWriting)$' -benchmem -count "$count" ./functable >"$work/go-parallel.txt"
 
