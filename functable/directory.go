@@ -249,14 +249,14 @@ func (d *directory) dropPage(k uint64) {
 	d.storePages(slices.Delete(slices.Clone(ents), i, i+1))
 }
 
-// chunks calls f for each chunk that [min, max) intersects, with its
-// page's key and its index in the page, page by page; pages that do not
-// exist are skipped unless create. max > min.
-func (d *directory) chunks(min, max uint64, create bool, f func(pg *page, key uint64, c uint64)) {
-	first, last := min>>chunkShift, (max-1)>>chunkShift
+// chunks calls f for each chunk that [lo, hi) intersects, with its page,
+// the page's key and the chunk's number, page by page; pages that do not
+// exist are skipped unless create. hi > lo.
+func (d *directory) chunks(lo, hi uint64, create bool, f func(pg *page, key uint64, c uint64)) {
+	first, last := lo>>chunkShift, (hi-1)>>chunkShift
 	for c := first; ; {
 		key := c >> pageBits
-		end := min64(last, c|pageMask)
+		end := min(last, c|pageMask)
 		var pg *page
 		if create {
 			pg = d.page(key)
@@ -273,13 +273,6 @@ func (d *directory) chunks(min, max uint64, create bool, f func(pg *page, key ui
 		}
 		c = end + 1
 	}
-}
-
-func min64(a, b uint64) uint64 {
-	if a < b {
-		return a
-	}
-	return b
 }
 
 // insert adds s, which overlaps no span of the directory.
