@@ -169,10 +169,14 @@ func (h *Handler) displayName(l *loaded, name string) string {
 }
 
 // demangleName demangles C++ (Itanium) and Rust (legacy and v0) names;
-// other names (C, Go) are returned as they are.
+// other names (C, Go) are returned as they are. Legacy Rust names lose
+// their hash.
 func demangleName(name string) string {
 	if len(name) < 2 || name[0] != '_' || !strings.HasPrefix(name, "_Z") && !strings.HasPrefix(name, "_R") && !strings.HasPrefix(name, "__Z") {
 		return name
+	}
+	if d, ok := demangleRustLegacy(name); ok {
+		return d
 	}
 	return demangle.Filter(name)
 }
