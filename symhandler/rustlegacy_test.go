@@ -28,3 +28,21 @@ func TestDemangleRustLegacy(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDemangleName: symbol names come from files of any origin; demangling
+// never panics and never hangs.
+func FuzzDemangleName(f *testing.F) {
+	for _, s := range []string{
+		"_ZN3std2rt10lang_start17hf21f289f39ea3723E",
+		"_ZN63_$LT$I$u20$as$u20$core..iter..traits..collect..IntoIterator$GT$9into_iter17hce1048b466159900E",
+		"_RNvCs15kBYyAo9fc_7mycrate7example",
+		"_ZNSt6vectorIiSaIiEE9push_backERKi",
+		"_ZN3foo3barEv", "main", "_Z", "_R",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		demangleName(s)
+		demangleRustLegacy(s)
+	})
+}
