@@ -1,4 +1,8 @@
-// Fntable inspects Windows x64 function tables and unwind information.
+// Fntable makes generated code (JIT code) unwindable and symbolizable with
+// the Windows x64 function-table model: it decodes function tables and
+// unwind information, performs RtlVirtualUnwind steps, symbolizes
+// addresses of processes, dumps and files, and demonstrates the whole job
+// ("fntable demo").
 //
 // Usage:
 //
