@@ -37,6 +37,10 @@ const (
 	// expressions such as "sr...E5value" in enable_if) and prints it
 	// mangled; ours demangles it.
 	catLLVMMangled = "LLVM 14 leaves the name mangled; ours demangles it"
+	// catGoEscape: a Go package path with the linker's escapes
+	// ("entropy/v1%2e0%2e0"), which llvm-symbolizer prints as stored and
+	// ours decodes.
+	catGoEscape = "Go path escapes: LLVM prints %2e, ours decodes it"
 )
 
 var (
@@ -144,6 +148,9 @@ func classify(got []symhandler.Frame, want symtest.Result) string {
 			}
 			if g.Function != x.Function && strings.HasPrefix(x.Function, "_Z") && demangle.Filter(x.Function) == g.Function {
 				cat, g.Function = catLLVMMangled, x.Function
+			}
+			if g.Function != x.Function && strings.Contains(x.Function, "%") && strings.NewReplacer("%2e", ".", "%2f", "/", "%25", "%").Replace(x.Function) == g.Function {
+				cat, g.Function = catGoEscape, x.Function
 			}
 			if g.Function != x.Function && llvmSpelling(g.Function) == x.Function {
 				cat, g.Function = catDemangler, x.Function

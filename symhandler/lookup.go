@@ -168,10 +168,15 @@ func (h *Handler) displayName(l *loaded, name string) string {
 	return d
 }
 
-// demangleName demangles C++ (Itanium) and Rust (legacy and v0) names;
-// other names (C, Go) are returned as they are. Legacy Rust names lose
-// their hash.
+// demangleName demangles C++ (Itanium) and Rust (legacy and v0) names,
+// and undoes the escapes Go's linker puts in package paths
+// ("gopkg.in/yaml%2ev3.Marshal" is gopkg.in/yaml.v3.Marshal); other names
+// (C, plain Go) are returned as they are. Legacy Rust names lose their
+// hash.
 func demangleName(name string) string {
+	if strings.IndexByte(name, '%') >= 0 {
+		return unescapeGo(name)
+	}
 	if len(name) < 2 || name[0] != '_' || !strings.HasPrefix(name, "_Z") && !strings.HasPrefix(name, "_R") && !strings.HasPrefix(name, "__Z") {
 		return name
 	}
@@ -183,3 +188,40 @@ func demangleName(name string) string {
 
 // demangledCache is embedded in loaded.
 type demangledCache = sync.Map
+
+// unescapeGo decodes the %XX escapes of a Go symbol name (the linker's
+// PathToPrefix escapes '.' in a path's last element, '%', '"', blanks,
+// control and non-ASCII bytes). Invalid escapes are left as they are.
+func unescapeGo(name string) string {
+	var b []byte
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '%' && i+2 < len(name) && isHex(name[i+1]) && isHex(name[i+2]) {
+			if b == nil {
+				b = append(make([]byte, 0, len(name)), name[:i]...)
+			}
+			b = append(b, unhex(name[i+1])<<4|unhex(name[i+2]))
+			i += 2
+			continue
+		}
+		if b != nil {
+			b = append(b, c)
+		}
+	}
+	if b == nil {
+		return name
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}

@@ -29,6 +29,20 @@ func TestDemangleRustLegacy(t *testing.T) {
 	}
 }
 
+func TestDemangleGo(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"gopkg.in/yaml%2ev3.Marshal", "gopkg.in/yaml.v3.Marshal"},
+		{"example.com/a%2eb/c%2ed.(*T).M", "example.com/a.b/c.d.(*T).M"},
+		{"main.main", "main.main"},
+		{"bad%zzescape%2", "bad%zzescape%2"},
+		{"x%25y", "x%y"},
+	} {
+		if got := demangleName(c.in); got != c.want {
+			t.Errorf("demangleName(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
 // FuzzDemangleName: symbol names come from files of any origin; demangling
 // never panics and never hangs.
 func FuzzDemangleName(f *testing.F) {
