@@ -48,6 +48,9 @@ func TestVirtualModule(t *testing.T) {
 			defer wg.Done()
 			for i := range per {
 				n := w*per + i
+				if i%100 == 0 {
+					m.Info() // concurrent with AddSymbol
+				}
 				if s, d, ok := h.FromAddr(base + uint64(n)*0x10 + 3); ok && (s.Name != fmt.Sprintf("jit_fn_%d", n) || d != 3) {
 					t.Errorf("FromAddr during additions = %+v +%d", s, d)
 					return

@@ -145,10 +145,12 @@ func (m *Module) Info() ModuleInfo {
 	switch {
 	case m.virtual:
 		info.Type = SymVirtual
+		m.vmu.Lock()
 		if t := m.vtab.Load(); t != nil {
 			info.NumSyms = len(t.syms)
 		}
 		info.NumSyms += len(m.pending)
+		m.vmu.Unlock()
 	case m.state == stateLoaded:
 		l := m.loaded
 		info.Type = l.typ
