@@ -21,15 +21,11 @@ type BreakpadInfo struct {
 // BreakpadInfo decodes the BreakpadInfoStream. It returns nil and no error
 // if the dump has none.
 func (f *File) BreakpadInfo() (*BreakpadInfo, error) {
-	d, ok := f.Stream(BreakpadInfoStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(BreakpadInfoStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r := binread.New("breakpad info", data, int64(d.Location.Rva))
+	r := binread.New("breakpad info", data, int64(rva))
 	b := &BreakpadInfo{Validity: r.U32(), DumpThreadId: r.U32(), RequestingThreadId: r.U32()}
 	if err := r.Err(); err != nil {
 		return nil, formatErr(err, "read breakpad info")

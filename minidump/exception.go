@@ -43,15 +43,11 @@ type Exception struct {
 // the dump has none. A context that cannot be read leaves Context nil and
 // is reported in the error, with the rest decoded.
 func (f *File) Exception() (*Exception, error) {
-	d, ok := f.Stream(ExceptionStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(ExceptionStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r := binread.New("exception stream", data, int64(d.Location.Rva))
+	r := binread.New("exception stream", data, int64(rva))
 	e := &Exception{ThreadId: r.U32()}
 	r.Skip(4) // __alignment
 	x := &e.ExceptionRecord

@@ -118,15 +118,11 @@ type FunctionTable struct {
 // bytes, and the descriptor's SizeOfAlignPad bytes of padding. Tables
 // decoded before a malformed one are returned with the error.
 func (f *File) FunctionTables() (*FunctionTables, error) {
-	d, ok := f.Stream(FunctionTableStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(FunctionTableStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	return decodeFunctionTables(data, int64(d.Location.Rva))
+	return decodeFunctionTables(data, int64(rva))
 }
 
 func decodeFunctionTables(data []byte, rva int64) (*FunctionTables, error) {

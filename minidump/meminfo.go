@@ -56,15 +56,11 @@ const memoryInfoSize = 48
 // of which the first 48 are decoded. It returns nil and no error if the
 // dump has none.
 func (f *File) MemoryInfoList() ([]MemoryInfo, error) {
-	d, ok := f.Stream(MemoryInfoListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(MemoryInfoListStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r, n, err := tableHeader(data, d.Location.Rva, "memory info list", 16, memoryInfoSize, true)
+	r, n, err := tableHeader(data, rva, "memory info list", 16, memoryInfoSize, true)
 	if err != nil {
 		return nil, err
 	}
@@ -103,15 +99,11 @@ const unloadedModuleSize = 24
 // the dump has none. Names that cannot be read are left empty; the modules
 // are returned with the first such error.
 func (f *File) UnloadedModules() ([]UnloadedModule, error) {
-	d, ok := f.Stream(UnloadedModuleListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(UnloadedModuleListStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r, n, err := tableHeader(data, d.Location.Rva, "unloaded module list", 12, unloadedModuleSize, false)
+	r, n, err := tableHeader(data, rva, "unloaded module list", 12, unloadedModuleSize, false)
 	if err != nil {
 		return nil, err
 	}

@@ -26,15 +26,11 @@ const (
 // MemoryList decodes the MemoryListStream. It returns nil and no error if
 // the dump has none.
 func (f *File) MemoryList() ([]MemoryDescriptor, error) {
-	d, ok := f.Stream(MemoryListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(MemoryListStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r, n, err := listCount(data, d.Location.Rva, "memory list", memoryDescriptorSize)
+	r, n, err := listCount(data, rva, "memory list", memoryDescriptorSize)
 	if err != nil {
 		return nil, err
 	}
@@ -62,21 +58,17 @@ type Memory64List struct {
 // Memory64List decodes the Memory64ListStream. It returns nil and no error
 // if the dump has none.
 func (f *File) Memory64List() (*Memory64List, error) {
-	d, ok := f.Stream(Memory64ListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(Memory64ListStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r := binread.New("memory64 list", data, int64(d.Location.Rva))
+	r := binread.New("memory64 list", data, int64(rva))
 	n, base := r.U64(), r.U64()
 	if err := r.Err(); err != nil {
 		return nil, formatErr(err, "read memory64 list")
 	}
 	if n > uint64(r.Len()/memoryDescriptor64Size) {
-		return nil, &FormatError{Off: int64(d.Location.Rva), Msg: fmt.Sprintf("read memory64 list: %d ranges in %d bytes", n, r.Len()), Val: n, Err: ErrTruncated}
+		return nil, &FormatError{Off: int64(rva), Msg: fmt.Sprintf("read memory64 list: %d ranges in %d bytes", n, r.Len()), Val: n, Err: ErrTruncated}
 	}
 	l := &Memory64List{BaseRva: base, Ranges: make([]MemoryDescriptor64, n)}
 	for i := range l.Ranges {
@@ -192,31 +184,6 @@ func (f *File) Memory() (*Memory, error) {
 	m.segs = flatten(srcs)
 	m.cache = make([]segCache, len(m.segs))
 	return m, errs.err()
-}
-
-// threadList decodes the thread list without reading the contexts.
-func (f *File) threadList() ([]Thread, error) {
-	d, ok := f.Stream(ThreadListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
-		return nil, err
-	}
-	r, n, err := listCount(data, d.Location.Rva, "thread list", threadSize)
-	if err != nil {
-		return nil, err
-	}
-	threads := make([]Thread, n)
-	for i := range threads {
-		t := &threads[i]
-		r.Skip(16)
-		t.Teb = r.U64()
-		t.Stack = readMemoryDescriptor(&r)
-		r.Skip(8)
-	}
-	return threads, formatErr(r.Err(), "read thread list")
 }
 
 // flatten returns the visible pieces of ranges given in priority order

@@ -401,15 +401,15 @@ func (f *File) StreamData(d Directory) ([]byte, error) {
 	return b, nil
 }
 
-// stream returns the data of the first stream of type t, or nil, nil when
-// there is none.
-func (f *File) stream(t StreamType) ([]byte, bool, error) {
+// streamData returns the data of the first stream of type t and its file
+// offset; ok is false when the dump has none.
+func (f *File) streamData(t StreamType) (data []byte, rva uint32, ok bool, err error) {
 	d, ok := f.Stream(t)
 	if !ok {
-		return nil, false, nil
+		return nil, 0, false, nil
 	}
-	b, err := f.StreamData(d)
-	return b, err == nil, err
+	data, err = f.StreamData(d)
+	return data, d.Location.Rva, true, err
 }
 
 // ReadString reads the MINIDUMP_STRING at rva: a uint32 length in bytes,

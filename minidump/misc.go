@@ -101,15 +101,11 @@ type MiscInfo struct {
 // the stream is reported in the error, with what the stream holds
 // decoded.
 func (f *File) MiscInfo() (*MiscInfo, error) {
-	d, ok := f.Stream(MiscInfoStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(MiscInfoStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r := binread.New("misc info", data, int64(d.Location.Rva))
+	r := binread.New("misc info", data, int64(rva))
 	m := &MiscInfo{SizeOfInfo: r.U32()}
 	if err := r.Err(); err != nil {
 		return nil, formatErr(err, "read misc info")
@@ -117,10 +113,10 @@ func (f *File) MiscInfo() (*MiscInfo, error) {
 	var sizeErr error
 	size := int(min(m.SizeOfInfo, uint32(len(data))))
 	if m.SizeOfInfo > uint32(len(data)) {
-		sizeErr = &FormatError{Off: int64(d.Location.Rva), Msg: fmt.Sprintf("read misc info: SizeOfInfo beyond the %d-byte stream", len(data)), Val: m.SizeOfInfo, Err: ErrTruncated}
+		sizeErr = &FormatError{Off: int64(rva), Msg: fmt.Sprintf("read misc info: SizeOfInfo beyond the %d-byte stream", len(data)), Val: m.SizeOfInfo, Err: ErrTruncated}
 	}
 	if size < MiscInfoSize {
-		return nil, &FormatError{Off: int64(d.Location.Rva), Msg: "read misc info: too small", Val: m.SizeOfInfo, Err: ErrTruncated}
+		return nil, &FormatError{Off: int64(rva), Msg: "read misc info: too small", Val: m.SizeOfInfo, Err: ErrTruncated}
 	}
 	m.Flags1 = r.U32()
 	m.ProcessId = r.U32()

@@ -145,15 +145,11 @@ const moduleSize = 108
 // has no module list. A name or record that cannot be read is left empty;
 // the modules are returned with the first such error.
 func (f *File) Modules() ([]Module, error) {
-	d, ok := f.Stream(ModuleListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(ModuleListStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r, n, err := listCount(data, d.Location.Rva, "module list", moduleSize)
+	r, n, err := listCount(data, rva, "module list", moduleSize)
 	if err != nil {
 		return nil, err
 	}

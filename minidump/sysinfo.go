@@ -97,15 +97,11 @@ const systemInfoSize = 56
 // the dump has none. A CSD version string that cannot be read leaves
 // CSDVersion empty and is reported in the error, with the rest decoded.
 func (f *File) SystemInfo() (*SystemInfo, error) {
-	d, ok := f.Stream(SystemInfoStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(SystemInfoStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r := binread.New("system info", data, int64(d.Location.Rva))
+	r := binread.New("system info", data, int64(rva))
 	s := &SystemInfo{
 		ProcessorArchitecture: ProcessorArchitecture(r.U16()),
 		ProcessorLevel:        r.U16(),

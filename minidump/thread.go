@@ -76,31 +76,9 @@ func ContextArch(ctx []byte) ProcessorArchitecture {
 // MaxRecordSize) leaves that thread's Context nil; the threads are
 // returned with the first such error.
 func (f *File) Threads() ([]Thread, error) {
-	d, ok := f.Stream(ThreadListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
+	threads, err := f.threadList()
 	if err != nil {
 		return nil, err
-	}
-	r, n, err := listCount(data, d.Location.Rva, "thread list", threadSize)
-	if err != nil {
-		return nil, err
-	}
-	threads := make([]Thread, n)
-	for i := range threads {
-		t := &threads[i]
-		t.ThreadId = r.U32()
-		t.SuspendCount = r.U32()
-		t.PriorityClass = r.U32()
-		t.Priority = r.U32()
-		t.Teb = r.U64()
-		t.Stack = readMemoryDescriptor(&r)
-		t.ThreadContext = readLocation(&r)
-	}
-	if err := r.Err(); err != nil {
-		return nil, formatErr(err, "read thread list") // cannot happen: listCount checked the size
 	}
 	var errs errList
 	b := f.newBudget()
@@ -116,6 +94,30 @@ func (f *File) Threads() ([]Thread, error) {
 		}
 	}
 	return threads, errs.err()
+}
+
+// threadList decodes the thread list without reading the contexts.
+func (f *File) threadList() ([]Thread, error) {
+	data, rva, ok, err := f.streamData(ThreadListStream)
+	if !ok || err != nil {
+		return nil, err
+	}
+	r, n, err := listCount(data, rva, "thread list", threadSize)
+	if err != nil {
+		return nil, err
+	}
+	threads := make([]Thread, n)
+	for i := range threads {
+		t := &threads[i]
+		t.ThreadId = r.U32()
+		t.SuspendCount = r.U32()
+		t.PriorityClass = r.U32()
+		t.Priority = r.U32()
+		t.Teb = r.U64()
+		t.Stack = readMemoryDescriptor(&r)
+		t.ThreadContext = readLocation(&r)
+	}
+	return threads, formatErr(r.Err(), "read thread list") // listCount checked the size
 }
 
 // errList keeps the first of a series of errors and counts the rest, so
@@ -171,15 +173,11 @@ const threadInfoSize = 64
 // the first 64 are decoded. It returns nil and no error if the dump has
 // none.
 func (f *File) ThreadInfoList() ([]ThreadInfo, error) {
-	d, ok := f.Stream(ThreadInfoListStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(ThreadInfoListStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r, n, err := tableHeader(data, d.Location.Rva, "thread info list", 12, threadInfoSize, false)
+	r, n, err := tableHeader(data, rva, "thread info list", 12, threadInfoSize, false)
 	if err != nil {
 		return nil, err
 	}
@@ -209,15 +207,11 @@ const threadNameSize = 12 // #pragma pack(4): ThreadId u32, RvaOfThreadName u64
 // SetThreadDescription). It returns nil and no error if the dump has none.
 // Names that cannot be read are left empty and reported in the error.
 func (f *File) ThreadNames() ([]ThreadName, error) {
-	d, ok := f.Stream(ThreadNamesStream)
-	if !ok {
-		return nil, nil
-	}
-	data, err := f.StreamData(d)
-	if err != nil {
+	data, rva, ok, err := f.streamData(ThreadNamesStream)
+	if !ok || err != nil {
 		return nil, err
 	}
-	r, n, err := listCount(data, d.Location.Rva, "thread names", threadNameSize)
+	r, n, err := listCount(data, rva, "thread names", threadNameSize)
 	if err != nil {
 		return nil, err
 	}
