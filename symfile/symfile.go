@@ -1,8 +1,10 @@
 package symfile
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"strings"
 )
 
 // These are the errors shared by the readers.
@@ -46,6 +48,22 @@ type Symbol struct {
 // End returns Addr+Size.
 func (s Symbol) End() uint64 { return s.Addr + s.Size }
 
+// Compare orders symbols as [Source.Symbols] returns them: by Addr, then
+// by Size descending, then by Name, then by Kind. Use it with
+// slices.SortFunc.
+func Compare(a, b Symbol) int {
+	if c := cmp.Compare(a.Addr, b.Addr); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.Size, a.Size); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Kind, b.Kind)
+}
+
 // Frame is one level of the inline chain at an address.
 type Frame struct {
 	Function string // as stored (the linkage name when the file has one, so mangled); "" when unknown
@@ -58,9 +76,8 @@ type Frame struct {
 // lines and inline frames. All addresses are the file's link-time
 // addresses. Implementations are safe for concurrent use.
 type Source interface {
-	// Symbols returns every symbol, sorted by Addr, then by Size
-	// descending, then by Name. The slice is shared: callers must not
-	// modify it.
+	// Symbols returns every symbol, sorted by [Compare]. The slice is
+	// shared: callers must not modify it.
 	Symbols() []Symbol
 	// Frames appends to dst the frames at addr, innermost inlined call
 	// first and ending with the function that contains addr (the order

@@ -1,7 +1,6 @@
 package symhandler
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -42,11 +41,11 @@ func (m *Module) virtualTable() *symtab {
 	if len(m.pending) == 0 {
 		return t
 	}
-	slices.SortFunc(m.pending, compareSymbols)
+	slices.SortFunc(m.pending, symfile.Compare)
 	merged := make([]symfile.Symbol, 0, len(t.syms)+len(m.pending))
 	i, j := 0, 0
 	for i < len(t.syms) && j < len(m.pending) {
-		if compareSymbols(t.syms[i], m.pending[j]) <= 0 {
+		if symfile.Compare(t.syms[i], m.pending[j]) <= 0 {
 			merged = append(merged, t.syms[i])
 			i++
 		} else {
@@ -59,18 +58,6 @@ func (m *Module) virtualTable() *symtab {
 	nt := newSymtab(merged)
 	m.vtab.Store(nt)
 	return nt
-}
-
-// compareSymbols is the order of symfile.Source.Symbols: Addr, then Size
-// descending, then Name.
-func compareSymbols(a, b symfile.Symbol) int {
-	if c := cmp.Compare(a.Addr, b.Addr); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(b.Size, a.Size); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Name, b.Name)
 }
 
 // ImportPerfMap reads a perf map (/tmp/perf-PID.map: "START SIZE name"

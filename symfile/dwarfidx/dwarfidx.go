@@ -557,23 +557,6 @@ func (x *Index) Functions() []symfile.Symbol {
 		}
 		out = append(out, cu.funcs...)
 	}
-	SortSymbols(out)
+	slices.SortFunc(out, symfile.Compare)
 	return slices.CompactFunc(out, func(a, b symfile.Symbol) bool { return a == b })
-}
-
-// SortSymbols sorts symbols by address, then by size descending, then by
-// name, the order [symfile.Source.Symbols] promises.
-func SortSymbols(s []symfile.Symbol) {
-	slices.SortFunc(s, func(a, b symfile.Symbol) int {
-		if c := cmp.Compare(a.Addr, b.Addr); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(b.Size, a.Size); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Kind, b.Kind)
-	})
 }

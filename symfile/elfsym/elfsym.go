@@ -429,7 +429,7 @@ func (f *File) Symbols() []symfile.Symbol {
 				}
 			}
 		}
-		dwarfidx.SortSymbols(out)
+		slices.SortFunc(out, symfile.Compare)
 		f.syms = slices.Compact(out)
 	})
 	return f.syms

@@ -18,7 +18,6 @@ import (
 	"github.com/fntable/fntable/internal/symtest"
 	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/symfile"
-	"github.com/fntable/fntable/symfile/dwarfidx"
 )
 
 // unavailable skips the test, or fails it under CI (see internal/testenv).
@@ -160,7 +159,7 @@ func TestLayout(t *testing.T) {
 func checkSymbols(t *testing.T, syms []symfile.Symbol) {
 	t.Helper()
 	sorted := slices.Clone(syms)
-	dwarfidx.SortSymbols(sorted)
+	slices.SortFunc(sorted, symfile.Compare)
 	if !slices.Equal(sorted, syms) {
 		t.Error("symbols are not sorted")
 	}

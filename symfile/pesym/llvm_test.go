@@ -654,7 +654,7 @@ func checkSorted(t testing.TB, f *File) {
 		if s.Addr < id.LinkBase || s.End() > id.LinkBase+id.ImageSize || s.End() < s.Addr {
 			t.Fatalf("symbol %d %+v outside the image %#x+%#x", i, s, id.LinkBase, id.ImageSize)
 		}
-		if i > 0 && compareSymbols(syms[i-1], s) >= 0 {
+		if i > 0 && symfile.Compare(syms[i-1], s) >= 0 {
 			t.Fatalf("symbols %d %+v and %d %+v out of order or duplicated", i-1, syms[i-1], i, s)
 		}
 	}

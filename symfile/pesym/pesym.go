@@ -206,19 +206,8 @@ func (f *File) dedupe(syms []symfile.Symbol) []symfile.Symbol {
 		out = append(out, k.s)
 	}
 	// Address and name are now unique: this order is total too.
-	slices.SortFunc(out, compareSymbols)
+	slices.SortFunc(out, symfile.Compare)
 	return slices.Clip(out)
-}
-
-// compareSymbols orders by address, then size descending, then name.
-func compareSymbols(a, b symfile.Symbol) int {
-	switch {
-	case a.Addr != b.Addr:
-		return cmp.Compare(a.Addr, b.Addr)
-	case a.Size != b.Size:
-		return cmp.Compare(b.Size, a.Size)
-	}
-	return strings.Compare(a.Name, b.Name)
 }
 
 // addFunctions gives function symbols at the start of an exception
