@@ -62,10 +62,10 @@ type Handler struct {
 	opts   atomic.Uint32
 	closed atomic.Bool
 
-	mu      sync.Mutex // guards the fields below and serializes module list changes
+	mu      sync.Mutex // guards search and serializes module list changes
 	search  *searchPath
-	cb      *registration
-	modules atomic.Pointer[[]*Module] // sorted by Base; replaced, never changed
+	cb      atomic.Pointer[registration] // the callback; nil when none
+	modules atomic.Pointer[[]*Module]    // sorted by Base; replaced, never changed
 
 	deliv deliverer
 }
@@ -134,12 +134,10 @@ func (h *Handler) RegisterCallback(fn Callback, userContext any) error {
 	if h.closed.Load() {
 		return ErrClosed
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if fn == nil {
-		h.cb = nil
+		h.cb.Store(nil)
 	} else {
-		h.cb = &registration{fn, userContext}
+		h.cb.Store(&registration{fn, userContext})
 	}
 	return nil
 }
@@ -161,9 +159,7 @@ func (h *Handler) send(action Action, data any) (handled, stop bool) {
 	if action == CBA_DEBUG_INFO && h.Options()&SYMOPT_DEBUG == 0 {
 		return false, false
 	}
-	h.mu.Lock()
-	reg := h.cb
-	h.mu.Unlock()
+	reg := h.cb.Load()
 	progress := h.cfg.Progress
 	if reg == nil && progress == nil {
 		return false, false
@@ -184,13 +180,6 @@ func (h *Handler) send(action Action, data any) (handled, stop bool) {
 	}
 	h.deliv.release()
 	return handled, stop
-}
-
-// debugf sends a CBA_DEBUG_INFO line when SYMOPT_DEBUG is set.
-func (h *Handler) debugf(format string, args ...any) {
-	if h.Options()&SYMOPT_DEBUG != 0 {
-		h.deliver(CBA_DEBUG_INFO, fmt.Sprintf(format, args...))
-	}
 }
 
 // event sends a CBA_EVENT.

@@ -266,7 +266,7 @@ func (h *Handler) openImage(ctx context.Context, m *Module, file string, dsl *De
 		}
 	}
 	if file != "" && m.req.TimeDateStamp != 0 && dsl != nil && h.Options()&SYMOPT_SECURE == 0 {
-		name := baseName(file)
+		name := target.BaseName(file)
 		path, err := h.serverClient(h.searchPath()).FetchImage(ctx, name, m.req.TimeDateStamp, uint32(m.Size), h.progress(ctx, "download", name, dsl))
 		if err == nil {
 			f, err := os.Open(path)
@@ -285,17 +285,6 @@ func (h *Handler) openImage(ctx context.Context, m *Module, file string, dsl *De
 		firstErr = errors.New("no image file")
 	}
 	return nil, nil, firstErr
-}
-
-// baseName is the file name of a path in either separator convention (a
-// dump's module names are Windows paths).
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' || p[i] == '\\' {
-			return p[i+1:]
-		}
-	}
-	return p
 }
 
 // findDebugFile looks for a separate debug file of an ELF image: by build

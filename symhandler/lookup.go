@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/ianlancetaylor/demangle"
 
@@ -185,9 +184,6 @@ func demangleName(name string) string {
 	}
 	return demangle.Filter(name)
 }
-
-// demangledCache is embedded in loaded.
-type demangledCache = sync.Map
 
 // unescapeGo decodes the %XX escapes of a Go symbol name (the linker's
 // PathToPrefix escapes '.' in a path's last element, '%', '"', blanks,

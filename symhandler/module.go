@@ -132,7 +132,7 @@ type loaded struct {
 	typ       SymType
 	debugFile string
 	lines     bool
-	demangled demangledCache // raw name → demangled name
+	demangled sync.Map // raw name → demangled name
 }
 
 // Info returns what is known about the module now (SymGetModuleInfo64),
@@ -199,7 +199,7 @@ func (h *Handler) LoadModule(ctx context.Context, req LoadRequest) (*Module, err
 		virtual: req.Flags&SLMFLAG_VIRTUAL != 0, noSyms: req.Flags&SLMFLAG_NO_SYMBOLS != 0}
 	m.Name = req.ModuleName
 	if m.Name == "" {
-		m.Name = baseName(req.ImageName)
+		m.Name = target.BaseName(req.ImageName)
 	}
 	if m.virtual {
 		if req.Size == 0 || m.Name == "" || m.Name == "." {

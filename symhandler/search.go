@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/fntable/fntable/symsrv"
@@ -44,13 +45,13 @@ func parseSearchPath(s string, debugDirs []string) (*searchPath, error) {
 	sp.local = &symsrv.Client{CacheDir: sp.client.CacheDir}
 	for _, e := range sp.client.Elements {
 		switch {
+		case e.Remote():
+			sp.remote = true
 		case e.Type == symsrv.ElemDir:
 			sp.dirs = append(sp.dirs, e.Path)
 			sp.local.Elements = append(sp.local.Elements, e)
-		case e.Type == symsrv.ElemSymbolServer && !isURL(e.Path):
+		case e.Type == symsrv.ElemSymbolServer:
 			sp.local.Elements = append(sp.local.Elements, e) // a store in a directory
-		case e.Type == symsrv.ElemDebuginfod || e.Type == symsrv.ElemSymbolServer:
-			sp.remote = true
 		}
 	}
 	return sp, nil
@@ -93,7 +94,7 @@ func (h *Handler) searchPath() *searchPath {
 // image, in its .debug directory, under each debug directory's copy of the
 // image's directory, and in each search directory.
 func (sp *searchPath) debugCandidates(image string, buildID []byte, debugLink string) (byID, byLink []string) {
-	roots := append(slices2(sp.debugDirs), sp.dirs...)
+	roots := append(slices.Clone(sp.debugDirs), sp.dirs...)
 	if len(buildID) >= 2 {
 		hex := fmt.Sprintf("%x", buildID)
 		for _, r := range roots {
@@ -116,13 +117,6 @@ func (sp *searchPath) debugCandidates(image string, buildID []byte, debugLink st
 	}
 	return byID, byLink
 }
-
-func isURL(s string) bool {
-	l := strings.ToLower(s)
-	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
-}
-
-func slices2(s []string) []string { return append([]string(nil), s...) }
 
 func exists(path string) bool {
 	fi, err := os.Stat(path)

@@ -81,6 +81,12 @@ func (e Element) String() string {
 	return fmt.Sprintf("%v*%s", e.Type, e.Path)
 }
 
+// Remote reports whether the element reaches the network: a debuginfod
+// server, or a symbol store whose upstream is an http(s) URL.
+func (e Element) Remote() bool {
+	return e.Type == ElemDebuginfod || e.Type == ElemSymbolServer && isURL(e.Path)
+}
+
 // isURL reports whether store is an http or https URL.
 func isURL(store string) bool {
 	l := strings.ToLower(store)

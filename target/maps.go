@@ -97,6 +97,6 @@ func ModulesFromMaps(r io.Reader) ([]Module, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("parse maps: %w", err)
 	}
-	sortModules(mods)
+	SortModules(mods)
 	return mods, nil
 }

@@ -50,3 +50,17 @@ func TestModulesFromMapsMalformed(t *testing.T) {
 		}
 	}
 }
+
+func TestBaseName(t *testing.T) {
+	for in, want := range map[string]string{
+		`C:\Windows\System32\ntdll.dll`:   "ntdll.dll",
+		"/lib/x86_64-linux-gnu/libc.so.6": "libc.so.6",
+		"plain":                           "plain",
+		`mixed/dir\file.exe`:              "file.exe",
+		"":                                "",
+	} {
+		if got := BaseName(in); got != want {
+			t.Errorf("BaseName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 )
 
 // ErrStopped is returned by enumerations whose callback returned false.
@@ -61,6 +62,17 @@ type Module struct {
 // End returns Base+Size.
 func (m Module) End() uint64 { return m.Base + m.Size }
 
-func sortModules(mods []Module) {
+// BaseName returns the last element of a module path, Windows or Unix
+// (C:\app\ntdll.dll and /lib/libc.so.6 alike): a dump's module list
+// has Windows paths wherever it is read.
+func BaseName(path string) string {
+	if i := strings.LastIndexAny(path, `\/`); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+// SortModules sorts modules by Base.
+func SortModules(mods []Module) {
 	slices.SortStableFunc(mods, func(a, b Module) int { return cmp.Compare(a.Base, b.Base) })
 }

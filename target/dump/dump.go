@@ -4,7 +4,6 @@ package dump
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/fntable/fntable/minidump"
 	"github.com/fntable/fntable/target"
@@ -49,7 +48,7 @@ func New(f *minidump.File) (*Dump, error) {
 	d := &Dump{f: f, mem: mem}
 	for _, m := range mods {
 		tm := target.Module{
-			Name:          baseName(m.Name),
+			Name:          target.BaseName(m.Name),
 			Path:          m.Name,
 			Base:          m.BaseOfImage,
 			Size:          uint64(m.SizeOfImage),
@@ -62,7 +61,7 @@ func New(f *minidump.File) (*Dump, error) {
 		}
 		d.mods = append(d.mods, tm)
 	}
-	sortModules(d.mods)
+	target.SortModules(d.mods)
 	return d, nil
 }
 
@@ -89,20 +88,4 @@ func (d *Dump) Close() error {
 		return d.f.Close()
 	}
 	return nil
-}
-
-// baseName is the last element of a Windows or Unix path.
-func baseName(p string) string {
-	if i := strings.LastIndexAny(p, `\/`); i >= 0 {
-		return p[i+1:]
-	}
-	return p
-}
-
-func sortModules(mods []target.Module) {
-	for i := 1; i < len(mods); i++ {
-		for j := i; j > 0 && mods[j].Base < mods[j-1].Base; j-- {
-			mods[j], mods[j-1] = mods[j-1], mods[j]
-		}
-	}
 }
