@@ -332,38 +332,28 @@ func layFrame(f *jitgen.Function, in jitgen.Inst, up *unwind.Context, rng *rand.
 	if !put(e, b8[:]) {
 		return unwind.Context{}, false
 	}
+	// Registers the function has not saved still hold the caller's values;
+	// those it saved hold values of its own.
 	regs := *up
-	randomRegs(&regs, rng) // the callee may change any register it saved
 	for _, sv := range st.Saved {
 		if sv.Restored {
 			continue
 		}
 		addr := e - uint64(int64(sv.Slot))
+		r := sv.Reg & 15
 		if sv.XMM {
-			if !put(addr, up.Xmm[sv.Reg&15][:]) {
+			if !put(addr, up.Xmm[r][:]) {
 				return unwind.Context{}, false
 			}
+			binary.LittleEndian.PutUint64(regs.Xmm[r][:8], rng.Uint64())
+			binary.LittleEndian.PutUint64(regs.Xmm[r][8:], rng.Uint64())
 			continue
 		}
-		binary.LittleEndian.PutUint64(b8[:], up.Reg(sv.Reg))
+		binary.LittleEndian.PutUint64(b8[:], up.Reg(r))
 		if !put(addr, b8[:]) {
 			return unwind.Context{}, false
 		}
-	}
-	// Registers the function has not saved still hold the caller's values.
-	saved := map[uint64]bool{}
-	for _, sv := range st.Saved {
-		if !sv.Restored {
-			saved[uint64(sv.Reg)&15|map[bool]uint64{true: 16, false: 0}[sv.XMM]] = true
-		}
-	}
-	for r := range 16 {
-		if !saved[uint64(r)] {
-			regs.SetReg(unwindinfo.Register(r), up.Reg(unwindinfo.Register(r)))
-		}
-		if !saved[uint64(r)|16] {
-			regs.Xmm[r] = up.Xmm[r]
-		}
+		regs.SetReg(r, rng.Uint64())
 	}
 	if st.FrameSet {
 		regs.SetReg(f.Info.FrameRegister, e-uint64(int64(st.FP)))

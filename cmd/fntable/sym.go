@@ -111,7 +111,8 @@ type moduleArg struct {
 }
 
 func parseModuleArg(s string) (moduleArg, error) {
-	file, base, ok := strings.Cut(s, "@")
+	// The last @ separates the base: a file name may contain @.
+	file, base, ok := s, "", false
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
 		file, base, ok = s[:i], s[i+1:], true
 	}
