@@ -13,19 +13,7 @@
 # ../shared/wine/setup-prefix.sh if it does not exist.
 set -euo pipefail
 
-count=5
-runs=7
-keep=
-while [ $# -gt 0 ]; do
-	case $1 in
-	-count) count=$2; shift 2 ;;
-	-runs) runs=$2; shift 2 ;;
-	-keep) keep=$2; shift 2 ;;
-	*) echo "usage: $0 [-count N] [-runs N] [-keep DIR]" >&2; exit 2 ;;
-	esac
-done
-
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.sh" "$@"
 
 # Wine side.
 x86_64-w64-mingw32-gcc -O2 -Wall -o "$work/functable_bench.exe" "$here/wine/functable_bench.c"

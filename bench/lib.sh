@@ -1,7 +1,21 @@
-# lib.sh: what compare.sh and functable.sh share. Source it after parsing
-# the arguments; it sets here, root, shared, pin (a command prefix that pins
-# to one CPU, or nothing) and work (a temporary directory removed on exit),
-# and exports the Wine environment.
+# lib.sh: what compare.sh and functable.sh share. Source it with the
+# script's arguments: it parses -count N (Go benchmark runs, default 5),
+# -runs N (Wine runs, default 7) and -keep DIR into count, runs and keep;
+# sets here, root, shared, pin (a command prefix that pins to one CPU, or
+# nothing) and work (a temporary directory removed on exit); and exports
+# the Wine environment.
+
+count=5
+runs=7
+keep=
+while [ $# -gt 0 ]; do
+	case $1 in
+	-count) count=$2; shift 2 ;;
+	-runs) runs=$2; shift 2 ;;
+	-keep) keep=$2; shift 2 ;;
+	*) echo "usage: $0 [-count N] [-runs N] [-keep DIR]" >&2; exit 2 ;;
+	esac
+done
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
