@@ -40,7 +40,6 @@ func newBuilder(addr uint64) *builder {
 
 func (bl *builder) put32(off uint64, v uint32) { binary.LittleEndian.PutUint32(bl.b[off:], v) }
 func (bl *builder) put64(off uint64, v uint64) { binary.LittleEndian.PutUint64(bl.b[off:], v) }
-func (bl *builder) get64(off uint64) uint64    { return binary.LittleEndian.Uint64(bl.b[off:]) }
 
 // alloc appends n zero bytes, 16-aligned, and returns their offset.
 func (bl *builder) alloc(n int) uint64 {
