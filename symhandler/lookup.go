@@ -48,6 +48,13 @@ type Location struct {
 // module (the failure was reported through the callbacks); an error is
 // returned only when the debug information is there but unreadable.
 func (h *Handler) Symbolize(ctx context.Context, addr uint64) (Location, error) {
+	return h.locate(ctx, addr, true)
+}
+
+// locate finds addr's module and symbol and, with frames, its inline
+// frames (which cost a line-table and DIE lookup that FromAddr does not
+// need).
+func (h *Handler) locate(ctx context.Context, addr uint64, frames bool) (Location, error) {
 	loc := Location{Address: addr}
 	if addr == 0 && h.Options()&SYMOPT_ALLOW_ZERO_ADDRESS == 0 {
 		return loc, nil
@@ -62,7 +69,9 @@ func (h *Handler) Symbolize(ctx context.Context, addr uint64) (Location, error) 
 		if i := t.find(addr); i >= 0 {
 			s := h.symbol(m, nil, t.syms[i], 0)
 			loc.Symbol, loc.Displacement = &s, addr-s.Address
-			loc.Frames = []Frame{{Function: s.Name}}
+			if frames {
+				loc.Frames = []Frame{{Function: s.Name}}
+			}
 		}
 		return loc, nil
 	}
@@ -74,6 +83,9 @@ func (h *Handler) Symbolize(ctx context.Context, addr uint64) (Location, error) 
 	if i := l.tab.find(fa); i >= 0 {
 		s := h.symbol(m, l, l.tab.syms[i], l.bias)
 		loc.Symbol, loc.Displacement = &s, addr-s.Address
+	}
+	if !frames {
+		return loc, nil
 	}
 	var err error
 	if l.lines {
@@ -118,7 +130,7 @@ func (h *Handler) moduleFor(addr uint64) *Module {
 // FromAddr returns the symbol containing addr and addr's displacement from
 // it (SymFromAddr). ok is false when no symbol contains addr.
 func (h *Handler) FromAddr(addr uint64) (sym Symbol, displacement uint64, ok bool) {
-	loc, _ := h.Symbolize(context.Background(), addr)
+	loc, _ := h.locate(context.Background(), addr, false)
 	if loc.Symbol == nil {
 		return Symbol{}, 0, false
 	}
