@@ -12,13 +12,6 @@ import (
 	"github.com/fntable/fntable/symfile"
 )
 
-// need returns the path of a program, or skips the test (fails it under
-// CI) without it.
-func need(t testing.TB, prog string) string {
-	t.Helper()
-	return testenv.Tool(t, prog)
-}
-
 // run runs a command and fails the test with its output on error.
 func run(t testing.TB, dir string, name string, args ...string) {
 	t.Helper()
@@ -33,7 +26,7 @@ func run(t testing.TB, dir string, name string, args ...string) {
 // the given flags, and returns the executable's path.
 func buildC(t testing.TB, dir, out string, sources map[string]string, flags ...string) string {
 	t.Helper()
-	gcc := need(t, "gcc")
+	gcc := testenv.Tool(t, "gcc")
 	args := append([]string{}, flags...)
 	for name, text := range sources {
 		p := filepath.Join(dir, name)
@@ -73,7 +66,7 @@ int other(int x) { return helper(x) ^ 5; }
 // executable completely: no .symtab and no DWARF. It returns both paths.
 func splitDebug(t testing.TB, dir string) (exe, debug string) {
 	t.Helper()
-	objcopy := need(t, "objcopy")
+	objcopy := testenv.Tool(t, "objcopy")
 	exe = buildC(t, dir, "prog", progSources, "-g", "-O2", "-Wl,--build-id", "-no-pie", "-static-libgcc")
 	debug = exe + ".debug"
 	run(t, dir, objcopy, "--only-keep-debug", exe, debug)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/symhandler"
 )
 
@@ -36,7 +37,7 @@ func bigSources() map[string]string {
 // port and returns its URL once it serves buildID.
 func serveDebuginfod(t *testing.T, dir, buildID string) string {
 	t.Helper()
-	need(t, "debuginfod")
+	testenv.Tool(t, "debuginfod")
 	state := t.TempDir()
 	for range 3 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -103,7 +104,7 @@ func (b *slowBody) Read(p []byte) (int, error) {
 
 func TestDownload(t *testing.T) {
 	dir := t.TempDir()
-	objcopy := need(t, "objcopy")
+	objcopy := testenv.Tool(t, "objcopy")
 	exe := buildC(t, dir, "big", bigSources(), "-g", "-O0", "-Wl,--build-id")
 	served := t.TempDir()
 	debug := filepath.Join(served, "big.debug")
