@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fntable/fntable/internal/symtest"
+	"github.com/fntable/fntable/internal/testenv"
 )
 
 // TestSymJSON runs "fntable sym --json --module FILE" over random
@@ -83,9 +84,9 @@ func TestSymJSON(t *testing.T) {
 
 func TestSymText(t *testing.T) {
 	exe := symtest.CPP(t)
-	out, err := exec.Command("nm", exe).Output()
+	out, err := exec.Command(testenv.Tool(t, "nm"), exe).Output()
 	if err != nil {
-		t.Skipf("needs nm: %v", err)
+		t.Fatal(err)
 	}
 	var mainAddr string
 	for _, l := range strings.Split(string(out), "\n") {
