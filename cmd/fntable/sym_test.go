@@ -2,15 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fntable/fntable/internal/golden"
 	"github.com/fntable/fntable/internal/symtest"
 	"github.com/fntable/fntable/internal/testenv"
+	"github.com/fntable/fntable/symhandler"
 )
 
 // TestSymJSON runs "fntable sym --json --module FILE" over random
@@ -130,5 +134,86 @@ func TestAppendJSONString(t *testing.T) {
 		if got != want {
 			t.Errorf("%q round-trips to %q, want %q", s, got, want)
 		}
+	}
+}
+
+// TestSymStdin reads the addresses from standard input, separated by
+// blanks and new lines, and answers as for the same arguments.
+func TestSymStdin(t *testing.T) {
+	exe := symtest.CPP(t)
+	addrs := symtest.RandomAddrs(t, exe, 600, 3) // more than one batch
+	var args []string
+	var in strings.Builder
+	for i, a := range addrs {
+		args = append(args, fmt.Sprintf("%#x", a))
+		sep := "\n"
+		if i%3 == 0 {
+			sep = " \t"
+		}
+		fmt.Fprintf(&in, "%d%s", a, sep) // decimal this time
+	}
+	f, err := os.CreateTemp(t.TempDir(), "addrs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(in.String())
+	f.Seek(0, 0)
+	stdin := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = stdin }()
+	status, fromStdin, errOut := fntable("sym", "--json", "--symbol-path", t.TempDir(), "--module", exe)
+	os.Stdin = stdin
+	if status != 0 {
+		t.Fatalf("status %d: %s", status, errOut)
+	}
+	status, fromArgs, errOut := fntable(append([]string{"sym", "--json", "--symbol-path", t.TempDir(), "--module", exe}, args...)...)
+	if status != 0 {
+		t.Fatalf("status %d: %s", status, errOut)
+	}
+	if fromStdin != fromArgs {
+		t.Errorf("standard input and arguments give different answers:\n%s", golden.Diff(fromArgs, fromStdin))
+	}
+	if n := strings.Count(fromStdin, "\n"); n != len(addrs) {
+		t.Errorf("%d lines for %d addresses", n, len(addrs))
+	}
+}
+
+// TestSymProgressBar feeds the reporter the download events a handler
+// sends, as when standard error is a terminal: the bar shows the module
+// and the percentage, and is cleared when the download ends; with
+// SYMOPT_NO_PROMPTS nothing is drawn.
+func TestSymProgressBar(t *testing.T) {
+	var buf bytes.Buffer
+	r := newReporter(&buf)
+	r.tty = true
+	const total = 3 << 20
+	for done := int64(0); done <= total; done += 1 << 20 {
+		r.event(symhandler.Progress{Stage: "download", Module: "libbig.so", File: "abcd", Done: done, Total: total})
+	}
+	out := buf.String()
+	if !strings.Contains(out, "downloading libbig.so") || !strings.Contains(out, "% |") {
+		t.Errorf("no progress bar with the module and the percentage:\n%q", out)
+	}
+	if len(r.bars) != 0 {
+		t.Errorf("%d bars left after the download ended", len(r.bars))
+	}
+	// Indexing progress draws nothing; neither does a non-terminal.
+	buf.Reset()
+	r.event(symhandler.Progress{Stage: "index", Module: "libbig.so", Done: 1, Total: 2})
+	r.tty = false
+	r.event(symhandler.Progress{Stage: "download", Module: "x", File: "y", Done: 1, Total: 2})
+	if buf.Len() != 0 {
+		t.Errorf("drew %q", buf.String())
+	}
+	// SYMOPT_NO_PROMPTS turns the bar off.
+	h, err := symhandler.New(symhandler.Config{SearchPath: t.TempDir(), Options: symhandler.DefaultOptions | symhandler.SYMOPT_NO_PROMPTS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	r.h, r.tty = h, true
+	r.event(symhandler.Progress{Stage: "download", Module: "x", File: "z", Done: 1, Total: 2})
+	if buf.Len() != 0 {
+		t.Errorf("drew %q with SYMOPT_NO_PROMPTS", buf.String())
 	}
 }
