@@ -386,9 +386,10 @@ func (m *Module) load(ctx context.Context) (*loaded, error) {
 type symtab struct {
 	syms []symfile.Symbol // sorted by Addr; file addresses (add bias)
 	// byName indexes syms by name for lookups by name; built on first use.
-	nameOnce sync.Once
-	byName   map[string][]int32
-	lower    map[string][]int32
+	nameOnce  sync.Once
+	byName    map[string][]int32
+	lowerOnce sync.Once
+	lower     map[string][]int32 // byName with lower-cased keys
 }
 
 func newSymtab(syms []symfile.Symbol) *symtab {

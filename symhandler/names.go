@@ -2,6 +2,7 @@ package symhandler
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -100,11 +101,11 @@ func (m *Module) table(ctx context.Context) (*symtab, *loaded, uint64) {
 }
 
 // names indexes the table by stored name, demangled name and demangled
-// name without parameters; lower-cased for case-insensitive lookups.
+// name without parameters; lower-cased for case-insensitive lookups. Each
+// index is built on first use.
 func (t *symtab) names(caseInsensitive bool) map[string][]int32 {
 	t.nameOnce.Do(func() {
 		t.byName = make(map[string][]int32, len(t.syms))
-		t.lower = make(map[string][]int32, len(t.syms))
 		for i, s := range t.syms {
 			keys := [3]string{s.Name}
 			if d := demangleName(s.Name); d != s.Name {
@@ -118,17 +119,24 @@ func (t *symtab) names(caseInsensitive bool) map[string][]int32 {
 					continue
 				}
 				t.byName[key] = append(t.byName[key], int32(i))
-				l := strings.ToLower(key)
-				if lst := t.lower[l]; len(lst) == 0 || lst[len(lst)-1] != int32(i) {
-					t.lower[l] = append(lst, int32(i))
-				}
 			}
 		}
 	})
-	if caseInsensitive {
-		return t.lower
+	if !caseInsensitive {
+		return t.byName
 	}
-	return t.byName
+	t.lowerOnce.Do(func() {
+		t.lower = make(map[string][]int32, len(t.byName))
+		for key, idx := range t.byName {
+			l := strings.ToLower(key)
+			t.lower[l] = append(t.lower[l], idx...)
+		}
+		for l, idx := range t.lower {
+			slices.Sort(idx) // address order, each symbol once
+			t.lower[l] = slices.Compact(idx)
+		}
+	})
+	return t.lower
 }
 
 func sameName(a, b string, ci bool) bool {
