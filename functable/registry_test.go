@@ -245,7 +245,7 @@ func TestUnwindThroughRegistry(t *testing.T) {
 		t.Fatal("lookup", err, ok)
 	}
 	ctx := unwind.Context{Rsp: 0x1000, Rip: base + 5}
-	if _, err := unwind.VirtualUnwind(unwind.HandlerNone, ib, ctx.Rip, &fn, &ctx, &mem); err != nil {
+	if _, err := unwind.VirtualUnwind(unwind.HandlerNone, ib, ctx.Rip, &fn, &ctx, nil, &mem); err != nil {
 		t.Fatal(err)
 	}
 	if ctx.Rip != 0x42 || ctx.Rbp != 0x77 || ctx.Rsp != 0x1030 {

@@ -472,7 +472,8 @@ func (l *library) virtualUnwind(ht uint32, imageBase, pc uint64, entry uintptr, 
 		fn = &e
 	}
 	u := unwind.Unwinder{Memory: l.mem, Functions: functions{l}}
-	r, err := u.VirtualUnwind(unwind.HandlerType(ht), imageBase, pc, fn, &ctx)
+	var ptrs unwind.ContextPointers
+	r, err := u.VirtualUnwind(unwind.HandlerType(ht), imageBase, pc, fn, &ctx, &ptrs)
 	switch {
 	case errors.Is(err, unwind.ErrShortRead):
 		return err
@@ -484,8 +485,8 @@ func (l *library) virtualUnwind(ht uint32, imageBase, pc uint64, entry uintptr, 
 	res.handler_data = C.DWORD64(r.HandlerData)
 	res.establisher = C.DWORD64(r.EstablisherFrame)
 	for i := range 16 {
-		res.integer[i] = C.DWORD64(r.ContextPointers.Integer[i])
-		res.floating[i] = C.DWORD64(r.ContextPointers.Floating[i])
+		res.integer[i] = C.DWORD64(ptrs.Integer[i])
+		res.floating[i] = C.DWORD64(ptrs.Floating[i])
 	}
 	return nil
 }

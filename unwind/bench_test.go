@@ -315,6 +315,19 @@ func benchCopyNsPerOp(prep *unwind.Context) float64 {
 // F3 in its body (alloc-large-save). Each iteration copies the prepared
 // Context and calls Unwinder.VirtualUnwind once.
 func BenchmarkVirtualUnwind(b *testing.B) {
+	benchVirtualUnwind(b, false)
+}
+
+// BenchmarkVirtualUnwindPointers is BenchmarkVirtualUnwind with a
+// ContextPointers to fill in, as a debugger passes one.
+func BenchmarkVirtualUnwindPointers(b *testing.B) {
+	benchVirtualUnwind(b, true)
+}
+
+// benchVirtualUnwind runs the frames of benchFrames; withPtrs passes a
+// ContextPointers (zeroed once, as its entries are overwritten with the
+// same addresses at each step), and otherwise nil, as bench.c does.
+func benchVirtualUnwind(b *testing.B, withPtrs bool) {
 	s := newBenchSetup()
 	u := unwind.Unwinder{Memory: s.mem, Functions: s.table}
 	for i := range benchFrames {
@@ -323,15 +336,19 @@ func BenchmarkVirtualUnwind(b *testing.B) {
 			prep := f.context()
 			fn := &s.rf[f.fn]
 			pc := prep.Rip
+			var ptrs *unwind.ContextPointers
+			if withPtrs {
+				ptrs = new(unwind.ContextPointers)
+			}
 			benchCtx = prep
-			res, err := u.VirtualUnwind(f.ht, benchJITBase, pc, fn, &benchCtx)
+			res, err := u.VirtualUnwind(f.ht, benchJITBase, pc, fn, &benchCtx, ptrs)
 			f.check(b, &prep, &benchCtx, res, err)
 
 			b.ReportAllocs()
 			var sum uint64
 			for b.Loop() {
 				benchCtx = prep
-				res, _ := u.VirtualUnwind(f.ht, benchJITBase, pc, fn, &benchCtx)
+				res, _ := u.VirtualUnwind(f.ht, benchJITBase, pc, fn, &benchCtx, ptrs)
 				sum += res.EstablisherFrame
 			}
 			benchSinkU64 += sum
@@ -426,7 +443,7 @@ func BenchmarkLookupUnwind(b *testing.B) {
 	if !ok || err != nil || fn != s.rf[f.fn] || base != benchJITBase {
 		b.Fatalf("lookup %#x: %+v %#x %v %v", benchCtx.Rip, fn, base, ok, err)
 	}
-	res, err := u.VirtualUnwind(unwind.HandlerNone, base, benchCtx.Rip, &fn, &benchCtx)
+	res, err := u.VirtualUnwind(unwind.HandlerNone, base, benchCtx.Rip, &fn, &benchCtx, nil)
 	f.check(b, &prep, &benchCtx, res, err)
 
 	b.ReportAllocs()
@@ -434,7 +451,7 @@ func BenchmarkLookupUnwind(b *testing.B) {
 	for b.Loop() {
 		benchCtx = prep
 		fn, base, _, _ := unwind.Lookup(s.table, s.mem, benchCtx.Rip)
-		res, _ := u.VirtualUnwind(unwind.HandlerNone, base, benchCtx.Rip, &fn, &benchCtx)
+		res, _ := u.VirtualUnwind(unwind.HandlerNone, base, benchCtx.Rip, &fn, &benchCtx, nil)
 		sum += res.EstablisherFrame
 	}
 	benchSinkU64 += sum

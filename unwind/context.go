@@ -129,9 +129,10 @@ func (c *Context) MarshalWindows() []byte {
 	return b
 }
 
-// ContextPointers is KNONVOLATILE_CONTEXT_POINTERS: for each register that
-// an unwind step restored from memory, the address it was read from; 0 for
-// registers that were not restored from memory. RSP is never recorded.
+// ContextPointers is KNONVOLATILE_CONTEXT_POINTERS: for each register, the
+// address an unwind step restored it from. A step writes the entries of
+// the registers it restores from memory and leaves the others as they are
+// (see [Unwinder.VirtualUnwind]); an entry that is 0 was not written.
 type ContextPointers struct {
 	Floating [16]uint64 // XMM0–XMM15
 	Integer  [16]uint64 // RAX–R15, by register number

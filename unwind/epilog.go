@@ -111,7 +111,7 @@ func returnsFrom(code epilogCode, i int) bool {
 // unwindV1Epilog checks whether controlPC is in a version 1 epilog by
 // matching the instructions there and, if so, emulates the rest of the
 // epilog. It reports whether it did.
-func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (bool, error) {
+func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result, ptrs *ContextPointers) (bool, error) {
 	code := epilogCode(r.prefix(areaCode, controlPC, maxEpilogBytes))
 	if !mayStartEpilog(code.at(0), code.at(1)) {
 		return false, nil
@@ -180,7 +180,7 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 		} else {
 			break
 		}
-		if err := popReg(r, reg, ctx, res); err != nil {
+		if err := popReg(r, reg, ctx, res, ptrs); err != nil {
 			return true, fmt.Errorf("unwind epilog at %#x: %w", controlPC, err)
 		}
 	}
@@ -250,7 +250,7 @@ func primaryEntry(r *reader, imageBase uint64, fn unwindinfo.RuntimeFunction) (u
 // unwindV2Epilog finds an epilog of version 2 unwind information from its
 // UWOP_EPILOG codes and, if controlPC is in one, emulates its rest ([clr]
 // VirtualUnwind and UnwindEpilogue). It reports whether it did.
-func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (bool, error) {
+func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result, ptrs *ContextPointers) (bool, error) {
 	first := in.slot(0)
 	if unwindinfo.Op(first>>8)&0xf != unwindinfo.UWOP_EPILOG {
 		return false, nil
@@ -284,13 +284,13 @@ func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.Run
 		return false, nil
 	}
 	res.InEpilog = true
-	return true, unwindEpilogue(r, imageBase, controlPC, relPC-start, entry, in, ctx, res)
+	return true, unwindEpilogue(r, imageBase, controlPC, relPC-start, entry, in, ctx, res, ptrs)
 }
 
 // unwindEpilogue emulates the rest of a version 2 epilog, offset bytes into
 // it, from the push codes of the entry (whose unwind information is in) or
 // its nearest chained parent that has them ([clr] UnwindEpilogue).
-func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) error {
+func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result, ptrs *ContextPointers) error {
 	first := 0
 	for chain := 0; ; chain++ {
 		infoAddr := imageBase + uint64(entry.UnwindData)
@@ -338,7 +338,7 @@ func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry
 		}
 		reg := unwindinfo.Register(last >> 12)
 		if cur >= offset {
-			if err := popReg(r, reg, ctx, res); err != nil {
+			if err := popReg(r, reg, ctx, res, ptrs); err != nil {
 				return fmt.Errorf("unwind epilog at %#x: %w", controlPC, err)
 			}
 		}

@@ -69,7 +69,7 @@ func TestEpilogForms(t *testing.T) {
 		mem.Add(stack, st)
 		fn := unwindinfo.RuntimeFunction{BeginAddress: 0x1000, EndAddress: 0x1000 + uint32(len(fcode)), UnwindData: 0x2000}
 		ctx := Context{Rsp: stack, Rbp: stack + 0x10}
-		res, err := VirtualUnwind(HandlerNone, base, base+0x1001, &fn, &ctx, &mem)
+		res, err := VirtualUnwind(HandlerNone, base, base+0x1001, &fn, &ctx, nil, &mem)
 		if err != nil {
 			t.Errorf("%s: %v", f.hex, err)
 			continue

@@ -12,8 +12,8 @@ import (
 // information without chaining, integer register saves only, an epilog
 // (if any) that ends in a return, code, unwind information and stack each
 // in one run of a SplicedMemory — with no error paths and no indirection.
-// It changes ctx only when it succeeds; res, which must be zero on entry,
-// may hold context pointers when it fails. When the step is anything else
+// It changes ctx, and ptrs if it is not nil, only when it succeeds; res,
+// which must be zero on entry, may be changed when it fails. When the step is anything else
 // it returns false, and the general path performs it from the start. The
 // differential tests cover both paths, since they unwind through
 // SplicedMemory, and fast_test.go compares the two.
@@ -24,10 +24,10 @@ import (
 // information and the stack through ld16, ld32 and ld64 once it has
 // checked their bounds itself. It changes no register until the step has
 // succeeded: the loop over the codes records where each register is
-// restored from (in res.ContextPointers, and in a mask of the registers)
-// and checks that the address is readable, and the values are loaded at
-// the end.
-func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, res *Result) bool {
+// restored from (in an array on its stack, and in a mask of the
+// registers) and checks that the address is readable, and the values are
+// loaded, and the addresses copied to ptrs, at the end.
+func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, res *Result, ptrs *ContextPointers) bool {
 	data := fn.UnwindData
 	infoAddr := imageBase + uint64(data)
 	g := ctx.gpr()
@@ -128,10 +128,10 @@ func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, fn *unw
 			return false // code elsewhere, or near the end of the run
 		}
 		if c := epilogStart[*(*byte)(unsafe.Add(ip, pcoff))]; c&epilogAny != 0 || c&epilogREX != 0 && epilogStart[*(*byte)(unsafe.Add(ip, pcoff+1))]&epilogAfterREX != 0 {
-			return fastEpilog(ip, ioff+unwindinfo.HeaderSize, end, po, rsp, sseg, ctx, res, pcoff)
+			return fastEpilog(ip, ioff+unwindinfo.HeaderSize, end, po, rsp, sseg, ctx, res, ptrs, pcoff)
 		}
 	}
-	return fastCodes(ip, ioff+unwindinfo.HeaderSize, end, po, rsp, sseg, ctx, res)
+	return fastCodes(ip, ioff+unwindinfo.HeaderSize, end, po, rsp, sseg, ctx, res, ptrs)
 }
 
 // fastCodes is the rest of fastUnwind: it reverses the codes at [i, end)
@@ -140,11 +140,10 @@ func fastUnwind(sm *SplicedMemory, ht HandlerType, imageBase, pc uint64, fn *unw
 // register and offset, bits 32 to 39); res.EstablisherFrame is set.
 // Registers change only once all the codes have been reversed: a read at
 // addr is in the stack's run if addr-sstart <= slast, and restored has a
-// bit for each register restored from memory other than RSP, whose
-// address is in ptrs.
-func fastCodes(ip unsafe.Pointer, i, end, po, rsp uint64, sseg *segment, ctx *Context, res *Result) bool {
+// bit for each register restored from memory, whose address is in at.
+func fastCodes(ip unsafe.Pointer, i, end, po, rsp uint64, sseg *segment, ctx *Context, res *Result, ptrs *ContextPointers) bool {
 	prologOffset := uint32(po)
-	ptrs := &res.ContextPointers.Integer
+	var at [16]uint64
 	restored := uint32(0)
 	sstart, slast := sseg.start, uint64(len(sseg.data))-8
 	sp := unsafe.Pointer(unsafe.SliceData(sseg.data))
@@ -159,12 +158,11 @@ func fastCodes(ip unsafe.Pointer, i, end, po, rsp uint64, sseg *segment, ctx *Co
 				if off > slast {
 					return false
 				}
-				ptrs[reg] = rsp
+				at[reg] = rsp
+				restored |= 1 << reg
 				rsp += 8
 				if reg == uint32(unwindinfo.RSP) {
 					rsp = ld64(sp, off) + 8
-				} else {
-					restored |= 1 << reg
 				}
 			}
 			i += 2
@@ -200,7 +198,7 @@ func fastCodes(ip unsafe.Pointer, i, end, po, rsp uint64, sseg *segment, ctx *Co
 				case fr == uint32(unwindinfo.RSP):
 					v = rsp
 				case restored&(1<<fr) != 0:
-					v = ld64(sp, ptrs[fr]-sstart)
+					v = ld64(sp, at[fr]-sstart)
 				}
 				rsp = v - (po>>36&15)*16
 			}
@@ -225,11 +223,10 @@ func fastCodes(ip unsafe.Pointer, i, end, po, rsp uint64, sseg *segment, ctx *Co
 				if off > slast {
 					return false
 				}
-				ptrs[reg] = addr
+				at[reg] = addr
+				restored |= 1 << reg
 				if reg == uint32(unwindinfo.RSP) {
 					rsp = ld64(sp, off)
-				} else {
-					restored |= 1 << reg
 				}
 			}
 		case uint32(unwindinfo.UWOP_SAVE_XMM128):
@@ -257,14 +254,29 @@ func fastCodes(ip unsafe.Pointer, i, end, po, rsp uint64, sseg *segment, ctx *Co
 	}
 
 	// Success: the registers and the return address.
+	commit(ctx, ptrs, &at, restored, sp, sstart, off, rsp)
+	return true
+}
+
+// commit ends a successful fast step: it loads each register whose bit is
+// set in restored from the address at[r] of the stack's run (which starts
+// at sstart, at sp) and records the address in ptrs if it is not nil, then
+// pops the return address at offset off, rsp being the stack pointer
+// before the pop. RSP is loaded too if it is in restored, and then set.
+func commit(ctx *Context, ptrs *ContextPointers, at *[16]uint64, restored uint32, sp unsafe.Pointer, sstart, off, rsp uint64) {
 	g := ctx.gpr()
 	for m := restored; m != 0; m &= m - 1 {
-		r := bits.TrailingZeros32(m)
-		g[r] = ld64(sp, ptrs[r]-sstart)
+		r := bits.TrailingZeros32(m) & 15
+		g[r] = ld64(sp, at[r]-sstart)
+	}
+	if ptrs != nil {
+		for m := restored; m != 0; m &= m - 1 {
+			r := bits.TrailingZeros32(m) & 15
+			ptrs.Integer[r] = at[r]
+		}
 	}
 	ctx.Rip = ld64(sp, off)
 	g[unwindinfo.RSP] = rsp + 8
-	return true
 }
 
 // scanSegment returns s in place of iseg if it holds a, and in place of
@@ -323,7 +335,7 @@ const (
 // maxEpilogBytes are there, may start an epilog. It emulates an epilog
 // that ends in a return, leaves tail calls to the general path, and
 // otherwise passes the step on to fastCodes.
-func fastEpilog(ip unsafe.Pointer, codes, end, po, rsp uint64, sseg *segment, ctx *Context, res *Result, pcoff uint64) bool {
+func fastEpilog(ip unsafe.Pointer, codes, end, po, rsp uint64, sseg *segment, ctx *Context, res *Result, ptrs *ContextPointers, pcoff uint64) bool {
 	frameReg := int(po >> 32 & 15)
 	code := epilogCode(unsafe.Slice((*byte)(unsafe.Add(ip, pcoff)), maxEpilogBytes))
 	term, leaReg := scanEpilog(code, frameReg)
@@ -331,15 +343,15 @@ func fastEpilog(ip unsafe.Pointer, codes, end, po, rsp uint64, sseg *segment, ct
 		if op := code.at(term); op == opJmp8 || op == opJmp32 {
 			return false // tail calls need the target rules
 		}
-		return fastCodes(ip, codes, end, po, rsp, sseg, ctx, res)
+		return fastCodes(ip, codes, end, po, rsp, sseg, ctx, res, ptrs)
 	}
 
 	// Emulate the epilog from pc. As in fastCodes, registers change only
 	// once every read has been checked: a read at addr is in the stack's
 	// run if addr-sstart <= slast, and restored has a bit for each
-	// register popped other than RSP, whose address is in ptrs.
+	// register popped, whose address is in at.
 	res.HandlerRoutine, res.HandlerData = 0, 0
-	ptrs := &res.ContextPointers.Integer
+	var at [16]uint64
 	restored := uint32(0)
 	sstart, slast := sseg.start, uint64(len(sseg.data))-8
 	sp := unsafe.Pointer(unsafe.SliceData(sseg.data))
@@ -384,24 +396,18 @@ func fastEpilog(ip unsafe.Pointer, codes, end, po, rsp uint64, sseg *segment, ct
 		if off > slast {
 			return false
 		}
-		ptrs[reg] = rsp
+		at[reg] = rsp
+		restored |= 1 << reg
 		rsp += 8
 		if reg == uint32(unwindinfo.RSP) {
 			rsp = ld64(sp, off) + 8
-		} else {
-			restored |= 1 << reg
 		}
 	}
 	off := rsp - sstart
 	if off > slast {
 		return false
 	}
-	for m := restored; m != 0; m &= m - 1 {
-		r := bits.TrailingZeros32(m)
-		g[r] = ld64(sp, ptrs[r]-sstart)
-	}
-	ctx.Rip = ld64(sp, off)
-	g[unwindinfo.RSP] = rsp + 8
+	commit(ctx, ptrs, &at, restored, sp, sstart, off, rsp)
 	if frameReg != 0 {
 		res.EstablisherFrame = rsp
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/fntable/fntable/internal/jitgen"
 	"github.com/fntable/fntable/unwindinfo"
@@ -26,30 +27,91 @@ func (r readOnlyMemory) ReadMemory(p []byte, addr uint64) (int, error) {
 	return r.m.ReadMemory(p, addr)
 }
 
-// fastCompare unwinds ctx three ways and reports the first difference.
-func fastCompare(mem *SplicedMemory, fns FunctionTable, ht HandlerType, imageBase uint64, fn *unwindinfo.RuntimeFunction, ctx Context) error {
+// fastStats counts the steps each fast path took in fastCompare.
+type fastStats struct{ asm, goFast, compared int }
+
+// fastCompare unwinds ctx three ways, each with and without context
+// pointers, and reports the first difference. Then it calls each fast path
+// directly: one that takes the step must agree with the general path, and
+// one that declines it must leave the context and the pointers alone.
+func fastCompare(mem *SplicedMemory, fns FunctionTable, ht HandlerType, imageBase uint64, fn *unwindinfo.RuntimeFunction, ctx Context, st *fastStats) error {
 	type out struct {
-		ctx Context
-		res Result
-		err string
+		ctx  Context
+		res  Result
+		ptrs ContextPointers
+		err  string
 	}
-	run := func(m Memory) out {
+	run := func(m Memory, withPtrs bool) out {
 		c := ctx
 		u := Unwinder{Memory: m, Functions: fns}
-		res, err := u.VirtualUnwind(ht, imageBase, ctx.Rip, fn, &c)
-		o := out{ctx: c, res: res}
+		var o out
+		var ptrs *ContextPointers
+		if withPtrs {
+			ptrs = &o.ptrs
+		}
+		res, err := u.VirtualUnwind(ht, imageBase, ctx.Rip, fn, &c, ptrs)
+		o.ctx, o.res = c, res
 		if err != nil {
 			o.err = err.Error()
-			o.ctx, o.res = Context{}, Result{} // partly updated: not compared
+			o.ctx, o.res, o.ptrs = Context{}, Result{}, ContextPointers{} // partly updated: not compared
 		}
 		return o
 	}
-	want := run(byteSourceMemory{mem})
+	want := run(byteSourceMemory{mem}, true)
 	for _, m := range []Memory{mem, readOnlyMemory{mem}} {
-		got := run(m)
-		if got != want {
-			return fmt.Errorf("%T: ctx %+v res %+v err %q; general path (ByteSource): ctx %+v res %+v err %q",
-				m, got.ctx, got.res, got.err, want.ctx, want.res, want.err)
+		for _, withPtrs := range []bool{true, false} {
+			got := run(m, withPtrs)
+			if !withPtrs {
+				got.ptrs = want.ptrs
+			}
+			if got != want {
+				return fmt.Errorf("%T (pointers %v): ctx %+v res %+v ptrs %+v err %q; general path (ByteSource): ctx %+v res %+v ptrs %+v err %q",
+					m, withPtrs, got.ctx, got.res, got.ptrs, got.err, want.ctx, want.res, want.ptrs, want.err)
+			}
+		}
+	}
+	if st == nil {
+		st = new(fastStats)
+	}
+	st.compared++
+
+	paths := []struct {
+		name string
+		step func(c *Context, res *Result, ptrs *ContextPointers) bool
+		took *int
+	}{
+		{"fastStep", func(c *Context, res *Result, ptrs *ContextPointers) bool {
+			f := mem.flat
+			return len(f) <= asmSegments && fastStep(unsafe.SliceData(f), len(f), ht, imageBase, ctx.Rip, fn.BeginAddress, fn.UnwindData, c, res, ptrs)
+		}, &st.asm},
+		{"fastUnwind", func(c *Context, res *Result, ptrs *ContextPointers) bool {
+			return fastUnwind(mem, ht, imageBase, ctx.Rip, fn, c, res, ptrs)
+		}, &st.goFast},
+	}
+	for _, p := range paths {
+		for _, withPtrs := range []bool{true, false} {
+			c := ctx
+			var got out
+			var ptrs *ContextPointers
+			if withPtrs {
+				ptrs = &got.ptrs
+			}
+			if !p.step(&c, &got.res, ptrs) {
+				if c != ctx || got.ptrs != (ContextPointers{}) {
+					return fmt.Errorf("%s declined the step but changed ctx to %+v, ptrs to %+v", p.name, c, got.ptrs)
+				}
+				continue
+			}
+			if withPtrs {
+				*p.took++
+			} else {
+				got.ptrs = want.ptrs
+			}
+			got.ctx = c
+			if got != want {
+				return fmt.Errorf("%s (pointers %v): ctx %+v res %+v ptrs %+v; general path: ctx %+v res %+v ptrs %+v err %q",
+					p.name, withPtrs, got.ctx, got.res, got.ptrs, want.ctx, want.res, want.ptrs, want.err)
+			}
 		}
 	}
 	return nil
@@ -83,8 +145,9 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 	broken.Add(stackBase, stack)
 
 	failures := 0
+	var st fastStats
 	check := func(what string, mem *SplicedMemory, p *wdTestPoint, ht HandlerType, c Context) {
-		if err := fastCompare(mem, img, ht, imageBase, &img.Table[p.entry], c); err != nil {
+		if err := fastCompare(mem, img, ht, imageBase, &img.Table[p.entry], c, &st); err != nil {
 			failures++
 			if failures <= 10 {
 				t.Errorf("%s: function at %#x, rva %#x, handler type %d: %v", what, p.e.Begin, p.in.RVA, ht, err)
@@ -124,6 +187,10 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 	}
 	if failures > 0 {
 		t.Errorf("%d differences", failures)
+	}
+	t.Logf("%d steps compared; the assembly fast path took %d, the Go fast path %d", st.compared, st.asm, st.goFast)
+	if st.goFast < st.compared/4 || asmSegments > 0 && st.asm < st.compared/4 {
+		t.Errorf("the fast paths took too few steps to be tested")
 	}
 }
 
@@ -170,7 +237,7 @@ func FuzzFastPath(f *testing.F) {
 			fn.UnwindData |= uint32(seed & 1)
 		}
 		table := NewSortedTable(base, []unwindinfo.RuntimeFunction{fn, {BeginAddress: codeRVA + 0x100, EndAddress: codeRVA + 0x200, UnwindData: infoRVA}})
-		if err := fastCompare(&mem, table, HandlerType(ht%4), base, &fn, ctx); err != nil {
+		if err := fastCompare(&mem, table, HandlerType(ht%4), base, &fn, ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -191,11 +258,11 @@ func TestRunSpareCapacity(t *testing.T) {
 	mem.Add(stackBase, make([]byte, 64))
 	fn := unwindinfo.RuntimeFunction{BeginAddress: 0x1000, EndAddress: 0x1008, UnwindData: 0x2000}
 	ctx := Context{Rsp: stackBase, Rip: base + 0x1005}
-	if err := fastCompare(&mem, nil, HandlerNone, base, &fn, ctx); err != nil {
+	if err := fastCompare(&mem, nil, HandlerNone, base, &fn, ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	c := ctx
-	if _, err := (&Unwinder{Memory: byteSourceMemory{&mem}}).VirtualUnwind(HandlerNone, base, c.Rip, &fn, &c); err == nil {
+	if _, err := (&Unwinder{Memory: byteSourceMemory{&mem}}).VirtualUnwind(HandlerNone, base, c.Rip, &fn, &c, nil); err == nil {
 		t.Fatalf("unwind read the codes past the end of the region")
 	}
 }

@@ -48,11 +48,11 @@ func FuzzVirtualUnwind(f *testing.F) {
 		}
 		table := NewSortedTable(base, []unwindinfo.RuntimeFunction{fn, {BeginAddress: codeRVA + 0x100, EndAddress: codeRVA + 0x200, UnwindData: infoRVA}})
 		u := Unwinder{Memory: &mem, Functions: table}
-		res, err := u.VirtualUnwind(HandlerType(ht%4), base, pc, &fn, &ctx)
-		if err != nil {
+		var ptrs ContextPointers
+		if _, err := u.VirtualUnwind(HandlerType(ht%4), base, pc, &fn, &ctx, &ptrs); err != nil {
 			return
 		}
-		for r, p := range res.ContextPointers.Integer {
+		for r, p := range ptrs.Integer {
 			if p == 0 {
 				continue
 			}

@@ -120,7 +120,8 @@ func TestLLDBRows(t *testing.T) {
 				ctx.SetReg(reg, cfa-uint64(row.CFA[1].(float64)))
 				ctx.Rip = pc
 				before := ctx
-				res, err := VirtualUnwind(HandlerNone, base, pc, entry, &ctx, &img.mem)
+				var ptrs ContextPointers
+				_, err := VirtualUnwind(HandlerNone, base, pc, entry, &ctx, &ptrs, &img.mem)
 				if err != nil {
 					t.Fatalf("%s+%#x: %v", fn.Name, off, err)
 				}
@@ -134,8 +135,8 @@ func TestLLDBRows(t *testing.T) {
 					}
 					if d, ok := saved[r.String()]; ok {
 						want := uint64(cfa + d)
-						if ctx.Reg(r) != want || res.ContextPointers.Integer[r] != want {
-							t.Errorf("%s+%#x: %s = %#x from %#x, want [cfa%+d] = %#x", fn.Name, off, r, ctx.Reg(r), res.ContextPointers.Integer[r], d, want)
+						if ctx.Reg(r) != want || ptrs.Integer[r] != want {
+							t.Errorf("%s+%#x: %s = %#x from %#x, want [cfa%+d] = %#x", fn.Name, off, r, ctx.Reg(r), ptrs.Integer[r], d, want)
 						}
 					} else if ctx.Reg(r) != before.Reg(r) {
 						t.Errorf("%s+%#x: %s changed to %#x", fn.Name, off, r, ctx.Reg(r))
@@ -164,7 +165,7 @@ func TestChainedLoop(t *testing.T) {
 	stack := make([]byte, 0x100)
 	img.mem.Add(0x10000, stack)
 	ctx := Context{Rsp: 0x10000, Rip: pc}
-	_, err := VirtualUnwind(HandlerException, base, pc, fn, &ctx, &img.mem)
+	_, err := VirtualUnwind(HandlerException, base, pc, fn, &ctx, nil, &img.mem)
 	if !errors.Is(err, unwindinfo.ErrChainTooDeep) {
 		t.Fatalf("err = %v, want ErrChainTooDeep", err)
 	}
@@ -192,7 +193,8 @@ func TestGoMingwExec(t *testing.T) {
 		fn := &img.table.Entries()[i]
 		for _, pc := range []uint64{img.base + uint64(fn.BeginAddress), img.base + uint64(fn.EndAddress) - 1} {
 			ctx := Context{Rsp: stackBase + 0x20000, Rbp: stackBase + 0x21000, Rip: pc}
-			res, err := VirtualUnwind(HandlerException, img.base, pc, fn, &ctx, &img.mem)
+			var ptrs ContextPointers
+			_, err := VirtualUnwind(HandlerException, img.base, pc, fn, &ctx, &ptrs, &img.mem)
 			if err != nil {
 				t.Errorf("function %#x at %#x: %v", fn.BeginAddress, pc, err)
 				continue
@@ -200,7 +202,7 @@ func TestGoMingwExec(t *testing.T) {
 			if ctx.Rsp <= stackBase+0x20000-0x1000 || ctx.Rip < stackBase {
 				t.Errorf("function %#x at %#x: implausible caller rsp %#x rip %#x", fn.BeginAddress, pc, ctx.Rsp, ctx.Rip)
 			}
-			for r, p := range res.ContextPointers.Integer {
+			for r, p := range ptrs.Integer {
 				if p != 0 && ctx.Reg(unwindinfo.Register(r)) != p {
 					t.Errorf("function %#x: %s = %#x, read from %#x", fn.BeginAddress, unwindinfo.Register(r), ctx.Reg(unwindinfo.Register(r)), p)
 				}

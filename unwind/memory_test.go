@@ -69,12 +69,12 @@ func (foreignMemory) ReadMemory(p []byte, addr uint64) (int, error) { return 0, 
 
 func TestReadErrorsWrapShortRead(t *testing.T) {
 	ctx := Context{Rsp: 0x1000}
-	_, err := VirtualUnwind(HandlerNone, 0, 0x2000, nil, &ctx, foreignMemory{})
+	_, err := VirtualUnwind(HandlerNone, 0, 0x2000, nil, &ctx, nil, foreignMemory{})
 	if !errors.Is(err, ErrShortRead) || !errors.Is(err, errForeign) {
 		t.Fatalf("err = %v", err)
 	}
 	fn := unwindinfo.RuntimeFunction{BeginAddress: 0x1000, EndAddress: 0x2000, UnwindData: 0x3000}
-	_, err = VirtualUnwind(HandlerNone, 0x10000, 0x11000, &fn, &ctx, foreignMemory{})
+	_, err = VirtualUnwind(HandlerNone, 0x10000, 0x11000, &fn, &ctx, nil, foreignMemory{})
 	if !errors.Is(err, ErrShortRead) || !errors.Is(err, errForeign) {
 		t.Fatalf("err = %v", err)
 	}

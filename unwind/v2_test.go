@@ -79,7 +79,7 @@ func TestV2Epilogs(t *testing.T) {
 			for _, c := range cases {
 				pc := 0x10001000 + uint64(start+c.k)
 				ctx := Context{Rsp: 0x7000, Rbp: 1, R12: 2}
-				res, err := VirtualUnwind(HandlerException, 0x10000000, pc, &fn, &ctx, mem)
+				res, err := VirtualUnwind(HandlerException, 0x10000000, pc, &fn, &ctx, nil, mem)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -94,7 +94,7 @@ func TestV2Epilogs(t *testing.T) {
 			// rsp += 0x28, pop r12, pop rbp, ret.
 			pc := 0x10001000 + uint64(start-4)
 			ctx := Context{Rsp: 0x7000}
-			res, err := VirtualUnwind(HandlerException, 0x10000000, pc, &fn, &ctx, mem)
+			res, err := VirtualUnwind(HandlerException, 0x10000000, pc, &fn, &ctx, nil, mem)
 			if err != nil || res.InEpilog || ctx.Rsp != 0x7040 || ctx.Rip != 0x7038 || ctx.R12 != 0x7028 || ctx.Rbp != 0x7030 {
 				t.Errorf("two=%v at add: err %v in=%v %+v", two, err, res.InEpilog, ctx)
 			}

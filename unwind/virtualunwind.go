@@ -3,6 +3,7 @@ package unwind
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -30,8 +31,6 @@ type Result struct {
 	// EstablisherFrame is the function's frame: its frame pointer minus the
 	// frame offset, or the stack pointer of its body.
 	EstablisherFrame uint64
-	// ContextPointers records where each restored register was read from.
-	ContextPointers ContextPointers
 	// InEpilog reports that control was in an epilog, which was emulated.
 	InEpilog bool
 	// MachineFrame reports that a machine frame (UWOP_PUSH_MACHFRAME) was
@@ -71,18 +70,27 @@ type Unwinder struct {
 // VirtualUnwind unwinds one frame through mem, as RtlVirtualUnwind does.
 // If mem also implements [FunctionTable], it is used as
 // [Unwinder.Functions]. See [Unwinder.VirtualUnwind].
-func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, mem Memory) (Result, error) {
+func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers, mem Memory) (Result, error) {
 	u := Unwinder{Memory: mem}
 	u.Functions, _ = mem.(FunctionTable)
-	return u.VirtualUnwind(ht, imageBase, controlPC, fn, ctx)
+	return u.VirtualUnwind(ht, imageBase, controlPC, fn, ctx, ptrs)
 }
 
 // VirtualUnwind unwinds one frame: given the function table entry fn for
 // controlPC (nil for a leaf function, which has none) and the register
 // state ctx of the function, it updates ctx to the state of its caller
-// and returns the establisher frame, the handler of type ht if control
-// left the function in its body, and where each register was restored
-// from. It follows the current Windows RtlVirtualUnwind for x64:
+// and returns the establisher frame and the handler of type ht if control
+// left the function in its body.
+//
+// ptrs, which may be nil, is the ContextPointers argument of
+// RtlVirtualUnwind: for each register restored from memory, VirtualUnwind
+// stores the address it was read from, and leaves the other entries as
+// they are. A stack walk that passes the same ContextPointers to each
+// step thus ends with, for each register, where its value in the last
+// frame is saved; zero ptrs before a step to learn what that step alone
+// restored.
+//
+// VirtualUnwind follows the current Windows RtlVirtualUnwind for x64:
 //
 //   - a leaf function pops its return address;
 //   - for UNWIND_INFO version 1, an epilog is recognised by decoding the
@@ -95,22 +103,35 @@ func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.R
 //   - a handler is reported only outside the prolog and epilogs, and only
 //     if the primary entry's flags include ht.
 //
-// Indirect entries (UnwindData bit 0) are resolved. On error ctx may have
-// been partly updated. VirtualUnwind does not allocate.
-func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context) (res Result, err error) {
+// Indirect entries (UnwindData bit 0) are resolved. On error ctx and ptrs
+// may have been partly updated. VirtualUnwind does not allocate.
+func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error) {
+	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil && len(sm.flat) <= asmSegments &&
+		fastStep(unsafe.SliceData(sm.flat), len(sm.flat), ht, imageBase, controlPC, fn.BeginAddress, fn.UnwindData, ctx, &res, ptrs) {
+		return res, nil
+	}
+	return u.unwindGo(ht, imageBase, controlPC, fn, ctx, ptrs)
+}
+
+// unwindGo is VirtualUnwind in Go: the Go fast path, then the general
+// path.
+func (u *Unwinder) unwindGo(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error) {
 	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil {
-		if fastUnwind(sm, ht, imageBase, controlPC, fn, ctx, &res) {
+		if fastUnwind(sm, ht, imageBase, controlPC, fn, ctx, &res, ptrs) {
 			return res, nil
 		}
 		res = Result{}
 	}
-	err = u.virtualUnwind(ht, imageBase, controlPC, fn, ctx, &res)
+	if ptrs == nil {
+		ptrs = new(ContextPointers) // on the stack: it does not escape
+	}
+	err = u.virtualUnwind(ht, imageBase, controlPC, fn, ctx, &res, ptrs)
 	return res, err
 }
 
 // virtualUnwind is the general path of VirtualUnwind, for any Memory and
 // every kind of unwind information; res must be zero on entry.
-func (u *Unwinder) virtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, res *Result) (err error) {
+func (u *Unwinder) virtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, res *Result, ptrs *ContextPointers) (err error) {
 	r := newReader(u.Memory)
 	defer r.release()
 
@@ -168,13 +189,13 @@ func (u *Unwinder) virtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 		if in.version() < 2 {
 			inProlog := controlPC-imageBase-uint64(entry.BeginAddress) < uint64(in.prolog())
 			if !inProlog {
-				ok, err := u.unwindV1Epilog(&r, imageBase, controlPC, entry, in, ctx, res)
+				ok, err := u.unwindV1Epilog(&r, imageBase, controlPC, entry, in, ctx, res, ptrs)
 				if err != nil || ok {
 					return err
 				}
 			}
 		} else {
-			ok, err := unwindV2Epilog(&r, imageBase, controlPC, entry, in, ctx, res)
+			ok, err := unwindV2Epilog(&r, imageBase, controlPC, entry, in, ctx, res, ptrs)
 			if err != nil || ok {
 				return err
 			}
@@ -182,7 +203,7 @@ func (u *Unwinder) virtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 	}
 
 	// Body or prolog: reverse the prolog codes of entry and its parents.
-	primary, pin, err := unwindPrologue(&r, imageBase, controlPC, res.EstablisherFrame, entry, in, ctx, res)
+	primary, pin, err := unwindPrologue(&r, imageBase, controlPC, res.EstablisherFrame, entry, in, ctx, res, ptrs)
 	if err != nil {
 		return err
 	}
@@ -225,7 +246,7 @@ func chainErr(addr uint64) error {
 // for entry (whose unwind information is in) and every chained parent
 // ([clr] UnwindPrologue). It returns the primary (final) entry and its
 // unwind information.
-func unwindPrologue(r *reader, imageBase, controlPC, frameBase uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result) (unwindinfo.RuntimeFunction, info, error) {
+func unwindPrologue(r *reader, imageBase, controlPC, frameBase uint64, entry unwindinfo.RuntimeFunction, in info, ctx *Context, res *Result, ptrs *ContextPointers) (unwindinfo.RuntimeFunction, info, error) {
 	for chain := 0; ; chain++ {
 		infoAddr := imageBase + uint64(entry.UnwindData)
 		if chain > 0 {
@@ -260,13 +281,13 @@ func unwindPrologue(r *reader, imageBase, controlPC, frameBase uint64, entry unw
 						return entry, nil, fmt.Errorf("unwind PUSH_NONVOL at %#x: %w", controlPC, err)
 					}
 					ctx.gpr()[reg] = v
-					res.ContextPointers.Integer[reg] = ctx.Rsp
+					ptrs.Integer[reg] = ctx.Rsp
 					ctx.Rsp += 8
 				case unwindinfo.UWOP_ALLOC_SMALL:
 					ctx.Rsp += uint64(s>>12)*8 + 8
 				case unwindinfo.UWOP_EPILOG:
 				default:
-					if err := applyCode(r, in, i, s, frameBase, ctx, res, &machineFrame); err != nil {
+					if err := applyCode(r, in, i, s, frameBase, ctx, res, ptrs, &machineFrame); err != nil {
 						return entry, nil, fmt.Errorf("unwind %s at %#x: %w", op.Name(), controlPC, err)
 					}
 				}
@@ -290,11 +311,11 @@ func unwindPrologue(r *reader, imageBase, controlPC, frameBase uint64, entry unw
 }
 
 // applyCode reverses the prolog operation in slot i (s = in.slot(i)).
-func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Context, res *Result, machineFrame *bool) error {
+func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Context, res *Result, ptrs *ContextPointers, machineFrame *bool) error {
 	opInfo := uint8(s >> 12)
 	switch unwindinfo.Op(s>>8) & 0xf {
 	case unwindinfo.UWOP_PUSH_NONVOL:
-		return popReg(r, unwindinfo.Register(opInfo), ctx, res)
+		return popReg(r, unwindinfo.Register(opInfo), ctx, res, ptrs)
 	case unwindinfo.UWOP_ALLOC_LARGE:
 		if opInfo == 0 {
 			ctx.Rsp += uint64(in.slot(i+1)) * 8
@@ -306,13 +327,13 @@ func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Conte
 	case unwindinfo.UWOP_SET_FPREG:
 		ctx.Rsp = ctx.Reg(in.frameReg()) - in.frameOff()
 	case unwindinfo.UWOP_SAVE_NONVOL:
-		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+uint64(in.slot(i+1))*8, ctx, res)
+		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+uint64(in.slot(i+1))*8, ctx, res, ptrs)
 	case unwindinfo.UWOP_SAVE_NONVOL_FAR:
-		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res)
+		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res, ptrs)
 	case unwindinfo.UWOP_SAVE_XMM128:
-		return restoreXMM(r, opInfo, frameBase+uint64(in.slot(i+1))*16, ctx, res)
+		return restoreXMM(r, opInfo, frameBase+uint64(in.slot(i+1))*16, ctx, res, ptrs)
 	case unwindinfo.UWOP_SAVE_XMM128_FAR:
-		return restoreXMM(r, opInfo, frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res)
+		return restoreXMM(r, opInfo, frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res, ptrs)
 	case unwindinfo.UWOP_PUSH_MACHFRAME:
 		ra := ctx.Rsp
 		if opInfo != 0 {
@@ -334,30 +355,30 @@ func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Conte
 }
 
 // restoreReg restores reg from addr.
-func restoreReg(r *reader, reg unwindinfo.Register, addr uint64, ctx *Context, res *Result) error {
+func restoreReg(r *reader, reg unwindinfo.Register, addr uint64, ctx *Context, res *Result, ptrs *ContextPointers) error {
 	v, err := r.u64(addr)
 	if err != nil {
 		return err
 	}
 	ctx.gpr()[reg&15] = v
-	res.ContextPointers.Integer[reg&15] = addr
+	ptrs.Integer[reg&15] = addr
 	return nil
 }
 
 // restoreXMM restores XMM register x from addr.
-func restoreXMM(r *reader, x uint8, addr uint64, ctx *Context, res *Result) error {
+func restoreXMM(r *reader, x uint8, addr uint64, ctx *Context, res *Result, ptrs *ContextPointers) error {
 	v, err := r.u128(addr)
 	if err != nil {
 		return err
 	}
 	ctx.Xmm[x&15] = v
-	res.ContextPointers.Floating[x&15] = addr
+	ptrs.Floating[x&15] = addr
 	return nil
 }
 
 // popReg restores reg from the top of the stack.
-func popReg(r *reader, reg unwindinfo.Register, ctx *Context, res *Result) error {
-	if err := restoreReg(r, reg, ctx.Rsp, ctx, res); err != nil {
+func popReg(r *reader, reg unwindinfo.Register, ctx *Context, res *Result, ptrs *ContextPointers) error {
+	if err := restoreReg(r, reg, ctx.Rsp, ctx, res, ptrs); err != nil {
 		return err
 	}
 	ctx.Rsp += 8

@@ -638,7 +638,8 @@ func wdRunBatch(t *testing.T, env *winetest.Env, exe string, seed uint64, b, n i
 		for ht := range 3 {
 			local.unwinds++
 			c := in
-			res, err := u.VirtualUnwind(HandlerType(ht), wb.imageBase, in.Rip, rf, &c)
+			var ptrs ContextPointers // zero, as the harness's
+			res, err := u.VirtualUnwind(HandlerType(ht), wb.imageBase, in.Rip, rf, &c, &ptrs)
 			w := &wp.res[ht]
 			if w.faulted || err != nil {
 				if allExcluded {
@@ -665,8 +666,8 @@ func wdRunBatch(t *testing.T, env *winetest.Env, exe string, seed uint64, b, n i
 			for r := range 16 {
 				ours[wdGPRs+r], wine[wdGPRs+r] = c.Reg(unwindinfo.Register(r)), w.gpr[r]
 				ours[wdXMMs+r], wine[wdXMMs+r] = c.Xmm[r], w.xmm[r]
-				ours[wdIntPtr+r], wine[wdIntPtr+r] = res.ContextPointers.Integer[r], w.intPtr[r]
-				ours[wdFltPtr+r], wine[wdFltPtr+r] = res.ContextPointers.Floating[r], w.fltPtr[r]
+				ours[wdIntPtr+r], wine[wdIntPtr+r] = ptrs.Integer[r], w.intPtr[r]
+				ours[wdFltPtr+r], wine[wdFltPtr+r] = ptrs.Floating[r], w.fltPtr[r]
 			}
 			for fi := range wdNumFields {
 				if fi == wdGPRs+int(unwindinfo.RSP) {

@@ -115,7 +115,8 @@ func runWineCase(t *testing.T, v *wineVectors, name string, code, info []byte, r
 	if extra != nil {
 		u.Functions = extra
 	}
-	res, err := u.VirtualUnwind(HandlerException, wineImageBase, ctx.Rip, &rf, &ctx)
+	var ptrs ContextPointers
+	res, err := u.VirtualUnwind(HandlerException, wineImageBase, ctx.Rip, &rf, &ctx, &ptrs)
 	where := fmt.Sprintf("%s rip_offset %#x", name, want.RIPOffset)
 	if err != nil {
 		t.Errorf("%s: %v", where, err)
@@ -138,7 +139,7 @@ func runWineCase(t *testing.T, v *wineVectors, name string, code, info []byte, r
 	}
 	for r := unwindinfo.Register(0); r < 16; r++ {
 		got := ctx.Reg(r)
-		ptr := res.ContextPointers.Integer[r]
+		ptr := ptrs.Integer[r]
 		wv, listed := want.Regs[r.String()]
 		switch {
 		case r == unwindinfo.RSP:

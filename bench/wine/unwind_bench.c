@@ -14,8 +14,10 @@
  * Each iteration copies a prepared CONTEXT and calls RtlVirtualUnwind once
  * (ContextPointers NULL). "total" is that loop; "copy" is the same loop
  * without the call; the first figure is total - copy, the median over the
- * runs of the per-run differences. BenchmarkLookupUnwind adds
- * RtlLookupFunctionEntry before the unwind (F1 body).
+ * runs of the per-run differences. BenchmarkVirtualUnwindPointers/<case>
+ * passes a KNONVOLATILE_CONTEXT_POINTERS (zeroed once) instead of NULL.
+ * BenchmarkLookupUnwind adds RtlLookupFunctionEntry before the unwind
+ * (F1 body).
  *
  * Lookup cases: one dynamic table (RtlAddFunctionTable) of N sorted entries,
  * function i at [i*0x40, i*0x40+0x30); the PCs cycle through 4096
@@ -142,9 +144,11 @@ int main(int argc, char **argv)
         {"alloc-large-save", OFF_F3 + 0x10, 0x108, 0, UNW_FLAG_NHANDLER, 0, S + 0x40, 0xd15},
     };
     long iters = 2000000;
-    for (int k = 0; k < 5; k++) {
-        int step = k == 4; /* BenchmarkLookupUnwind: lookup + unwind of F1's body */
-        struct ucase *uc = &cases[step ? 0 : k];
+    static KNONVOLATILE_CONTEXT_POINTERS ptrs;
+    for (int k = 0; k < 9; k++) {
+        int step = k == 8; /* BenchmarkLookupUnwind: lookup + unwind of F1's body */
+        PKNONVOLATILE_CONTEXT_POINTERS cp = k >= 4 && !step ? &ptrs : NULL;
+        struct ucase *uc = &cases[step ? 0 : k % 4];
         CONTEXT c0, c;
         fill_ctx(&c0);
         c0.Rip = base + uc->off;
@@ -182,7 +186,7 @@ int main(int argc, char **argv)
                     DWORD64 est; PVOID hd;
                     c = c0;
                     __asm__ volatile("" ::"m"(c) : "memory");
-                    RtlVirtualUnwind(uc->ht, ib, c.Rip, f, &c, &hd, &est, NULL);
+                    RtlVirtualUnwind(uc->ht, ib, c.Rip, f, &c, &hd, &est, cp);
                     sum += est;
                 }
             } else {
@@ -199,11 +203,12 @@ int main(int argc, char **argv)
             v[r] = vt[r] - vc[r];
             sink += sum;
         }
-        double net = median(v, runs), tot = median(vt, runs), cp = median(vc, runs);
+        double net = median(v, runs), tot = median(vt, runs), cpy = median(vc, runs);
+        const char *ptrs_name = cp ? "Pointers" : "";
         if (step)
-            printf("BenchmarkLookupUnwind %.2f ns/op %.2f total-ns/op %.2f copy-ns/op\n", net, tot, cp);
+            printf("BenchmarkLookupUnwind %.2f ns/op %.2f total-ns/op %.2f copy-ns/op\n", net, tot, cpy);
         else
-            printf("BenchmarkVirtualUnwind/%s %.2f ns/op %.2f total-ns/op %.2f copy-ns/op\n", uc->name, net, tot, cp);
+            printf("BenchmarkVirtualUnwind%s/%s %.2f ns/op %.2f total-ns/op %.2f copy-ns/op\n", ptrs_name, uc->name, net, tot, cpy);
     }
     RtlDeleteFunctionTable(J.rf);
     return 0;

@@ -144,11 +144,12 @@ func demoMain(nfn, depth int, seed uint64, w io.Writer) error {
 			return fmt.Errorf("frame %d: no function table entry for %#x", i, pc)
 		}
 		before := ctx
-		res, err := u.VirtualUnwind(unwind.HandlerNone, base, pc, fn, &ctx)
+		var ptrs unwind.ContextPointers
+		res, err := u.VirtualUnwind(unwind.HandlerNone, base, pc, fn, &ctx, &ptrs)
 		if err != nil {
 			return fmt.Errorf("frame %d at %#x: %w", i, pc, err)
 		}
-		fmt.Fprintf(w, "   #%-2d %#14x  %-22s rsp %#x  frame %#x  restored %s\n", i, pc, name, before.Rsp, res.EstablisherFrame, restored(res))
+		fmt.Fprintf(w, "   #%-2d %#14x  %-22s rsp %#x  frame %#x  restored %s\n", i, pc, name, before.Rsp, res.EstablisherFrame, restored(&ptrs))
 		if i+1 >= len(st.frames) {
 			return fmt.Errorf("frame %d: the unwind went past the outermost frame", i)
 		}
@@ -195,14 +196,14 @@ func demoRemote(w io.Writer, img *jitgen.Image) error {
 	return nil
 }
 
-func restored(res unwind.Result) string {
+func restored(ptrs *unwind.ContextPointers) string {
 	var regs []string
-	for r, a := range res.ContextPointers.Integer {
+	for r, a := range ptrs.Integer {
 		if a != 0 && unwindinfo.Register(r) != unwindinfo.RSP {
 			regs = append(regs, unwindinfo.Register(r).String())
 		}
 	}
-	for x, a := range res.ContextPointers.Floating {
+	for x, a := range ptrs.Floating {
 		if a != 0 {
 			regs = append(regs, fmt.Sprintf("xmm%d", x))
 		}

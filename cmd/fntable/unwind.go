@@ -273,12 +273,13 @@ func unwindLine(line []byte, img *loadedImage, ht unwind.HandlerType) (*unwindRe
 		return nil, errors.New("decode request: without --image, give \"function\" (null for a leaf function) and \"image_base\"")
 	}
 	u := unwind.Unwinder{Memory: &mem, Functions: table}
-	res, err := u.VirtualUnwind(ht, base, pc, fn, &ctx)
+	var ptrs unwind.ContextPointers
+	res, err := u.VirtualUnwind(ht, base, pc, fn, &ctx, &ptrs)
 	if err != nil {
 		return nil, err
 	}
 	resp := &unwindResponse{OK: true, Context: &ctx, InEpilog: res.InEpilog, MachineFrame: res.MachineFrame,
-		ContextPointers: &res.ContextPointers}
+		ContextPointers: &ptrs}
 	if fn != nil {
 		resp.Function = &functionJSON{Begin: hexUint(fn.BeginAddress), End: hexUint(fn.EndAddress), UnwindData: hexUint(fn.UnwindData)}
 	}

@@ -579,7 +579,7 @@ func TestUnwindStates(t *testing.T) {
 				pc := img.Base + uint64(in.RVA)
 				ctx.Rip = pc
 				got := ctx
-				_, err := u.VirtualUnwind(unwind.HandlerNone, img.Base, pc, &rf, &got)
+				_, err := u.VirtualUnwind(unwind.HandlerNone, img.Base, pc, &rf, &got, nil)
 				if !s.Unwindable {
 					skipped++
 					continue

@@ -1,0 +1,550 @@
+// fastStep: see fast_amd64.go. It follows fastUnwind, fastCodes and
+// fastEpilog in fast.go (and scanEpilog and returnsFrom in epilog.go)
+// step for step, for the cases it takes; in every other case it returns
+// false without changing the context.
+
+#include "go_asm.h"
+#include "textflag.h"
+
+// func fastStep(segs *segment, n int, ht HandlerType, imageBase, pc uint64, begin, data uint32, ctx *Context, res *Result, ptrs *ContextPointers) bool
+//
+// Locals: 0(SP) to 120(SP), the address each register is restored from,
+// valid where its bit is set in R9; 128(SP), the unwind header; 136(SP) to
+// 152(SP), the body's registers while an epilog is matched.
+TEXT ·fastStep(SB), NOSPLIT, $160-73
+	MOVQ	imageBase+24(FP), R8
+	MOVL	data+44(FP), R9
+	TESTL	$1, R9
+	JNZ	fail                    // indirect entry
+	ADDQ	R8, R9                  // R9 = address of the unwind information
+	MOVQ	ctx+48(FP), DI
+	MOVQ	Context_Rsp(DI), R10    // R10 = RSP
+
+	// The runs that hold the unwind information (R11) and RSP (R12).
+	MOVQ	segs+0(FP), SI
+	MOVQ	n+8(FP), CX
+	XORL	R11, R11
+	XORL	R12, R12
+	TESTQ	CX, CX
+	JZ	fail
+scan:
+	MOVQ	segment_start(SI), AX
+	MOVQ	segment_end(SI), BX
+	SUBQ	AX, BX
+	MOVQ	R9, DX
+	SUBQ	AX, DX
+	CMPQ	DX, BX
+	CMOVQCS	SI, R11
+	MOVQ	R10, DX
+	SUBQ	AX, DX
+	CMPQ	DX, BX
+	CMOVQCS	SI, R12
+	ADDQ	$segment__size, SI
+	DECQ	CX
+	JNZ	scan
+	TESTQ	R11, R11
+	JZ	fail
+	TESTQ	R12, R12
+	JZ	fail
+
+	// The header: version 1, not chained, and the whole of the unwind
+	// information in the run.
+	MOVQ	segment_data(R11), SI   // SI = the run's bytes
+	MOVQ	segment_data+8(R11), BX // BX = its length
+	MOVQ	R9, DX
+	SUBQ	segment_start(R11), DX  // DX = offset of the unwind information
+	CMPQ	DX, BX
+	JAE	fail
+	MOVQ	BX, CX
+	SUBQ	DX, CX
+	CMPQ	CX, $4
+	JB	fail
+	MOVL	(SI)(DX*1), AX          // AX = header
+	MOVL	AX, R13
+	ANDL	$0x27, R13
+	CMPL	R13, $1
+	JNE	fail
+	MOVL	AX, R13
+	SHRL	$16, R13
+	ANDL	$0xff, R13              // R13 = count of code slots
+	LEAQ	4(R13)(R13*1), R14      // R14 = size of the unwind information
+	TESTL	$0x18, AX
+	JZ	sized
+	LEAQ	1(R13), R14
+	ANDQ	$-2, R14
+	LEAQ	8(R14)(R14*1), R14      // with the handler's RVA
+sized:
+	CMPQ	R14, CX
+	JA	fail
+	CMPQ	segment_data+8(R12), $8
+	JB	fail
+
+	// Past the prolog (else the Go path), less than 4 GiB into the function.
+	MOVL	begin+40(FP), R15
+	ADDQ	R8, R15
+	MOVQ	pc+32(FP), CX
+	SUBQ	R15, CX                 // CX = prolog offset
+	MOVQ	CX, R15
+	SHRQ	$32, R15
+	JNZ	fail
+	MOVL	AX, R15
+	SHRL	$8, R15
+	ANDL	$0xff, R15
+	CMPQ	CX, R15
+	JB	fail
+
+	// Establisher frame (R15): the frame register less its offset, or RSP.
+	MOVQ	R10, R15
+	MOVL	AX, R8
+	SHRL	$24, R8
+	ANDL	$15, R8
+	JZ	frame
+	MOVQ	Context_Rax(DI)(R8*8), R15
+	MOVL	AX, R8
+	SHRL	$28, R8
+	SHLL	$4, R8
+	SUBQ	R8, R15
+frame:
+	MOVQ	res+56(FP), R8
+	MOVQ	R15, Result_EstablisherFrame(R8)
+
+	// The handler, if its type is asked for.
+	MOVL	AX, R8
+	SHRL	$3, R8
+	ANDL	$0x1f, R8
+	ANDL	ht+16(FP), R8
+	JZ	nohandler
+	TESTL	$0x18, AX
+	JZ	nohandler
+	ADDQ	R14, R9                 // the handler's data
+	ADDQ	DX, R14
+	MOVL	-4(SI)(R14*1), R14
+	ADDQ	imageBase+24(FP), R14   // the handler
+	MOVQ	res+56(FP), R8
+	MOVQ	R14, Result_HandlerRoutine(R8)
+	MOVQ	R9, Result_HandlerData(R8)
+nohandler:
+
+	// The codes are at [DX, R14) of the run at SI.
+	MOVL	AX, 128(SP)
+	LEAQ	4(DX)(R13*2), R14
+	ADDQ	$4, DX
+
+	// An epilog is looked for at the PC (R8, 0 if not) if there are
+	// codes, with the maxEpilogBytes bytes that the Go path would look at
+	// in the run.
+	XORL	R8, R8
+	TESTL	R13, R13
+	JZ	stack
+	MOVQ	pc+32(FP), R8
+	SUBQ	segment_start(R11), R8  // offset of the PC in the run
+	CMPQ	R8, BX
+	JAE	fail
+	SUBQ	R8, BX
+	CMPQ	BX, $const_maxEpilogBytes
+	JB	fail
+	ADDQ	SI, R8
+
+	// The stack: R12 = its bytes, R13 = their address, R11 = the largest
+	// offset of an 8-byte read in them.
+stack:
+	MOVQ	segment_start(R12), R13
+	MOVQ	segment_data+8(R12), R11
+	SUBQ	$8, R11
+	MOVQ	segment_data(R12), R12
+	TESTQ	R8, R8
+	JZ	body
+	LEAQ	·epilogStart(SB), BX
+	MOVBLZX	(R8), R9
+	MOVBLZX	(BX)(R9*1), R9
+	TESTL	$const_epilogAny, R9
+	JNZ	epilog
+	TESTL	$const_epilogREX, R9
+	JZ	body
+	MOVBLZX	1(R8), R9
+	MOVBLZX	(BX)(R9*1), R9
+	TESTL	$const_epilogAfterREX, R9
+	JNZ	epilog
+
+	// The body: reverse the codes at [DX, R14). CX = prolog offset,
+	// R10 = RSP, R15 = establisher frame, R9 = mask of the registers
+	// restored.
+body:
+	XORL	R9, R9
+codes:
+	CMPQ	DX, R14
+	JAE	codesdone
+	MOVWLZX	(SI)(DX*1), AX
+	MOVBLZX	AX, R8
+	CMPL	CX, R8
+	JB	fail                    // a code the PC has not reached
+	MOVL	AX, R8
+	SHRL	$8, R8
+	ANDL	$15, R8                 // R8 = operation
+	SHRL	$12, AX                 // AX = register
+	TESTL	R8, R8
+	JEQ	push
+	CMPL	R8, $2
+	JEQ	small
+	CMPL	R8, $1
+	JEQ	large
+	CMPL	R8, $4
+	JEQ	save
+	CMPL	R8, $3
+	JEQ	setfp
+	CMPL	R8, $5
+	JEQ	savefar
+	JMP	fail                    // XMM saves, machine frames, invalid codes
+
+push:	// UWOP_PUSH_NONVOL
+	MOVQ	R10, BX
+	SUBQ	R13, BX
+	CMPQ	BX, R11
+	JA	fail
+	MOVQ	R10, 0(SP)(AX*8)
+	BTSL	AX, R9
+	ADDQ	$8, R10
+	ADDQ	$2, DX
+	CMPL	AX, $4
+	JNE	codes
+	MOVQ	(R12)(BX*1), R10
+	ADDQ	$8, R10
+	JMP	codes
+
+small:	// UWOP_ALLOC_SMALL
+	LEAQ	8(R10)(AX*8), R10
+	ADDQ	$2, DX
+	JMP	codes
+
+large:	// UWOP_ALLOC_LARGE
+	MOVQ	R14, BX
+	SUBQ	DX, BX
+	TESTL	AX, AX
+	JNZ	large32
+	CMPQ	BX, $4
+	JB	fail
+	MOVWLZX	2(SI)(DX*1), BX
+	LEAQ	(R10)(BX*8), R10
+	ADDQ	$4, DX
+	JMP	codes
+large32:
+	CMPQ	BX, $6
+	JB	fail
+	MOVL	2(SI)(DX*1), BX
+	ADDQ	BX, R10
+	ADDQ	$6, DX
+	JMP	codes
+
+setfp:	// UWOP_SET_FPREG: RSP = the frame register's value less the offset
+	MOVBLZX	131(SP), BX
+	MOVL	BX, R8
+	ANDL	$15, R8
+	SHRL	$4, BX
+	SHLL	$4, BX
+	CMPL	R8, $4
+	JEQ	setfprsp
+	BTL	R8, R9
+	JCS	setfpsaved
+	MOVQ	Context_Rax(DI)(R8*8), R8
+	JMP	setfpdone
+setfpsaved:
+	MOVQ	0(SP)(R8*8), R8
+	SUBQ	R13, R8
+	MOVQ	(R12)(R8*1), R8
+	JMP	setfpdone
+setfprsp:
+	MOVQ	R10, R8
+setfpdone:
+	SUBQ	BX, R8
+	MOVQ	R8, R10
+	ADDQ	$2, DX
+	JMP	codes
+
+save:	// UWOP_SAVE_NONVOL
+	MOVQ	R14, BX
+	SUBQ	DX, BX
+	CMPQ	BX, $4
+	JB	fail
+	MOVWLZX	2(SI)(DX*1), BX
+	LEAQ	(R15)(BX*8), BX
+	ADDQ	$4, DX
+	JMP	saved
+savefar:	// UWOP_SAVE_NONVOL_FAR
+	MOVQ	R14, BX
+	SUBQ	DX, BX
+	CMPQ	BX, $6
+	JB	fail
+	MOVL	2(SI)(DX*1), BX
+	ADDQ	R15, BX
+	ADDQ	$6, DX
+saved:
+	MOVQ	BX, R8
+	SUBQ	R13, R8
+	CMPQ	R8, R11
+	JA	fail
+	MOVQ	BX, 0(SP)(AX*8)
+	BTSL	AX, R9
+	CMPL	AX, $4
+	JNE	codes
+	MOVQ	(R12)(R8*1), R10
+	JMP	codes
+
+codesdone:
+	MOVQ	R10, DX
+	SUBQ	R13, DX
+	CMPQ	DX, R11
+	JA	fail
+
+	// Success, with DX the offset of the return address in the stack's
+	// run: load the registers, record where they came from, pop the
+	// return address.
+commit:
+	MOVL	R9, R8
+	TESTL	R8, R8
+	JZ	loaded
+load:
+	BSFL	R8, AX
+	MOVQ	0(SP)(AX*8), CX
+	SUBQ	R13, CX
+	MOVQ	(R12)(CX*1), CX
+	MOVQ	CX, Context_Rax(DI)(AX*8)
+	LEAL	-1(R8), CX
+	ANDL	CX, R8
+	JNZ	load
+loaded:
+	MOVQ	ptrs+64(FP), SI
+	TESTQ	SI, SI
+	JZ	popped
+	TESTL	R9, R9
+	JZ	popped
+record:
+	BSFL	R9, AX
+	MOVQ	0(SP)(AX*8), CX
+	MOVQ	CX, ContextPointers_Integer(SI)(AX*8)
+	LEAL	-1(R9), CX
+	ANDL	CX, R9
+	JNZ	record
+popped:
+	MOVQ	(R12)(DX*1), CX
+	MOVQ	CX, Context_Rip(DI)
+	ADDQ	$8, R10
+	MOVQ	R10, Context_Rsp(DI)
+	MOVB	$1, ret+72(FP)
+	RET
+
+	// The bytes at R8 may start an epilog. Match them as scanEpilog and
+	// returnsFrom do, with CX = the index of the next byte, R14 = the
+	// register of a lea rsp (-1 if none), DX = the frame register.
+epilog:
+	MOVQ	CX, 136(SP)
+	MOVQ	DX, 144(SP)
+	MOVQ	R14, 152(SP)
+	MOVBLZX	131(SP), DX
+	ANDL	$15, DX
+	MOVQ	$-1, R14
+	XORL	CX, CX
+	MOVWLZX	(R8), AX
+	CMPL	AX, $0x8348             // add rsp, imm8
+	JEQ	matchadd8
+	CMPL	AX, $0x8148             // add rsp, imm32
+	JEQ	matchadd32
+	MOVL	AX, BX
+	ANDL	$0xfffe, BX
+	CMPL	BX, $0x8d48             // lea rsp, [reg+disp]
+	JNE	matchpops
+	MOVBLZX	2(R8), BX
+	MOVL	AX, R9
+	ANDL	$1, R9
+	SHLL	$3, R9
+	MOVL	BX, AX
+	ANDL	$7, AX
+	ORL	AX, R9                  // the base register
+	TESTL	R9, R9
+	JZ	matchpops
+	CMPL	R9, DX
+	JNE	matchpops
+	ANDL	$0xf8, BX
+	CMPL	BX, $0x60
+	JEQ	matchlea8
+	CMPL	BX, $0xa0
+	JNE	matchpops
+	MOVL	$7, CX
+	MOVQ	R9, R14
+	JMP	matchpops
+matchlea8:
+	MOVL	$4, CX
+	MOVQ	R9, R14
+	JMP	matchpops
+matchadd8:
+	CMPB	2(R8), $0xc4
+	JNE	matchpops
+	MOVL	$4, CX
+	JMP	matchpops
+matchadd32:
+	CMPB	2(R8), $0xc4
+	JNE	matchpops
+	MOVL	$7, CX
+matchpops:
+	CMPL	CX, $60
+	JA	fail                    // bytes the Go path reads as 0
+	MOVBLZX	(R8)(CX*1), AX
+	MOVL	AX, BX
+	ANDL	$0xf8, BX
+	CMPL	BX, $0x58
+	JNE	matchrex
+	INCL	CX
+	JMP	matchpops
+matchrex:
+	MOVL	AX, BX
+	ANDL	$0xf0, BX
+	CMPL	BX, $0x40
+	JNE	matchterm
+	MOVBLZX	1(R8)(CX*1), BX
+	ANDL	$0xf8, BX
+	CMPL	BX, $0x58
+	JNE	matchterm
+	ADDL	$2, CX
+	JMP	matchpops
+matchterm:
+	CMPL	AX, $0xf2               // BND prefix
+	JNE	matchret
+	INCL	CX
+	MOVBLZX	(R8)(CX*1), AX
+matchret:
+	CMPL	AX, $0xc3               // ret
+	JEQ	emulate
+	CMPL	AX, $0xc2               // ret imm16
+	JEQ	emulate
+	MOVBLZX	1(R8)(CX*1), BX
+	CMPL	AX, $0xf3               // rep ret
+	JNE	matchjmpmem
+	CMPL	BX, $0xc3
+	JEQ	emulate
+matchjmpmem:
+	CMPL	AX, $0xff               // jmp [rip+disp32]
+	JNE	matchjmprm
+	CMPL	BX, $0x25
+	JEQ	emulate
+matchjmprm:
+	MOVL	AX, R9                  // REX.W jmp r/m64
+	ANDL	$0xf8, R9
+	CMPL	R9, $0x48
+	JNE	matchjmprel
+	CMPL	BX, $0xff
+	JNE	matchjmprel
+	MOVBLZX	2(R8)(CX*1), R9
+	ANDL	$0x38, R9
+	CMPL	R9, $0x20
+	JEQ	emulate
+matchjmprel:
+	CMPL	AX, $0xeb
+	JEQ	fail                    // tail calls: the Go path
+	CMPL	AX, $0xe9
+	JEQ	fail
+	MOVQ	136(SP), CX             // not an epilog: the body
+	MOVQ	144(SP), DX
+	MOVQ	152(SP), R14
+	JMP	body
+
+	// Emulate the epilog that ends at R8+CX: its add or lea rsp, then
+	// its pops (the loop ends at the BND prefix, if any).
+emulate:
+	MOVQ	CX, BX
+	XORL	CX, CX
+	XORL	R9, R9
+	MOVBLZX	(R8), AX
+	ANDL	$0xf8, AX
+	CMPL	AX, $0x48
+	JNE	epops
+	MOVBLZX	1(R8), AX
+	CMPL	AX, $0x83
+	JEQ	eadd8
+	CMPL	AX, $0x81
+	JEQ	eadd32
+	CMPL	AX, $0x8d
+	JNE	epops
+	TESTQ	R14, R14
+	JS	epops
+	MOVQ	R10, AX
+	CMPL	R14, $4
+	JEQ	elea
+	MOVQ	Context_Rax(DI)(R14*8), AX
+elea:
+	MOVBLZX	2(R8), DX
+	ANDL	$0xf8, DX
+	CMPL	DX, $0x60
+	JNE	elea32
+	MOVBQSX	3(R8), DX
+	LEAQ	(AX)(DX*1), R10
+	MOVL	$4, CX
+	JMP	epops
+elea32:
+	MOVLQSX	3(R8), DX
+	LEAQ	(AX)(DX*1), R10
+	MOVL	$7, CX
+	JMP	epops
+eadd8:
+	MOVBQSX	3(R8), DX
+	ADDQ	DX, R10
+	MOVL	$4, CX
+	JMP	epops
+eadd32:
+	MOVLQSX	3(R8), DX
+	ADDQ	DX, R10
+	MOVL	$7, CX
+epops:
+	CMPQ	CX, BX
+	JAE	edone
+	MOVBLZX	(R8)(CX*1), AX
+	MOVL	AX, DX
+	ANDL	$0xf8, DX
+	CMPL	DX, $0x58
+	JNE	eprex
+	ANDL	$7, AX
+	INCL	CX
+	JMP	epop
+eprex:
+	MOVL	AX, DX
+	ANDL	$0xf0, DX
+	CMPL	DX, $0x40
+	JNE	edone
+	MOVBLZX	1(R8)(CX*1), DX
+	MOVL	DX, R14
+	ANDL	$0xf8, R14
+	CMPL	R14, $0x58
+	JNE	edone
+	ANDL	$1, AX
+	SHLL	$3, AX
+	ANDL	$7, DX
+	ORL	DX, AX
+	ADDL	$2, CX
+epop:	// pop AX
+	MOVQ	R10, DX
+	SUBQ	R13, DX
+	CMPQ	DX, R11
+	JA	fail
+	MOVQ	R10, 0(SP)(AX*8)
+	BTSL	AX, R9
+	ADDQ	$8, R10
+	CMPL	AX, $4
+	JNE	epops
+	MOVQ	(R12)(DX*1), R10
+	ADDQ	$8, R10
+	JMP	epops
+edone:
+	MOVQ	R10, DX
+	SUBQ	R13, DX
+	CMPQ	DX, R11
+	JA	fail
+	MOVQ	res+56(FP), R8
+	MOVQ	$0, Result_HandlerRoutine(R8)
+	MOVQ	$0, Result_HandlerData(R8)
+	MOVB	$1, Result_InEpilog(R8)
+	TESTB	$15, 131(SP)
+	JZ	commit
+	MOVQ	R10, Result_EstablisherFrame(R8)
+	JMP	commit
+
+fail:
+	MOVB	$0, ret+72(FP)
+	RET
