@@ -2,9 +2,13 @@
 # compare.sh: run the unwind benchmarks in Go and the same cases under Wine's
 # ntdll, and print them side by side. See bench/README.md.
 #
-# Usage: bench/compare.sh [-count N] [-runs N] [-keep DIR]
-#   -count N  go test -count (default 5); the Go figure is the median
-#   -runs N   timed loops per case in the Wine program (default 7); median
+# Usage: bench/compare.sh [-count N] [-runs N] [-rounds N] [-keep DIR]
+#   -count N  go test -count per round (default 3); the Go figure is the
+#             median of all runs
+#   -runs N   timed loops per case in the Wine program per round (default
+#             5); the Wine figure is the median of the rounds' medians
+#   -rounds N rounds of Wine then Go (default 3), so that a slow spell of
+#             a shared machine falls on both sides
 #   -keep DIR keep the raw outputs (go.txt, wine.txt) in DIR
 #
 # Needs: go, x86_64-w64-mingw32-gcc, wine (Wine 8). WINEPREFIX defaults to
@@ -12,18 +16,24 @@
 # ../shared/wine/setup-prefix.sh if it does not exist.
 set -euo pipefail
 
+count=3 runs=5 rounds=3
 . "$(dirname "$0")/lib.sh" "$@"
 
-# Wine side.
 x86_64-w64-mingw32-gcc -O2 -Wall -Wno-unused-function -Wno-unused-variable \
 	-I"$shared/wine" -o "$work/unwind_bench.exe" "$here/wine/unwind_bench.c"
-run_wine "$work/unwind_bench.exe" "$runs"
-
-# Go side.
-cd "$root"
-go test -count=1 -run '^$' ./unwind >/dev/null # build outside the timed run
-echo "running go test -bench ${pin[*]}" >&2
-"${pin[@]}" go test -run '^$' -bench 'VirtualUnwind|LookupImage|LookupUnwind' -benchmem -count "$count" ./unwind >"$work/go.txt"
+(cd "$root" && go test -c -o "$work/unwind.test" ./unwind)
+: >"$work/all-wine.txt"
+: >"$work/all-go.txt"
+for r in $(seq "$rounds"); do
+	echo "round $r of $rounds" >&2
+	run_wine "$work/unwind_bench.exe" "$runs"
+	cat "$work/wine.txt" >>"$work/all-wine.txt"
+	echo "running the Go benchmarks ${pin[*]}" >&2
+	(cd "$root/unwind" && "${pin[@]}" "$work/unwind.test" -test.run '^$' \
+		-test.bench 'VirtualUnwind|LookupImage|LookupUnwind' -test.benchmem -test.count "$count") >>"$work/all-go.txt"
+done
+mv "$work/all-wine.txt" "$work/wine.txt"
+mv "$work/all-go.txt" "$work/go.txt"
 
 if [ -n "$keep" ]; then
 	mkdir -p "$keep"
@@ -57,7 +67,8 @@ side == 1 && /^Benchmark/ {
 	if (al != "" && (!(name in goal) || al + 0 > goal[name] + 0)) goal[name] = al
 }
 side == 2 && /^Benchmark/ {
-	w[$1] = metric("ns/op"); wcp[$1] = metric("copy-ns/op")
+	w[$1] = w[$1] " " metric("ns/op"); wc = metric("copy-ns/op")
+	if (wc != "") wcp[$1] = wcp[$1] " " wc
 }
 END {
 	printf "%-40s %9s %8s %8s %9s %9s %8s %9s\n", "benchmark", "Go ns/op", "Go copy", "Go net", "Wine net", "Wine copy", "Go/Wine", "allocs/op"
@@ -66,9 +77,10 @@ END {
 		name = order[k]
 		g = median(gons[name]); gn = median(gonet[name])
 		gc = name in gocp ? sprintf("%.2f", median(gocp[name])) : "-"
-		wn = name in w ? sprintf("%.2f", w[name]) : "-"
-		wc = name in wcp && wcp[name] != "" ? sprintf("%.2f", wcp[name]) : "-"
-		ratio = name in w && w[name] > 0 ? sprintf("%.2f", gn / w[name]) : "-"
+		wm = name in w ? median(w[name]) : ""
+		wn = wm != "" ? sprintf("%.2f", wm) : "-"
+		wc = name in wcp ? sprintf("%.2f", median(wcp[name])) : "-"
+		ratio = wm != "" && wm > 0 ? sprintf("%.2f", gn / wm) : "-"
 		mark = ""
 		if (ratio == "-") mark = " no Wine figure"
 		else if (ratio + 0 > 1.2) mark = " >1.2"
@@ -77,8 +89,8 @@ END {
 		printf "%-40s %9.2f %8s %8.2f %9s %9s %8s %9s%s\n", name, g, gc, gn, wn, wc, ratio, goal[name], mark
 	}
 	print ""
-	print "Go net = ns/op - copy-ns/op (the Context copy of the loop), median over the -count runs;"
-	print "Wine net = the same loop under Wine minus its CONTEXT copy, median over the -runs loops."
+	print "Go net = ns/op - copy-ns/op (the Context copy of the loop), median over all the Go runs;"
+	print "Wine net = the same loop under Wine minus its CONTEXT copy, median over the rounds."
 	print "Lookup rows copy nothing. Go/Wine = Go net / Wine net; target <= 1.2 and 0 allocs/op."
 	if (bad) printf "%d row(s) miss the target.\n", bad
 	else print "Every row meets the target."

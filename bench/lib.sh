@@ -1,19 +1,22 @@
 # lib.sh: what compare.sh and functable.sh share. Source it with the
 # script's arguments: it parses -count N (Go benchmark runs, default 5),
-# -runs N (Wine runs, default 7) and -keep DIR into count, runs and keep;
+# -runs N (Wine runs, default 7), -rounds N (default 1) and -keep DIR into
+# count, runs, rounds and keep;
 # sets here, root, shared, pin (a command prefix that pins to one CPU, or
 # nothing) and work (a temporary directory removed on exit); and exports
 # the Wine environment.
 
-count=5
-runs=7
+count=${count:-5}
+runs=${runs:-7}
+rounds=${rounds:-1}
 keep=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-count) count=$2; shift 2 ;;
 	-runs) runs=$2; shift 2 ;;
+	-rounds) rounds=$2; shift 2 ;;
 	-keep) keep=$2; shift 2 ;;
-	*) echo "usage: $0 [-count N] [-runs N] [-keep DIR]" >&2; exit 2 ;;
+	*) echo "usage: $0 [-count N] [-runs N] [-rounds N] [-keep DIR]" >&2; exit 2 ;;
 	esac
 done
 
