@@ -8,6 +8,18 @@ import (
 	"github.com/fntable/fntable/unwindinfo"
 )
 
+// stepArgs are the arguments of a step, for fastStep: one pointer to pass,
+// and where VirtualUnwind finds them again if fastStep declines the step.
+type stepArgs struct {
+	sm        *SplicedMemory
+	fn        *unwindinfo.RuntimeFunction
+	ctx       *Context
+	ptrs      *ContextPointers
+	imageBase uint64
+	pc        uint64
+	ht        HandlerType
+}
+
 // fastUnwind performs the common unwind step — version 1 unwind
 // information without chaining, integer register saves only, an epilog
 // (if any) that ends in a return, code, unwind information and stack each

@@ -6,27 +6,32 @@
 #include "go_asm.h"
 #include "textflag.h"
 
-// func fastStep(segs *segment, n int, ht HandlerType, imageBase, pc uint64, begin, data uint32, ctx *Context, res *Result, ptrs *ContextPointers) bool
+// func fastStep(a *stepArgs, res *Result) bool
 //
 // Locals: 0(SP) to 120(SP), the address each register is restored from,
 // valid where its bit is set in R9; 128(SP), the unwind header; 136(SP) to
-// 152(SP), the body's registers while an epilog is matched.
-TEXT ·fastStep(SB), NOSPLIT, $160-73
-	MOVQ	imageBase+24(FP), R8
-	MOVL	data+44(FP), R9
+// 160(SP), the body's registers while an epilog is matched.
+TEXT ·fastStep(SB), NOSPLIT, $168-17
+	MOVQ	a+0(FP), BX
+	MOVQ	stepArgs_fn(BX), SI
+	MOVQ	stepArgs_imageBase(BX), R8
+	MOVL	const_rfUnwindData(SI), R9
 	TESTL	$1, R9
 	JNZ	fail                    // indirect entry
 	ADDQ	R8, R9                  // R9 = address of the unwind information
-	MOVQ	ctx+48(FP), DI
+	MOVQ	stepArgs_ctx(BX), DI
 	MOVQ	Context_Rsp(DI), R10    // R10 = RSP
 
 	// The runs that hold the unwind information (R11) and RSP (R12).
-	MOVQ	segs+0(FP), SI
-	MOVQ	n+8(FP), CX
+	MOVQ	stepArgs_sm(BX), SI
+	MOVQ	SplicedMemory_flat+8(SI), CX
+	MOVQ	SplicedMemory_flat(SI), SI
 	XORL	R11, R11
 	XORL	R12, R12
 	TESTQ	CX, CX
 	JZ	fail
+	CMPQ	CX, $const_asmSegments
+	JA	fail
 scan:
 	MOVQ	segment_start(SI), AX
 	MOVQ	segment_end(SI), BX
@@ -80,9 +85,11 @@ sized:
 	JB	fail
 
 	// Past the prolog (else the Go path), less than 4 GiB into the function.
-	MOVL	begin+40(FP), R15
+	MOVQ	a+0(FP), CX
+	MOVQ	stepArgs_fn(CX), R15
+	MOVL	const_rfBeginAddress(R15), R15
 	ADDQ	R8, R15
-	MOVQ	pc+32(FP), CX
+	MOVQ	stepArgs_pc(CX), CX
 	SUBQ	R15, CX                 // CX = prolog offset
 	MOVQ	CX, R15
 	SHRQ	$32, R15
@@ -105,22 +112,23 @@ sized:
 	SHLL	$4, R8
 	SUBQ	R8, R15
 frame:
-	MOVQ	res+56(FP), R8
+	MOVQ	res+8(FP), R8
 	MOVQ	R15, Result_EstablisherFrame(R8)
 
 	// The handler, if its type is asked for.
 	MOVL	AX, R8
 	SHRL	$3, R8
 	ANDL	$0x1f, R8
-	ANDL	ht+16(FP), R8
+	MOVQ	a+0(FP), BX
+	ANDL	stepArgs_ht(BX), R8
 	JZ	nohandler
 	TESTL	$0x18, AX
 	JZ	nohandler
 	ADDQ	R14, R9                 // the handler's data
 	ADDQ	DX, R14
 	MOVL	-4(SI)(R14*1), R14
-	ADDQ	imageBase+24(FP), R14   // the handler
-	MOVQ	res+56(FP), R8
+	ADDQ	stepArgs_imageBase(BX), R14 // the handler
+	MOVQ	res+8(FP), R8
 	MOVQ	R14, Result_HandlerRoutine(R8)
 	MOVQ	R9, Result_HandlerData(R8)
 nohandler:
@@ -136,7 +144,8 @@ nohandler:
 	XORL	R8, R8
 	TESTL	R13, R13
 	JZ	stack
-	MOVQ	pc+32(FP), R8
+	MOVQ	a+0(FP), R8
+	MOVQ	stepArgs_pc(R8), R8
 	SUBQ	segment_start(R11), R8  // offset of the PC in the run
 	CMPQ	R8, BX
 	JAE	fail
@@ -312,7 +321,8 @@ load:
 	ANDL	CX, R8
 	JNZ	load
 loaded:
-	MOVQ	ptrs+64(FP), SI
+	MOVQ	a+0(FP), SI
+	MOVQ	stepArgs_ptrs(SI), SI
 	TESTQ	SI, SI
 	JZ	popped
 	TESTL	R9, R9
@@ -329,114 +339,146 @@ popped:
 	MOVQ	CX, Context_Rip(DI)
 	ADDQ	$8, R10
 	MOVQ	R10, Context_Rsp(DI)
-	MOVB	$1, ret+72(FP)
+	MOVB	$1, ret+16(FP)
 	RET
 
 	// The bytes at R8 may start an epilog. Match them as scanEpilog and
-	// returnsFrom do, with CX = the index of the next byte, R14 = the
-	// register of a lea rsp (-1 if none), DX = the frame register.
+	// returnsFrom do, and emulate them as fastEpilog does while matching
+	// them: CX = the index of the next byte, R10 = RSP as the epilog
+	// leaves it so far, R9 = the registers it pops. If they turn out not
+	// to be an epilog, the body is unwound from the state saved here.
 epilog:
 	MOVQ	CX, 136(SP)
 	MOVQ	DX, 144(SP)
 	MOVQ	R14, 152(SP)
-	MOVBLZX	131(SP), DX
-	ANDL	$15, DX
-	MOVQ	$-1, R14
+	MOVQ	R10, 160(SP)
+	XORL	R9, R9
 	XORL	CX, CX
 	MOVWLZX	(R8), AX
 	CMPL	AX, $0x8348             // add rsp, imm8
-	JEQ	matchadd8
+	JEQ	add8
 	CMPL	AX, $0x8148             // add rsp, imm32
-	JEQ	matchadd32
+	JEQ	add32
 	MOVL	AX, BX
 	ANDL	$0xfffe, BX
 	CMPL	BX, $0x8d48             // lea rsp, [reg+disp]
-	JNE	matchpops
+	JNE	pops
 	MOVBLZX	2(R8), BX
-	MOVL	AX, R9
-	ANDL	$1, R9
-	SHLL	$3, R9
+	MOVL	AX, R14
+	ANDL	$1, R14
+	SHLL	$3, R14
 	MOVL	BX, AX
 	ANDL	$7, AX
-	ORL	AX, R9                  // the base register
-	TESTL	R9, R9
-	JZ	matchpops
-	CMPL	R9, DX
-	JNE	matchpops
+	ORL	AX, R14                 // the base register, which must be the
+	JZ	pops                    // frame register
+	MOVBLZX	131(SP), DX
+	ANDL	$15, DX
+	CMPL	R14, DX
+	JNE	pops
+	MOVQ	R10, DX
+	CMPL	R14, $4
+	JEQ	leabase
+	MOVQ	Context_Rax(DI)(R14*8), DX
+leabase:
 	ANDL	$0xf8, BX
 	CMPL	BX, $0x60
-	JEQ	matchlea8
+	JEQ	lea8
 	CMPL	BX, $0xa0
-	JNE	matchpops
+	JNE	pops
+	MOVLQSX	3(R8), R10
+	ADDQ	DX, R10
 	MOVL	$7, CX
-	MOVQ	R9, R14
-	JMP	matchpops
-matchlea8:
+	JMP	pops
+lea8:
+	MOVBQSX	3(R8), R10
+	ADDQ	DX, R10
 	MOVL	$4, CX
-	MOVQ	R9, R14
-	JMP	matchpops
-matchadd8:
+	JMP	pops
+add8:
 	CMPB	2(R8), $0xc4
-	JNE	matchpops
+	JNE	pops
+	MOVBQSX	3(R8), DX
+	ADDQ	DX, R10
 	MOVL	$4, CX
-	JMP	matchpops
-matchadd32:
+	JMP	pops
+add32:
 	CMPB	2(R8), $0xc4
-	JNE	matchpops
+	JNE	pops
+	MOVLQSX	3(R8), DX
+	ADDQ	DX, R10
 	MOVL	$7, CX
-matchpops:
+pops:
 	CMPL	CX, $60
 	JA	fail                    // bytes the Go path reads as 0
 	MOVBLZX	(R8)(CX*1), AX
 	MOVL	AX, BX
 	ANDL	$0xf8, BX
 	CMPL	BX, $0x58
-	JNE	matchrex
+	JNE	poprex
+	MOVL	AX, BX
+	ANDL	$7, BX
 	INCL	CX
-	JMP	matchpops
-matchrex:
+	JMP	pop
+poprex:
 	MOVL	AX, BX
 	ANDL	$0xf0, BX
 	CMPL	BX, $0x40
-	JNE	matchterm
+	JNE	term
 	MOVBLZX	1(R8)(CX*1), BX
-	ANDL	$0xf8, BX
-	CMPL	BX, $0x58
-	JNE	matchterm
+	MOVL	BX, DX
+	ANDL	$0xf8, DX
+	CMPL	DX, $0x58
+	JNE	term
+	ANDL	$7, BX
+	ANDL	$1, AX
+	SHLL	$3, AX
+	ORL	AX, BX
 	ADDL	$2, CX
-	JMP	matchpops
-matchterm:
+pop:	// pop BX
+	MOVQ	R10, DX
+	SUBQ	R13, DX
+	CMPQ	DX, R11
+	JA	fail
+	MOVQ	R10, 0(SP)(BX*8)
+	BTSL	BX, R9
+	ADDQ	$8, R10
+	CMPL	BX, $4
+	JNE	pops
+	MOVQ	(R12)(DX*1), R10
+	ADDQ	$8, R10
+	JMP	pops
+term:	// AX = the byte at CX
 	CMPL	AX, $0xf2               // BND prefix
-	JNE	matchret
+	JNE	ret
 	INCL	CX
 	MOVBLZX	(R8)(CX*1), AX
-matchret:
+ret:
 	CMPL	AX, $0xc3               // ret
-	JEQ	emulate
+	JEQ	epilogdone
 	CMPL	AX, $0xc2               // ret imm16
-	JEQ	emulate
+	JEQ	epilogdone
 	MOVBLZX	1(R8)(CX*1), BX
 	CMPL	AX, $0xf3               // rep ret
-	JNE	matchjmpmem
+	JNE	jmpmem
 	CMPL	BX, $0xc3
-	JEQ	emulate
-matchjmpmem:
+	JEQ	epilogdone
+jmpmem:
 	CMPL	AX, $0xff               // jmp [rip+disp32]
-	JNE	matchjmprm
+	JNE	jmprm
 	CMPL	BX, $0x25
-	JEQ	emulate
-matchjmprm:
-	MOVL	AX, R9                  // REX.W jmp r/m64
-	ANDL	$0xf8, R9
-	CMPL	R9, $0x48
-	JNE	matchjmprel
+	JEQ	epilogdone
+jmprm:
+	MOVL	AX, DX                  // REX.W jmp r/m64
+	ANDL	$0xf8, DX
+	CMPL	DX, $0x48
+	JNE	jmprel
 	CMPL	BX, $0xff
-	JNE	matchjmprel
-	MOVBLZX	2(R8)(CX*1), R9
-	ANDL	$0x38, R9
-	CMPL	R9, $0x20
-	JEQ	emulate
-matchjmprel:
+	JNE	jmprel
+	MOVBLZX	2(R8)(CX*1), DX
+	ANDL	$0x38, DX
+	CMPL	DX, $0x20
+	JEQ	epilogdone
+jmprel:
 	CMPL	AX, $0xeb
 	JEQ	fail                    // tail calls: the Go path
 	CMPL	AX, $0xe9
@@ -444,99 +486,15 @@ matchjmprel:
 	MOVQ	136(SP), CX             // not an epilog: the body
 	MOVQ	144(SP), DX
 	MOVQ	152(SP), R14
+	MOVQ	160(SP), R10
 	JMP	body
 
-	// Emulate the epilog that ends at R8+CX: its add or lea rsp, then
-	// its pops (the loop ends at the BND prefix, if any).
-emulate:
-	MOVQ	CX, BX
-	XORL	CX, CX
-	XORL	R9, R9
-	MOVBLZX	(R8), AX
-	ANDL	$0xf8, AX
-	CMPL	AX, $0x48
-	JNE	epops
-	MOVBLZX	1(R8), AX
-	CMPL	AX, $0x83
-	JEQ	eadd8
-	CMPL	AX, $0x81
-	JEQ	eadd32
-	CMPL	AX, $0x8d
-	JNE	epops
-	TESTQ	R14, R14
-	JS	epops
-	MOVQ	R10, AX
-	CMPL	R14, $4
-	JEQ	elea
-	MOVQ	Context_Rax(DI)(R14*8), AX
-elea:
-	MOVBLZX	2(R8), DX
-	ANDL	$0xf8, DX
-	CMPL	DX, $0x60
-	JNE	elea32
-	MOVBQSX	3(R8), DX
-	LEAQ	(AX)(DX*1), R10
-	MOVL	$4, CX
-	JMP	epops
-elea32:
-	MOVLQSX	3(R8), DX
-	LEAQ	(AX)(DX*1), R10
-	MOVL	$7, CX
-	JMP	epops
-eadd8:
-	MOVBQSX	3(R8), DX
-	ADDQ	DX, R10
-	MOVL	$4, CX
-	JMP	epops
-eadd32:
-	MOVLQSX	3(R8), DX
-	ADDQ	DX, R10
-	MOVL	$7, CX
-epops:
-	CMPQ	CX, BX
-	JAE	edone
-	MOVBLZX	(R8)(CX*1), AX
-	MOVL	AX, DX
-	ANDL	$0xf8, DX
-	CMPL	DX, $0x58
-	JNE	eprex
-	ANDL	$7, AX
-	INCL	CX
-	JMP	epop
-eprex:
-	MOVL	AX, DX
-	ANDL	$0xf0, DX
-	CMPL	DX, $0x40
-	JNE	edone
-	MOVBLZX	1(R8)(CX*1), DX
-	MOVL	DX, R14
-	ANDL	$0xf8, R14
-	CMPL	R14, $0x58
-	JNE	edone
-	ANDL	$1, AX
-	SHLL	$3, AX
-	ANDL	$7, DX
-	ORL	DX, AX
-	ADDL	$2, CX
-epop:	// pop AX
+epilogdone:
 	MOVQ	R10, DX
 	SUBQ	R13, DX
 	CMPQ	DX, R11
 	JA	fail
-	MOVQ	R10, 0(SP)(AX*8)
-	BTSL	AX, R9
-	ADDQ	$8, R10
-	CMPL	AX, $4
-	JNE	epops
-	MOVQ	(R12)(DX*1), R10
-	ADDQ	$8, R10
-	JMP	epops
-edone:
-	MOVQ	R10, DX
-	SUBQ	R13, DX
-	CMPQ	DX, R11
-	JA	fail
-	MOVQ	res+56(FP), R8
+	MOVQ	res+8(FP), R8
 	MOVQ	$0, Result_HandlerRoutine(R8)
 	MOVQ	$0, Result_HandlerData(R8)
 	MOVB	$1, Result_InEpilog(R8)
@@ -546,5 +504,5 @@ edone:
 	JMP	commit
 
 fail:
-	MOVB	$0, ret+72(FP)
+	MOVB	$0, ret+16(FP)
 	RET

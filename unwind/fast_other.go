@@ -7,6 +7,4 @@ const asmSegments = 0
 
 // fastStep is the assembly fast path of amd64; elsewhere fastUnwind does
 // its work.
-func fastStep(segs *segment, n int, ht HandlerType, imageBase, pc uint64, begin, data uint32, ctx *Context, res *Result, ptrs *ContextPointers) bool {
-	return false
-}
+func fastStep(a *stepArgs, res *Result) bool { return false }

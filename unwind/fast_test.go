@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"unsafe"
 
 	"github.com/fntable/fntable/internal/jitgen"
 	"github.com/fntable/fntable/unwindinfo"
@@ -81,8 +80,7 @@ func fastCompare(mem *SplicedMemory, fns FunctionTable, ht HandlerType, imageBas
 		took *int
 	}{
 		{"fastStep", func(c *Context, res *Result, ptrs *ContextPointers) bool {
-			f := mem.flat
-			return len(f) <= asmSegments && fastStep(unsafe.SliceData(f), len(f), ht, imageBase, ctx.Rip, fn.BeginAddress, fn.UnwindData, c, res, ptrs)
+			return fastStep(&stepArgs{mem, fn, c, ptrs, imageBase, ctx.Rip, ht}, res)
 		}, &st.asm},
 		{"fastUnwind", func(c *Context, res *Result, ptrs *ContextPointers) bool {
 			return fastUnwind(mem, ht, imageBase, ctx.Rip, fn, c, res, ptrs)

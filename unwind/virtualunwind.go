@@ -3,7 +3,6 @@ package unwind
 import (
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -106,9 +105,13 @@ func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.R
 // Indirect entries (UnwindData bit 0) are resolved. On error ctx and ptrs
 // may have been partly updated. VirtualUnwind does not allocate.
 func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error) {
-	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil && len(sm.flat) <= asmSegments &&
-		fastStep(unsafe.SliceData(sm.flat), len(sm.flat), ht, imageBase, controlPC, fn.BeginAddress, fn.UnwindData, ctx, &res, ptrs) {
-		return res, nil
+	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil {
+		var a stepArgs
+		a.sm, a.fn, a.ctx, a.ptrs, a.imageBase, a.pc, a.ht = sm, fn, ctx, ptrs, imageBase, controlPC, ht
+		if fastStep(&a, &res) {
+			return res, nil
+		}
+		return u.unwindGo(a.ht, a.imageBase, a.pc, a.fn, a.ctx, a.ptrs)
 	}
 	return u.unwindGo(ht, imageBase, controlPC, fn, ctx, ptrs)
 }
