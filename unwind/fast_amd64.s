@@ -34,8 +34,7 @@ TEXT ·fastStep(SB), NOSPLIT, $168-17
 	JA	fail
 scan:
 	MOVQ	segment_start(SI), AX
-	MOVQ	segment_end(SI), BX
-	SUBQ	AX, BX
+	MOVQ	segment_data+8(SI), BX  // its length, end - start
 	MOVQ	R9, DX
 	SUBQ	AX, DX
 	CMPQ	DX, BX
@@ -115,19 +114,22 @@ frame:
 	MOVQ	res+8(FP), R8
 	MOVQ	R15, Result_EstablisherFrame(R8)
 
-	// The handler, if its type is asked for.
-	MOVL	AX, R8
-	SHRL	$3, R8
-	ANDL	$0x1f, R8
-	MOVQ	a+0(FP), BX
-	ANDL	stepArgs_ht(BX), R8
+	// The handler, if its type is asked for: (flags & ht) != 0, in the
+	// header as (header & ht<<3) & 0xf8. BX (the run's length) is still
+	// needed.
+	MOVQ	a+0(FP), R8
+	MOVL	stepArgs_ht(R8), R8
+	SHLL	$3, R8
+	ANDL	AX, R8
+	ANDL	$0xf8, R8
 	JZ	nohandler
 	TESTL	$0x18, AX
 	JZ	nohandler
 	ADDQ	R14, R9                 // the handler's data
 	ADDQ	DX, R14
 	MOVL	-4(SI)(R14*1), R14
-	ADDQ	stepArgs_imageBase(BX), R14 // the handler
+	MOVQ	a+0(FP), R8
+	ADDQ	stepArgs_imageBase(R8), R14 // the handler
 	MOVQ	res+8(FP), R8
 	MOVQ	R14, Result_HandlerRoutine(R8)
 	MOVQ	R9, Result_HandlerData(R8)

@@ -264,3 +264,35 @@ func TestRunSpareCapacity(t *testing.T) {
 		t.Fatalf("unwind read the codes past the end of the region")
 	}
 }
+
+// TestCodeSpareCapacity: code bytes past the end of a region's slice, in
+// its spare capacity, are not looked at for an epilog, on any path. The
+// region holds the unwind information, then the code (as the fast paths
+// want them, in one run); the PC is at a pop at the end of the region, and
+// a ret follows it in the spare capacity. The region ends there, so this
+// is not an epilog.
+func TestCodeSpareCapacity(t *testing.T) {
+	const base, stackBase = 0x140000000, 0x7ff00000
+	buf := make([]byte, 128)
+	// Version 1, prolog 5 bytes, 2 codes: ALLOC_SMALL 8 at 5, PUSH_NONVOL
+	// rbx at 1.
+	copy(buf, []byte{1, 5, 2, 0, 0x05, 0x02, 0x01, 0x30})
+	copy(buf[8:], []byte{0x53, 0x48, 0x83, 0xec, 0x08, 0x5b, 0xc3}) // push rbx; sub rsp, 8; pop rbx | ret
+	stack := make([]byte, 64)
+	for i := range stack {
+		stack[i] = byte(i)
+	}
+	var mem SplicedMemory
+	mem.Add(base+0x1000, buf[:14])
+	mem.Add(stackBase, stack)
+	fn := unwindinfo.RuntimeFunction{BeginAddress: 0x1008, EndAddress: 0x100e, UnwindData: 0x1000}
+	ctx := Context{Rsp: stackBase, Rip: base + 0x100d}
+	if err := fastCompare(&mem, nil, HandlerNone, base, &fn, ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := ctx
+	res, err := (&Unwinder{Memory: &mem}).VirtualUnwind(HandlerNone, base, c.Rip, &fn, &c, nil)
+	if err != nil || res.InEpilog || c.Rsp != stackBase+24 {
+		t.Fatalf("unwound as an epilog, or wrongly: in epilog %v, rsp %#x, err %v", res.InEpilog, c.Rsp, err)
+	}
+}
