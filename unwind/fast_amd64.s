@@ -8,8 +8,8 @@
 
 // func fastStep(a *stepArgs, res *Result) bool
 //
-// Locals: 0(SP) to 120(SP), the address each register is restored from,
-// valid where its bit is set in R9; 128(SP), the unwind header; 136(SP) to
+// Locals: 0(SP) to 120(SP), where each register is restored from (as an
+// offset in the stack's run), valid where its bit is set in R9; 128(SP), the unwind header; 136(SP) to
 // 160(SP), the body's registers while an epilog is matched.
 TEXT ·fastStep(SB), NOSPLIT, $168-17
 	MOVQ	a+0(FP), BX
@@ -98,6 +98,9 @@ sized:
 	ANDL	$0xff, R15
 	CMPQ	CX, R15
 	JB	fail
+	MOVL	$255, R15               // from here only compared with code
+	CMPQ	CX, R15                 // offsets, as a byte
+	CMOVQHI	R15, CX
 
 	// Establisher frame (R15): the frame register less its offset, or RSP.
 	MOVQ	R10, R15
@@ -157,12 +160,16 @@ nohandler:
 	ADDQ	SI, R8
 
 	// The stack: R12 = its bytes, R13 = their address, R11 = the largest
-	// offset of an 8-byte read in them.
+	// offset of an 8-byte read in them. From here RSP (R10), the
+	// establisher frame (R15) and the addresses in the locals are offsets
+	// from R13: a read at offset o is in the run if o <= R11, unsigned.
 stack:
 	MOVQ	segment_start(R12), R13
 	MOVQ	segment_data+8(R12), R11
 	SUBQ	$8, R11
 	MOVQ	segment_data(R12), R12
+	SUBQ	R13, R10
+	SUBQ	R13, R15
 	TESTQ	R8, R8
 	JZ	body
 	LEAQ	·epilogStart(SB), BX
@@ -177,24 +184,22 @@ stack:
 	TESTL	$const_epilogAfterREX, R9
 	JNZ	epilog
 
-	// The body: reverse the codes at [DX, R14). CX = prolog offset,
-	// R10 = RSP, R15 = establisher frame, R9 = mask of the registers
-	// restored.
+	// The body: reverse the codes at [DX, R14). CL = prolog offset (at
+	// most 255), R9 = mask of the registers restored.
 body:
 	XORL	R9, R9
 codes:
 	CMPQ	DX, R14
 	JAE	codesdone
 	MOVWLZX	(SI)(DX*1), AX
-	MOVBLZX	AX, R8
-	CMPL	CX, R8
+	CMPB	CX, AX
 	JB	fail                    // a code the PC has not reached
+	TESTL	$0x0f00, AX
+	JEQ	push
 	MOVL	AX, R8
 	SHRL	$8, R8
 	ANDL	$15, R8                 // R8 = operation
 	SHRL	$12, AX                 // AX = register
-	TESTL	R8, R8
-	JEQ	push
 	CMPL	R8, $2
 	JEQ	small
 	CMPL	R8, $1
@@ -208,18 +213,20 @@ codes:
 	JMP	fail                    // XMM saves, machine frames, invalid codes
 
 push:	// UWOP_PUSH_NONVOL
-	MOVQ	R10, BX
-	SUBQ	R13, BX
-	CMPQ	BX, R11
+	SHRL	$12, AX
+	CMPQ	R10, R11
 	JA	fail
 	MOVQ	R10, 0(SP)(AX*8)
 	BTSL	AX, R9
-	ADDQ	$8, R10
 	ADDQ	$2, DX
 	CMPL	AX, $4
-	JNE	codes
-	MOVQ	(R12)(BX*1), R10
+	JEQ	pushrsp
 	ADDQ	$8, R10
+	JMP	codes
+pushrsp:
+	MOVQ	(R12)(R10*1), R10
+	LEAQ	8(R10), R10
+	SUBQ	R13, R10
 	JMP	codes
 
 small:	// UWOP_ALLOC_SMALL
@@ -257,11 +264,12 @@ setfp:	// UWOP_SET_FPREG: RSP = the frame register's value less the offset
 	BTL	R8, R9
 	JCS	setfpsaved
 	MOVQ	Context_Rax(DI)(R8*8), R8
+	SUBQ	R13, R8
 	JMP	setfpdone
 setfpsaved:
 	MOVQ	0(SP)(R8*8), R8
-	SUBQ	R13, R8
 	MOVQ	(R12)(R8*1), R8
+	SUBQ	R13, R8
 	JMP	setfpdone
 setfprsp:
 	MOVQ	R10, R8
@@ -289,24 +297,21 @@ savefar:	// UWOP_SAVE_NONVOL_FAR
 	ADDQ	R15, BX
 	ADDQ	$6, DX
 saved:
-	MOVQ	BX, R8
-	SUBQ	R13, R8
-	CMPQ	R8, R11
+	CMPQ	BX, R11
 	JA	fail
 	MOVQ	BX, 0(SP)(AX*8)
 	BTSL	AX, R9
 	CMPL	AX, $4
 	JNE	codes
-	MOVQ	(R12)(R8*1), R10
+	MOVQ	(R12)(BX*1), R10
+	SUBQ	R13, R10
 	JMP	codes
 
 codesdone:
-	MOVQ	R10, DX
-	SUBQ	R13, DX
-	CMPQ	DX, R11
+	CMPQ	R10, R11
 	JA	fail
 
-	// Success, with DX the offset of the return address in the stack's
+	// Success, with R10 the offset of the return address in the stack's
 	// run: load the registers, record where they came from, pop the
 	// return address.
 commit:
@@ -316,7 +321,6 @@ commit:
 load:
 	BSFL	R8, AX
 	MOVQ	0(SP)(AX*8), CX
-	SUBQ	R13, CX
 	MOVQ	(R12)(CX*1), CX
 	MOVQ	CX, Context_Rax(DI)(AX*8)
 	LEAL	-1(R8), CX
@@ -332,14 +336,15 @@ loaded:
 record:
 	BSFL	R9, AX
 	MOVQ	0(SP)(AX*8), CX
+	ADDQ	R13, CX
 	MOVQ	CX, ContextPointers_Integer(SI)(AX*8)
 	LEAL	-1(R9), CX
 	ANDL	CX, R9
 	JNZ	record
 popped:
-	MOVQ	(R12)(DX*1), CX
+	MOVQ	(R12)(R10*1), CX
 	MOVQ	CX, Context_Rip(DI)
-	ADDQ	$8, R10
+	LEAQ	8(R10)(R13*1), R10
 	MOVQ	R10, Context_Rsp(DI)
 	MOVB	$1, ret+16(FP)
 	RET
@@ -377,10 +382,11 @@ epilog:
 	ANDL	$15, DX
 	CMPL	R14, DX
 	JNE	pops
-	MOVQ	R10, DX
+	MOVQ	R10, DX                 // the base's value, as an offset
 	CMPL	R14, $4
 	JEQ	leabase
 	MOVQ	Context_Rax(DI)(R14*8), DX
+	SUBQ	R13, DX
 leabase:
 	ANDL	$0xf8, BX
 	CMPL	BX, $0x60
@@ -437,17 +443,18 @@ poprex:
 	ORL	AX, BX
 	ADDL	$2, CX
 pop:	// pop BX
-	MOVQ	R10, DX
-	SUBQ	R13, DX
-	CMPQ	DX, R11
+	CMPQ	R10, R11
 	JA	fail
 	MOVQ	R10, 0(SP)(BX*8)
 	BTSL	BX, R9
-	ADDQ	$8, R10
 	CMPL	BX, $4
-	JNE	pops
-	MOVQ	(R12)(DX*1), R10
+	JEQ	poprsp
 	ADDQ	$8, R10
+	JMP	pops
+poprsp:
+	MOVQ	(R12)(R10*1), R10
+	LEAQ	8(R10), R10
+	SUBQ	R13, R10
 	JMP	pops
 term:	// AX = the byte at CX
 	CMPL	AX, $0xf2               // BND prefix
@@ -492,9 +499,7 @@ jmprel:
 	JMP	body
 
 epilogdone:
-	MOVQ	R10, DX
-	SUBQ	R13, DX
-	CMPQ	DX, R11
+	CMPQ	R10, R11
 	JA	fail
 	MOVQ	res+8(FP), R8
 	MOVQ	$0, Result_HandlerRoutine(R8)
@@ -502,7 +507,8 @@ epilogdone:
 	MOVB	$1, Result_InEpilog(R8)
 	TESTB	$15, 131(SP)
 	JZ	commit
-	MOVQ	R10, Result_EstablisherFrame(R8)
+	LEAQ	(R10)(R13*1), DX
+	MOVQ	DX, Result_EstablisherFrame(R8)
 	JMP	commit
 
 fail:
