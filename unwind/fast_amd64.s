@@ -56,10 +56,8 @@ scan:
 	MOVQ	segment_data(R11), SI   // SI = the run's bytes
 	MOVQ	segment_data+8(R11), BX // BX = its length
 	MOVQ	R9, DX
-	SUBQ	segment_start(R11), DX  // DX = offset of the unwind information
-	CMPQ	DX, BX
-	JAE	fail
-	MOVQ	BX, CX
+	SUBQ	segment_start(R11), DX  // DX = offset of the unwind information,
+	MOVQ	BX, CX                  // less than BX as the run holds it
 	SUBQ	DX, CX
 	CMPQ	CX, $4
 	JB	fail
@@ -68,9 +66,7 @@ scan:
 	ANDL	$0x27, R13
 	CMPL	R13, $1
 	JNE	fail
-	MOVL	AX, R13
-	SHRL	$16, R13
-	ANDL	$0xff, R13              // R13 = count of code slots
+	MOVBLZX	2(SI)(DX*1), R13        // R13 = count of code slots
 	LEAQ	4(R13)(R13*1), R14      // R14 = size of the unwind information
 	TESTL	$0x18, AX
 	JZ	sized
@@ -93,9 +89,7 @@ sized:
 	MOVQ	CX, R15
 	SHRQ	$32, R15
 	JNZ	fail
-	MOVL	AX, R15
-	SHRL	$8, R15
-	ANDL	$0xff, R15
+	MOVBLZX	1(SI)(DX*1), R15        // prolog size
 	CMPQ	CX, R15
 	JB	fail
 	MOVL	$255, R15               // from here only compared with code
@@ -104,8 +98,7 @@ sized:
 
 	// Establisher frame (R15): the frame register less its offset, or RSP.
 	MOVQ	R10, R15
-	MOVL	AX, R8
-	SHRL	$24, R8
+	MOVBLZX	3(SI)(DX*1), R8
 	ANDL	$15, R8
 	JZ	frame
 	MOVQ	Context_Rax(DI)(R8*8), R15
