@@ -181,9 +181,9 @@ stack:
 	// most 255), R9 = mask of the registers restored.
 body:
 	XORL	R9, R9
-codes:
 	CMPQ	DX, R14
 	JAE	codesdone
+codes:
 	MOVWLZX	(SI)(DX*1), AX
 	CMPB	CX, AX
 	JB	fail                    // a code the PC has not reached
@@ -210,22 +210,19 @@ push:	// UWOP_PUSH_NONVOL
 	CMPQ	R10, R11
 	JA	fail
 	MOVQ	R10, 0(SP)(AX*8)
-	BTSL	AX, R9
-	ADDQ	$2, DX
-	CMPL	AX, $4
-	JEQ	pushrsp
+	BTSL	AX, R9                  // RSP among them: the Go path
 	ADDQ	$8, R10
-	JMP	codes
-pushrsp:
-	MOVQ	(R12)(R10*1), R10
-	LEAQ	8(R10), R10
-	SUBQ	R13, R10
-	JMP	codes
+	ADDQ	$2, DX
+	CMPQ	DX, R14
+	JB	codes
+	JMP	codesdone
 
 small:	// UWOP_ALLOC_SMALL
 	LEAQ	8(R10)(AX*8), R10
 	ADDQ	$2, DX
-	JMP	codes
+	CMPQ	DX, R14
+	JB	codes
+	JMP	codesdone
 
 large:	// UWOP_ALLOC_LARGE
 	MOVQ	R14, BX
@@ -237,14 +234,18 @@ large:	// UWOP_ALLOC_LARGE
 	MOVWLZX	2(SI)(DX*1), BX
 	LEAQ	(R10)(BX*8), R10
 	ADDQ	$4, DX
-	JMP	codes
+	CMPQ	DX, R14
+	JB	codes
+	JMP	codesdone
 large32:
 	CMPQ	BX, $6
 	JB	fail
 	MOVL	2(SI)(DX*1), BX
 	ADDQ	BX, R10
 	ADDQ	$6, DX
-	JMP	codes
+	CMPQ	DX, R14
+	JB	codes
+	JMP	codesdone
 
 setfp:	// UWOP_SET_FPREG: RSP = the frame register's value less the offset
 	MOVBLZX	131(SP), BX
@@ -270,7 +271,9 @@ setfpdone:
 	SUBQ	BX, R8
 	MOVQ	R8, R10
 	ADDQ	$2, DX
-	JMP	codes
+	CMPQ	DX, R14
+	JB	codes
+	JMP	codesdone
 
 save:	// UWOP_SAVE_NONVOL
 	MOVQ	R14, BX
@@ -294,13 +297,12 @@ saved:
 	JA	fail
 	MOVQ	BX, 0(SP)(AX*8)
 	BTSL	AX, R9
-	CMPL	AX, $4
-	JNE	codes
-	MOVQ	(R12)(BX*1), R10
-	SUBQ	R13, R10
-	JMP	codes
+	CMPQ	DX, R14
+	JB	codes
 
 codesdone:
+	BTL	$4, R9                  // RSP restored from memory: the Go path
+	JCS	fail
 	CMPQ	R10, R11
 	JA	fail
 
@@ -440,14 +442,7 @@ pop:	// pop BX
 	JA	fail
 	MOVQ	R10, 0(SP)(BX*8)
 	BTSL	BX, R9
-	CMPL	BX, $4
-	JEQ	poprsp
 	ADDQ	$8, R10
-	JMP	pops
-poprsp:
-	MOVQ	(R12)(R10*1), R10
-	LEAQ	8(R10), R10
-	SUBQ	R13, R10
 	JMP	pops
 term:	// AX = the byte at CX
 	CMPL	AX, $0xf2               // BND prefix
@@ -492,6 +487,8 @@ jmprel:
 	JMP	body
 
 epilogdone:
+	BTL	$4, R9                  // pop rsp: the Go path
+	JCS	fail
 	CMPQ	R10, R11
 	JA	fail
 	MOVQ	res+8(FP), R8
