@@ -32,16 +32,14 @@ TEXT ·fastStep(SB), NOSPLIT, $168-17
 	JZ	fail
 	CMPQ	CX, $const_asmSegments
 	JA	fail
-scan:
-	MOVQ	segment_start(SI), AX
-	MOVQ	segment_data+8(SI), BX  // its length, end - start
+scan:	// a run holds x if x - its start < its length, end - start
 	MOVQ	R9, DX
-	SUBQ	AX, DX
-	CMPQ	DX, BX
+	SUBQ	segment_start(SI), DX
+	CMPQ	DX, segment_data+8(SI)
 	CMOVQCS	SI, R11
 	MOVQ	R10, DX
-	SUBQ	AX, DX
-	CMPQ	DX, BX
+	SUBQ	segment_start(SI), DX
+	CMPQ	DX, segment_data+8(SI)
 	CMOVQCS	SI, R12
 	ADDQ	$segment__size, SI
 	DECQ	CX
@@ -168,10 +166,10 @@ stack:
 	LEAQ	·epilogStart(SB), BX
 	MOVBLZX	(R8), R9
 	MOVBLZX	(BX)(R9*1), R9
+	TESTL	$(const_epilogAny|const_epilogREX), R9
+	JZ	body
 	TESTL	$const_epilogAny, R9
 	JNZ	epilog
-	TESTL	$const_epilogREX, R9
-	JZ	body
 	MOVBLZX	1(R8), R9
 	MOVBLZX	(BX)(R9*1), R9
 	TESTL	$const_epilogAfterREX, R9
@@ -225,12 +223,11 @@ small:	// UWOP_ALLOC_SMALL
 	JMP	codesdone
 
 large:	// UWOP_ALLOC_LARGE
-	MOVQ	R14, BX
-	SUBQ	DX, BX
 	TESTL	AX, AX
 	JNZ	large32
-	CMPQ	BX, $4
-	JB	fail
+	LEAQ	4(DX), BX
+	CMPQ	BX, R14
+	JA	fail                    // the array ends in the code
 	MOVWLZX	2(SI)(DX*1), BX
 	LEAQ	(R10)(BX*8), R10
 	ADDQ	$4, DX
@@ -238,8 +235,9 @@ large:	// UWOP_ALLOC_LARGE
 	JB	codes
 	JMP	codesdone
 large32:
-	CMPQ	BX, $6
-	JB	fail
+	LEAQ	6(DX), BX
+	CMPQ	BX, R14
+	JA	fail
 	MOVL	2(SI)(DX*1), BX
 	ADDQ	BX, R10
 	ADDQ	$6, DX
@@ -276,19 +274,23 @@ setfpdone:
 	JMP	codesdone
 
 save:	// UWOP_SAVE_NONVOL
-	MOVQ	R14, BX
-	SUBQ	DX, BX
-	CMPQ	BX, $4
-	JB	fail
+	LEAQ	4(DX), BX
+	CMPQ	BX, R14
+	JA	fail
 	MOVWLZX	2(SI)(DX*1), BX
 	LEAQ	(R15)(BX*8), BX
 	ADDQ	$4, DX
-	JMP	saved
+	CMPQ	BX, R11
+	JA	fail
+	MOVQ	BX, 0(SP)(AX*8)
+	BTSL	AX, R9
+	CMPQ	DX, R14
+	JB	codes
+	JMP	codesdone
 savefar:	// UWOP_SAVE_NONVOL_FAR
-	MOVQ	R14, BX
-	SUBQ	DX, BX
-	CMPQ	BX, $6
-	JB	fail
+	LEAQ	6(DX), BX
+	CMPQ	BX, R14
+	JA	fail
 	MOVL	2(SI)(DX*1), BX
 	ADDQ	R15, BX
 	ADDQ	$6, DX
@@ -310,27 +312,26 @@ codesdone:
 	// run: load the registers, record where they came from, pop the
 	// return address.
 commit:
-	MOVL	R9, R8
-	TESTL	R8, R8
-	JZ	loaded
+	MOVQ	a+0(FP), SI
+	MOVQ	stepArgs_ptrs(SI), SI
+	TESTL	R9, R9
+	JZ	popped
+	TESTQ	SI, SI
+	JNZ	record
 load:
-	BSFL	R8, AX
+	BSFL	R9, AX
 	MOVQ	0(SP)(AX*8), CX
 	MOVQ	(R12)(CX*1), CX
 	MOVQ	CX, Context_Rax(DI)(AX*8)
-	LEAL	-1(R8), CX
-	ANDL	CX, R8
+	LEAL	-1(R9), CX
+	ANDL	CX, R9
 	JNZ	load
-loaded:
-	MOVQ	a+0(FP), SI
-	MOVQ	stepArgs_ptrs(SI), SI
-	TESTQ	SI, SI
-	JZ	popped
-	TESTL	R9, R9
-	JZ	popped
-record:
+	JMP	popped
+record:	// load, and record the address in ptrs
 	BSFL	R9, AX
 	MOVQ	0(SP)(AX*8), CX
+	MOVQ	(R12)(CX*1), R8
+	MOVQ	R8, Context_Rax(DI)(AX*8)
 	ADDQ	R13, CX
 	MOVQ	CX, ContextPointers_Integer(SI)(AX*8)
 	LEAL	-1(R9), CX
