@@ -415,29 +415,10 @@ pops:
 	CMPL	CX, $60
 	JA	fail                    // bytes the Go path reads as 0
 	MOVBLZX	(R8)(CX*1), AX
-	MOVL	AX, BX
-	ANDL	$0xf8, BX
-	CMPL	BX, $0x58
-	JNE	poprex
-	MOVL	AX, BX
-	ANDL	$7, BX
+	LEAL	-0x58(AX), BX           // pop r64: 0x58 + register
+	CMPL	BX, $7
+	JA	poprex
 	INCL	CX
-	JMP	pop
-poprex:
-	MOVL	AX, BX
-	ANDL	$0xf0, BX
-	CMPL	BX, $0x40
-	JNE	term
-	MOVBLZX	1(R8)(CX*1), BX
-	MOVL	BX, DX
-	ANDL	$0xf8, DX
-	CMPL	DX, $0x58
-	JNE	term
-	ANDL	$7, BX
-	ANDL	$1, AX
-	SHLL	$3, AX
-	ORL	AX, BX
-	ADDL	$2, CX
 pop:	// pop BX
 	CMPQ	R10, R11
 	JA	fail
@@ -445,6 +426,19 @@ pop:	// pop BX
 	BTSL	BX, R9
 	ADDQ	$8, R10
 	JMP	pops
+poprex:	// REX (0x40 to 0x4f), then pop r64: REX.B selects r8 to r15
+	LEAL	-0x40(AX), BX
+	CMPL	BX, $15
+	JA	term
+	MOVBLZX	1(R8)(CX*1), BX
+	SUBL	$0x58, BX
+	CMPL	BX, $7
+	JA	term
+	ANDL	$1, AX
+	SHLL	$3, AX
+	ORL	AX, BX
+	ADDL	$2, CX
+	JMP	pop
 term:	// AX = the byte at CX
 	CMPL	AX, $0xf2               // BND prefix
 	JNE	ret
