@@ -82,7 +82,7 @@ side == 2 && /^Benchmark/ {
 	if (wc != "") wcp[k] = wc
 }
 END {
-	printf "%-44s %9s %8s %8s %9s %9s %8s %9s\n", "benchmark", "Go ns/op", "Go copy", "Go net", "Wine net", "Wine copy", "Go/Wine", "allocs/op"
+	printf "%-48s %9s %8s %8s %9s %9s %8s %9s\n", "benchmark", "Go ns/op", "Go copy", "Go net", "Wine net", "Wine copy", "Go/Wine", "allocs/op"
 	bad = 0
 	for (i = 1; i <= n; i++) {
 		name = order[i]
@@ -108,7 +108,7 @@ END {
 		else if (ratio + 0 > 1.2) mark = " >1.2"
 		if (goal[name] + 0 != 0) mark = mark " allocs"
 		if (mark != "") bad++
-		printf "%-44s %9.2f %8s %8.2f %9s %9s %8s %9s%s\n", name, median(G), gc, median(GN), wn, wc, ratio, goal[name], mark
+		printf "%-48s %9.2f %8s %8.2f %9s %9s %8s %9s%s\n", name, median(G), gc, median(GN), wn, wc, ratio, goal[name], mark
 	}
 	print ""
 	printf "%d rounds. Go net = ns/op - copy-ns/op (the Context copy of the loop); Wine net = the\n", rounds

@@ -25,7 +25,10 @@
  * Only the table being measured is registered.
  *
  * Time: QueryPerformanceCounter; each figure is the median of the runs
- * (argument 1, default 7). Build: x86_64-w64-mingw32-gcc -O2 -I../shared/wine
+ * (argument 1, default 7). Arguments 2 and 3, for instruction counts
+ * (bench/instructions.sh): run only unwind case K (0 to 8, in the order
+ * printed: the four frames, the four again with context pointers,
+ * LookupUnwind) with ITERS iterations per loop, and no lookup cases. Build: x86_64-w64-mingw32-gcc -O2 -I../shared/wine
  * -o unwind_bench.exe unwind_bench.c; run: wine unwind_bench.exe [runs]. */
 #include "common.h"
 #include <stdlib.h>
@@ -81,13 +84,16 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IONBF, 0);
     int runs = argc > 1 ? atoi(argv[1]) : 7;
     if (runs < 1) runs = 1;
+    int only = argc > 2 ? atoi(argv[2]) : -1;
+    long iters = argc > 3 ? atol(argv[3]) : 2000000;
+    if (iters < 1) iters = 1;
     QueryPerformanceFrequency(&freq);
     printf("# QueryPerformanceFrequency=%lld runs=%d\n", (long long)freq.QuadPart, runs);
     double *v = malloc(sizeof(double) * runs), *vt = malloc(sizeof(double) * runs), *vc = malloc(sizeof(double) * runs);
 
     /* ---- LookupImage: one table of N sorted entries ---- */
     int Ns[] = {1000, 100000};
-    for (int ni = 0; ni < 2; ni++) {
+    for (int ni = 0; ni < (only >= 0 ? 0 : 2); ni++) {
         int N = Ns[ni];
         SIZE_T size = (SIZE_T)N * STRIDE + 0x1000;
         BYTE *R = VirtualAlloc(NULL, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
@@ -114,7 +120,6 @@ int main(int argc, char **argv)
             PRUNTIME_FUNCTION f = RtlLookupFunctionEntry(pcs[i], &ib, NULL);
             CHECK(f == &rf[k] && ib == base, "lookup %#llx: got %p base %#llx, want %p", (unsigned long long)pcs[i], (void *)f, (unsigned long long)ib, (void *)&rf[k]);
         }
-        long iters = 2000000;
         for (int r = 0; r < runs; r++) {
             DWORD64 sum = 0, ib;
             double t0 = now_ns();
@@ -143,9 +148,9 @@ int main(int argc, char **argv)
         {"epilog", OFF_F1 + 0x23, 0x38, 0, UNW_FLAG_NHANDLER, 0xbb5, 0, 0},
         {"alloc-large-save", OFF_F3 + 0x10, 0x108, 0, UNW_FLAG_NHANDLER, 0, S + 0x40, 0xd15},
     };
-    long iters = 2000000;
     static KNONVOLATILE_CONTEXT_POINTERS ptrs;
     for (int k = 0; k < 9; k++) {
+        if (only >= 0 && k != only) continue;
         int step = k == 8; /* BenchmarkLookupUnwind: lookup + unwind of F1's body */
         PKNONVOLATILE_CONTEXT_POINTERS cp = k >= 4 && !step ? &ptrs : NULL;
         struct ucase *uc = &cases[step ? 0 : k % 4];
