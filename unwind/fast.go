@@ -20,15 +20,18 @@ type stepArgs struct {
 	ht        HandlerType
 }
 
-// fastUnwind performs the common unwind step — version 1 unwind
+// fastUnwind performs the common unwind step in Go — version 1 unwind
 // information without chaining, integer register saves only, an epilog
 // (if any) that ends in a return, code, unwind information and stack each
 // in one run of a SplicedMemory — with no error paths and no indirection.
-// It changes ctx, and ptrs if it is not nil, only when it succeeds; res,
-// which must be zero on entry, may be changed when it fails. When the step is anything else
-// it returns false, and the general path performs it from the start. The
-// differential tests cover both paths, since they unwind through
-// SplicedMemory, and fast_test.go compares the two.
+// On amd64 fastStep (fast_amd64.s) takes most of these steps first, and
+// leaves this function those in a prolog, those with more runs than it
+// scans, and those that restore RSP from memory; elsewhere this function
+// takes them all. It changes ctx, and ptrs if it is not nil, only when it
+// succeeds; res, which must be zero on entry, may be changed when it
+// fails. When the step is anything else it returns false, and the general
+// path performs it from the start. The differential tests cover it, and
+// fast_test.go compares it, called directly, with the general path.
 //
 // It runs for every frame of every stack walk, so it is written for the
 // compiler. It calls nothing on its common path, so that its values can
