@@ -122,7 +122,7 @@ func demoMain(nfn, depth int, seed uint64, w io.Writer) error {
 	mem.Add(img.Base, img.Bytes)
 	mem.Add(demoStackHigh-demoStackSize, st.stack)
 	fmt.Fprintf(w, "4. A call stack %d frames deep runs through that code (stack [%#x, %#x)). Unwinding it with\n   RtlLookupFunctionEntry and RtlVirtualUnwind, one frame at a time:\n\n",
-		depth, demoStackHigh-demoStackSize, uint64(demoStackHigh))
+		depth, uint64(demoStackHigh-demoStackSize), uint64(demoStackHigh))
 	// The unwinder looks jump targets up in the registry too, to tell a
 	// jump to one of the function's own chained fragments from a tail call
 	// (Windows' same-function rule).
