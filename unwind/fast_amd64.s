@@ -1,16 +1,20 @@
 // fastStep: see fast_amd64.go. It follows fastUnwind, fastCodes and
 // fastEpilog in fast.go (and scanEpilog and returnsFrom in epilog.go)
-// step for step, for the cases it takes; in every other case it returns
-// false without changing the context.
+// step for step, for the cases it takes. It declines, besides what
+// fastUnwind declines, steps from a prolog, steps through a SplicedMemory
+// of more than asmSegments runs, and steps that restore RSP from memory.
+// It declines a step by returning false without changing the context or
+// the pointers.
 
 #include "go_asm.h"
 #include "textflag.h"
 
 // func fastStep(a *stepArgs, res *Result) bool
 //
-// Locals: 0(SP) to 120(SP), where each register is restored from (as an
-// offset in the stack's run), valid where its bit is set in R9; 128(SP), the unwind header; 136(SP) to
-// 160(SP), the body's registers while an epilog is matched.
+// Locals: 0(SP) to 120(SP), where each register is restored from, as an
+// offset in the stack's run, valid where its bit is set in R9; 128(SP),
+// the unwind header; 136(SP) to 160(SP), the body's registers while an
+// epilog is matched.
 TEXT ·fastStep(SB), NOSPLIT, $168-17
 	MOVQ	a+0(FP), BX
 	MOVQ	stepArgs_fn(BX), SI
