@@ -180,7 +180,7 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 		} else {
 			break
 		}
-		if err := popReg(r, reg, ctx, res, ptrs); err != nil {
+		if err := popReg(r, reg, ctx, ptrs); err != nil {
 			return true, fmt.Errorf("unwind epilog at %#x: %w", controlPC, err)
 		}
 	}
@@ -338,7 +338,7 @@ func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry
 		}
 		reg := unwindinfo.Register(last >> 12)
 		if cur >= offset {
-			if err := popReg(r, reg, ctx, res, ptrs); err != nil {
+			if err := popReg(r, reg, ctx, ptrs); err != nil {
 				return fmt.Errorf("unwind epilog at %#x: %w", controlPC, err)
 			}
 		}

@@ -105,21 +105,22 @@ func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.R
 // Indirect entries (UnwindData bit 0) are resolved. On error ctx and ptrs
 // may have been partly updated. VirtualUnwind does not allocate.
 func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error) {
-	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil {
+	sm, _ := u.Memory.(*SplicedMemory)
+	if sm != nil && fn != nil {
 		var a stepArgs
 		a.sm, a.fn, a.ctx, a.ptrs, a.imageBase, a.pc, a.ht = sm, fn, ctx, ptrs, imageBase, controlPC, ht
 		if fastStep(&a, &res) {
 			return res, nil
 		}
-		return u.unwindGo(a.ht, a.imageBase, a.pc, a.fn, a.ctx, a.ptrs)
+		return u.unwindGo(a.sm, a.ht, a.imageBase, a.pc, a.fn, a.ctx, a.ptrs)
 	}
-	return u.unwindGo(ht, imageBase, controlPC, fn, ctx, ptrs)
+	return u.unwindGo(sm, ht, imageBase, controlPC, fn, ctx, ptrs)
 }
 
-// unwindGo is VirtualUnwind in Go: the Go fast path, then the general
-// path.
-func (u *Unwinder) unwindGo(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error) {
-	if sm, ok := u.Memory.(*SplicedMemory); ok && fn != nil {
+// unwindGo is VirtualUnwind in Go: the Go fast path if u.Memory is the
+// SplicedMemory sm (nil if it is not one), then the general path.
+func (u *Unwinder) unwindGo(sm *SplicedMemory, ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error) {
+	if sm != nil && fn != nil {
 		if fastUnwind(sm, ht, imageBase, controlPC, fn, ctx, &res, ptrs) {
 			return res, nil
 		}
@@ -318,7 +319,7 @@ func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Conte
 	opInfo := uint8(s >> 12)
 	switch unwindinfo.Op(s>>8) & 0xf {
 	case unwindinfo.UWOP_PUSH_NONVOL:
-		return popReg(r, unwindinfo.Register(opInfo), ctx, res, ptrs)
+		return popReg(r, unwindinfo.Register(opInfo), ctx, ptrs)
 	case unwindinfo.UWOP_ALLOC_LARGE:
 		if opInfo == 0 {
 			ctx.Rsp += uint64(in.slot(i+1)) * 8
@@ -330,13 +331,13 @@ func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Conte
 	case unwindinfo.UWOP_SET_FPREG:
 		ctx.Rsp = ctx.Reg(in.frameReg()) - in.frameOff()
 	case unwindinfo.UWOP_SAVE_NONVOL:
-		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+uint64(in.slot(i+1))*8, ctx, res, ptrs)
+		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+uint64(in.slot(i+1))*8, ctx, ptrs)
 	case unwindinfo.UWOP_SAVE_NONVOL_FAR:
-		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res, ptrs)
+		return restoreReg(r, unwindinfo.Register(opInfo), frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, ptrs)
 	case unwindinfo.UWOP_SAVE_XMM128:
-		return restoreXMM(r, opInfo, frameBase+uint64(in.slot(i+1))*16, ctx, res, ptrs)
+		return restoreXMM(r, opInfo, frameBase+uint64(in.slot(i+1))*16, ctx, ptrs)
 	case unwindinfo.UWOP_SAVE_XMM128_FAR:
-		return restoreXMM(r, opInfo, frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, res, ptrs)
+		return restoreXMM(r, opInfo, frameBase+(uint64(in.slot(i+1))|uint64(in.slot(i+2))<<16), ctx, ptrs)
 	case unwindinfo.UWOP_PUSH_MACHFRAME:
 		ra := ctx.Rsp
 		if opInfo != 0 {
@@ -358,7 +359,7 @@ func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Conte
 }
 
 // restoreReg restores reg from addr.
-func restoreReg(r *reader, reg unwindinfo.Register, addr uint64, ctx *Context, res *Result, ptrs *ContextPointers) error {
+func restoreReg(r *reader, reg unwindinfo.Register, addr uint64, ctx *Context, ptrs *ContextPointers) error {
 	v, err := r.u64(addr)
 	if err != nil {
 		return err
@@ -369,7 +370,7 @@ func restoreReg(r *reader, reg unwindinfo.Register, addr uint64, ctx *Context, r
 }
 
 // restoreXMM restores XMM register x from addr.
-func restoreXMM(r *reader, x uint8, addr uint64, ctx *Context, res *Result, ptrs *ContextPointers) error {
+func restoreXMM(r *reader, x uint8, addr uint64, ctx *Context, ptrs *ContextPointers) error {
 	v, err := r.u128(addr)
 	if err != nil {
 		return err
@@ -380,8 +381,8 @@ func restoreXMM(r *reader, x uint8, addr uint64, ctx *Context, res *Result, ptrs
 }
 
 // popReg restores reg from the top of the stack.
-func popReg(r *reader, reg unwindinfo.Register, ctx *Context, res *Result, ptrs *ContextPointers) error {
-	if err := restoreReg(r, reg, ctx.Rsp, ctx, res, ptrs); err != nil {
+func popReg(r *reader, reg unwindinfo.Register, ctx *Context, ptrs *ContextPointers) error {
+	if err := restoreReg(r, reg, ctx.Rsp, ctx, ptrs); err != nil {
 		return err
 	}
 	ctx.Rsp += 8
