@@ -277,20 +277,6 @@ setfpdone:
 	JB	codes
 	JMP	codesdone
 
-save:	// UWOP_SAVE_NONVOL
-	LEAQ	4(DX), BX
-	CMPQ	BX, R14
-	JA	fail
-	MOVWLZX	2(SI)(DX*1), BX
-	LEAQ	(R15)(BX*8), BX
-	ADDQ	$4, DX
-	CMPQ	BX, R11
-	JA	fail
-	MOVQ	BX, 0(SP)(AX*8)
-	BTSL	AX, R9
-	CMPQ	DX, R14
-	JB	codes
-	JMP	codesdone
 savefar:	// UWOP_SAVE_NONVOL_FAR
 	LEAQ	6(DX), BX
 	CMPQ	BX, R14
@@ -298,6 +284,14 @@ savefar:	// UWOP_SAVE_NONVOL_FAR
 	MOVL	2(SI)(DX*1), BX
 	ADDQ	R15, BX
 	ADDQ	$6, DX
+	JMP	saved
+save:	// UWOP_SAVE_NONVOL
+	LEAQ	4(DX), BX
+	CMPQ	BX, R14
+	JA	fail
+	MOVWLZX	2(SI)(DX*1), BX
+	LEAQ	(R15)(BX*8), BX
+	ADDQ	$4, DX
 saved:
 	CMPQ	BX, R11
 	JA	fail
