@@ -18,22 +18,7 @@
 # runs under valgrind).
 set -euo pipefail
 
-iters=20000
-while [ $# -gt 0 ]; do
-	case $1 in
-	-iters) iters=$2; shift 2 ;;
-	*) echo "usage: $0 [-iters N]" >&2; exit 2 ;;
-	esac
-done
-
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-shared=$root/../shared
-export WINEPREFIX=${WINEPREFIX:-$HOME/.cache/fntable/wine-prefix}
-export WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
-unset DISPLAY
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib.sh" "$@"
 
 # callgrind_total FILE [FUNCTION]: the instructions of FILE, or those of
 # FUNCTION alone (a hex address as callgrind prints it), summed over the
@@ -64,9 +49,6 @@ done
 # Wine side.
 x86_64-w64-mingw32-gcc -O2 -Wall -Wno-unused-function -Wno-unused-variable \
 	-I"$shared/wine" -o "$work/unwind_bench.exe" "$here/wine/unwind_bench.c"
-if [ ! -d "$WINEPREFIX/drive_c" ]; then
-	sh "$shared/wine/setup-prefix.sh" >&2
-fi
 ntdll=
 for f in /usr/lib/x86_64-linux-gnu/wine/x86_64-windows/ntdll.dll /usr/lib/wine/x86_64-windows/ntdll.dll; do
 	if [ -f "$f" ]; then ntdll=$f; break; fi
@@ -76,7 +58,7 @@ addr=$(x86_64-w64-mingw32-nm "$ntdll" | awk '$3 == "RtlVirtualUnwind" { print $1
 [ -n "$addr" ] || { echo "RtlVirtualUnwind not found in $ntdll" >&2; exit 1; }
 wine64=/usr/lib/wine/wine64 # the loader itself: valgrind follows it, not a script
 [ -x "$wine64" ] || wine64=$(command -v wine64)
-wineserver -p60 || true
+start_wine
 declare -A winecount
 k=0
 for bench in VirtualUnwind VirtualUnwindPointers; do
