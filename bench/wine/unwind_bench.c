@@ -28,8 +28,9 @@
  * (argument 1, default 7). Arguments 2 and 3, for instruction counts
  * (bench/instructions.sh): run only unwind case K (0 to 8, in the order
  * printed: the four frames, the four again with context pointers,
- * LookupUnwind) with ITERS iterations per loop, and no lookup cases. Build: x86_64-w64-mingw32-gcc -O2 -I../shared/wine
- * -o unwind_bench.exe unwind_bench.c; run: wine unwind_bench.exe [runs]. */
+ * LookupUnwind) with ITERS iterations per loop, and no lookup cases.
+ * Build: x86_64-w64-mingw32-gcc -O2 -I../shared/wine -o unwind_bench.exe
+ * unwind_bench.c; run: wine unwind_bench.exe [runs [case iters]]. */
 #include "common.h"
 #include <stdlib.h>
 #include "timing.h"
