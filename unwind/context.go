@@ -26,6 +26,11 @@ type Context struct {
 	Rip uint64
 
 	Xmm [16][16]byte // XMM0–XMM15, little-endian 128-bit values
+
+	// FsBase and GsBase are the FS and GS segment bases of a Linux thread
+	// (its thread pointer is FsBase). The Windows CONTEXT has no room for
+	// them: MarshalWindows drops them and UnmarshalWindows leaves them 0.
+	FsBase, GsBase uint64
 }
 
 // The general-purpose registers must be 16 consecutive uint64 fields.
