@@ -3,16 +3,14 @@ package symhandler
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 
+	"github.com/fntable/fntable/symfile/debugfile"
 	"github.com/fntable/fntable/symsrv"
 )
 
 // defaultDebugDir is the system's global debug directory (GDB's
 // debug-file-directory on Debian and Fedora).
-const defaultDebugDir = "/usr/lib/debug"
+const defaultDebugDir = debugfile.DefaultDir
 
 // searchPath is a parsed symbol search path.
 type searchPath struct {
@@ -89,33 +87,12 @@ func (h *Handler) searchPath() *searchPath {
 }
 
 // debugCandidates returns where a separate debug file for image may be,
-// in GDB's order: by build ID under each debug directory and search
-// directory (.build-id/xx/rest.debug), then by debuglink name next to the
-// image, in its .debug directory, under each debug directory's copy of the
+// in GDB's order (see debugfile.Candidates): by build ID under each debug
+// directory and search directory, then by debuglink name next to the image,
+// in its .debug directory, under each debug directory's copy of the
 // image's directory, and in each search directory.
 func (sp *searchPath) debugCandidates(image string, buildID []byte, debugLink string) (byID, byLink []string) {
-	roots := append(slices.Clone(sp.debugDirs), sp.dirs...)
-	if len(buildID) >= 2 {
-		hex := fmt.Sprintf("%x", buildID)
-		for _, r := range roots {
-			byID = append(byID, filepath.Join(r, ".build-id", hex[:2], hex[2:]+".debug"))
-		}
-	}
-	if debugLink != "" && !strings.ContainsAny(debugLink, "/\x00") {
-		dir := filepath.Dir(image)
-		if image != "" {
-			byLink = append(byLink, filepath.Join(dir, debugLink), filepath.Join(dir, ".debug", debugLink))
-			if abs, err := filepath.Abs(dir); err == nil {
-				for _, r := range sp.debugDirs {
-					byLink = append(byLink, filepath.Join(r, abs, debugLink))
-				}
-			}
-		}
-		for _, d := range sp.dirs {
-			byLink = append(byLink, filepath.Join(d, debugLink))
-		}
-	}
-	return byID, byLink
+	return debugfile.Candidates(image, buildID, debugLink, sp.debugDirs, sp.dirs)
 }
 
 func exists(path string) bool {
