@@ -1,0 +1,162 @@
+package testproc
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func needLinux(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skip("needs linux/amd64: the subjects are x86-64 Linux processes")
+	}
+}
+
+func TestParse(t *testing.T) {
+	p, err := parse([]string{
+		"thread 12 main depth 8 wait poll",
+		"thread 13 sigalt depth 8 wait read altstack 0x1000-0x2000",
+		"jit jit_a1 0x7f0000000000 0x7f0000000040",
+		"fn f1 0x140001500",
+		"ready 12",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Pid != 12 || p.Threads[12] != "main" || p.Threads[13] != "sigalt" ||
+		p.Attrs[13]["altstack"] != "0x1000-0x2000" || p.Attrs[12]["depth"] != "8" ||
+		len(p.JIT) != 1 || p.JIT[0] != (JITFunc{"jit_a1", 0x7f0000000000, 0x7f0000000040}) ||
+		p.Funcs["f1"] != 0x140001500 {
+		t.Errorf("parse = %+v", p)
+	}
+	for _, bad := range []string{"thread x main", "thread 1 main depth", "jit a 0x10 0x10", "fn f1", "ready x"} {
+		if _, err := parse([]string{bad, "ready 1"}); err == nil {
+			t.Errorf("parse(%q) succeeded", bad)
+		}
+	}
+}
+
+// recursion returns the names of the frames of a D-deep recursion of
+// threads.c, innermost first.
+func recursion(depth int) []string {
+	names := make([]string, depth)
+	for i := range depth {
+		// Level i from the outside is f(i%3+1).
+		names[depth-1-i] = fmt.Sprintf("f%d", i%3+1)
+	}
+	return names
+}
+
+// checkThreads checks gdb's stack of every announced thread of threads.c.
+func checkThreads(t *testing.T, p *Proc, stacks map[int][]OracleFrame) {
+	t.Helper()
+	for tid, role := range p.Threads {
+		frames := stacks[tid]
+		if frames == nil {
+			t.Errorf("gdb has no thread %d (%s)", tid, role)
+			continue
+		}
+		phys := Physical(frames)
+		if err := checkThread(p, tid, phys); err != nil {
+			t.Errorf("thread %d (%s): %v\n%s", tid, role, err, Format(frames))
+		}
+	}
+}
+
+func checkThread(p *Proc, tid int, frames []OracleFrame) error {
+	role := p.Threads[tid]
+	depth, err := strconv.Atoi(p.Attrs[tid]["depth"])
+	if err != nil {
+		return fmt.Errorf("no depth announced")
+	}
+	names := Funcs(frames)
+	if last := frames[len(frames)-1]; last.Stop != "outermost" {
+		return fmt.Errorf("gdb stopped early: %s", last.Stop)
+	}
+	i := slices.Index(names, "park")
+	if i < 0 {
+		return fmt.Errorf("no park frame")
+	}
+	if i == 0 || frames[0].Lib == "" {
+		return fmt.Errorf("frame 0 is not in a shared library (libc)")
+	}
+	i++
+	if role == "sigalt" {
+		want := []string{"sig_f2", "sig_f1", "on_signal"}
+		if !slices.Equal(names[i:min(i+3, len(names))], want) {
+			return fmt.Errorf("handler frames %v, want %v", names[i:], want)
+		}
+		i += 3
+		if i >= len(frames) || frames[i].Type != "sigtramp" {
+			return fmt.Errorf("no signal trampoline after the handler")
+		}
+		lo, hi, ok := parseRange(p.Attrs[tid]["altstack"])
+		if !ok {
+			return fmt.Errorf("bad altstack %q", p.Attrs[tid]["altstack"])
+		}
+		for _, f := range frames[:i] {
+			if f.SP < lo || f.SP > hi {
+				return fmt.Errorf("handler frame %s has sp %#x outside the sigaltstack [%#x, %#x)", f.Func, f.SP, lo, hi)
+			}
+		}
+		j := slices.Index(names[i:], "sigalt_park")
+		if j < 0 {
+			return fmt.Errorf("no sigalt_park after the trampoline")
+		}
+		if sp := frames[i+j].SP; sp >= lo && sp <= hi {
+			return fmt.Errorf("sigalt_park's sp %#x is on the sigaltstack", sp)
+		}
+		i += j + 1
+	}
+	want := recursion(depth)
+	if got := names[i:min(i+depth, len(names))]; !slices.Equal(got, want) {
+		return fmt.Errorf("recursion %v, want %v", got, want)
+	}
+	i += depth
+	outer := "thread_main"
+	if role == "main" {
+		outer = "main"
+	}
+	if i >= len(names) || names[i] != outer {
+		return fmt.Errorf("no %s after the recursion", outer)
+	}
+	for k := 1; k < len(frames); k++ {
+		if frames[k].SP < frames[k-1].SP && frames[k-1].Type != "sigtramp" {
+			return fmt.Errorf("frame %d's sp %#x is below frame %d's %#x", k, frames[k].SP, k-1, frames[k-1].SP)
+		}
+	}
+	return nil
+}
+
+func parseRange(s string) (lo, hi uint64, ok bool) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	lo, err1 := strconv.ParseUint(a, 0, 64)
+	hi, err2 := strconv.ParseUint(b, 0, 64)
+	return lo, hi, err1 == nil && err2 == nil && lo < hi
+}
+
+func TestThreadsGDB(t *testing.T) {
+	needLinux(t)
+	for _, v := range CVariants() {
+		t.Run(v.String(), func(t *testing.T) {
+			t.Parallel()
+			bin := BuildC(t, v)
+			p := Start(t, bin, "-n", "5", "-d", "7", "-s", "-T", "120")
+			if len(p.Threads) != 7 {
+				t.Fatalf("announced %d threads, want 7:\n%s", len(p.Threads), strings.Join(p.Lines, "\n"))
+			}
+			stacks, err := GDBStacks(t, p.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkThreads(t, p, stacks)
+		})
+	}
+}
