@@ -43,8 +43,12 @@ import (
 // interrupted one, whose PC and SP come from the signal context, so they
 // can lie on a different stack (sigaltstack).
 type OracleFrame struct {
-	PC   uint64 // frame 0: RIP; outer frames: return address
-	SP   uint64 // frame 0: RSP; outer frames: CFA of the frame before (RSP after the return); 0 if the oracle gives none
+	PC uint64 // frame 0: RIP; outer frames: return address
+	SP uint64 // frame 0: RSP; outer frames: CFA of the frame before (RSP after the return); 0 if the oracle gives none
+	// BP is RBP in the frame as gdb unwinds it (frame 0: the thread's
+	// RBP; outer frames: the value restored from where the inner frames
+	// saved it), or 0 when gdb does not know it; eu-stack: 0.
+	BP   uint64
 	Func string // function name as the oracle gives it; "" when unknown
 	Lib  string // gdb: path of the shared library holding PC, "" for the executable or unknown code; eu-stack: ""
 	Type string // gdb's frame type: "normal", "inline", "tailcall", "sigtramp", "arch", ...; eu-stack: ""
@@ -137,6 +141,7 @@ func GDBStacks(t testing.TB, pid int) (map[int][]OracleFrame, error) {
 	type jsonFrame struct {
 		PC    uint64 `json:"pc"`
 		SP    uint64 `json:"sp"`
+		BP    uint64 `json:"bp"`
 		SPErr string `json:"sperr"`
 		Func  string `json:"func"`
 		Lib   string `json:"lib"`
@@ -155,7 +160,7 @@ func GDBStacks(t testing.TB, pid int) (map[int][]OracleFrame, error) {
 		}
 		fs := make([]OracleFrame, len(frames))
 		for i, f := range frames {
-			fs[i] = OracleFrame{PC: f.PC, SP: f.SP, Func: f.Func, Lib: f.Lib, Type: f.Type, Inline: f.Type == "inline", Stop: f.Stop}
+			fs[i] = OracleFrame{PC: f.PC, SP: f.SP, BP: f.BP, Func: f.Func, Lib: f.Lib, Type: f.Type, Inline: f.Type == "inline", Stop: f.Stop}
 		}
 		out[tid] = fs
 	}

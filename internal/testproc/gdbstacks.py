@@ -1,7 +1,7 @@
 # gdbstacks.py: run by GDBStacks (gdb.go) inside gdb -batch -p PID. It
 # writes one line, "FNTABLE-GDB-STACKS " followed by JSON: for each thread
 # (keyed by its Linux thread ID), its frames innermost first, each with pc,
-# sp (frame.read_register("rsp")), function name, shared library, gdb's
+# sp (frame.read_register("rsp")), rbp, function name, shared library, gdb's
 # frame type and, on the last frame, why gdb stopped. Then it detaches.
 import json
 
@@ -30,6 +30,12 @@ def frames_of(thread):
             d["sp"] = int(f.read_register("rsp")) & 0xFFFFFFFFFFFFFFFF
         except gdb.error as e:
             d["sperr"] = str(e)
+        try:
+            bp = f.read_register("rbp")
+            if not bp.is_optimized_out:
+                d["bp"] = int(bp) & 0xFFFFFFFFFFFFFFFF
+        except gdb.error:
+            pass
         try:
             d["func"] = f.name() or ""
         except gdb.error:
