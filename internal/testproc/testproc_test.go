@@ -2,6 +2,7 @@ package testproc
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -159,4 +160,28 @@ func TestThreadsGDB(t *testing.T) {
 			checkThreads(t, p, stacks)
 		})
 	}
+}
+
+func TestWine(t *testing.T) {
+	needLinux(t)
+	p := StartWine(t)
+	for _, name := range []string{"f1", "f2", "f3", "main"} {
+		if p.Funcs[name] == 0 {
+			t.Errorf("no address announced for %s: %q", name, p.Lines)
+		}
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Threads) != 1 {
+		t.Errorf("found no spinning thread in process %d", p.Pid)
+	}
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(maps), "winspin.exe") {
+		t.Errorf("process %d does not map winspin.exe", p.Pid)
+	}
+	t.Logf("winspin.exe runs as process %d; functions %v; threads %v", p.Pid, p.Funcs, p.Threads)
 }
