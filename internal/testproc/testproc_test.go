@@ -185,3 +185,58 @@ func TestWine(t *testing.T) {
 	}
 	t.Logf("winspin.exe runs as process %d; functions %v; threads %v", p.Pid, p.Funcs, p.Threads)
 }
+
+func TestParseEuStack(t *testing.T) {
+	stdout := `PID 10 - process
+TID 10:
+#0  0x00007fc38615026f __poll
+#1  0x0000557f8b3c7896 park
+TID 11:
+#0  0x00007ff362883095
+#1  0x0000000000000000
+`
+	stderr := "eu-stack: dwfl_thread_getframes tid 11 at 0xffffffffffffffff in /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2: no matching address range\n"
+	got, err := parseEuStack(stdout, stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int][]OracleFrame{
+		10: {{PC: 0x7fc38615026f, Func: "__poll"}, {PC: 0x557f8b3c7896, Func: "park", Stop: "outermost"}},
+		11: {{PC: 0x7ff362883095}, {PC: 0, Stop: "no matching address range"}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("parseEuStack = %v, want %v", got, want)
+	}
+}
+
+// TestEuStack checks that eu-stack and gdb agree on the PCs of every
+// thread of threads.c.
+func TestEuStack(t *testing.T) {
+	needLinux(t)
+	p := Start(t, BuildC(t, CVariant{"-O2", false}), "-n", "5", "-d", "7", "-s", "-T", "120")
+	eu, err := EuStack(t, p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gdb, err := GDBStacks(t, p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tid, role := range p.Threads {
+		g, e := Physical(gdb[tid]), eu[tid]
+		if len(e) == 0 || e[len(e)-1].Stop != "outermost" {
+			t.Errorf("thread %d (%s): eu-stack stopped early:\n%s", tid, role, Format(e))
+			continue
+		}
+		gpc, epc := make([]uint64, len(g)), make([]uint64, len(e))
+		for i := range g {
+			gpc[i] = g[i].PC
+		}
+		for i := range e {
+			epc[i] = e[i].PC
+		}
+		if !slices.Equal(gpc, epc) {
+			t.Errorf("thread %d (%s): gdb and eu-stack disagree\ngdb:\n%s\neu-stack:\n%s", tid, role, Format(g), Format(e))
+		}
+	}
+}
