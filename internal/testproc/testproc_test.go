@@ -240,3 +240,33 @@ func TestEuStack(t *testing.T) {
 		}
 	}
 }
+
+func TestGo(t *testing.T) {
+	needLinux(t)
+	p := Start(t, BuildGo(t), "-d", "7", "-T", "120")
+	if len(p.Threads) != 1 {
+		t.Fatalf("announced %d threads, want 1: %q", len(p.Threads), p.Lines)
+	}
+	stacks, err := GDBStacks(t, p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tid := range p.Threads {
+		frames := Physical(stacks[tid])
+		names := Funcs(frames)
+		i := slices.Index(names, "main.park")
+		if i < 0 || !slices.Contains(names[:i], "syscall.read") {
+			t.Fatalf("thread %d: no syscall.read under main.park:\n%s", tid, Format(frames))
+		}
+		var want []string
+		for _, n := range recursion(7) {
+			want = append(want, "main.rec"+map[string]string{"f1": "A", "f2": "B", "f3": "C"}[n])
+		}
+		if got := names[i+1 : min(i+8, len(names))]; !slices.Equal(got, want) {
+			t.Errorf("thread %d: recursion %v, want %v\n%s", tid, got, want, Format(frames))
+		}
+		if i+8 >= len(names) || !strings.HasPrefix(names[i+8], "main.main.func") {
+			t.Errorf("thread %d: no goroutine function after the recursion\n%s", tid, Format(frames))
+		}
+	}
+}
