@@ -89,11 +89,18 @@ func NewFile(r io.ReaderAt) (*File, error) {
 }
 
 // NewFileFromMemory reads an ELF image that lies complete in mem at base,
-// file offsets equal to offsets from base, such as the vDSO. The File
-// reads mem again when addresses are looked up; mem must stay readable
-// until then.
+// file offsets equal to offsets from base, such as the vDSO. It copies
+// the sections it needs before it returns and does not keep mem.
 func NewFileFromMemory(mem unwind.Memory, base uint64) (*File, error) {
-	return NewFile(&memReaderAt{mem: mem, base: base})
+	f, err := NewFile(&memReaderAt{mem: mem, base: base})
+	if err != nil {
+		return nil, err
+	}
+	if err := f.load(); err != nil {
+		return nil, err
+	}
+	f.elf = nil
+	return f, nil
 }
 
 // memReaderAt is an io.ReaderAt over a Memory, from base.
