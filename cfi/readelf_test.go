@@ -132,23 +132,25 @@ type diffStats struct {
 //   - Columns of registers outside 0–16 (XMM) are not kept by Row and are
 //     skipped (otherCols).
 func TestReadelfDifferential(t *testing.T) {
-	exe := goBinary(t)
+	fixed := func(p string) func(*testing.T) string { return func(*testing.T) string { return p } }
 	for _, tc := range []struct {
-		name, path string
-		optional   bool
+		name string
+		path func(*testing.T) string
 	}{
-		{"libc", "/lib/x86_64-linux-gnu/libc.so.6", false},
-		{"ld.so", "/lib64/ld-linux-x86-64.so.2", false},
-		{"libstdc++", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", true},
-		{"go", exe, false},
+		{"libc", fixed(libcPath)},
+		{"ld.so", fixed(ldsoPath)},
+		{"libstdc++", fixed("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")},
+		{"go", goBinary}, // .debug_frame, SHF_COMPRESSED
+		{"c-debug", func(t *testing.T) string { _, _, d := splitDebug(t); return d }}, // GCC's .debug_frame in a separate debug file
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := os.Stat(tc.path); err != nil {
-				testenv.Unavailable(t, "needs %s: %v", tc.path, err)
+			path := tc.path(t)
+			if _, err := os.Stat(path); err != nil {
+				testenv.Unavailable(t, "needs %s: %v", path, err)
 			}
-			st := diffFile(t, tc.path)
+			st := diffFile(t, path)
 			t.Logf("%s: %d FDEs, %d rows, %d cells compared; %d FDEs without rows in readelf; %d XMM cells skipped",
-				tc.path, st.fdes, st.rows, st.cells, st.noRows, st.otherCols)
+				filepath.Base(path), st.fdes, st.rows, st.cells, st.noRows, st.otherCols)
 		})
 	}
 }
