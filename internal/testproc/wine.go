@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -79,7 +78,9 @@ func StartWine(t testing.TB) *Proc {
 	pid := 0
 	t.Cleanup(func() {
 		if pid != 0 && pid != cmd.Process.Pid {
-			syscall.Kill(pid, syscall.SIGKILL)
+			if proc, err := os.FindProcess(pid); err == nil {
+				proc.Kill()
+			}
 		}
 		cmd.Process.Kill()
 		<-exited
