@@ -183,7 +183,21 @@ func TestWine(t *testing.T) {
 	if !strings.Contains(string(maps), "winspin.exe") {
 		t.Errorf("process %d does not map winspin.exe", p.Pid)
 	}
-	t.Logf("winspin.exe runs as process %d; functions %v; threads %v", p.Pid, p.Funcs, p.Threads)
+	t.Logf("winspin.exe runs as process %d; functions %#x; threads %v", p.Pid, p.Funcs, p.Threads)
+
+	// gdb knows no PE unwind information, but f3 is a leaf, so its first
+	// two frames are right: the spin in f3 and the return into f2.
+	stacks, err := GDBStacks(t, p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tid := range p.Threads {
+		frames := stacks[tid]
+		in := func(pc uint64, fn string) bool { return p.Funcs[fn] <= pc && pc < p.Funcs[fn]+0x40 }
+		if len(frames) < 2 || !in(frames[0].PC, "f3") || !in(frames[1].PC, "f2") {
+			t.Errorf("thread %d is not spinning in f3 called from f2:\n%s", tid, Format(frames))
+		}
+	}
 }
 
 func TestParseEuStack(t *testing.T) {
