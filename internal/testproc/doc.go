@@ -49,6 +49,7 @@
 // wait <pause|read> depth 3". A subject writes its ready line only once
 // every announced thread is blocked in its system call, as
 // /proc/self/task/TID/syscall shows.
+//
 // # Oracles
 //
 // [GDBStacks] attaches gdb to the process and reads every thread's frames
