@@ -66,7 +66,6 @@ func TestEval(t *testing.T) {
 	}
 }
 
-
 func TestEvalErrors(t *testing.T) {
 	ctx := testContext()
 	var mem unwind.SplicedMemory
