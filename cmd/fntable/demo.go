@@ -15,6 +15,7 @@ import (
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/jitgen"
 	"github.com/fntable/fntable/internal/procmem"
+	"github.com/fntable/fntable/stackwalk"
 	"github.com/fntable/fntable/symhandler"
 	"github.com/fntable/fntable/unwind"
 	"github.com/fntable/fntable/unwindinfo"
@@ -90,9 +91,16 @@ func demoMain(nfn, depth int, seed uint64, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "2. It registered them with RtlAddFunctionTable(%d entries, base %#x) in a function table registry.\n", len(img.Table), img.Base)
+	// The walker reads the tables as another process would, from the
+	// published list, where there is one; else it asks the registry.
+	var tables unwind.FunctionTable = reg
+	how := "the registry (RtlLookupFunctionEntry)"
 	if publish {
-		if err := demoRemote(w, img); err != nil {
+		snap, err := demoRemote(w, img)
+		if err != nil {
 			fmt.Fprintf(w, "   (reading the published list back failed: %v)\n", err)
+		} else {
+			tables, how = snap, "the published list, as another process reads it"
 		}
 	}
 
@@ -123,88 +131,93 @@ func demoMain(nfn, depth int, seed uint64, w io.Writer) error {
 	mem.Add(demoStackHigh-demoStackSize, st.stack)
 	fmt.Fprintf(w, "4. A call stack %d frames deep runs through that code (stack [%#x, %#x)). Unwinding it with\n   RtlLookupFunctionEntry and RtlVirtualUnwind, one frame at a time:\n\n",
 		depth, uint64(demoStackHigh-demoStackSize), uint64(demoStackHigh))
-	// The unwinder looks jump targets up in the registry too, to tell a
-	// jump to one of the function's own chained fragments from a tail call
-	// (Windows' same-function rule).
-	u := unwind.Unwinder{Memory: mem, Functions: reg}
-	ctx := st.frames[0].regs
-	exact := 0
-	for i := 0; ; i++ {
-		pc := ctx.Rip
+	// The walker finds each frame's entry in the tables, and looks jump
+	// targets up there too, to tell a jump to one of the function's own
+	// chained fragments from a tail call (Windows' same-function rule).
+	src, err := stackwalk.NewSources(nil, stackwalk.Options{Memory: mem, DynamicTables: tables})
+	if err != nil {
+		return err
+	}
+	var frames []stackwalk.Frame
+	walk := src.Walk(st.frames[0].regs)
+	for walk.Next() {
+		frames = append(frames, walk.Frame())
+	}
+	if err := walk.Err(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "   (entries from %s)\n\n", how)
+	for i, f := range frames {
+		// Every frame of the laid-out stack stands at an instruction of
+		// its function (none is after a call), so PC names it.
 		name := "??"
-		if loc, _ := h.Symbolize(context.Background(), pc); loc.Symbol != nil {
-			name = fmt.Sprintf("%s!%s+%#x", loc.Module.Name, loc.Symbol.Name, loc.Displacement)
+		if loc, _ := h.Symbolize(context.Background(), f.PC); loc.Symbol != nil {
+			name = fmt.Sprintf("%s!%s+%#x", loc.Module.Name, loc.Symbol.Name, f.PC-loc.Symbol.Address)
 		}
-		if pc == 0 {
-			fmt.Fprintf(w, "   #%-2d %#14x  end of stack (the outermost frame's return address is 0)\n", i, pc)
-			break
+		if f.How != stackwalk.HowContext && f.How != stackwalk.HowTable {
+			return fmt.Errorf("frame %d: found by %s, not by the function table", i, f.How)
 		}
-		fn, base, ok := reg.LookupFunctionEntry(pc)
-		if !ok {
-			return fmt.Errorf("frame %d: no function table entry for %#x", i, pc)
-		}
-		before := ctx
-		var ptrs unwind.ContextPointers
-		res, err := u.VirtualUnwind(unwind.HandlerNone, base, pc, fn, &ctx, &ptrs)
-		if err != nil {
-			return fmt.Errorf("frame %d at %#x: %w", i, pc, err)
-		}
-		fmt.Fprintf(w, "   #%-2d %#14x  %-22s rsp %#x  frame %#x  restored %s\n", i, pc, name, before.Rsp, res.EstablisherFrame, restored(&ptrs))
 		if i+1 >= len(st.frames) {
 			return fmt.Errorf("frame %d: the unwind went past the outermost frame", i)
 		}
-		if diff := st.frames[i+1].diff(&ctx); diff != "" {
-			return fmt.Errorf("frame %d: the unwind gave the caller %s", i, diff)
+		if diff := st.frames[i].diff(&f.Context); diff != "" {
+			return fmt.Errorf("frame %d: the unwind gave %s", i, diff)
 		}
-		exact++
+		fmt.Fprintf(w, "   #%-2d %#14x  %-22s rsp %#x  cfa %#x  restored %s\n", i, f.PC, name, f.SP, f.CFA, restored(&f.Context, &st.frames[i+1].regs))
 	}
-	fmt.Fprintf(w, "\n   All %d frames unwound to exactly the registers and stack pointer their callers had.\n", exact)
+	if len(frames) != depth {
+		return fmt.Errorf("the walk found %d frames, want %d", len(frames), depth)
+	}
+	fmt.Fprintf(w, "   #%-2d %#14x  end of stack (the outermost frame's return address is 0)\n", len(frames), 0)
+	fmt.Fprintf(w, "\n   All %d frames unwound to exactly the registers and stack pointer their callers had.\n", len(frames))
 	return nil
 }
 
 // demoRemote reads this process's published list as another process
 // would: find the mapping in /proc/self/maps, read it through
 // process_vm_readv, and look an entry up in the snapshot.
-func demoRemote(w io.Writer, img *jitgen.Image) error {
+func demoRemote(w io.Writer, img *jitgen.Image) (*remote.Snapshot, error) {
 	pid := os.Getpid()
 	maps, err := remote.Find(pid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(maps) == 0 {
-		return errors.New("no published list in /proc/self/maps")
+		return nil, errors.New("no published list in /proc/self/maps")
 	}
 	mem, err := procmem.Open(pid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer mem.Close()
 	snap, err := remote.Read(mem, maps[len(maps)-1])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f := img.Functions[len(img.Functions)/2]
 	pc := img.Base + uint64(f.Begin)
 	rf, base, ok := snap.LookupFunctionEntry(pc)
 	if !ok {
-		return fmt.Errorf("the snapshot has no entry for %#x", pc)
+		return nil, fmt.Errorf("the snapshot has no entry for %#x", pc)
 	}
 	fmt.Fprintf(w, "   The registry publishes its list in shared memory (memfd %q at %#x in /proc/%d/maps).\n"+
 		"   Read back through process_vm_readv as a debugger would, it holds %d table(s); %#x is in\n"+
 		"   [%#x, %#x) there, unwind data at %#x.\n",
 		functable.MemfdName, maps[len(maps)-1].Addr, pid, len(snap.Tables), pc, base+uint64(rf.BeginAddress), base+uint64(rf.EndAddress), base+uint64(rf.UnwindData))
-	return nil
+	return snap, nil
 }
 
-func restored(ptrs *unwind.ContextPointers) string {
+// restored names the nonvolatile registers whose values differ between a
+// frame and its caller: those the frame saved and the unwind restored.
+func restored(frame, caller *unwind.Context) string {
 	var regs []string
-	for r, a := range ptrs.Integer {
-		if a != 0 && unwindinfo.Register(r) != unwindinfo.RSP {
-			regs = append(regs, unwindinfo.Register(r).String())
+	for _, r := range nonvolatile {
+		if frame.Reg(r) != caller.Reg(r) {
+			regs = append(regs, r.String())
 		}
 	}
-	for x, a := range ptrs.Floating {
-		if a != 0 {
+	for x := 6; x < 16; x++ {
+		if frame.Xmm[x] != caller.Xmm[x] {
 			regs = append(regs, fmt.Sprintf("xmm%d", x))
 		}
 	}
@@ -213,6 +226,11 @@ func restored(ptrs *unwind.ContextPointers) string {
 	}
 	return strings.Join(regs, " ")
 }
+
+// nonvolatile are the general registers a Windows x64 function must
+// preserve, besides RSP.
+var nonvolatile = [...]unwindinfo.Register{unwindinfo.RBX, unwindinfo.RBP, unwindinfo.RSI, unwindinfo.RDI,
+	unwindinfo.R12, unwindinfo.R13, unwindinfo.R14, unwindinfo.R15}
 
 // demoFrame is one frame of the demo stack: the registers at its PC.
 type demoFrame struct {
@@ -226,8 +244,7 @@ func (f *demoFrame) diff(got *unwind.Context) string {
 	if got.Rip != w.Rip || got.Rsp != w.Rsp {
 		return fmt.Sprintf("rip %#x rsp %#x, want rip %#x rsp %#x", got.Rip, got.Rsp, w.Rip, w.Rsp)
 	}
-	for _, r := range []unwindinfo.Register{unwindinfo.RBX, unwindinfo.RBP, unwindinfo.RSI, unwindinfo.RDI,
-		unwindinfo.R12, unwindinfo.R13, unwindinfo.R14, unwindinfo.R15} {
+	for _, r := range nonvolatile {
 		if got.Reg(r) != w.Reg(r) {
 			return fmt.Sprintf("%v = %#x, want %#x", r, got.Reg(r), w.Reg(r))
 		}

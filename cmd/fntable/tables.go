@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/fntable/fntable/functable"
+	"github.com/fntable/fntable/functable/remote"
+	"github.com/fntable/fntable/internal/procmem"
+)
+
+func newTablesCmd() *command {
+	c := &command{
+		name:    "tables",
+		args:    "[--json] PID",
+		summary: "list the dynamic function tables a running process publishes",
+		help: `
+Tables lists every dynamic function table in the published registries of
+the process PID (the memfd "fntable-function-tables" mappings of its
+/proc/PID/maps): for each table its type (RF_SORTED, RF_UNSORTED, or
+RF_CALLBACK for a table installed with RtlInstallFunctionTableCallback),
+whether it is growable, the code range it covers, the base its RVAs are
+relative to, its entry count, the out-of-process provider library a
+callback table names, and its status. The process is not stopped: each
+list is copied at one instant (a consistent snapshot).
+
+Status is "ok" for a table whose entries were read; a callback table's
+entries come from its provider, which this command does not load, so its
+status says so.
+
+With --json the output is one document:
+  {"pid": N, "lists": [{"address": "0x...", "generation": N,
+    "error": null | "...", "tables": [{"record": "0x...",
+      "type": "RF_SORTED", "growable": false, "minimum": "0x...",
+      "maximum": "0x...", "base": "0x...", "entries": N,
+      "max_entries": N, "identifier": "0x..." | null,
+      "provider": "..." | null, "status": "ok"}...]}...]}`,
+	}
+	c.run = func(args []string, stdout, stderr io.Writer) error {
+		fs := c.flagSet()
+		asJSON := fs.Bool("json", false, "print one JSON document")
+		if err := c.parse(fs, args, stdout); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return c.usagef("want exactly one PID")
+		}
+		pid, err := strconv.Atoi(fs.Arg(0))
+		if err != nil || pid <= 0 {
+			return c.usagef("bad PID %q", fs.Arg(0))
+		}
+		res, err := readTables(pid)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(stdout)
+		if *asJSON {
+			err = json.NewEncoder(w).Encode(res)
+		} else {
+			writeTablesText(w, res)
+		}
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+		return err
+	}
+	return c
+}
+
+type tablesResult struct {
+	Pid   int         `json:"pid"`
+	Lists []tableList `json:"lists"`
+}
+
+type tableList struct {
+	Address    hexAddr     `json:"address"`
+	Generation uint64      `json:"generation"`
+	Error      *string     `json:"error"`
+	Tables     []tableInfo `json:"tables"`
+}
+
+type tableInfo struct {
+	Record     hexAddr  `json:"record"`
+	Type       string   `json:"type"`
+	Growable   bool     `json:"growable"`
+	Minimum    hexAddr  `json:"minimum"`
+	Maximum    hexAddr  `json:"maximum"`
+	Base       hexAddr  `json:"base"`
+	Entries    uint32   `json:"entries"`
+	MaxEntries uint32   `json:"max_entries"`
+	Identifier *hexAddr `json:"identifier"`
+	Provider   *string  `json:"provider"`
+	Status     string   `json:"status"`
+}
+
+func readTables(pid int) (*tablesResult, error) {
+	maps, err := remote.Find(pid)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := procmem.Open(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer mem.Close()
+	res := &tablesResult{Pid: pid, Lists: []tableList{}}
+	for _, m := range maps {
+		l := tableList{Address: hexAddr(m.Addr), Tables: []tableInfo{}}
+		snap, err := remote.Read(mem, m)
+		if err != nil {
+			l.Error = ptr(err.Error())
+			res.Lists = append(res.Lists, l)
+			continue
+		}
+		l.Generation = snap.Generation
+		for _, t := range snap.Tables {
+			ti := tableInfo{
+				Record: hexAddr(t.Record), Type: t.Type.String(), Growable: t.Growable,
+				Minimum: hexAddr(t.MinimumAddress), Maximum: hexAddr(t.MaximumAddress), Base: hexAddr(t.BaseAddress),
+				Entries: t.EntryCount, MaxEntries: t.MaximumEntryCount, Status: "ok",
+			}
+			if t.Type == functable.RF_CALLBACK {
+				ti.Identifier = ptr(hexAddr(t.Identifier()))
+				ti.Entries, ti.MaxEntries = 0, 0
+				ti.Status = "callback: entries come from the provider, which is not loaded"
+				if t.OutOfProcessCallbackDll == "" {
+					ti.Status = "callback: no out-of-process provider named; unwindable only inside the process"
+				}
+			}
+			if t.OutOfProcessCallbackDll != "" {
+				ti.Provider = ptr(t.OutOfProcessCallbackDll)
+			}
+			l.Tables = append(l.Tables, ti)
+		}
+		res.Lists = append(res.Lists, l)
+	}
+	return res, nil
+}
+
+func writeTablesText(w io.Writer, res *tablesResult) {
+	if len(res.Lists) == 0 {
+		fmt.Fprintf(w, "process %d publishes no function table list\n", res.Pid)
+		return
+	}
+	for _, l := range res.Lists {
+		if l.Error != nil {
+			fmt.Fprintf(w, "list at %#x: %s\n", uint64(l.Address), *l.Error)
+			continue
+		}
+		fmt.Fprintf(w, "list at %#x (generation %d): %d tables\n", uint64(l.Address), l.Generation, len(l.Tables))
+		for _, t := range l.Tables {
+			typ := t.Type
+			if t.Growable {
+				typ += " growable"
+			}
+			fmt.Fprintf(w, "  %-20s [%#x, %#x) base %#x", typ, uint64(t.Minimum), uint64(t.Maximum), uint64(t.Base))
+			if t.Identifier != nil {
+				fmt.Fprintf(w, " id %#x", uint64(*t.Identifier))
+			} else {
+				fmt.Fprintf(w, " %d entries", t.Entries)
+				if t.MaxEntries != t.Entries {
+					fmt.Fprintf(w, " of %d", t.MaxEntries)
+				}
+			}
+			if t.Provider != nil {
+				fmt.Fprintf(w, " provider %s", *t.Provider)
+			}
+			fmt.Fprintf(w, ": %s\n", t.Status)
+		}
+	}
+}

@@ -1,0 +1,36 @@
+// Package stackwalk walks the stacks of a target — a stopped live process,
+// a minidump, or any registers and memory — through JIT frames and native
+// frames alike.
+//
+// For each frame, the walker picks the first unwinder that knows the
+// frame's code:
+//
+//  1. the dynamic function tables the target publishes (RtlAddFunctionTable,
+//     growable and callback tables, read with package functable/remote), or
+//     the caller's own FunctionTableAccess hook, through
+//     [unwind.Unwinder.VirtualUnwind];
+//  2. the exception directory (.pdata) of a PE image mapped in the target
+//     (Windows programs under Wine), also through VirtualUnwind;
+//  3. the call-frame information of an ELF module (package cfi);
+//  4. the frame-pointer chain;
+//
+// and stops when none does. Every [Frame] records its PC, SP and CFA, how
+// it was found ([How]), and the address to symbolize.
+//
+// [Sources] gathers the unwind data of a target once; its [Sources.Walk]
+// and [Sources.WalkThread] return a [Walker], used like bufio.Scanner.
+// The [Options] hooks are those of dbghelp's StackWalkEx: a memory reader,
+// a function-table access routine and a module-base routine.
+//
+// # Guards
+//
+// A walk ends with an error, never a hang, on corrupted stacks: the stack
+// pointer must increase from frame to frame unless the unwind data
+// describes a stack switch (a signal frame on an alternate stack, a
+// machine frame), a frame may not repeat, and a walk has at most
+// [Options.MaxFrames] frames (default [DefaultMaxFrames]).
+//
+// Reference: "x64 exception handling" (Microsoft Learn) for the function
+// tables; DWARF 5 §6.4 and the LSB's "Exception Frames" for the CFI;
+// StackWalkEx (dbghelp) for the hooks.
+package stackwalk

@@ -1,0 +1,353 @@
+package stackwalk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/fntable/fntable/functable/remote"
+	"github.com/fntable/fntable/peimage"
+	"github.com/fntable/fntable/target"
+	"github.com/fntable/fntable/unwind"
+	"github.com/fntable/fntable/unwindinfo"
+)
+
+// Options configures [NewSources]. The zero value walks with everything
+// the target offers.
+//
+// Memory, FunctionTableAccess and ModuleBase are the hooks of
+// StackWalkEx (ReadMemoryRoutine64, FunctionTableAccessRoutine64,
+// GetModuleBaseRoutine64): each replaces or adds to what the walker
+// would otherwise take from the target.
+type Options struct {
+	// MaxFrames bounds each walk; 0 means DefaultMaxFrames.
+	MaxFrames int
+
+	// Memory, if set, is read instead of the target (stack, code and
+	// unwind information alike).
+	Memory unwind.Memory
+
+	// FunctionTableAccess, if set, is asked first for the function table
+	// entry of a PC; an entry it returns is unwound with VirtualUnwind
+	// and the frame it finds counts as HowTable.
+	FunctionTableAccess unwind.FunctionTable
+
+	// ModuleBase, if set, returns the base of the PE image containing a
+	// PC that the target's module list does not place, before the walker
+	// looks for an image header below the PC itself.
+	ModuleBase func(pc uint64) (base uint64, ok bool)
+
+	// DynamicTables, if set, replaces the function tables read from the
+	// target's published registries (see [Sources.Snapshots]).
+	DynamicTables unwind.FunctionTable
+
+	// CFI caches the call-frame information of ELF files between walks
+	// and targets; nil gives the Sources a cache of its own.
+	CFI *CFICache
+
+	// Logf, if set, receives what the walker could not use and why (a
+	// module whose CFI is unreadable, a published list that is torn).
+	Logf func(format string, args ...any)
+}
+
+// Sources are the unwind data of one target, gathered once and shared by
+// the walks of all its threads: the dynamic function tables the target
+// publishes, the PE images mapped in it, and the CFI of its ELF modules.
+// Gather them again after the target ran (the tables and modules may have
+// changed). Sources are safe for concurrent use; each [Walker] is not.
+type Sources struct {
+	t     target.Target
+	opts  Options
+	mem   unwind.Memory
+	mods  []target.Module // by Base
+	snaps []*remote.Snapshot
+	dyn   unwind.FunctionTable // the hook, then the published tables
+	cfi   *CFICache
+
+	mu  sync.Mutex
+	pe  map[uint64]*peImage // by 64 KiB block of a PC: the image there, or nil
+	elf map[uint64]*elfModule
+}
+
+// peImage is a PE image mapped in the target.
+type peImage struct {
+	f    *peimage.File
+	base uint64
+}
+
+// LookupFunctionEntry makes a peImage an unwind.FunctionTable, for the
+// unwinder's same-function check.
+func (p *peImage) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, uint64, bool) {
+	if pc < p.base || pc-p.base >= uint64(p.f.SizeOfImage()) {
+		return nil, 0, false
+	}
+	fn, ok := p.f.LookupFunctionEntry(uint32(pc - p.base))
+	if !ok {
+		return nil, 0, false
+	}
+	return &fn, p.base, true
+}
+
+// NewSources gathers the unwind data of t: its modules, and, for a live
+// Linux process (a target with a Pid method), the function tables its
+// registries publish. t may be nil when opts.Memory is set: a walk over
+// memory and function tables alone, with no modules.
+func NewSources(t target.Target, opts Options) (*Sources, error) {
+	s := &Sources{t: t, opts: opts, pe: map[uint64]*peImage{}, elf: map[uint64]*elfModule{}}
+	switch {
+	case opts.Memory != nil:
+		s.mem = opts.Memory
+	case t != nil:
+		s.mem = t
+	default:
+		return nil, errors.New("stack walk sources: no target and no memory")
+	}
+	s.cfi = opts.CFI
+	if s.cfi == nil {
+		s.cfi = NewCFICache()
+	}
+	if t != nil {
+		if err := t.Modules(func(m target.Module) bool { s.mods = append(s.mods, m); return true }); err != nil {
+			return nil, fmt.Errorf("list modules: %w", err)
+		}
+	}
+	var tables unwind.Tables
+	if opts.FunctionTableAccess != nil {
+		tables = append(tables, opts.FunctionTableAccess)
+	}
+	if opts.DynamicTables != nil {
+		tables = append(tables, opts.DynamicTables)
+	} else if p, ok := t.(interface{ Pid() int }); ok {
+		snaps, err := readPublished(p.Pid(), s.mem)
+		for _, e := range err {
+			s.logf("%v", e)
+		}
+		s.snaps = snaps
+		for _, sn := range snaps {
+			tables = append(tables, sn)
+		}
+	}
+	if len(tables) > 0 {
+		s.dyn = tables
+	}
+	return s, nil
+}
+
+// readPublished reads every list process pid publishes. Lists that cannot
+// be read are reported and skipped.
+func readPublished(pid int, mem unwind.Memory) ([]*remote.Snapshot, []error) {
+	maps, err := remote.Find(pid)
+	if err != nil {
+		return nil, []error{err}
+	}
+	var snaps []*remote.Snapshot
+	var errs []error
+	for _, m := range maps {
+		sn, err := remote.Read(mem, m)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read function table list at %#x: %w", m.Addr, err))
+			continue
+		}
+		snaps = append(snaps, sn)
+	}
+	return snaps, errs
+}
+
+// Snapshots returns the published function table lists read from the
+// target, in address order.
+func (s *Sources) Snapshots() []*remote.Snapshot { return s.snaps }
+
+// Target returns the target the sources were gathered from.
+func (s *Sources) Target() target.Target { return s.t }
+
+// Module returns the module that contains addr.
+func (s *Sources) Module(addr uint64) (target.Module, bool) {
+	i := sort.Search(len(s.mods), func(i int) bool { return s.mods[i].Base > addr }) - 1
+	if i >= 0 && addr < s.mods[i].End() {
+		return s.mods[i], true
+	}
+	return target.Module{}, false
+}
+
+func (s *Sources) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
+	}
+}
+
+// stepResult is what one unwind step found.
+type stepResult struct {
+	how         How
+	cfa         uint64
+	end         bool // the frame is the outermost one
+	interrupted bool // the caller's PC is an interrupted PC, not a return address
+}
+
+// step unwinds the frame with registers ctx, whose PC is looked up as
+// lookup, trying each unwinder in turn; ctx becomes the caller's.
+//
+// Function tables are searched for the PC itself, as RtlVirtualUnwind's
+// callers on Windows do (compilers for Windows never end a function with
+// a call, so a return address is always inside its caller), and only
+// then for lookup (PC−1 for a caller), for code that does end with a
+// call. CFI is searched for lookup, as DWARF unwinders do.
+func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
+	pcs := [2]uint64{ctx.Rip, lookup}
+	n := 1
+	if lookup != ctx.Rip {
+		n = 2
+	}
+	// 1. Dynamic function tables.
+	if s.dyn != nil {
+		for _, pc := range pcs[:n] {
+			fn, base, ok, err := unwind.Lookup(s.dyn, s.mem, pc)
+			if err != nil {
+				return stepResult{}, err
+			}
+			if ok {
+				return s.virtualUnwind(HowTable, s.dyn, base, &fn, ctx)
+			}
+		}
+	}
+	// 2. PE images.
+	for _, pc := range pcs[:n] {
+		img := s.peAt(pc)
+		if img == nil {
+			continue
+		}
+		if fn, ok := img.f.LookupFunctionEntry(uint32(pc - img.base)); ok {
+			return s.virtualUnwind(HowPE, img, img.base, &fn, ctx)
+		}
+		if pc == lookup {
+			// A leaf function: it has no entry, and RSP points at its
+			// return address.
+			return s.virtualUnwind(HowPE, img, img.base, nil, ctx)
+		}
+	}
+	// 3. ELF call-frame information.
+	if m, ok := s.Module(lookup); ok {
+		em := s.elfAt(m)
+		if em != nil && em.cfi != nil {
+			res, ok, err := em.cfi.step(ctx, em.bias, lookup, s.mem)
+			if err != nil {
+				return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
+			}
+			if ok {
+				return stepResult{how: HowCFI, cfa: res.cfa, end: res.end, interrupted: res.signal}, nil
+			}
+		}
+	}
+	// 4. The frame-pointer chain.
+	return s.framePointer(ctx)
+}
+
+// virtualUnwind performs one RtlVirtualUnwind step.
+func (s *Sources) virtualUnwind(how How, ft unwind.FunctionTable, base uint64, fn *unwindinfo.RuntimeFunction, ctx *unwind.Context) (stepResult, error) {
+	u := unwind.Unwinder{Memory: s.mem, Functions: ft}
+	res, err := u.VirtualUnwind(unwind.HandlerNone, base, ctx.Rip, fn, ctx, nil)
+	if err != nil {
+		return stepResult{}, err
+	}
+	return stepResult{how: how, cfa: ctx.Rsp, interrupted: res.MachineFrame}, nil
+}
+
+// maxFrameSize bounds the distance from RSP to RBP that the frame-pointer
+// unwinder accepts: beyond it RBP is taken for a general register.
+const maxFrameSize = 64 << 20
+
+// framePointer unwinds through the frame-pointer chain: [rbp] is the
+// caller's rbp and [rbp+8] the return address.
+func (s *Sources) framePointer(ctx *unwind.Context) (stepResult, error) {
+	fp := ctx.Rbp
+	if fp < ctx.Rsp || fp-ctx.Rsp > maxFrameSize || fp%8 != 0 {
+		return stepResult{}, fmt.Errorf("%w (%s, and rbp %#x is no frame pointer)", ErrNoUnwinder, s.describe(ctx.Rip), fp)
+	}
+	var b [16]byte
+	if _, err := s.mem.ReadMemory(b[:], fp); err != nil {
+		return stepResult{}, fmt.Errorf("frame pointer chain at %#x: %w", fp, err)
+	}
+	ctx.Rbp = binary.LittleEndian.Uint64(b[:8])
+	ctx.Rip = binary.LittleEndian.Uint64(b[8:])
+	ctx.Rsp = fp + 16
+	return stepResult{how: HowFP, cfa: fp + 16}, nil
+}
+
+// describe says where pc is, for errors.
+func (s *Sources) describe(pc uint64) string {
+	if m, ok := s.Module(pc); ok {
+		return fmt.Sprintf("%s+%#x has no unwind data", m.Name, pc-m.Base)
+	}
+	return "in no module or function table"
+}
+
+// Limits of the search for PE images.
+const (
+	peAlign   = 64 << 10 // PE images are loaded at 64 KiB boundaries (the allocation granularity)
+	maxPEScan = 1024     // 64 KiB steps down from a PC: images up to 64 MiB
+)
+
+// peAt returns the PE image mapped in the target that contains pc, or nil.
+func (s *Sources) peAt(pc uint64) *peImage {
+	block := pc &^ (peAlign - 1)
+	s.mu.Lock()
+	img, done := s.pe[block]
+	s.mu.Unlock()
+	if done {
+		return img
+	}
+	img = s.findPE(pc)
+	s.mu.Lock()
+	s.pe[block] = img
+	s.mu.Unlock()
+	return img
+}
+
+// findPE looks for the image containing pc: at the base of the module
+// that contains it, at the base the ModuleBase hook gives, else at each
+// 64 KiB boundary below pc down to the first unreadable one.
+func (s *Sources) findPE(pc uint64) *peImage {
+	try := func(base uint64) *peImage {
+		var mz [2]byte
+		if _, err := s.mem.ReadMemory(mz[:], base); err != nil || mz != [2]byte{'M', 'Z'} {
+			return nil
+		}
+		f, err := peimage.NewMapped(s.mem, base)
+		if err != nil || pc-base >= uint64(f.SizeOfImage()) {
+			return nil
+		}
+		return &peImage{f: f, base: base}
+	}
+	if m, ok := s.Module(pc); ok {
+		if img := try(m.Base); img != nil {
+			return img
+		}
+		if !m.InMemory && m.Path != "" && s.isELF(m.Base) {
+			return nil // an ELF module: not a PE image
+		}
+	}
+	if s.opts.ModuleBase != nil {
+		if base, ok := s.opts.ModuleBase(pc); ok {
+			return try(base)
+		}
+	}
+	var b [1]byte
+	for i, base := 0, pc&^(peAlign-1); i < maxPEScan && base != 0; i, base = i+1, base-peAlign {
+		if _, err := s.mem.ReadMemory(b[:], base); err != nil {
+			return nil
+		}
+		if b[0] == 'M' {
+			if img := try(base); img != nil {
+				return img
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Sources) isELF(addr uint64) bool {
+	var b [4]byte
+	_, err := s.mem.ReadMemory(b[:], addr)
+	return err == nil && string(b[:]) == "\x7fELF"
+}
