@@ -105,7 +105,49 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	if p.Pid != cmd.Process.Pid {
 		t.Fatalf("testproc: %s announced pid %d, but its pid is %d", bin, p.Pid, cmd.Process.Pid)
 	}
+	// The thread that wrote the ready line goes on to park after it: wait
+	// until every announced thread sleeps in a system call.
+	if err := p.waitParked(readyTimeout); err != nil {
+		t.Fatalf("testproc: %s: %v", bin, err)
+	}
 	return p
+}
+
+// waitParked waits until every announced thread is asleep in a system
+// call (state S, and /proc/PID/task/TID/syscall gives a number), twice in
+// a row 5 ms apart.
+func (p *Proc) waitParked(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for stable := 0; stable < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("its threads did not all park within %v", timeout)
+		}
+		stable++
+		for tid := range p.Threads {
+			if !parked(p.Pid, tid) {
+				stable = 0
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func parked(pid, tid int) bool {
+	dir := fmt.Sprintf("/proc/%d/task/%d/", pid, tid)
+	stat, err := os.ReadFile(dir + "stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) || stat[i+2] != 'S' {
+		return false
+	}
+	sc, err := os.ReadFile(dir + "syscall")
+	if err != nil || len(sc) == 0 {
+		return false
+	}
+	return sc[0] >= '0' && sc[0] <= '9'
 }
 
 // parse parses a subject's announcement lines, the last of which is the
