@@ -365,6 +365,12 @@ func parseHdr(data []byte, addr uint64, eh *section) (*hdrTable, error) {
 // entry returns the initial location and FDE address of entry i.
 func (h *hdrTable) entry(i int) (loc, fdeAddr uint64) {
 	off := h.tabOff + 2*i*h.size
+	if h.enc == DW_EH_PE_datarel|DW_EH_PE_sdata4 {
+		// What GNU ld writes: decode it directly.
+		e := h.data[off : off+8]
+		return h.addr + uint64(int64(int32(binary.LittleEndian.Uint32(e)))),
+			h.addr + uint64(int64(int32(binary.LittleEndian.Uint32(e[4:]))))
+	}
 	c := newCursor(".eh_frame_hdr", h.data, off, off+2*h.size, h.addr)
 	b := bases{data: h.addr, hasData: true, addrSize: 8}
 	loc, _ = c.readEncoded(h.enc, &b)
@@ -409,6 +415,20 @@ func (f *File) sections() ([]*section, error) {
 
 // lookup finds the FDE covering the link-time address pc.
 func (f *File) lookup(pc uint64) (*section, *fde, error) {
+	if err := f.load(); err != nil {
+		return nil, nil, err
+	}
+	if f.eh != nil && f.hdr != nil {
+		// The common case, without allocating.
+		if off, ok := f.hdr.lookup(pc); ok {
+			f.eh.mu.Lock()
+			fd, err := f.eh.fdeAt(off)
+			f.eh.mu.Unlock()
+			if err == nil && pc >= fd.begin && pc < fd.end {
+				return f.eh, fd, nil
+			}
+		}
+	}
 	ss, err := f.sections()
 	if err != nil {
 		return nil, nil, err
