@@ -209,3 +209,45 @@ func TestStepNoFDE(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentLookups looks up every FDE of a fresh File from several
+// goroutines at once, through .eh_frame_hdr and through the index (run
+// with -race).
+func TestConcurrentLookups(t *testing.T) {
+	var begins []uint64
+	openSystem(t, libcPath).FDEs(func(fd FDE) bool {
+		if fd.Begin < fd.End {
+			begins = append(begins, fd.Begin)
+		}
+		return true
+	})
+	f := openSystem(t, libcPath)
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			for i, pc := range begins {
+				var err error
+				if (i+g)%2 == 0 {
+					_, _, err = f.lookup(pc)
+				} else {
+					f.load()
+					var fd *fde
+					fd, err = f.eh.search(pc)
+					if err == nil && fd == nil {
+						err = errors.New("not found")
+					}
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
