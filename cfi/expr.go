@@ -351,6 +351,17 @@ func b2u(b bool) uint64 {
 // read returns an error that wraps the Memory's, and always
 // unwind.ErrShortRead.
 func readU64(mem unwind.Memory, addr uint64, n int) (uint64, error) {
+	if bs, ok := mem.(unwind.ByteSource); ok {
+		// Memory kept in Go: read in place, without a buffer that
+		// would escape through the interface call.
+		if start, run := bs.Bytes(addr); addr >= start && addr-start < uint64(len(run)) && uint64(len(run))-(addr-start) >= uint64(n) {
+			var v uint64
+			for i, c := range run[addr-start : addr-start+uint64(n)] {
+				v |= uint64(c) << (8 * i)
+			}
+			return v, nil
+		}
+	}
 	var b [8]byte
 	if mem == nil {
 		return 0, fmt.Errorf("cfi: read %d bytes at %#x: %w", n, addr, &unwind.UnmappedError{Addr: addr})
