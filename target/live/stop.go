@@ -1,0 +1,349 @@
+package live
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fntable/fntable/internal/procmem"
+	"github.com/fntable/fntable/memory"
+	"github.com/fntable/fntable/target"
+	"github.com/fntable/fntable/unwind"
+)
+
+// These are the errors returned by [Stop] and by the [Stopped] it
+// returns, besides those of package memory (reads), a *[PermissionError]
+// and a *[TracedError]. Thread.Err values wrap ErrThreadGone or
+// ErrNotStopped.
+var (
+	// ErrUnsupported: this OS has no live targets here. It is the same
+	// value that [Open] wraps on such an OS.
+	ErrUnsupported = procmem.ErrUnsupported
+	// ErrNoProcess: there is no process with that pid (it may have
+	// exited before or while it was being stopped; then the error also
+	// wraps memory.ErrTargetGone).
+	ErrNoProcess = errors.New("no such process")
+	// ErrZombie: the process has exited and waits for its parent to
+	// reap it; it has no memory or registers left.
+	ErrZombie = errors.New("process is a zombie (exited, not yet reaped by its parent)")
+	// ErrKernelThread: the pid is a kernel thread, which has no user
+	// address space to walk.
+	ErrKernelThread = errors.New("process is a kernel thread (no user address space)")
+	// ErrThreadGone: the thread exited while the process was being
+	// stopped. Errors that wrap it also wrap memory.ErrTargetGone.
+	ErrThreadGone = errors.New("thread exited")
+	// ErrNotStopped: the thread was attached but did not stop within
+	// StopOptions.Timeout (it may be in an uninterruptible sleep).
+	ErrNotStopped = errors.New("thread did not stop in time")
+	// ErrClosed: the Stopped was closed; the process runs again.
+	ErrClosed = errors.New("stopped process was closed")
+)
+
+// PermissionError reports that the kernel refused to let this process
+// trace the target (EPERM from PTRACE_SEIZE). Its message says what the
+// kernel requires; Err is the cause (it matches fs.ErrPermission).
+type PermissionError struct {
+	Pid int // the target
+	// PtraceScope is kernel.yama.ptrace_scope
+	// (/proc/sys/kernel/yama/ptrace_scope), or -1 when the kernel has no
+	// Yama (the file is absent).
+	PtraceScope int
+	Err         error
+}
+
+func (e *PermissionError) Error() string {
+	var need string
+	switch e.PtraceScope {
+	case -1:
+		need = "there is no Yama (no /proc/sys/kernel/yama/ptrace_scope): tracing needs the target's uid (and a dumpable target) or CAP_SYS_PTRACE"
+	case 0:
+		need = "kernel.yama.ptrace_scope is 0 (classic): tracing needs the target's uid (and a dumpable target) or CAP_SYS_PTRACE"
+	case 1:
+		need = "kernel.yama.ptrace_scope is 1 (restricted): tracing needs the target's uid and to be its ancestor (or named by its prctl(PR_SET_PTRACER)), or CAP_SYS_PTRACE"
+	case 2:
+		need = "kernel.yama.ptrace_scope is 2 (admin-only): tracing needs CAP_SYS_PTRACE"
+	case 3:
+		need = "kernel.yama.ptrace_scope is 3 (no attach): no process may trace another until reboot"
+	default:
+		need = fmt.Sprintf("kernel.yama.ptrace_scope is %d", e.PtraceScope)
+	}
+	return fmt.Sprintf("stop process %d: permission denied: %s: %v", e.Pid, need, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *PermissionError) Unwrap() error { return e.Err }
+
+// TracedError reports that another tracer (a debugger, strace, another
+// Stopped) already traces the target, as /proc/PID/status's TracerPid
+// says. A process has at most one tracer.
+type TracedError struct {
+	Pid       int // the target
+	TracerPid int // the process tracing it
+}
+
+func (e *TracedError) Error() string {
+	who := ""
+	if e.TracerPid == os.Getpid() {
+		who = " (this process)"
+	}
+	return fmt.Sprintf("stop process %d: already traced by process %d%s", e.Pid, e.TracerPid, who)
+}
+
+// Defaults of [StopOptions].
+const (
+	// DefaultStopTimeout is how long Stop waits for the threads of one
+	// scan of /proc/PID/task to stop.
+	DefaultStopTimeout = 2 * time.Second
+	// DefaultReadAhead is how many pages a cache miss fetches: 16 pages,
+	// 64 KiB, a stack's worth for most walks.
+	DefaultReadAhead = 16
+	// maxReadAhead bounds StopOptions.ReadAhead (1 MiB of pages).
+	maxReadAhead = 256
+)
+
+// StopOptions configures [Stop]. The zero value works.
+type StopOptions struct {
+	// Timeout bounds the wait for the threads of one scan of
+	// /proc/PID/task to stop; 0 means DefaultStopTimeout. Threads that
+	// have not stopped by then are listed with ErrNotStopped.
+	Timeout time.Duration
+
+	// ReadAhead is how many consecutive pages (4 KiB) a cache miss of
+	// ReadMemory fetches in one process_vm_readv, the missing page
+	// first; 0 means DefaultReadAhead, 1 fetches only the missing page.
+	// Values above 256 are taken as 256.
+	ReadAhead int
+
+	// NoSignalHandler leaves SIGINT, SIGTERM and SIGHUP alone. By
+	// default, while any Stopped is open the package catches them,
+	// closes every open Stopped (so the processes run on), restores the
+	// signal's default disposition and raises it again, so the tool
+	// dies of the signal as it would have. A program that handles these
+	// signals itself sets NoSignalHandler and closes its Stopped values
+	// in its handler.
+	NoSignalHandler bool
+
+	// Logf, if not nil, receives diagnostics (threads that exited or did
+	// not stop, detach failures, a caught signal). It is called from the
+	// goroutine that calls Stop or Close, or from the package's signal
+	// goroutine; it must not call back into the Stopped.
+	Logf func(format string, args ...any)
+}
+
+// ReadStats counts the work of a [Stopped]'s ReadMemory.
+type ReadStats struct {
+	Reads    uint64 // ReadMemory calls
+	Syscalls uint64 // process_vm_readv calls, one per cache miss
+	Pages    uint64 // pages copied into the cache
+	Hits     uint64 // pages served from the cache without a system call
+}
+
+// Stopped is a process whose threads are all stopped: a [target.Threads]
+// whose memory and registers hold still while it is examined. Make one
+// with [Stop]; Close resumes the process.
+//
+// Registers are read when the threads stop (the general-purpose and
+// segment registers and the FS and GS bases), XMM registers on first
+// request. Memory is read through a page cache: a miss copies a window
+// of pages in one process_vm_readv, so that walking a stack costs a few
+// system calls, not one per slot. The cache is dropped by Close.
+//
+// All ptrace(2) requests come from one goroutine locked to its OS thread
+// (the kernel knows the tracer by thread), which Stop starts and Close
+// ends; the methods hand requests to it. Should that thread end without
+// detaching, the kernel detaches its tracees and they run on; this also
+// happens when the tool dies, even of SIGKILL.
+//
+// A Stopped is safe for concurrent use: reads, Threads and ThreadContext
+// may run on any goroutines at once, and Close may run concurrently with
+// them (they then fail with ErrClosed).
+type Stopped struct {
+	pid  int
+	proc *Process // modules and files
+	opts StopOptions
+
+	cache pageCache
+
+	mu      sync.Mutex // guards tr and the threads' FP state
+	tr      *tracer    // nil once closed
+	threads []*thread  // sorted: the main thread first, then by ID
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// thread is a thread of a Stopped, as the tracer keeps it.
+type thread struct {
+	target.Thread
+	ctx      unwind.Context // control, integer and segment registers, FS and GS bases; valid when Err == nil
+	fp       bool           // ctx's XMM registers and MXCSR have been read
+	attached bool           // seized: Close must detach it
+	stopped  bool           // in a ptrace-stop
+	sig      int            // signal to deliver when detaching (a signal-delivery-stop)
+}
+
+var (
+	_ target.Target     = (*Stopped)(nil)
+	_ target.Threads    = (*Stopped)(nil)
+	_ target.FileOpener = (*Stopped)(nil)
+	_ memory.Reader     = (*Stopped)(nil)
+)
+
+// Pid returns the process's id.
+func (s *Stopped) Pid() int { return s.pid }
+
+// Process returns the process as an (unstopped) [Process]: its modules,
+// files and perf map. Reading memory through it bypasses the cache.
+func (s *Stopped) Process() *Process { return s.proc }
+
+// Threads returns the threads of the process, the main thread first,
+// then in ascending ID order. Threads that exited while the process was
+// being stopped are listed with Err set (wrapping [ErrThreadGone] and
+// memory.ErrTargetGone), as are those that did not stop
+// ([ErrNotStopped]). Name and State are as the threads were just before
+// they were stopped.
+func (s *Stopped) Threads() ([]target.Thread, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tr == nil {
+		return nil, fmt.Errorf("threads of process %d: %w", s.pid, ErrClosed)
+	}
+	out := make([]target.Thread, len(s.threads))
+	for i, t := range s.threads {
+		out[i] = t.Thread
+	}
+	return out, nil
+}
+
+// ThreadContext fills ctx with the registers of thread tid, as
+// GetThreadContext does: CONTEXT_CONTROL, CONTEXT_INTEGER and
+// CONTEXT_SEGMENTS always (with FsBase and GsBase), and XMM0–XMM15 and
+// MxCsr when ctx.ContextFlags asks for CONTEXT_FLOATING_POINT. On return
+// ctx.ContextFlags says which groups were filled; registers of groups not
+// filled are left as they were. A thread listed with Err returns that
+// error.
+func (s *Stopped) ThreadContext(tid int, ctx *unwind.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tr == nil {
+		return fmt.Errorf("thread %d of process %d: %w", tid, s.pid, ErrClosed)
+	}
+	i, ok := slices.BinarySearchFunc(s.threads[min(1, len(s.threads)):], tid, func(t *thread, tid int) int { return t.ID - tid })
+	var t *thread
+	switch {
+	case len(s.threads) > 0 && s.threads[0].ID == tid:
+		t = s.threads[0]
+	case ok:
+		t = s.threads[1+i]
+	default:
+		return fmt.Errorf("thread %d of process %d: no such thread", tid, s.pid)
+	}
+	if t.Err != nil {
+		return t.Err
+	}
+	want := ctx.ContextFlags
+	xmm, mxcsr := ctx.Xmm, ctx.MxCsr
+	*ctx = t.ctx
+	ctx.ContextFlags = unwind.CONTEXT_CONTROL | unwind.CONTEXT_INTEGER | unwind.CONTEXT_SEGMENTS
+	ctx.Xmm, ctx.MxCsr = xmm, mxcsr
+	if want&unwind.CONTEXT_FLOATING_POINT&^unwind.CONTEXT_AMD64 == 0 {
+		return nil
+	}
+	if !t.fp {
+		if err := s.tr.do(func() error { return fpRegs(t) }); err != nil {
+			return fmt.Errorf("floating-point registers of thread %d of process %d: %w", tid, s.pid, err)
+		}
+		t.fp = true
+	}
+	ctx.Xmm, ctx.MxCsr = t.ctx.Xmm, t.ctx.MxCsr
+	ctx.ContextFlags |= unwind.CONTEXT_FLOATING_POINT
+	return nil
+}
+
+// ReadMemory reads the process's memory through the page cache. A read
+// that reaches an unmapped (or unreadable) page returns the bytes before
+// it and a *memory.UnmappedError; a read of a process that has exited
+// fails with an error matching memory.ErrTargetGone; other failures are
+// a *memory.ReadError. All match memory.ErrShortRead. It is safe for
+// concurrent use.
+func (s *Stopped) ReadMemory(p []byte, addr uint64) (int, error) {
+	return s.cache.read(p, addr)
+}
+
+// Stats returns the counts of the reads so far.
+func (s *Stopped) Stats() ReadStats { return s.cache.stats() }
+
+// Modules reads /proc/PID/maps and calls yield for each module (see
+// [Process.Modules]).
+func (s *Stopped) Modules(yield func(target.Module) bool) error { return s.proc.Modules(yield) }
+
+// OpenModule opens a module's file as the process sees it (see
+// [Process.OpenModule]).
+func (s *Stopped) OpenModule(m target.Module) (io.ReaderAt, io.Closer, error) {
+	return s.proc.OpenModule(m)
+}
+
+// Close detaches from every thread, which resumes the process (a thread
+// caught in a signal-delivery stop gets its signal), drops the page cache
+// and ends the tracer goroutine. It is idempotent: later calls return
+// the first call's result.
+func (s *Stopped) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.close()
+	})
+	return s.closeErr
+}
+
+func (s *Stopped) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
+	}
+}
+
+// sortThreads puts the main thread first, then the others by ID.
+func sortThreads(pid int, ts []*thread) {
+	slices.SortFunc(ts, func(a, b *thread) int {
+		switch {
+		case a.ID == b.ID:
+			return 0
+		case a.ID == pid:
+			return -1
+		case b.ID == pid:
+			return 1
+		}
+		return a.ID - b.ID
+	})
+}
+
+// goneErr is the Err of a thread that exited during the stop.
+func goneErr(tid int, cause error) error {
+	if cause == nil {
+		return fmt.Errorf("thread %d: %w: %w", tid, ErrThreadGone, memory.ErrTargetGone)
+	}
+	return fmt.Errorf("thread %d: %w: %w: %w", tid, ErrThreadGone, memory.ErrTargetGone, cause)
+}
+
+// stateNames are the descriptions /proc/PID/status gives the state
+// letters of /proc/PID/stat (fs/proc/array.c task_state_array).
+var stateNames = map[byte]string{
+	'R': "R (running)",
+	'S': "S (sleeping)",
+	'D': "D (disk sleep)",
+	'T': "T (stopped)",
+	't': "t (tracing stop)",
+	'X': "X (dead)",
+	'Z': "Z (zombie)",
+	'P': "P (parked)",
+	'I': "I (idle)",
+}
+
+func stateName(c byte) string {
+	if s, ok := stateNames[c]; ok {
+		return s
+	}
+	return string(c)
+}

@@ -1,0 +1,619 @@
+//go:build linux
+
+package live
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fntable/fntable/memory"
+	"github.com/fntable/fntable/target"
+	"github.com/fntable/fntable/unwind"
+)
+
+// pfKthread is PF_KTHREAD, the flag of kernel threads in the flags field
+// of /proc/PID/stat (include/linux/sched.h).
+const pfKthread = 0x00200000
+
+// si_code values of SIGCHLD (include/uapi/asm-generic/siginfo.h).
+const (
+	cldExited  = 1
+	cldKilled  = 2
+	cldDumped  = 3
+	cldTrapped = 4
+	cldStopped = 5
+)
+
+// maxScans bounds the scans of /proc/PID/task: a process that keeps
+// creating threads faster than they can be stopped is stopped with the
+// threads found by then.
+const maxScans = 64
+
+// testHookSeize, if not nil, is called on the tracer thread before each
+// thread is seized (tests make a thread exit there).
+var testHookSeize func(tid int)
+
+// Stop stops every thread of process pid and returns the process as a
+// [Stopped]; its Close detaches and resumes it.
+//
+// Each thread is attached with PTRACE_SEIZE and stopped with
+// PTRACE_INTERRUPT, which neither sends nor consumes a signal, and Stop
+// waits for it to stop (waitpid with __WALL). It scans /proc/PID/task
+// again until a scan finds no new thread, so threads created meanwhile
+// are stopped too. Threads that exit meanwhile are listed with an Err
+// wrapping [ErrThreadGone]; a process that is gone by the end fails with
+// [ErrNoProcess] and memory.ErrTargetGone.
+//
+// Stop needs the right to trace the process (see [PermissionError]) and
+// that no one else traces it (see [TracedError]); it refuses zombies
+// ([ErrZombie]), kernel threads ([ErrKernelThread]) and the calling
+// process itself. When it fails it has detached from whatever it had
+// attached, also when it panics.
+//
+// When the process is a child of the caller and exits during Stop, Stop
+// leaves its exit status for the caller's wait.
+func Stop(pid int, opts StopOptions) (*Stopped, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("stop process %d: invalid pid", pid)
+	}
+	if pid == os.Getpid() {
+		return nil, fmt.Errorf("stop process %d: it is the calling process", pid)
+	}
+	st, err := readStat(pid, pid)
+	if err != nil {
+		return nil, fmt.Errorf("stop process %d: %w: %w", pid, ErrNoProcess, err)
+	}
+	if st.flags&pfKthread != 0 {
+		return nil, fmt.Errorf("stop process %d (%s): %w", pid, st.comm, ErrKernelThread)
+	}
+	if st.state == 'Z' || st.state == 'X' {
+		if !anyLiveTask(pid) {
+			return nil, fmt.Errorf("stop process %d (%s): %w", pid, st.comm, ErrZombie)
+		}
+	}
+	proc, err := Open(pid)
+	if err != nil {
+		return nil, fmt.Errorf("stop process %d: %w: %w", pid, ErrNoProcess, err)
+	}
+	s := &Stopped{pid: pid, proc: proc, opts: opts, tr: startTracer()}
+	s.cache = newPageCache(s.readPages, opts.ReadAhead)
+	if !opts.NoSignalHandler {
+		register(s)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			// Failed or panicking: detach from what was attached.
+			if cerr := s.Close(); cerr != nil {
+				s.logf("stop process %d: %v", pid, cerr)
+			}
+		}
+	}()
+	if err := s.tr.do(s.stopAll); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// stopAll seizes and stops every thread. It runs on the tracer thread.
+func (s *Stopped) stopAll() error {
+	timeout := s.opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultStopTimeout
+	}
+	seen := map[int]bool{}
+	for scan := 0; scan < maxScans; scan++ {
+		tids, err := listTasks(s.pid)
+		if err != nil {
+			if scan == 0 {
+				return fmt.Errorf("stop process %d: %w: %w: %w", s.pid, ErrNoProcess, memory.ErrTargetGone, err)
+			}
+			break // the process exited: what was stopped says so
+		}
+		var pending []*thread
+		for _, tid := range tids {
+			if seen[tid] {
+				continue
+			}
+			seen[tid] = true
+			t, err := s.seize(tid)
+			if err != nil {
+				return err
+			}
+			s.threads = append(s.threads, t)
+			if t.attached && t.Err == nil {
+				pending = append(pending, t)
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		s.wait(pending, timeout)
+	}
+	sortThreads(s.pid, s.threads)
+	live := 0
+	for _, t := range s.threads {
+		if t.Err == nil {
+			live++
+		} else {
+			s.logf("stop process %d: %v", s.pid, t.Err)
+		}
+	}
+	if live == 0 {
+		return fmt.Errorf("stop process %d: %w: no thread could be stopped: %w", s.pid, ErrNoProcess, memory.ErrTargetGone)
+	}
+	return nil
+}
+
+// seize attaches to thread tid and asks it to stop. A thread that is
+// gone is returned with Err set; an error means the process cannot be
+// stopped at all.
+func (s *Stopped) seize(tid int) (*thread, error) {
+	t := &thread{Thread: target.Thread{ID: tid}}
+	st, err := readStat(s.pid, tid)
+	if err != nil {
+		t.Err = goneErr(tid, err)
+		return t, nil
+	}
+	t.Name, t.State = st.comm, stateName(st.state)
+	if st.state == 'Z' || st.state == 'X' {
+		t.Err = goneErr(tid, errors.New("thread is a zombie"))
+		return t, nil
+	}
+	if testHookSeize != nil {
+		testHookSeize(tid)
+	}
+	switch err := unix.PtraceSeize(tid); err {
+	case nil:
+	case unix.ESRCH:
+		t.Err = goneErr(tid, err)
+		return t, nil
+	case unix.EPERM:
+		if tp := tracerOf(s.pid, tid); tp != 0 {
+			return nil, &TracedError{Pid: s.pid, TracerPid: tp}
+		}
+		if st, serr := readStat(s.pid, tid); serr != nil || st.state == 'Z' || st.state == 'X' {
+			t.Err = goneErr(tid, err) // it exited: ptrace refuses exiting tasks
+			return t, nil
+		}
+		return nil, &PermissionError{Pid: s.pid, PtraceScope: ptraceScope(), Err: err}
+	default:
+		return nil, fmt.Errorf("stop process %d: seize thread %d: %w", s.pid, tid, err)
+	}
+	t.attached = true
+	if err := unix.PtraceInterrupt(tid); err != nil {
+		// It is attached but exiting: wait reaps it.
+		s.logf("stop process %d: interrupt thread %d: %v", s.pid, tid, err)
+	}
+	return t, nil
+}
+
+// wait waits until each thread of ts has stopped or exited, or timeout
+// has passed, and reads the registers of those that stopped.
+func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	nap := 10 * time.Microsecond
+	for len(ts) > 0 {
+		rest := ts[:0]
+		for _, t := range ts {
+			if !s.reap(t) {
+				rest = append(rest, t)
+			}
+		}
+		ts = rest
+		if len(ts) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, t := range ts {
+				t.Err = fmt.Errorf("thread %d: %w after %v", t.ID, ErrNotStopped, timeout)
+			}
+			return
+		}
+		time.Sleep(nap)
+		nap = min(2*nap, time.Millisecond)
+	}
+}
+
+// reap collects the wait status of t, if it has one, and reports whether
+// t is settled: stopped (registers read) or gone.
+func (s *Stopped) reap(t *thread) bool {
+	// Look first without consuming, so that the exit of a process that
+	// is the caller's child stays for the caller's wait.
+	var si unix.Siginfo
+	err := unix.Waitid(unix.P_PID, t.ID, &si, unix.WEXITED|unix.WSTOPPED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+	if err != nil {
+		t.Err = goneErr(t.ID, err)
+		t.attached = false
+		return true
+	}
+	if si.Signo == 0 {
+		return false // no news
+	}
+	switch si.Code {
+	case cldExited, cldKilled, cldDumped:
+		t.attached = false
+		t.Err = goneErr(t.ID, nil)
+		if t.ID != s.pid {
+			var ws unix.WaitStatus
+			unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil) // reap the thread, so its leader can exit
+		}
+		return true
+	case cldTrapped, cldStopped:
+	default:
+		return false
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil); err != nil || !ws.Stopped() {
+		t.Err = goneErr(t.ID, err)
+		return true
+	}
+	t.stopped = true
+	if ws.StopSignal() != unix.SIGTRAP && ws.TrapCause() == 0 {
+		// A signal-delivery-stop: a signal arrived between seize and
+		// interrupt. Deliver it when detaching.
+		t.sig = int(ws.StopSignal())
+	}
+	var regs unix.PtraceRegs
+	if err := unix.PtraceGetRegs(t.ID, &regs); err != nil {
+		t.Err = goneErr(t.ID, err)
+		return true
+	}
+	regsToContext(&regs, &t.ctx)
+	return true
+}
+
+// regsToContext copies a user_regs_struct into ctx.
+func regsToContext(r *unix.PtraceRegs, ctx *unwind.Context) {
+	ctx.ContextFlags = unwind.CONTEXT_CONTROL | unwind.CONTEXT_INTEGER | unwind.CONTEXT_SEGMENTS
+	ctx.Rax, ctx.Rcx, ctx.Rdx, ctx.Rbx = r.Rax, r.Rcx, r.Rdx, r.Rbx
+	ctx.Rsp, ctx.Rbp, ctx.Rsi, ctx.Rdi = r.Rsp, r.Rbp, r.Rsi, r.Rdi
+	ctx.R8, ctx.R9, ctx.R10, ctx.R11 = r.R8, r.R9, r.R10, r.R11
+	ctx.R12, ctx.R13, ctx.R14, ctx.R15 = r.R12, r.R13, r.R14, r.R15
+	ctx.Rip = r.Rip
+	ctx.EFlags = uint32(r.Eflags)
+	ctx.SegCs, ctx.SegDs, ctx.SegEs = uint16(r.Cs), uint16(r.Ds), uint16(r.Es)
+	ctx.SegFs, ctx.SegGs, ctx.SegSs = uint16(r.Fs), uint16(r.Gs), uint16(r.Ss)
+	ctx.FsBase, ctx.GsBase = r.Fs_base, r.Gs_base
+}
+
+// fxsave is user_fxsr_struct (arch/x86/include/asm/user_64.h), what
+// PTRACE_GETFPREGS returns: the FXSAVE area.
+type fxsave struct {
+	Cwd, Swd, Ftw, Fop uint16
+	Rip, Rdp           uint64
+	Mxcsr, MxcsrMask   uint32
+	St                 [32]uint32 // ST0–ST7, 16 bytes each
+	Xmm                [64]uint32 // XMM0–XMM15, 16 bytes each
+	_                  [24]uint32
+}
+
+// fpRegs reads t's XMM registers and MXCSR into t.ctx. It runs on the
+// tracer thread. x/sys/unix has no wrapper for PTRACE_GETFPREGS, so it
+// makes the system call itself.
+func fpRegs(t *thread) error {
+	var fx fxsave
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETFPREGS, uintptr(t.ID), 0, uintptr(unsafe.Pointer(&fx)), 0, 0)
+	if e != 0 {
+		if e == unix.ESRCH {
+			return fmt.Errorf("%w: %w", memory.ErrTargetGone, e)
+		}
+		return e
+	}
+	t.ctx.MxCsr = fx.Mxcsr
+	for i := range t.ctx.Xmm {
+		for j := range 4 {
+			v := fx.Xmm[4*i+j]
+			t.ctx.Xmm[i][4*j], t.ctx.Xmm[i][4*j+1], t.ctx.Xmm[i][4*j+2], t.ctx.Xmm[i][4*j+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+		}
+	}
+	return nil
+}
+
+// close detaches from every thread and ends the tracer.
+func (s *Stopped) close() error {
+	unregister(s)
+	s.mu.Lock()
+	tr := s.tr
+	s.tr = nil
+	s.mu.Unlock()
+	s.cache.drop()
+	if tr == nil {
+		return nil
+	}
+	err := tr.do(s.detachAll)
+	tr.stop()
+	return err
+}
+
+// detachAll detaches from every attached thread. It runs on the tracer
+// thread. A thread that is gone needs nothing; one that never stopped
+// cannot be detached with PTRACE_DETACH and is detached by the kernel
+// when the tracer thread ends.
+func (s *Stopped) detachAll() error {
+	var errs []error
+	for _, t := range s.threads {
+		if !t.attached {
+			continue
+		}
+		if t.stopped && t.ID != s.pid {
+			// A thread killed while stopped waits for its tracer to reap
+			// it, and its process's exit waits for it.
+			var ws unix.WaitStatus
+			if wpid, _ := unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil); wpid == t.ID && (ws.Exited() || ws.Signaled()) {
+				t.attached, t.stopped = false, false
+				continue
+			}
+		}
+		if !t.stopped {
+			s.reap(t) // it may have stopped since
+			if !t.stopped {
+				continue
+			}
+		}
+		var err error
+		if t.sig != 0 {
+			// PTRACE_DETACH with a signal to deliver; x/sys/unix's
+			// PtraceDetach always passes 0.
+			if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(t.ID), 0, uintptr(t.sig), 0, 0); e != 0 {
+				err = e
+			}
+		} else {
+			err = unix.PtraceDetach(t.ID)
+		}
+		switch err {
+		case nil, unix.ESRCH: // ESRCH: killed meanwhile
+			t.attached, t.stopped = false, false
+		default:
+			errs = append(errs, fmt.Errorf("detach thread %d of process %d: %w", t.ID, s.pid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readPages implements fetchFunc with one process_vm_readv, one remote
+// iovec per page.
+func (s *Stopped) readPages(bufs [][]byte, addr uint64) (int, error) {
+	local := make([]unix.Iovec, len(bufs))
+	remote := make([]unix.RemoteIovec, len(bufs))
+	for i, b := range bufs {
+		local[i].Base = &b[0]
+		local[i].SetLen(len(b))
+		remote[i] = unix.RemoteIovec{Base: uintptr(addr) + uintptr(i*cachePage), Len: len(b)}
+	}
+	n, err := unix.ProcessVMReadv(s.pid, local, remote, 0)
+	got := max(n, 0) / cachePage
+	if got == len(bufs) {
+		return got, nil
+	}
+	at := addr + uint64(got)*cachePage
+	switch err {
+	case nil, unix.EFAULT:
+		return got, &memory.UnmappedError{Addr: at}
+	case unix.ESRCH:
+		return got, memory.Gone(at, fmt.Errorf("process %d: %w", s.pid, err))
+	default:
+		return got, &memory.ReadError{Addr: at, Err: fmt.Errorf("process_vm_readv of process %d: %w", s.pid, err)}
+	}
+}
+
+// tracer is a goroutine locked to its OS thread that makes every ptrace
+// request of one Stopped: the kernel takes the thread that attached as
+// the tracer and accepts requests from it only.
+type tracer struct {
+	reqs chan func()
+}
+
+func startTracer() *tracer {
+	t := &tracer{reqs: make(chan func())}
+	go t.serve()
+	return t
+}
+
+// serve runs requests until stop. It never unlocks its thread: when it
+// returns the runtime ends the thread, and the kernel then detaches
+// anything still traced.
+func (t *tracer) serve() {
+	runtime.LockOSThread()
+	for f := range t.reqs {
+		f()
+	}
+}
+
+// do runs f on the tracer thread and returns its error. A panic in f is
+// returned as an error, and the tracer goes on serving (Close must still
+// be able to detach).
+func (t *tracer) do(f func() error) error {
+	done := make(chan error, 1)
+	t.reqs <- func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("live: internal error on the tracer thread: %v", r)
+			}
+		}()
+		done <- f()
+	}
+	return <-done
+}
+
+// stop ends the tracer. No request may follow.
+func (t *tracer) stop() { close(t.reqs) }
+
+// stat is what Stop uses of /proc/PID/task/TID/stat.
+type stat struct {
+	comm  string // the thread's name, the same as its comm file
+	state byte   // R, S, D, Z, ...
+	flags uint64 // PF_* flags
+}
+
+// readStat reads /proc/PID/task/TID/stat (proc(5)).
+func readStat(pid, tid int) (stat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/stat")
+	if err != nil {
+		return stat{}, err
+	}
+	// pid (comm) state ppid pgrp session tty_nr tpgid flags ...; comm
+	// may hold spaces and parentheses, so it ends at the last ')'.
+	i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if i < 0 || j < i {
+		return stat{}, fmt.Errorf("malformed stat of thread %d: %q", tid, b)
+	}
+	f := strings.Fields(string(b[j+1:]))
+	if len(f) < 7 || len(f[0]) != 1 {
+		return stat{}, fmt.Errorf("malformed stat of thread %d: %q", tid, b)
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	if err != nil {
+		return stat{}, fmt.Errorf("malformed stat of thread %d: %q", tid, b)
+	}
+	return stat{comm: string(b[i+1 : j]), state: f[0][0], flags: flags}, nil
+}
+
+// readStatus returns the fields of /proc/PID/task/TID/status, or nil.
+func readStatus(pid, tid int) map[string]string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return nil
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// tracerOf returns the process tracing thread tid of process pid, or 0.
+// The status file's TracerPid is the tracing thread; its Tgid is the
+// process.
+func tracerOf(pid, tid int) int {
+	tp, _ := strconv.Atoi(readStatus(pid, tid)["TracerPid"])
+	if tp == 0 {
+		return 0
+	}
+	if tgid, err := strconv.Atoi(readStatus(tp, tp)["Tgid"]); err == nil && tgid != 0 {
+		return tgid
+	}
+	return tp
+}
+
+// listTasks returns the thread ids of /proc/PID/task.
+func listTasks(pid int) ([]int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil, err
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
+
+// anyLiveTask reports whether a thread of pid is not a zombie (a process
+// whose main thread has exited while others run).
+func anyLiveTask(pid int) bool {
+	tids, _ := listTasks(pid)
+	for _, tid := range tids {
+		if st, err := readStat(pid, tid); err == nil && st.state != 'Z' && st.state != 'X' {
+			return true
+		}
+	}
+	return false
+}
+
+// ptraceScope returns kernel.yama.ptrace_scope, or -1 without Yama.
+func ptraceScope() int {
+	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// handles is the registry of open Stopped values whose signal handler is
+// on, and the channel the handler receives on while there are any.
+var handles struct {
+	mu   sync.Mutex
+	open map[*Stopped]bool
+	ch   chan os.Signal
+}
+
+// caughtSignals are the signals whose handler resumes the stopped
+// processes before the tool dies.
+var caughtSignals = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP}
+
+// register adds s to the registry, installing the handler if s is the
+// first.
+func register(s *Stopped) {
+	handles.mu.Lock()
+	defer handles.mu.Unlock()
+	if handles.open == nil {
+		handles.open = map[*Stopped]bool{}
+	}
+	handles.open[s] = true
+	if handles.ch == nil {
+		handles.ch = make(chan os.Signal, 1)
+		signal.Notify(handles.ch, caughtSignals...)
+		go watchSignals(handles.ch)
+	}
+}
+
+// unregister removes s from the registry, removing the handler if s was
+// the last.
+func unregister(s *Stopped) {
+	handles.mu.Lock()
+	defer handles.mu.Unlock()
+	if !handles.open[s] {
+		return
+	}
+	delete(handles.open, s)
+	if len(handles.open) == 0 && handles.ch != nil {
+		signal.Stop(handles.ch)
+		close(handles.ch)
+		handles.ch = nil
+	}
+}
+
+// watchSignals is the handler: on a signal it closes every open Stopped,
+// then restores the signal's default disposition and raises it again.
+// It returns when its channel is closed.
+func watchSignals(ch chan os.Signal) {
+	for sig := range ch {
+		handles.mu.Lock()
+		var open []*Stopped
+		for s := range handles.open {
+			open = append(open, s)
+		}
+		handles.mu.Unlock()
+		for _, s := range open {
+			s.logf("caught %v: resuming process %d", sig, s.pid)
+			if err := s.Close(); err != nil {
+				s.logf("%v", err)
+			}
+		}
+		signal.Reset(sig)
+		unix.Kill(os.Getpid(), sig.(syscall.Signal))
+		// A signal ignored at start-up stays ignored: carry on.
+	}
+}

@@ -1,0 +1,826 @@
+//go:build linux
+
+package live
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fntable/fntable/memory"
+	"github.com/fntable/fntable/unwind"
+)
+
+// helperEnv switches the test binary into a helper process (see
+// TestMain): "stop" stops the process named by helperPidEnv, prints
+// "stopped" or "error: ...", waits for the end of its input and closes.
+const (
+	helperEnv    = "FNTABLE_LIVE_HELPER"
+	helperPidEnv = "FNTABLE_LIVE_HELPER_PID"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "stop" {
+		os.Exit(stopHelper())
+	}
+	code := m.Run()
+	if childDir != "" {
+		os.RemoveAll(childDir)
+	}
+	os.Exit(code)
+}
+
+// stopHelper is the helper process: it stops a process for another test.
+func stopHelper() int {
+	pid, _ := strconv.Atoi(os.Getenv(helperPidEnv))
+	s, err := Stop(pid, StopOptions{Logf: func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+	}})
+	if err != nil {
+		var pe *PermissionError
+		var te *TracedError
+		kind := "other"
+		switch {
+		case errors.As(err, &pe):
+			kind = "permission"
+		case errors.As(err, &te):
+			kind = "traced"
+		}
+		fmt.Printf("error %s: %v\n", kind, err)
+		return 3
+	}
+	fmt.Println("stopped")
+	io.Copy(io.Discard, os.Stdin)
+	if err := s.Close(); err != nil {
+		fmt.Println("close:", err)
+		return 1
+	}
+	return 0
+}
+
+var (
+	childOnce sync.Once
+	childDir  string // holds the built child; removed by TestMain
+	childExe  string
+	childErr  error
+)
+
+// buildChild builds testdata/threads.c once per test binary.
+func buildChild(t testing.TB) string {
+	t.Helper()
+	childOnce.Do(func() {
+		gcc, err := exec.LookPath("gcc")
+		if err != nil {
+			childErr = err
+			return
+		}
+		if childDir, childErr = os.MkdirTemp("", "fntable-live-"); childErr != nil {
+			return
+		}
+		childExe = filepath.Join(childDir, "threads")
+		out, err := exec.Command(gcc, "-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o", childExe, "testdata/threads.c").CombinedOutput()
+		if err != nil {
+			childErr = fmt.Errorf("build child: %v\n%s", err, out)
+		}
+	})
+	if errors.Is(childErr, exec.ErrNotFound) {
+		t.Skip("needs gcc to build the child process")
+	}
+	if childErr != nil {
+		t.Fatal(childErr)
+	}
+	return childExe
+}
+
+// child is a running testdata/threads.c.
+type child struct {
+	cmd    *exec.Cmd
+	pid    int
+	in     io.WriteCloser
+	out    *bufio.Scanner
+	stacks map[int][2]uint64 // by TID: [lo, hi) of the thread's stack
+	names  map[int]string    // by TID: the name the child gave it ("main" for the main thread)
+}
+
+// startChild starts the child with workers worker threads and waits until
+// it is ready. Cleanup kills it.
+func startChild(t testing.TB, workers int, args ...string) *child {
+	t.Helper()
+	exe := buildChild(t)
+	cmd := exec.Command(exe, append([]string{strconv.Itoa(workers)}, args...)...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, pid: cmd.Process.Pid, in: in, out: bufio.NewScanner(out), stacks: map[int][2]uint64{}, names: map[int]string{}}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for c.out.Scan() {
+		f := strings.Fields(c.out.Text())
+		if len(f) == 1 && f[0] == "ready" {
+			return c
+		}
+		if len(f) == 5 && f[0] == "thread" {
+			tid, _ := strconv.Atoi(f[1])
+			lo, _ := strconv.ParseUint(f[2], 0, 64)
+			hi, _ := strconv.ParseUint(f[3], 0, 64)
+			c.stacks[tid] = [2]uint64{lo, hi}
+			c.names[tid] = f[4]
+		}
+	}
+	t.Fatalf("child exited before it was ready: %v", c.out.Err())
+	return nil
+}
+
+// say sends a line to the child and returns its answer.
+func (c *child) say(t testing.TB, line string) string {
+	t.Helper()
+	done := make(chan string, 1)
+	go func() {
+		fmt.Fprintln(c.in, line)
+		if c.out.Scan() {
+			done <- c.out.Text()
+		}
+		close(done)
+	}()
+	select {
+	case s := <-done:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the child does not answer %q (state %s)", line, procState(c.pid))
+		return ""
+	}
+}
+
+// checkRunning checks that the child is not traced and runs.
+func (c *child) checkRunning(t testing.TB) {
+	t.Helper()
+	if tp := tracerPid(c.pid); tp != 0 {
+		t.Errorf("the child is traced by %d after Close", tp)
+	}
+	if got := c.say(t, "ping"); got != "pong" {
+		t.Errorf("the child answers ping with %q", got)
+	}
+}
+
+// tracerPid returns the process that traces pid, or 0.
+func tracerPid(pid int) int { return tracerOf(pid, pid) }
+
+// waitBlocked waits until thread tid of the child is blocked in read(2).
+func (c *child) waitBlocked(t testing.TB, tid int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", c.pid, tid))
+		if strings.HasPrefix(string(b), "0 ") {
+			return
+		}
+		if i == 5000 {
+			t.Fatalf("thread %d is not blocked in read: %q", tid, b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func procState(pid int) string { return readStatus(pid, pid)["State"] }
+
+// mapping is a line of /proc/PID/maps.
+type mapping struct {
+	start, end uint64
+	perms      string
+	path       string
+}
+
+func readMaps(t testing.TB, pid int) []mapping {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms []mapping
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		var m mapping
+		m.start, _ = strconv.ParseUint(lo, 16, 64)
+		m.end, _ = strconv.ParseUint(hi, 16, 64)
+		m.perms = f[1]
+		if len(f) > 5 {
+			m.path = f[5]
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+func find(ms []mapping, addr uint64) *mapping {
+	for i := range ms {
+		if addr >= ms[i].start && addr < ms[i].end {
+			return &ms[i]
+		}
+	}
+	return nil
+}
+
+func TestStopThreads(t *testing.T) {
+	c := startChild(t, 4)
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st := procState(c.pid); !strings.HasPrefix(st, "t") {
+		t.Errorf("stopped child's state is %q, want tracing stop", st)
+	}
+	if tp := tracerPid(c.pid); tp != os.Getpid() {
+		t.Errorf("TracerPid = %d, want %d", tp, os.Getpid())
+	}
+	threads, err := s.Threads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(threads) != len(c.stacks) {
+		t.Fatalf("%d threads %+v, want %d", len(threads), threads, len(c.stacks))
+	}
+	if threads[0].ID != c.pid {
+		t.Errorf("first thread is %d, want the main thread %d", threads[0].ID, c.pid)
+	}
+	maps := readMaps(t, c.pid)
+	for i, th := range threads {
+		if i > 1 && th.ID < threads[i-1].ID {
+			t.Errorf("threads out of order: %d after %d", th.ID, threads[i-1].ID)
+		}
+		want := c.names[th.ID]
+		if want == "main" {
+			want = "threads"
+		}
+		if th.Name != want || th.Err != nil || th.State == "" {
+			t.Errorf("thread %d = %+v, want name %q, a state and no error", th.ID, th, want)
+		}
+		ctx := unwind.Context{ContextFlags: unwind.CONTEXT_FULL}
+		if err := s.ThreadContext(th.ID, &ctx); err != nil {
+			t.Errorf("thread %d: %v", th.ID, err)
+			continue
+		}
+		if ctx.ContextFlags != unwind.CONTEXT_FULL|unwind.CONTEXT_SEGMENTS {
+			t.Errorf("thread %d: ContextFlags = %#x", th.ID, ctx.ContextFlags)
+		}
+		if m := find(maps, ctx.Rip); m == nil || !strings.Contains(m.perms, "x") {
+			t.Errorf("thread %d: rip %#x is not in an executable mapping (%+v)", th.ID, ctx.Rip, m)
+		}
+		if st := c.stacks[th.ID]; ctx.Rsp < st[0] || ctx.Rsp >= st[1] {
+			t.Errorf("thread %d: rsp %#x is outside its stack [%#x, %#x)", th.ID, ctx.Rsp, st[0], st[1])
+		}
+		if ctx.FsBase == 0 || ctx.SegCs == 0 || ctx.SegSs == 0 || ctx.MxCsr == 0 {
+			t.Errorf("thread %d: FsBase %#x cs %#x ss %#x mxcsr %#x", th.ID, ctx.FsBase, ctx.SegCs, ctx.SegSs, ctx.MxCsr)
+		}
+		// Without CONTEXT_FLOATING_POINT the XMM registers are left alone.
+		ctx2 := unwind.Context{ContextFlags: unwind.CONTEXT_CONTROL, MxCsr: 7}
+		if err := s.ThreadContext(th.ID, &ctx2); err != nil || ctx2.MxCsr != 7 || ctx2.Rip != ctx.Rip {
+			t.Errorf("thread %d: control only: %v mxcsr %#x", th.ID, err, ctx2.MxCsr)
+		}
+	}
+	// The memory under a thread's stack pointer reads as uncached reads do.
+	p, err := Open(c.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var ctx unwind.Context
+	s.ThreadContext(c.pid, &ctx)
+	got, want := make([]byte, 8192), make([]byte, 8192)
+	n1, err1 := s.ReadMemory(got, ctx.Rsp)
+	n2, err2 := p.ReadMemory(want, ctx.Rsp)
+	if n1 != n2 || (err1 == nil) != (err2 == nil) || !bytes.Equal(got[:n1], want[:n2]) {
+		t.Errorf("cached read: %d %v; uncached: %d %v", n1, err1, n2, err2)
+	}
+	if err := s.ThreadContext(1<<30, &ctx); err == nil {
+		t.Error("ThreadContext of a thread that does not exist succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := s.Threads(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Threads after Close: %v", err)
+	}
+	if _, err := s.ReadMemory(got, ctx.Rsp); !errors.Is(err, ErrClosed) || !errors.Is(err, memory.ErrShortRead) {
+		t.Errorf("ReadMemory after Close: %v", err)
+	}
+	c.checkRunning(t)
+}
+
+func TestStopRepeated(t *testing.T) {
+	c := startChild(t, 2)
+	n := 100
+	if testing.Short() {
+		n = 10
+	}
+	for i := range n {
+		s, err := Stop(c.pid, StopOptions{})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		var ctx unwind.Context
+		if err := s.ThreadContext(c.pid, &ctx); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	c.checkRunning(t)
+}
+
+// TestStackWalk follows the frame-pointer chain of the child's "deep"
+// thread through 64 frames and counts the system calls it costs.
+func TestStackWalk(t *testing.T) {
+	c := startChild(t, 1)
+	tid := 0
+	for id, name := range c.names {
+		if name == "deep" {
+			tid = id
+		}
+	}
+	c.waitBlocked(t, tid)
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ctx unwind.Context
+	if err := s.ThreadContext(tid, &ctx); err != nil {
+		t.Fatal(err)
+	}
+	maps := readMaps(t, c.pid)
+	exe := find(maps, ctx.Rip)
+	if exe == nil || !strings.HasSuffix(exe.path, "/threads") {
+		t.Fatalf("deep thread's rip %#x is not in the child's code (%+v)", ctx.Rip, exe)
+	}
+	before := s.Stats()
+	fp := ctx.Rbp
+	var b [16]byte
+	for i := range 64 {
+		if _, err := s.ReadMemory(b[:], fp); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		next, ret := binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(b[8:])
+		if m := find(maps, ret); m == nil || !strings.Contains(m.perms, "x") {
+			t.Fatalf("frame %d: return address %#x is not in code", i, ret)
+		}
+		// Read the call instruction's bytes too, as an unwinder would.
+		if _, err := s.ReadMemory(b[:5], ret-5); err != nil {
+			t.Fatalf("frame %d: code at %#x: %v", i, ret-5, err)
+		}
+		if next <= fp {
+			t.Fatalf("frame %d: frame pointer %#x does not grow (%#x)", i, next, fp)
+		}
+		fp = next
+	}
+	st := s.Stats()
+	calls := st.Syscalls - before.Syscalls
+	t.Logf("64 frames: %d reads, %d process_vm_readv calls, %d pages, %d hits", st.Reads-before.Reads, calls, st.Pages-before.Pages, st.Hits-before.Hits)
+	if calls > 3 {
+		t.Errorf("a 64-frame walk cost %d process_vm_readv calls, want ≤ 3", calls)
+	}
+}
+
+func TestReadMemory(t *testing.T) {
+	c := startChild(t, 1)
+	for _, ra := range []int{0, 1, 4} {
+		t.Run(fmt.Sprintf("readahead=%d", ra), func(t *testing.T) {
+			s, err := Stop(c.pid, StopOptions{ReadAhead: ra})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var ctx unwind.Context
+			s.ThreadContext(c.pid, &ctx)
+			st := c.stacks[c.pid]
+			if m := find(readMaps(t, c.pid), ctx.Rsp); m != nil {
+				st[1] = m.end // pthread_getattr_np's main stack ends below the mapping's end
+			}
+			// Words from rsp to the top of the main stack, one at a time.
+			top := min(st[1], ctx.Rsp+40*1024)
+			var w [8]byte
+			for a := ctx.Rsp; a+8 <= top; a += 8 {
+				if _, err := s.ReadMemory(w[:], a); err != nil {
+					t.Fatalf("read at %#x: %v", a, err)
+				}
+			}
+			pages := (top-1)/cachePage - ctx.Rsp/cachePage + 1
+			window := uint64(ra)
+			if ra == 0 {
+				window = DefaultReadAhead
+			}
+			stats := s.Stats()
+			if want := (pages + window - 1) / window; stats.Syscalls != want {
+				t.Errorf("%d pages read in %d calls, want %d (%+v)", pages, stats.Syscalls, want, stats)
+			}
+			// Unmapped memory, from the start and part way.
+			var ue *memory.UnmappedError
+			for _, a := range []uint64{0, 0x1000, 0xffff800000000000, 0xfffffffffffffff8} {
+				if n, err := s.ReadMemory(w[:], a); n != 0 || !errors.As(err, &ue) || ue.Addr != a || !errors.Is(err, memory.ErrShortRead) {
+					t.Errorf("read at %#x: %d, %v", a, n, err)
+				}
+			}
+			if st[1] == 0 {
+				return
+			}
+			// The main stack's top is followed by an unmapped page on x86-64 Linux.
+			if m := find(readMaps(t, c.pid), st[1]); m != nil {
+				t.Skipf("the page after the stack is mapped: %+v", m)
+			}
+			big := make([]byte, 64)
+			n, err := s.ReadMemory(big, st[1]-16)
+			if n != 16 || !errors.As(err, &ue) || ue.Addr != st[1] {
+				t.Errorf("read across the stack's top: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestReadGone reads a process killed while stopped.
+func TestReadGone(t *testing.T) {
+	c := startChild(t, 1)
+	s, err := Stop(c.pid, StopOptions{ReadAhead: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ctx unwind.Context
+	if err := s.ThreadContext(c.pid, &ctx); err != nil {
+		t.Fatal(err)
+	}
+	var w [8]byte
+	if _, err := s.ReadMemory(w[:], ctx.Rsp); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Process.Kill()
+	for i := 0; !strings.HasPrefix(procState(c.pid), "Z"); i++ {
+		if i == 5000 {
+			t.Fatalf("the killed child did not die: %q", procState(c.pid))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Cached pages still read; others say the target is gone.
+	if _, err := s.ReadMemory(w[:], ctx.Rsp); err != nil {
+		t.Errorf("cached read after the kill: %v", err)
+	}
+	_, err = s.ReadMemory(w[:], ctx.Rip)
+	if !errors.Is(err, memory.ErrTargetGone) || !errors.Is(err, memory.ErrShortRead) {
+		t.Errorf("read of a killed process: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close of a killed process: %v", err)
+	}
+	// Close reaped the traced threads, so the parent can reap the child.
+	if err := c.cmd.Wait(); err == nil {
+		t.Error("the killed child exited with status 0")
+	}
+}
+
+func TestStopErrors(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		pid  int
+		want error
+	}{
+		{"zero", 0, nil},
+		{"negative", -1, nil},
+		{"self", os.Getpid(), nil},
+		{"no such process", 1 << 30, ErrNoProcess},
+	} {
+		s, err := Stop(c.pid, StopOptions{})
+		if err == nil {
+			s.Close()
+			t.Errorf("%s: Stop(%d) succeeded", c.name, c.pid)
+			continue
+		}
+		if c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+		t.Logf("%s: %v", c.name, err)
+	}
+}
+
+func TestStopKernelThread(t *testing.T) {
+	st, err := readStat(2, 2)
+	if err != nil || st.flags&pfKthread == 0 {
+		t.Skipf("pid 2 is not a kernel thread here (kthreadd is not in this pid namespace): %+v %v", st, err)
+	}
+	_, err = Stop(2, StopOptions{})
+	if !errors.Is(err, ErrKernelThread) {
+		t.Fatalf("Stop(2) = %v, want ErrKernelThread", err)
+	}
+	t.Log(err)
+}
+
+func TestStopZombie(t *testing.T) {
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer cmd.Wait()
+	pid := cmd.Process.Pid
+	for i := 0; ; i++ {
+		if strings.HasPrefix(procState(pid), "Z") {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("the child did not become a zombie: %q", procState(pid))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_, err := Stop(pid, StopOptions{})
+	if !errors.Is(err, ErrZombie) {
+		t.Fatalf("Stop of a zombie = %v, want ErrZombie", err)
+	}
+	t.Log(err)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the zombie's exit status was lost: %v", err)
+	}
+}
+
+// startHelper starts the test binary as a helper that stops pid.
+func startHelper(t *testing.T, exe string, pid int, cred *syscall.Credential) (*exec.Cmd, io.WriteCloser, *bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), helperEnv+"=stop", helperPidEnv+"="+strconv.Itoa(pid))
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		cmd.Wait()
+		t.Fatalf("the helper printed nothing: %s", stderr.String())
+	}
+	return cmd, in, sc, &stderr
+}
+
+func TestStopTraced(t *testing.T) {
+	c := startChild(t, 1)
+	helper, in, out, _ := startHelper(t, os.Args[0], c.pid, nil)
+	if out.Text() != "stopped" {
+		t.Fatalf("helper: %s", out.Text())
+	}
+	_, err := Stop(c.pid, StopOptions{})
+	var te *TracedError
+	if !errors.As(err, &te) || te.TracerPid != helper.Process.Pid || te.Pid != c.pid {
+		t.Fatalf("Stop of a traced process = %v, want a TracedError naming %d", err, helper.Process.Pid)
+	}
+	t.Log(err)
+	in.Close()
+	if err := helper.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	c.checkRunning(t)
+
+	// Traced by this process.
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err = Stop(c.pid, StopOptions{}); !errors.As(err, &te) || te.TracerPid != os.Getpid() || !strings.Contains(err.Error(), "this process") {
+		t.Errorf("second Stop = %v", err)
+	}
+}
+
+func TestStopPermission(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: drops privileges in a helper")
+	}
+	u := 65534 // nobody
+	c := startChild(t, 1)
+	// The helper runs as nobody: copy the test binary where it can run it.
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	exe := filepath.Join(dir, "live.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, _, out, stderr := startHelper(t, exe, c.pid, &syscall.Credential{Uid: uint32(u), Gid: uint32(u)})
+	line := out.Text()
+	if !strings.HasPrefix(line, "error permission: ") {
+		t.Fatalf("helper as uid %d: %q (stderr %s)", u, line, stderr)
+	}
+	t.Log(line)
+	scope := ptraceScope()
+	if scope < 0 && !strings.Contains(line, "no Yama") || scope >= 0 && !strings.Contains(line, "ptrace_scope is "+strconv.Itoa(scope)) {
+		t.Errorf("the error does not explain ptrace_scope (%d): %s", scope, line)
+	}
+	if !strings.Contains(line, "CAP_SYS_PTRACE") {
+		t.Errorf("the error does not name CAP_SYS_PTRACE: %s", line)
+	}
+	if !errors.Is(&PermissionError{Err: unix.EPERM}, fs.ErrPermission) {
+		t.Error("a PermissionError does not match fs.ErrPermission")
+	}
+	c.checkRunning(t)
+}
+
+// TestThreadExitsDuringStop makes a thread exit just before it is seized:
+// it is listed with ErrThreadGone, the others are stopped.
+func TestThreadExitsDuringStop(t *testing.T) {
+	c := startChild(t, 3)
+	var victim int
+	for tid, name := range c.names {
+		if name == "worker-1" {
+			victim = tid
+		}
+	}
+	// /proc/PID/task has been listed; before the first thread (the main
+	// one, which serves the child's input) is seized, the victim exits.
+	testHookSeize = func(tid int) {
+		if tid != c.pid {
+			return
+		}
+		if got := c.say(t, "exit 1"); got != "exited 1" {
+			t.Errorf("child: %q", got)
+		}
+	}
+	defer func() { testHookSeize = nil }()
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	threads, _ := s.Threads()
+	gone := 0
+	for _, th := range threads {
+		var ctx unwind.Context
+		err := s.ThreadContext(th.ID, &ctx)
+		switch {
+		case th.ID == victim:
+			gone++
+			if !errors.Is(th.Err, ErrThreadGone) || !errors.Is(th.Err, memory.ErrTargetGone) || !errors.Is(err, ErrThreadGone) {
+				t.Errorf("the exited thread: Err %v, ThreadContext %v", th.Err, err)
+			}
+		case th.Err != nil || err != nil:
+			t.Errorf("thread %d: Err %v, ThreadContext %v", th.ID, th.Err, err)
+		}
+	}
+	if gone != 1 {
+		t.Errorf("the exited thread is not listed: %+v", threads)
+	}
+	s.Close()
+	c.checkRunning(t)
+}
+
+// TestThreadChurn stops a process that creates and ends threads all the
+// time: every thread is either stopped or listed as gone.
+func TestThreadChurn(t *testing.T) {
+	c := startChild(t, 1, "churn")
+	for i := range 50 {
+		s, err := Stop(c.pid, StopOptions{})
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		threads, _ := s.Threads()
+		for _, th := range threads {
+			var ctx unwind.Context
+			err := s.ThreadContext(th.ID, &ctx)
+			if th.Err != nil && (!errors.Is(th.Err, ErrThreadGone) || !errors.Is(err, memory.ErrTargetGone)) {
+				t.Errorf("round %d: thread %d: %v / %v", i, th.ID, th.Err, err)
+			}
+			if th.Err == nil && (err != nil || ctx.Rip == 0) {
+				t.Errorf("round %d: thread %d: %v", i, th.ID, err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	c.checkRunning(t)
+}
+
+// TestProcessExitsDuringStop stops processes as they exit: Stop either
+// succeeds or says the process is gone, and the exit status stays for
+// the parent.
+func TestProcessExitsDuringStop(t *testing.T) {
+	for i := range 20 {
+		c := startChild(t, 2)
+		c.in.Close() // the child exits now
+		time.Sleep(time.Duration(i*20) * time.Microsecond)
+		s, err := Stop(c.pid, StopOptions{})
+		if err == nil {
+			s.Close()
+		} else if !errors.Is(err, ErrNoProcess) && !errors.Is(err, ErrZombie) {
+			t.Errorf("round %d: %v", i, err)
+		}
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("round %d: the child's exit status: %v", i, err)
+		}
+	}
+}
+
+// TestSignal stops the child from a helper and sends the helper SIGTERM:
+// the helper resumes the child, then dies of the signal.
+func TestSignal(t *testing.T) {
+	c := startChild(t, 2)
+	helper, _, out, stderr := startHelper(t, os.Args[0], c.pid, nil)
+	if out.Text() != "stopped" {
+		t.Fatalf("helper: %s", out.Text())
+	}
+	if tp := tracerPid(c.pid); tp != helper.Process.Pid {
+		t.Fatalf("TracerPid %d, want the helper %d", tp, helper.Process.Pid)
+	}
+	helper.Process.Signal(syscall.SIGTERM)
+	err := helper.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Errorf("the helper ended with %v, want death by SIGTERM", err)
+	}
+	if !strings.Contains(stderr.String(), "resuming process "+strconv.Itoa(c.pid)) {
+		t.Errorf("the helper's handler did not run: %q", stderr.String())
+	}
+	c.checkRunning(t)
+}
+
+func TestStopRace(t *testing.T) {
+	c := startChild(t, 4)
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	threads, _ := s.Threads()
+	var wg sync.WaitGroup
+	for _, th := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				ctx := unwind.Context{ContextFlags: unwind.CONTEXT_FULL}
+				if err := s.ThreadContext(th.ID, &ctx); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Error(err)
+					}
+					return
+				}
+				b := make([]byte, 8192)
+				if _, err := s.ReadMemory(b, ctx.Rsp&^7); err != nil && !errors.Is(err, memory.ErrShortRead) {
+					t.Error(err)
+				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	go s.Close()
+	wg.Wait()
+	s.Close()
+	c.checkRunning(t)
+}
