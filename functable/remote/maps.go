@@ -1,14 +1,14 @@
 package remote
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/fntable/fntable/functable"
+	"github.com/fntable/fntable/internal/procmaps"
 )
 
 // Mapping is a published list in a process's address space.
@@ -21,9 +21,6 @@ type Mapping struct {
 // memfdPath is the path /proc/PID/maps shows for a published list.
 const memfdPath = "/memfd:" + functable.MemfdName
 
-// maxMapsLine bounds a line of a maps file (a path is at most PATH_MAX).
-const maxMapsLine = 64 << 10
-
 // ParseMaps returns the published lists in a /proc/PID/maps listing, in
 // address order: the runs of the memfd "fntable-function-tables" that
 // start at file offset 0, with the contiguous lines that follow them
@@ -32,30 +29,24 @@ const maxMapsLine = 64 << 10
 func ParseMaps(r io.Reader) ([]Mapping, error) {
 	type line struct{ start, end, off, inode uint64 }
 	var lines []line
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), maxMapsLine)
-	for n := 1; sc.Scan(); n++ {
-		// start-end perms offset dev inode [path]
-		f := strings.Fields(sc.Text())
-		if len(f) < 6 {
-			continue
+	err := procmaps.Scan(r, func(n int, l procmaps.Line, err error) error {
+		if err != nil {
+			// Only the lines of published lists matter; a malformed one
+			// is an error, other lines are skipped.
+			var se *procmaps.SyntaxError
+			if errors.As(err, &se) && strings.Contains(se.Text, memfdPath) {
+				return fmt.Errorf("parse maps: %w", err)
+			}
+			return nil
 		}
-		path := strings.Join(f[5:], " ")
-		if path != memfdPath && path != memfdPath+" (deleted)" {
-			continue
+		if l.File() != memfdPath {
+			return nil
 		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		off, err3 := strconv.ParseUint(f[2], 16, 64)
-		inode, err4 := strconv.ParseUint(f[4], 10, 64)
-		if !ok || err1 != nil || err2 != nil || err3 != nil || err4 != nil || end <= start {
-			return nil, fmt.Errorf("parse maps line %d: malformed %q", n, sc.Text())
-		}
-		lines = append(lines, line{start, end, off, inode})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("parse maps: %w", err)
+		lines = append(lines, line{l.Start, l.End, l.Offset, l.Inode})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(lines, func(i, j int) bool { return lines[i].start < lines[j].start })
 	var out []Mapping
