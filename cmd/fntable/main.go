@@ -53,6 +53,8 @@ func commands() []*command {
 		newUnwindinfoCmd(), // unwindinfo.go
 		newUnwindCmd(),     // unwind.go
 		newSymCmd(),        // sym.go
+		newStackCmd(),      // stack.go
+		newTablesCmd(),     // tables.go
 	}
 }
 

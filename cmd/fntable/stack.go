@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/fntable/fntable/stackwalk"
+	"github.com/fntable/fntable/symhandler"
+	"github.com/fntable/fntable/target"
+	"github.com/fntable/fntable/target/live"
+)
+
+func newStackCmd() *command {
+	c := &command{
+		name:    "stack",
+		args:    "[--json] [--tid TID]... [--max-frames N] [--no-symbols] PID",
+		summary: "print the call stack of every thread of a running process, through JIT and native frames",
+		help: `
+Stack stops the process PID (every thread, with ptrace), walks the stack of
+each thread, resumes the process and prints the stacks, symbolized.
+
+Each frame is unwound by the first of these that knows its code:
+  table  a dynamic function table the process publishes (a JIT's
+         RtlAddFunctionTable, growable or callback table)
+  pe     the .pdata of a PE image mapped in the process (Windows programs
+         under Wine)
+  cfi    the ELF call-frame information (.eh_frame, .debug_frame)
+  fp     the frame-pointer chain
+The innermost frame comes from the thread's registers ("context"). A thread
+whose walk fails keeps the frames found so far, with the reason.
+
+Text output is one block per thread, one line per frame, like gdb's bt:
+  #3  0x00007f52513c7e53 __nanosleep+0x13 (libc.so.6) [cfi]
+followed by "at FILE:LINE" when line information is known, and one
+indented line per inlined call.
+
+With --json the output is one document:
+  {"pid": N, "threads": [{"tid": N, "name": "...", "state": "...",
+    "frames": [{"pc": "0x...", "sp": "0x...", "cfa": "0x...", "how": "cfi",
+      "module": "libc.so.6" | null, "module_offset": "0x..." | null,
+      "symbol": "read" | null, "displacement": N,
+      "inline": [{"function": "...", "file": "..." | null, "line": N,
+                  "column": N}...]}...],
+    "error": null | "..."}]}
+"inline" lists the calls at the frame's address, innermost first, ending
+with the containing function (as "fntable sym" gives them); it is empty
+without debug information.
+
+The process is stopped only while the stacks are walked (symbolization
+happens after it resumes), and it is always resumed: after errors, and when
+this command is interrupted. Attaching needs the right to trace the
+process (same user and kernel.yama.ptrace_scope 0, or an ancestor with
+scope 1, or CAP_SYS_PTRACE).`,
+	}
+	c.run = func(args []string, stdout, stderr io.Writer) error {
+		fs := c.flagSet()
+		asJSON := fs.Bool("json", false, "print one JSON document")
+		var tids []int
+		fs.Func("tid", "walk only thread `TID` (repeatable)", func(s string) error {
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("bad thread id %q", s)
+			}
+			tids = append(tids, n)
+			return nil
+		})
+		maxFrames := fs.Int("max-frames", stackwalk.DefaultMaxFrames, "stop each walk after `N` frames")
+		noSyms := fs.Bool("no-symbols", false, "do not symbolize: print addresses and modules only")
+		symPath := fs.String("symbol-path", "", "symbol search `PATH` (dbghelp syntax, as for sym)")
+		if err := c.parse(fs, args, stdout); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return c.usagef("want exactly one PID")
+		}
+		pid, err := strconv.Atoi(fs.Arg(0))
+		if err != nil || pid <= 0 {
+			return c.usagef("bad PID %q", fs.Arg(0))
+		}
+		if *maxFrames <= 0 {
+			return c.usagef("--max-frames must be positive")
+		}
+		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath}
+		res, err := walkProcess(cfg, stderr)
+		if err != nil {
+			return err
+		}
+		if cfg.symbols {
+			symbolizeStacks(res, cfg, stderr)
+		}
+		w := bufio.NewWriter(stdout)
+		if *asJSON {
+			err = writeStacksJSON(w, res)
+		} else {
+			writeStacksText(w, res)
+		}
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+		return err
+	}
+	return c
+}
+
+type stackConfig struct {
+	pid        int
+	tids       []int
+	maxFrames  int
+	symbols    bool
+	searchPath string
+}
+
+// stackResult is the walk of a process.
+type stackResult struct {
+	Pid     int           `json:"pid"`
+	Threads []threadStack `json:"threads"`
+	mods    []target.Module
+}
+
+type threadStack struct {
+	Tid    int          `json:"tid"`
+	Name   string       `json:"name"`
+	State  string       `json:"state,omitempty"`
+	Frames []stackFrame `json:"frames"`
+	Error  *string      `json:"error"`
+}
+
+type stackFrame struct {
+	PC           hexAddr       `json:"pc"`
+	SP           hexAddr       `json:"sp"`
+	CFA          *hexAddr      `json:"cfa"`
+	How          string        `json:"how"`
+	Module       *string       `json:"module"`
+	ModuleOffset *hexAddr      `json:"module_offset"`
+	Symbol       *string       `json:"symbol"`
+	Displacement uint64        `json:"displacement"`
+	Inline       []inlineFrame `json:"inline"`
+
+	symbolPC uint64
+}
+
+type inlineFrame struct {
+	Function string  `json:"function"`
+	File     *string `json:"file"`
+	Line     int     `json:"line"`
+	Column   int     `json:"column"`
+}
+
+// hexAddr marshals as a "0x..." string.
+type hexAddr uint64
+
+func (a hexAddr) MarshalJSON() ([]byte, error) {
+	return []byte(`"0x` + strconv.FormatUint(uint64(a), 16) + `"`), nil
+}
+
+// walkProcess stops the process, walks the threads and resumes it.
+func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
+	st, err := live.Stop(cfg.pid, live.StopOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	src, err := stackwalk.NewSources(st, stackwalk.Options{
+		MaxFrames: cfg.maxFrames,
+		Logf:      func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	threads, err := st.Threads()
+	if err != nil {
+		return nil, err
+	}
+	res := &stackResult{Pid: cfg.pid}
+	st.Modules(func(m target.Module) bool { res.mods = append(res.mods, m); return true })
+	for _, th := range threads {
+		if len(cfg.tids) > 0 && !slices.Contains(cfg.tids, th.ID) {
+			continue
+		}
+		ts := threadStack{Tid: th.ID, Name: th.Name, State: th.State, Frames: []stackFrame{}}
+		if th.Err != nil {
+			ts.Error = ptr(th.Err.Error())
+			res.Threads = append(res.Threads, ts)
+			continue
+		}
+		w := src.WalkThread(th.ID)
+		for w.Next() {
+			f := w.Frame()
+			sf := stackFrame{PC: hexAddr(f.PC), SP: hexAddr(f.SP), How: f.How.String(), Inline: []inlineFrame{}, symbolPC: f.SymbolPC}
+			if f.CFA != 0 {
+				sf.CFA = ptr(hexAddr(f.CFA))
+			}
+			if m, ok := src.Module(f.SymbolPC); ok {
+				sf.Module = ptr(m.Name)
+				sf.ModuleOffset = ptr(hexAddr(f.PC - m.Base))
+			}
+			ts.Frames = append(ts.Frames, sf)
+		}
+		if err := w.Err(); err != nil {
+			ts.Error = ptr(err.Error())
+		}
+		res.Threads = append(res.Threads, ts)
+	}
+	for _, tid := range cfg.tids {
+		if !slices.ContainsFunc(res.Threads, func(t threadStack) bool { return t.Tid == tid }) {
+			res.Threads = append(res.Threads, threadStack{Tid: tid, Frames: []stackFrame{}, Error: ptr(fmt.Sprintf("process %d has no thread %d", cfg.pid, tid))})
+		}
+	}
+	return res, st.Close()
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// symbolizeStacks names every frame, after the process has resumed.
+func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
+	p, err := live.Open(res.Pid)
+	if err != nil {
+		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
+		return
+	}
+	defer p.Close()
+	h, err := symhandler.New(symhandler.Config{Target: p, Invade: true, SearchPath: cfg.searchPath})
+	if err != nil {
+		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
+		return
+	}
+	defer h.Close()
+	ctx := context.Background()
+	if path := p.PerfMapPath(); fileExists(path) {
+		if _, err := h.ImportPerfMap(ctx, path, "perf-map"); err != nil {
+			fmt.Fprintf(stderr, "fntable: %v\n", err)
+		}
+	}
+	cache := map[uint64]symhandler.Location{}
+	for i := range res.Threads {
+		for j := range res.Threads[i].Frames {
+			f := &res.Threads[i].Frames[j]
+			loc, ok := cache[f.symbolPC]
+			if !ok {
+				loc, err = h.Symbolize(ctx, f.symbolPC)
+				if err != nil {
+					fmt.Fprintf(stderr, "fntable: %v\n", err)
+				}
+				cache[f.symbolPC] = loc
+			}
+			if loc.Module != nil && f.Module == nil {
+				f.Module = ptr(loc.Module.Name)
+				f.ModuleOffset = ptr(hexAddr(uint64(f.PC) - loc.Module.Base))
+			}
+			if loc.Symbol != nil {
+				f.Symbol = ptr(loc.Symbol.Name)
+				f.Displacement = uint64(f.PC) - loc.Symbol.Address
+			}
+			for _, fr := range loc.Frames {
+				in := inlineFrame{Function: fr.Function, Line: fr.Line, Column: fr.Column}
+				if fr.File != "" {
+					in.File = ptr(fr.File)
+				}
+				f.Inline = append(f.Inline, in)
+			}
+		}
+	}
+}
+
+func writeStacksJSON(w io.Writer, res *stackResult) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(res)
+}
+
+func writeStacksText(w io.Writer, res *stackResult) {
+	for i, t := range res.Threads {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "Thread %d %q", t.Tid, t.Name)
+		if t.State != "" {
+			fmt.Fprintf(w, " %s", t.State)
+		}
+		fmt.Fprintln(w, ":")
+		for j, f := range t.Frames {
+			fmt.Fprintf(w, "#%-2d 0x%016x", j, uint64(f.PC))
+			switch {
+			case f.Symbol != nil:
+				fmt.Fprintf(w, " %s+%#x", *f.Symbol, f.Displacement)
+			default:
+				fmt.Fprint(w, " ??")
+			}
+			if f.Module != nil {
+				fmt.Fprintf(w, " (%s)", *f.Module)
+			}
+			fmt.Fprintf(w, " [%s]", f.How)
+			if n := len(f.Inline); n > 0 && f.Inline[n-1].File != nil {
+				fmt.Fprintf(w, " at %s:%d", *f.Inline[n-1].File, f.Inline[n-1].Line)
+			}
+			fmt.Fprintln(w)
+			for _, in := range f.Inline[:max(len(f.Inline)-1, 0)] {
+				fmt.Fprintf(w, "      inlined %s", in.Function)
+				if in.File != nil {
+					fmt.Fprintf(w, " at %s:%d", *in.File, in.Line)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+		if t.Error != nil {
+			fmt.Fprintf(w, "    (walk ended: %s)\n", *t.Error)
+		}
+	}
+}
