@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/unwind"
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -580,7 +581,8 @@ func (r *Registry) Tables(yield func(*Table) bool) error {
 // Len returns the number of registered tables with a nonempty range.
 func (r *Registry) Len() int { return int(r.n.Load()) }
 
-// ErrStopped is returned by enumerations stopped by their callback.
-var ErrStopped = errors.New("stopped")
+// ErrStopped is returned by enumerations stopped by their callback. It is
+// target.ErrStopped, the one value for every enumeration of the module.
+var ErrStopped = target.ErrStopped
 
 var _ unwind.FunctionTable = (*Registry)(nil)

@@ -23,8 +23,9 @@
 // and package unwind decodes the x64 CONTEXT (Context.UnmarshalWindows).
 // This package does not depend on unwind; [File.Memory] returns a
 // [Memory] with the method set of unwind.Memory and unwind.ByteSource, and
-// its short reads return [ErrShortRead] or an *[UnmappedError], which
-// matches ErrShortRead, as unwind's do.
+// its short reads return the errors of package memory, as every memory
+// source does: an *[UnmappedError] or a *memory.ReadError, both matching
+// [ErrShortRead] (these names are package memory's).
 //
 // References:
 //   - minidumpapiset.h (Windows SDK) and its mingw-w64 transcription

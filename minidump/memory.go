@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fntable/fntable/internal/binread"
+	"github.com/fntable/fntable/memory"
 )
 
 const (
@@ -280,8 +281,8 @@ func (m *Memory) find(addr uint64) (int, bool) {
 
 // ReadMemory reads len(p) bytes at addr. When fewer can be read, it returns
 // how many were and an *[UnmappedError] for the first address the dump
-// does not hold, or an error wrapping [ErrShortRead] and the cause when
-// the file could not be read.
+// does not hold, or a *memory.ReadError (which matches [ErrShortRead])
+// wrapping the cause when the file could not be read.
 func (m *Memory) ReadMemory(p []byte, addr uint64) (int, error) {
 	n := 0
 	for n < len(p) {
@@ -308,7 +309,7 @@ func (m *Memory) ReadMemory(p []byte, addr uint64) (int, error) {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return n, fmt.Errorf("read dump memory at %#x: %w: %w", addr+uint64(n), ErrShortRead, err)
+			return n, &memory.ReadError{Addr: addr + uint64(n), Err: fmt.Errorf("read dump file: %w", err)}
 		}
 	}
 	return n, nil

@@ -10,6 +10,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/fntable/fntable/internal/binread"
+	"github.com/fntable/fntable/memory"
 )
 
 // MINIDUMP_SIGNATURE is the Signature of a MINIDUMP_HEADER: "MDMP" read as a
@@ -65,8 +66,9 @@ const (
 // *FormatError wrapping ErrMalformed and, where it applies, ErrTruncated.
 // Data that is not a minidump at all yields an error wrapping
 // ErrNotMinidump, so that callers trying several formats can move on. Reads
-// of dump memory that is not there return ErrShortRead or an
-// *UnmappedError, which matches ErrShortRead.
+// of dump memory that is not there return an *UnmappedError, and reads
+// that fail in the file a *memory.ReadError; both match ErrShortRead,
+// which is memory.ErrShortRead.
 var (
 	// ErrMalformed matches every error about malformed dump data.
 	ErrMalformed = errors.New("malformed minidump")
@@ -76,7 +78,8 @@ var (
 	// file or of the data that should hold it.
 	ErrTruncated = errors.New("truncated")
 	// ErrShortRead: fewer bytes of dump memory could be read than asked.
-	ErrShortRead = errors.New("short read")
+	// It is memory.ErrShortRead, the one value for every memory source.
+	ErrShortRead = memory.ErrShortRead
 )
 
 // FormatError describes malformed dump data: what was wrong, where, and the
@@ -108,18 +111,10 @@ func (e *FormatError) Unwrap() []error {
 }
 
 // UnmappedError reports a read of an address that the dump holds no memory
-// for. It matches [ErrShortRead] with errors.Is, like unwind.UnmappedError,
-// so unwinders treat it as the end of readable memory.
-type UnmappedError struct {
-	Addr uint64 // first address that could not be read
-}
-
-func (e *UnmappedError) Error() string {
-	return fmt.Sprintf("read dump memory at %#x: address not in the dump", e.Addr)
-}
-
-// Is makes errors.Is(err, ErrShortRead) true for an UnmappedError.
-func (e *UnmappedError) Is(target error) bool { return target == ErrShortRead }
+// for. It is memory.UnmappedError, the one type for every memory source,
+// and matches [ErrShortRead] with errors.Is, so unwinders treat it as the
+// end of readable memory.
+type UnmappedError = memory.UnmappedError
 
 // Header is MINIDUMP_HEADER, the 32 bytes at the start of a dump.
 type Header struct {

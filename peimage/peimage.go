@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/fntable/fntable/internal/binread"
+	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -83,25 +84,19 @@ func (e *FormatError) Unwrap() []error {
 }
 
 // UnmappedError reports a read of an address that the image does not map.
-// From [ImageMemory.ReadMemory] Addr is a virtual address; from
-// [File.ReadRVA] it is an RVA.
-type UnmappedError struct {
-	Addr uint64 // first address (or RVA) that could not be read
-}
-
-func (e *UnmappedError) Error() string {
-	return fmt.Sprintf("read image at %#x: address not mapped by the image", e.Addr)
-}
+// It is memory.UnmappedError, the one type for every memory source (it
+// matches memory.ErrShortRead with errors.Is). From
+// [ImageMemory.ReadMemory] Addr is a virtual address; from [File.ReadRVA]
+// it is an RVA.
+type UnmappedError = memory.UnmappedError
 
 // Memory reads an address space, such as that of a process or a dump,
-// in which an image is mapped. It has the method set of unwind.Memory, so
-// any unwind.Memory is a Memory.
+// in which an image is mapped. It is memory.Reader, the one memory
+// interface of the module (unwind.Memory is the same).
 //
 // ReadMemory reads len(p) bytes at addr into p and returns the number of
 // bytes read; when that is less than len(p) it returns a non-nil error.
-type Memory interface {
-	ReadMemory(p []byte, addr uint64) (n int, err error)
-}
+type Memory = memory.Reader
 
 // WarningKind classifies a [Warning].
 type WarningKind uint8
@@ -437,8 +432,12 @@ func (f *File) readMapped(p []byte, rva uint32) (int, error) {
 	if n < 0 || n > len(p) {
 		n = 0 // a Memory that misreports its count
 	}
-	if n < len(p) && err == nil {
-		err = &UnmappedError{Addr: uint64(rva) + uint64(n)}
+	if n < len(p) {
+		// ReadRVA reports RVAs; the Memory reported an address, or
+		// nothing.
+		if _, ok := err.(*UnmappedError); ok || err == nil {
+			err = &UnmappedError{Addr: uint64(rva) + uint64(n)}
+		}
 	}
 	return n, err
 }

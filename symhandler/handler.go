@@ -23,7 +23,7 @@ var (
 	ErrNotVirtual  = errors.New("module is not virtual")
 	ErrCanceled    = symfile.ErrCanceled
 	ErrNoSymbols   = errors.New("no symbols found")
-	ErrStopped     = errors.New("enumeration stopped by its callback")
+	ErrStopped     = target.ErrStopped // the same value as target's and functable's
 	ErrBadArgument = errors.New("invalid argument")
 )
 

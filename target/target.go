@@ -6,17 +6,21 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/fntable/fntable/memory"
 )
 
 // ErrStopped is returned by enumerations whose callback returned false.
+// It is the one such value of the module: functable.ErrStopped and
+// symhandler.ErrStopped are the same.
 var ErrStopped = errors.New("enumeration stopped by its callback")
 
-// Memory reads a target's address space. It is the same interface as
-// unwind.Memory: a read of fewer than len(p) bytes returns the count and a
-// non-nil error (unwind.ErrShortRead or an *unwind.UnmappedError).
-type Memory interface {
-	ReadMemory(p []byte, addr uint64) (n int, err error)
-}
+// Memory reads a target's address space. It is memory.Reader, the one
+// memory interface of the module (unwind.Memory is the same): a read of
+// fewer than len(p) bytes returns the count and a non-nil error matching
+// memory.ErrShortRead (a *memory.UnmappedError, a *memory.ReadError, or
+// one wrapping memory.ErrTargetGone).
+type Memory = memory.Reader
 
 // Target is an address space and the modules loaded in it.
 // Implementations are safe for concurrent use.

@@ -7,17 +7,19 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/fntable/fntable/memory"
 )
 
 // Memory reads the address space being unwound: a live process, a dump, an
-// image, or the current process.
+// image, or the current process. It is [memory.Reader], the one memory
+// interface of the module.
 //
 // ReadMemory reads len(p) bytes at addr into p. It returns the number of
-// bytes read; when that is less than len(p) it returns a non-nil error,
-// [ErrShortRead] or an *[UnmappedError]. It must not retain p.
-type Memory interface {
-	ReadMemory(p []byte, addr uint64) (n int, err error)
-}
+// bytes read; when that is less than len(p) it returns a non-nil error
+// that matches [ErrShortRead]: an *[UnmappedError], a *memory.ReadError,
+// or an error wrapping memory.ErrTargetGone. It must not retain p.
+type Memory = memory.Reader
 
 // ByteSource is an optional interface of a [Memory] that keeps its bytes
 // in Go memory. Bytes returns, without copying, the run of contiguous
@@ -30,17 +32,13 @@ type ByteSource interface {
 }
 
 // ErrShortRead is returned by a [Memory] that read fewer bytes than asked.
-var ErrShortRead = errors.New("short read")
+// It is memory.ErrShortRead, the one value for every memory source.
+var ErrShortRead = memory.ErrShortRead
 
-// UnmappedError reports a read of memory that is not available.
-type UnmappedError struct {
-	Addr uint64 // first address that could not be read
-}
-
-func (e *UnmappedError) Error() string { return fmt.Sprintf("address %#x is not mapped", e.Addr) }
-
-// Is makes errors.Is(err, ErrShortRead) true for an UnmappedError.
-func (e *UnmappedError) Is(target error) bool { return target == ErrShortRead }
+// UnmappedError reports a read of memory that is not available. It is
+// memory.UnmappedError, the one type for every memory source; it matches
+// [ErrShortRead] with errors.Is.
+type UnmappedError = memory.UnmappedError
 
 // Region is a run of bytes at an address, a piece of a [SplicedMemory].
 type Region struct {

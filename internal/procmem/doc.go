@@ -1,6 +1,6 @@
 // Package procmem reads the memory of another process (or of this one)
 // through the kernel, without stopping it: [Open] returns a [Process],
-// which implements unwind.Memory.
+// which implements memory.Reader.
 //
 // On Linux it reads with process_vm_readv(2), and falls back to
 // /proc/PID/mem when the system call is denied (a seccomp profile that

@@ -5,17 +5,17 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/fntable/fntable/unwind"
+	"github.com/fntable/fntable/memory"
 )
 
-// These are the errors returned by this package, besides the
-// *unwind.UnmappedError of a read that reaches unmapped memory.
+// These are the errors returned by this package, besides those of package
+// memory (reads).
 var (
 	// ErrUnsupported: this OS has no way to read another process here.
 	ErrUnsupported = errors.New("reading process memory is not supported on this OS")
 )
 
-// Process is the memory of a process. It implements unwind.Memory.
+// Process is the memory of a process. It implements memory.Reader.
 // ReadMemory is safe for concurrent use; Close must not run concurrently
 // with it.
 type Process struct {
@@ -47,4 +47,4 @@ func (p *Process) Close() error {
 	return err
 }
 
-var _ unwind.Memory = (*Process)(nil)
+var _ memory.Reader = (*Process)(nil)

@@ -5,13 +5,14 @@ package procmem
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fntable/fntable/unwind"
+	"github.com/fntable/fntable/memory"
 )
 
 // maxIov is the most iovecs one process_vm_readv call takes (IOV_MAX).
@@ -29,11 +30,12 @@ func Open(pid int) (*Process, error) {
 	return &Process{pid: pid}, nil
 }
 
-// ReadMemory implements unwind.Memory. A read that reaches memory the
+// ReadMemory implements memory.Reader. A read that reaches memory the
 // process has not mapped (or not readable) returns the bytes before it
-// and an *unwind.UnmappedError with the first address that failed, to
-// the page; any other failure wraps unwind.ErrShortRead and the cause
-// (for instance ESRCH when the process has exited).
+// and a *memory.UnmappedError with the first address that failed, to the
+// page; a read of a process that has exited (ESRCH) returns an error
+// matching memory.ErrTargetGone; any other failure is a
+// *memory.ReadError wrapping the cause. All match memory.ErrShortRead.
 func (p *Process) ReadMemory(b []byte, addr uint64) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
@@ -74,9 +76,11 @@ func (p *Process) readv(b []byte, addr uint64) (int, error) {
 		}
 		switch {
 		case err == unix.EFAULT || err == nil && got < want:
-			return done, &unwind.UnmappedError{Addr: addr + uint64(done)}
+			return done, &memory.UnmappedError{Addr: addr + uint64(done)}
+		case err == unix.ESRCH:
+			return done, memory.Gone(addr+uint64(done), fmt.Errorf("process %d: %w", p.pid, err))
 		case err != nil:
-			return done, fmt.Errorf("read %d bytes at %#x of process %d: %w: %w", len(b), addr, p.pid, unwind.ErrShortRead, err)
+			return done, &memory.ReadError{Addr: addr + uint64(done), Err: fmt.Errorf("process_vm_readv of process %d: %w", p.pid, err)}
 		}
 	}
 	return done, nil
@@ -89,19 +93,22 @@ func (p *Process) readFile(b []byte, addr uint64) (int, error) {
 		f, err := os.Open("/proc/" + strconv.Itoa(p.pid) + "/mem")
 		if err != nil {
 			p.mu.Unlock()
-			return 0, fmt.Errorf("read %d bytes at %#x of process %d: %w: %w", len(b), addr, p.pid, unwind.ErrShortRead, err)
+			if errors.Is(err, fs.ErrNotExist) {
+				return 0, memory.Gone(addr, fmt.Errorf("process %d: %w", p.pid, err))
+			}
+			return 0, &memory.ReadError{Addr: addr, Err: err}
 		}
 		p.mem = f
 	}
 	f := p.mem
 	p.mu.Unlock()
 	if addr > math.MaxInt64 {
-		return 0, &unwind.UnmappedError{Addr: addr}
+		return 0, &memory.UnmappedError{Addr: addr}
 	}
 	if end := addr + uint64(len(b)); end > math.MaxInt64 || end < addr {
 		n, err := p.readFile(b[:math.MaxInt64-addr], addr)
 		if err == nil {
-			err = &unwind.UnmappedError{Addr: math.MaxInt64}
+			err = &memory.UnmappedError{Addr: math.MaxInt64}
 		}
 		return n, err
 	}
@@ -113,7 +120,10 @@ func (p *Process) readFile(b []byte, addr uint64) (int, error) {
 		return n, nil
 	}
 	if err == nil || errors.Is(err, unix.EIO) || errors.Is(err, unix.EFAULT) {
-		return n, &unwind.UnmappedError{Addr: addr + uint64(n)}
+		return n, &memory.UnmappedError{Addr: addr + uint64(n)}
 	}
-	return n, fmt.Errorf("read %d bytes at %#x of process %d: %w: %w", len(b), addr, p.pid, unwind.ErrShortRead, err)
+	if errors.Is(err, unix.ESRCH) {
+		return n, memory.Gone(addr+uint64(n), fmt.Errorf("process %d: %w", p.pid, err))
+	}
+	return n, &memory.ReadError{Addr: addr + uint64(n), Err: fmt.Errorf("read /proc/%d/mem: %w", p.pid, err)}
 }

@@ -5,7 +5,7 @@ package procmem
 import (
 	"fmt"
 
-	"github.com/fntable/fntable/unwind"
+	"github.com/fntable/fntable/memory"
 )
 
 // Open returns the memory of process pid. On this OS it fails with
@@ -14,10 +14,10 @@ func Open(pid int) (*Process, error) {
 	return nil, fmt.Errorf("open process %d: %w", pid, ErrUnsupported)
 }
 
-// ReadMemory implements unwind.Memory. On this OS it always fails.
+// ReadMemory implements memory.Reader. On this OS it always fails.
 func (p *Process) ReadMemory(b []byte, addr uint64) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	return 0, fmt.Errorf("read %d bytes at %#x: %w: %w", len(b), addr, unwind.ErrShortRead, ErrUnsupported)
+	return 0, &memory.ReadError{Addr: addr, Err: ErrUnsupported}
 }

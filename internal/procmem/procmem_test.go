@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/unwind"
 )
 
@@ -182,9 +183,10 @@ func TestChild(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	// The process is gone: reads fail, wrapping ErrShortRead.
+	// The process is gone: reads fail, wrapping ErrShortRead (through
+	// its old name in package unwind too) and ErrTargetGone.
 	p := &Process{pid: cmd.Process.Pid}
-	if n, err := p.ReadMemory(make([]byte, 8), addr); n != 0 || !errors.Is(err, unwind.ErrShortRead) {
+	if n, err := p.ReadMemory(make([]byte, 8), addr); n != 0 || !errors.Is(err, unwind.ErrShortRead) || !errors.Is(err, memory.ErrTargetGone) {
 		t.Errorf("read after exit: %d %v", n, err)
 	}
 }
