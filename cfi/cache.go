@@ -85,6 +85,13 @@ func (c *Cache) add(f *File, sk statKey, haveStat bool) *File {
 	return f
 }
 
+// Len returns the number of Files the cache holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.files)
+}
+
 // Close closes every File of the cache and empties it.
 func (c *Cache) Close() error {
 	c.mu.Lock()

@@ -33,6 +33,9 @@ type File struct {
 	debugLink    string
 	debugLinkCRC uint32
 
+	linkBase uint64 // link-time address of file offset 0, from the first PT_LOAD
+	hasLoad  bool   // the file has a PT_LOAD segment
+
 	loadOnce sync.Once
 	loadErr  error
 	eh       *section  // .eh_frame, or nil
@@ -74,6 +77,12 @@ func NewFile(r io.ReaderAt) (*File, error) {
 	}
 	f := &File{elf: ef}
 	f.buildID = buildID(ef)
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD {
+			f.linkBase, f.hasLoad = p.Vaddr-p.Off, true
+			break
+		}
+	}
 	if s := ef.Section(".gnu_debuglink"); s != nil && s.Type != elf.SHT_NOBITS && s.Size < 4096 {
 		if b, err := s.Data(); err == nil {
 			if i := bytes.IndexByte(b, 0); i > 0 {
@@ -133,6 +142,15 @@ func (f *File) Close() error {
 		return f.closer.Close()
 	}
 	return nil
+}
+
+// LoadBias returns what to add to the file's link-time addresses to get
+// run-time ones (the bias to pass to [File.Step]) when the file's offset
+// 0 is mapped at base, as /proc/PID/maps shows it (the start of the
+// file's first mapping minus its offset). ok is false for a file without
+// a loadable segment.
+func (f *File) LoadBias(base uint64) (bias uint64, ok bool) {
+	return base - f.linkBase, f.hasLoad
 }
 
 // BuildID returns the file's GNU build ID (the NT_GNU_BUILD_ID note), or

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fntable/fntable/cfi"
 	"github.com/fntable/fntable/internal/testproc"
 	"github.com/fntable/fntable/stackwalk"
 	"github.com/fntable/fntable/target"
@@ -23,7 +24,7 @@ type stack struct {
 
 // walkLive stops process pid, walks every thread and resumes it; then it
 // checks that the process is no longer traced.
-func walkLive(t *testing.T, pid int, cache *stackwalk.CFICache) (map[int]stack, []target.Thread) {
+func walkLive(t *testing.T, pid int, cache *cfi.Cache) (map[int]stack, []target.Thread) {
 	t.Helper()
 	st, err := live.Stop(pid, live.StopOptions{})
 	if err != nil {
@@ -249,7 +250,7 @@ func gdbEnd(g []testproc.OracleFrame, n int) string {
 func TestLiveWarm(t *testing.T) {
 	bin := testproc.BuildC(t, testproc.CVariant{Opt: "-O1"})
 	p := testproc.Start(t, bin, "-n", "2", "-d", "5")
-	cache := stackwalk.NewCFICache()
+	cache := new(cfi.Cache)
 	t0 := time.Now()
 	first, _ := walkLive(t, p.Pid, cache)
 	cold := time.Since(t0)

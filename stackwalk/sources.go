@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/fntable/fntable/cfi"
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/peimage"
 	"github.com/fntable/fntable/target"
@@ -44,8 +45,15 @@ type Options struct {
 	DynamicTables unwind.FunctionTable
 
 	// CFI caches the call-frame information of ELF files between walks
-	// and targets; nil gives the Sources a cache of its own.
-	CFI *CFICache
+	// and targets, by build ID; nil gives the Sources a cache of its own.
+	// A profiler that walks a process again and again keeps one, so that
+	// no walk after the first parses CFI.
+	CFI *cfi.Cache
+
+	// DebugDirs are the global debug directories searched for the
+	// separate debug files whose .debug_frame covers code that .eh_frame
+	// does not; nil means /usr/lib/debug.
+	DebugDirs []string
 
 	// Logf, if set, receives what the walker could not use and why (a
 	// module whose CFI is unreadable, a published list that is torn).
@@ -64,7 +72,7 @@ type Sources struct {
 	mods  []target.Module // by Base
 	snaps []*remote.Snapshot
 	dyn   unwind.FunctionTable // the hook, then the published tables
-	cfi   *CFICache
+	cfi   *cfi.Cache
 
 	mu  sync.Mutex
 	pe  map[uint64]*peImage // by 64 KiB block of a PC: the image there, or nil
@@ -106,7 +114,7 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	}
 	s.cfi = opts.CFI
 	if s.cfi == nil {
-		s.cfi = NewCFICache()
+		s.cfi = new(cfi.Cache)
 	}
 	if t != nil {
 		if err := t.Modules(func(m target.Module) bool { s.mods = append(s.mods, m); return true }); err != nil {
@@ -228,14 +236,13 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 	}
 	// 3. ELF call-frame information.
 	if m, ok := s.Module(lookup); ok {
-		em := s.elfAt(m)
-		if em != nil && em.cfi != nil {
-			res, ok, err := em.cfi.step(ctx, em.bias, lookup, s.mem)
+		if em := s.elfAt(m); em != nil {
+			res, ok, err := em.step(s, ctx, lookup)
 			if err != nil {
 				return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
 			}
 			if ok {
-				return stepResult{how: HowCFI, cfa: res.cfa, end: res.end, interrupted: res.signal}, nil
+				return stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}, nil
 			}
 		}
 	}

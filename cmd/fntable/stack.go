@@ -11,7 +11,6 @@ import (
 
 	"github.com/fntable/fntable/stackwalk"
 	"github.com/fntable/fntable/symhandler"
-	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/target/live"
 )
 
@@ -119,7 +118,6 @@ type stackConfig struct {
 type stackResult struct {
 	Pid     int           `json:"pid"`
 	Threads []threadStack `json:"threads"`
-	mods    []target.Module
 }
 
 type threadStack struct {
@@ -177,7 +175,6 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 		return nil, err
 	}
 	res := &stackResult{Pid: cfg.pid}
-	st.Modules(func(m target.Module) bool { res.mods = append(res.mods, m); return true })
 	for _, th := range threads {
 		if len(cfg.tids) > 0 && !slices.Contains(cfg.tids, th.ID) {
 			continue
