@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +13,11 @@ import (
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/jitgen"
+	"github.com/fntable/fntable/internal/jitstack"
 	"github.com/fntable/fntable/internal/procmem"
 	"github.com/fntable/fntable/stackwalk"
 	"github.com/fntable/fntable/symhandler"
 	"github.com/fntable/fntable/unwind"
-	"github.com/fntable/fntable/unwindinfo"
 )
 
 func newDemoCmd() *command {
@@ -122,13 +121,13 @@ func demoMain(nfn, depth int, seed uint64, w io.Writer) error {
 	fmt.Fprintf(w, "3. It named them in a symbol handler: virtual module \"jit\" [%#x, %#x) with %d symbols (SymAddSymbol).\n", img.Base, end, len(img.Functions))
 
 	// 4. Lay out a call stack and unwind it.
-	st, err := buildStack(img, depth, rng)
+	st, err := jitstack.Lay(img, depth, demoStackHigh, demoStackSize, rng)
 	if err != nil {
 		return err
 	}
 	mem := &unwind.SplicedMemory{}
 	mem.Add(img.Base, img.Bytes)
-	mem.Add(demoStackHigh-demoStackSize, st.stack)
+	mem.Add(st.Low(), st.Bytes)
 	fmt.Fprintf(w, "4. A call stack %d frames deep runs through that code (stack [%#x, %#x)). Unwinding it with\n   RtlLookupFunctionEntry and RtlVirtualUnwind, one frame at a time:\n\n",
 		depth, uint64(demoStackHigh-demoStackSize), uint64(demoStackHigh))
 	// The walker finds each frame's entry in the tables, and looks jump
@@ -139,7 +138,7 @@ func demoMain(nfn, depth int, seed uint64, w io.Writer) error {
 		return err
 	}
 	var frames []stackwalk.Frame
-	walk := src.Walk(st.frames[0].regs)
+	walk := src.Walk(st.Frames[0])
 	for walk.Next() {
 		frames = append(frames, walk.Frame())
 	}
@@ -157,13 +156,13 @@ func demoMain(nfn, depth int, seed uint64, w io.Writer) error {
 		if f.How != stackwalk.HowContext && f.How != stackwalk.HowTable {
 			return fmt.Errorf("frame %d: found by %s, not by the function table", i, f.How)
 		}
-		if i+1 >= len(st.frames) {
+		if i+1 >= len(st.Frames) {
 			return fmt.Errorf("frame %d: the unwind went past the outermost frame", i)
 		}
-		if diff := st.frames[i].diff(&f.Context); diff != "" {
+		if diff := jitstack.Diff(&st.Frames[i], &f.Context); diff != "" {
 			return fmt.Errorf("frame %d: the unwind gave %s", i, diff)
 		}
-		fmt.Fprintf(w, "   #%-2d %#14x  %-22s rsp %#x  cfa %#x  restored %s\n", i, f.PC, name, f.SP, f.CFA, restored(&f.Context, &st.frames[i+1].regs))
+		fmt.Fprintf(w, "   #%-2d %#14x  %-22s rsp %#x  cfa %#x  restored %s\n", i, f.PC, name, f.SP, f.CFA, restored(&f.Context, &st.Frames[i+1]))
 	}
 	if len(frames) != depth {
 		return fmt.Errorf("the walk found %d frames, want %d", len(frames), depth)
@@ -211,7 +210,7 @@ func demoRemote(w io.Writer, img *jitgen.Image) (*remote.Snapshot, error) {
 // frame and its caller: those the frame saved and the unwind restored.
 func restored(frame, caller *unwind.Context) string {
 	var regs []string
-	for _, r := range nonvolatile {
+	for _, r := range jitstack.Nonvolatile {
 		if frame.Reg(r) != caller.Reg(r) {
 			regs = append(regs, r.String())
 		}
@@ -227,166 +226,3 @@ func restored(frame, caller *unwind.Context) string {
 	return strings.Join(regs, " ")
 }
 
-// nonvolatile are the general registers a Windows x64 function must
-// preserve, besides RSP.
-var nonvolatile = [...]unwindinfo.Register{unwindinfo.RBX, unwindinfo.RBP, unwindinfo.RSI, unwindinfo.RDI,
-	unwindinfo.R12, unwindinfo.R13, unwindinfo.R14, unwindinfo.R15}
-
-// demoFrame is one frame of the demo stack: the registers at its PC.
-type demoFrame struct {
-	regs unwind.Context
-}
-
-// diff compares the nonvolatile registers, RIP and RSP of got with the
-// frame's and describes the first difference.
-func (f *demoFrame) diff(got *unwind.Context) string {
-	w := &f.regs
-	if got.Rip != w.Rip || got.Rsp != w.Rsp {
-		return fmt.Sprintf("rip %#x rsp %#x, want rip %#x rsp %#x", got.Rip, got.Rsp, w.Rip, w.Rsp)
-	}
-	for _, r := range nonvolatile {
-		if got.Reg(r) != w.Reg(r) {
-			return fmt.Sprintf("%v = %#x, want %#x", r, got.Reg(r), w.Reg(r))
-		}
-	}
-	for x := 6; x < 16; x++ {
-		if got.Xmm[x] != w.Xmm[x] {
-			return fmt.Sprintf("xmm%d = %x, want %x", x, got.Xmm[x], w.Xmm[x])
-		}
-	}
-	return ""
-}
-
-// demoStack is a laid-out call stack: frames[0] is the innermost, the
-// last one is the outermost frame's caller (RIP 0).
-type demoStack struct {
-	frames []demoFrame
-	stack  []byte // [demoStackHigh-demoStackSize, demoStackHigh)
-}
-
-// buildStack picks depth functions of img, a body instruction in each,
-// and lays out the stack each would have there, called from the next one:
-// return addresses, saved registers in their slots, frame registers set.
-func buildStack(img *jitgen.Image, depth int, rng *rand.Rand) (*demoStack, error) {
-	type pick struct {
-		f  *jitgen.Function
-		in jitgen.Inst
-	}
-	var cands []pick
-	for _, f := range img.Functions {
-		if f.MachineFrame {
-			continue
-		}
-		for _, in := range f.Insts {
-			// Frames up to 16 KiB, so that deep stacks fit.
-			if in.Kind == jitgen.KindBody && in.State.Unwindable && !in.State.Alloca && in.State.SP < 16<<10 {
-				cands = append(cands, pick{f, in})
-			}
-		}
-	}
-	if len(cands) == 0 {
-		return nil, errors.New("the generated code has no body instruction to stop in")
-	}
-	const lo = demoStackHigh - demoStackSize
-	s := &demoStack{stack: make([]byte, demoStackSize), frames: make([]demoFrame, depth+1)}
-	// written has a bit per stack byte already given a value; undo lists
-	// the bytes the frame being laid out wrote, to take back on failure.
-	written := make([]uint64, demoStackSize/64)
-	var undo []uint64
-	put := func(addr uint64, b []byte) bool {
-		if addr < lo || addr+uint64(len(b)) > demoStackHigh {
-			return false
-		}
-		for i := range uint64(len(b)) {
-			o := addr - lo + i
-			if written[o/64]&(1<<(o%64)) != 0 {
-				return false
-			}
-		}
-		for i := range uint64(len(b)) {
-			o := addr - lo + i
-			written[o/64] |= 1 << (o % 64)
-			undo = append(undo, o)
-		}
-		copy(s.stack[addr-lo:], b)
-		return true
-	}
-	// The outermost frame's caller: random nonvolatile registers, RIP 0.
-	caller := &s.frames[depth].regs
-	randomRegs(caller, rng)
-	caller.Rip = 0
-	caller.Rsp = demoStackHigh - 0x200
-	for i := depth - 1; i >= 0; i-- {
-		up := &s.frames[i+1].regs
-		ok := false
-		for try := 0; try < 64 && !ok; try++ {
-			p := cands[rng.IntN(len(cands))]
-			undo = undo[:0]
-			regs, good := layFrame(p.f, p.in, up, rng, put)
-			if good {
-				s.frames[i].regs = regs
-				ok = true
-			} else {
-				for _, o := range undo {
-					written[o/64] &^= 1 << (o % 64)
-				}
-			}
-		}
-		if !ok {
-			return nil, fmt.Errorf("could not lay out frame %d", i)
-		}
-	}
-	return s, nil
-}
-
-// layFrame lays out the frame of f stopped at in, called by a frame with
-// registers up (whose RIP is the return address): it writes the return
-// address and the saved registers through put and returns f's registers.
-func layFrame(f *jitgen.Function, in jitgen.Inst, up *unwind.Context, rng *rand.Rand, put func(uint64, []byte) bool) (unwind.Context, bool) {
-	st := in.State
-	e := up.Rsp - 8 // the call pushed the return address
-	var b8 [8]byte
-	binary.LittleEndian.PutUint64(b8[:], up.Rip)
-	if !put(e, b8[:]) {
-		return unwind.Context{}, false
-	}
-	// Registers the function has not saved still hold the caller's values;
-	// those it saved hold values of its own.
-	regs := *up
-	for _, sv := range st.Saved {
-		if sv.Restored {
-			continue
-		}
-		addr := e - uint64(int64(sv.Slot))
-		r := sv.Reg & 15
-		if sv.XMM {
-			if !put(addr, up.Xmm[r][:]) {
-				return unwind.Context{}, false
-			}
-			binary.LittleEndian.PutUint64(regs.Xmm[r][:8], rng.Uint64())
-			binary.LittleEndian.PutUint64(regs.Xmm[r][8:], rng.Uint64())
-			continue
-		}
-		binary.LittleEndian.PutUint64(b8[:], up.Reg(r))
-		if !put(addr, b8[:]) {
-			return unwind.Context{}, false
-		}
-		regs.SetReg(r, rng.Uint64())
-	}
-	if st.FrameSet {
-		regs.SetReg(f.Info.FrameRegister, e-uint64(int64(st.FP)))
-	}
-	regs.Rsp = e - uint64(int64(st.SP))
-	regs.Rip = demoBase + uint64(in.RVA)
-	return regs, true
-}
-
-func randomRegs(c *unwind.Context, rng *rand.Rand) {
-	for r := range 16 {
-		if unwindinfo.Register(r) != unwindinfo.RSP {
-			c.SetReg(unwindinfo.Register(r), rng.Uint64())
-		}
-		binary.LittleEndian.PutUint64(c.Xmm[r][:8], rng.Uint64())
-		binary.LittleEndian.PutUint64(c.Xmm[r][8:], rng.Uint64())
-	}
-}
