@@ -225,4 +225,3 @@ func restored(frame, caller *unwind.Context) string {
 	}
 	return strings.Join(regs, " ")
 }
-
