@@ -30,9 +30,14 @@ type pageCache struct {
 
 // page is a cached page: its bytes, or unmapped set.
 type page struct {
-	data     []byte // cachePage bytes
+	data     *[cachePage]byte // nil when unmapped
 	unmapped bool
 }
+
+// pagePool recycles the pages of dropped caches and of fetches that fell
+// short: a stop reads 64 KiB or so per thread, and without it every stop
+// would leave that much garbage.
+var pagePool = sync.Pool{New: func() any { return new([cachePage]byte) }}
 
 // fetchFunc reads len(bufs) consecutive pages from addr, one per buffer,
 // and returns how many whole pages it read. When that is fewer than
@@ -57,8 +62,14 @@ func (c *pageCache) stats() ReadStats {
 // drop empties the cache for good: later reads fail with ErrClosed.
 func (c *pageCache) drop() {
 	c.mu.Lock()
+	pages := c.pages
 	c.pages = nil
 	c.mu.Unlock()
+	for _, pg := range pages {
+		if pg.data != nil {
+			pagePool.Put(pg.data)
+		}
+	}
 }
 
 // read implements ReadMemory.
@@ -80,8 +91,10 @@ func (c *pageCache) read(p []byte, addr uint64) (int, error) {
 		if pg != nil {
 			c.hits.Add(1)
 		} else {
+			// Fetch at least the pages the rest of the read needs.
+			need := (a+uint64(len(p)-n)-1)/cachePage - a/cachePage + 1
 			var err error
-			if pg, err = c.miss(base); err != nil {
+			if pg, err = c.miss(base, int(min(need, maxReadAhead))); err != nil {
 				if ue, ok := err.(*memory.UnmappedError); ok && ue.Addr < a {
 					err = &memory.UnmappedError{Addr: a}
 				}
@@ -96,9 +109,9 @@ func (c *pageCache) read(p []byte, addr uint64) (int, error) {
 	return n, nil
 }
 
-// miss fetches the page at base and up to readAhead-1 uncached pages
-// after it, and returns the page at base.
-func (c *pageCache) miss(base uint64) (*page, error) {
+// miss fetches the page at base and the uncached pages after it, up to
+// max(readAhead, need) pages in all, and returns the page at base.
+func (c *pageCache) miss(base uint64, need int) (*page, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.pages == nil {
@@ -108,25 +121,29 @@ func (c *pageCache) miss(base uint64) (*page, error) {
 		c.hits.Add(1)
 		return pg, nil
 	}
-	k := 1
-	for ; k < c.readAhead; k++ {
+	k, window := 1, max(c.readAhead, need)
+	for ; k < window; k++ {
 		a := base + uint64(k)*cachePage
 		if a < base || c.pages[a] != nil {
 			break // the top of the address space, or cached already
 		}
 	}
-	slab := make([]byte, k*cachePage)
-	bufs := make([][]byte, k)
-	for i := range bufs {
-		bufs[i] = slab[i*cachePage : (i+1)*cachePage : (i+1)*cachePage]
+	var arrays [maxReadAhead]*[cachePage]byte
+	var slices [maxReadAhead][]byte
+	for i := range k {
+		arrays[i] = pagePool.Get().(*[cachePage]byte)
+		slices[i] = arrays[i][:]
 	}
 	c.syscalls.Add(1)
-	got, err := c.fetch(bufs, base)
+	got, err := c.fetch(slices[:k], base)
 	if got < 0 || got > k {
 		panic(fmt.Sprintf("live: page fetch returned %d of %d pages", got, k))
 	}
 	for i := range got {
-		c.pages[base+uint64(i)*cachePage] = &page{data: bufs[i]}
+		c.pages[base+uint64(i)*cachePage] = &page{data: arrays[i]}
+	}
+	for i := got; i < k; i++ {
+		pagePool.Put(arrays[i])
 	}
 	c.fetched.Add(uint64(got))
 	if got > 0 {

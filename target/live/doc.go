@@ -1,9 +1,35 @@
-// Package live is a [target.Target] over a running Linux process: its
-// memory is read with process_vm_readv(2) (or /proc/PID/mem) without
-// stopping it, and its modules come from /proc/PID/maps.
+// Package live makes running Linux processes targets.
+//
+// [Open] returns a [Process], a [target.Target] whose memory is read with
+// process_vm_readv(2) (or /proc/PID/mem) without stopping the process,
+// and whose modules come from /proc/PID/maps.
+//
+// [Stop] stops every thread of a process with ptrace(2) and returns a
+// [Stopped], a [target.Threads]: the threads with their names, states and
+// registers, and memory that holds still while a walk reads it, served
+// from a page cache that fetches several pages per system call. Close
+// resumes the process. Stop and Close always leave the process running
+// and untraced: after errors, after panics, and, by default, when the
+// tool gets SIGINT, SIGTERM or SIGHUP (see [StopOptions]).
+//
+// # Goroutines
+//
+// Each Stopped has one goroutine locked to its OS thread, the tracer: the
+// kernel accepts ptrace requests for a tracee only from the thread that
+// attached it, so every request (seize, interrupt, wait, registers,
+// detach) is made there and the other methods hand their requests to it
+// over a channel. Close ends it. When any Stopped is open, a package
+// goroutine waits for the signals above. Process and Stopped are safe for
+// concurrent use (see their docs for Close).
 //
 // Module files are opened as the process sees them, through
-// /proc/PID/map_files or /proc/PID/root, so a process in a container or
-// one whose file was deleted or replaced after it was mapped is still
-// symbolized from the right bytes.
+// /proc/PID/root, so a process in a container or one whose file was
+// deleted or replaced after it was mapped is still symbolized from the
+// right bytes.
+//
+// On other operating systems Open and Stop fail with [ErrUnsupported].
+//
+// References: ptrace(2) ("PTRACE_SEIZE", "PTRACE_INTERRUPT", "Attaching
+// and detaching"), process_vm_readv(2), proc_pid_stat(5),
+// proc_pid_status(5), Documentation/admin-guide/LSM/Yama.rst.
 package live

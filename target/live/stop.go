@@ -114,8 +114,11 @@ type StopOptions struct {
 
 	// ReadAhead is how many consecutive pages (4 KiB) a cache miss of
 	// ReadMemory fetches in one process_vm_readv, the missing page
-	// first; 0 means DefaultReadAhead, 1 fetches only the missing page.
-	// Values above 256 are taken as 256.
+	// first (more when the read itself needs more, up to 256); 0 means
+	// DefaultReadAhead, 1 fetches only the pages the read needs. Values
+	// above 256 are taken as 256. The window stops at a page already
+	// cached and, without failing, at the first page that cannot be
+	// read.
 	ReadAhead int
 
 	// NoSignalHandler leaves SIGINT, SIGTERM and SIGHUP alone. By

@@ -231,34 +231,36 @@ func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 // reap collects the wait status of t, if it has one, and reports whether
 // t is settled: stopped (registers read) or gone.
 func (s *Stopped) reap(t *thread) bool {
-	// Look first without consuming, so that the exit of a process that
-	// is the caller's child stays for the caller's wait.
-	var si unix.Siginfo
-	err := unix.Waitid(unix.P_PID, t.ID, &si, unix.WEXITED|unix.WSTOPPED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
-	if err != nil {
-		t.Err = goneErr(t.ID, err)
-		t.attached = false
-		return true
-	}
-	if si.Signo == 0 {
-		return false // no news
-	}
-	switch si.Code {
-	case cldExited, cldKilled, cldDumped:
-		t.attached = false
-		t.Err = goneErr(t.ID, nil)
-		if t.ID != s.pid {
-			var ws unix.WaitStatus
-			unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil) // reap the thread, so its leader can exit
+	if t.ID == s.pid {
+		// Look first without consuming, so that the exit of a process
+		// that is the caller's child stays for the caller's wait.
+		var si unix.Siginfo
+		err := unix.Waitid(unix.P_PID, t.ID, &si, unix.WEXITED|unix.WSTOPPED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+		switch {
+		case err != nil:
+			t.Err, t.attached = goneErr(t.ID, err), false
+			return true
+		case si.Signo == 0:
+			return false // no news
+		case si.Code == cldExited || si.Code == cldKilled || si.Code == cldDumped:
+			t.Err, t.attached = goneErr(t.ID, nil), false
+			return true
+		case si.Code != cldTrapped && si.Code != cldStopped:
+			return false
 		}
-		return true
-	case cldTrapped, cldStopped:
-	default:
-		return false
 	}
+	// Other threads are reaped when they exit: their process's exit
+	// waits for that.
 	var ws unix.WaitStatus
-	if _, err := unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil); err != nil || !ws.Stopped() {
-		t.Err = goneErr(t.ID, err)
+	wpid, err := unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil)
+	switch {
+	case err != nil:
+		t.Err, t.attached = goneErr(t.ID, err), false
+		return true
+	case wpid == 0:
+		return false // no news
+	case !ws.Stopped():
+		t.Err, t.attached = goneErr(t.ID, nil), false
 		return true
 	}
 	t.stopped = true
@@ -349,15 +351,6 @@ func (s *Stopped) detachAll() error {
 		if !t.attached {
 			continue
 		}
-		if t.stopped && t.ID != s.pid {
-			// A thread killed while stopped waits for its tracer to reap
-			// it, and its process's exit waits for it.
-			var ws unix.WaitStatus
-			if wpid, _ := unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil); wpid == t.ID && (ws.Exited() || ws.Signaled()) {
-				t.attached, t.stopped = false, false
-				continue
-			}
-		}
 		if !t.stopped {
 			s.reap(t) // it may have stopped since
 			if !t.stopped {
@@ -375,7 +368,16 @@ func (s *Stopped) detachAll() error {
 			err = unix.PtraceDetach(t.ID)
 		}
 		switch err {
-		case nil, unix.ESRCH: // ESRCH: killed meanwhile
+		case nil:
+			t.attached, t.stopped = false, false
+		case unix.ESRCH:
+			// Killed meanwhile. A thread other than the main one waits
+			// for its tracer to reap it, and its process's exit waits
+			// for that.
+			if t.ID != s.pid {
+				var ws unix.WaitStatus
+				unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil)
+			}
 			t.attached, t.stopped = false, false
 		default:
 			errs = append(errs, fmt.Errorf("detach thread %d of process %d: %w", t.ID, s.pid, err))
@@ -459,12 +461,22 @@ type stat struct {
 	flags uint64 // PF_* flags
 }
 
-// readStat reads /proc/PID/task/TID/stat (proc(5)).
+// readStat reads /proc/PID/task/TID/stat (proc(5)). It reads with plain
+// system calls into a stack buffer: it runs once per thread while the
+// threads are being stopped, and os.ReadFile costs three times as much.
 func readStat(pid, tid int) (stat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/stat")
+	name := "/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(tid) + "/stat"
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return stat{}, err
+		return stat{}, &os.PathError{Op: "open", Path: name, Err: err}
 	}
+	var buf [1024]byte // a stat line is about 300 bytes; comm is at most 64
+	n, err := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	if err != nil {
+		return stat{}, &os.PathError{Op: "read", Path: name, Err: err}
+	}
+	b := buf[:max(n, 0)]
 	// pid (comm) state ppid pgrp session tty_nr tpgid flags ...; comm
 	// may hold spaces and parentheses, so it ends at the last ')'.
 	i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
