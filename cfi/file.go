@@ -41,6 +41,8 @@ type File struct {
 	eh       *section  // .eh_frame, or nil
 	hdr      *hdrTable // the .eh_frame_hdr search table, or nil
 
+	rows rowMemo // the rows of the pcs Step unwound
+
 	mu     sync.Mutex
 	debug  []*section // .debug_frame sections: the file's own, then added ones
 	closed bool

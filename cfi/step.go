@@ -2,6 +2,7 @@ package cfi
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/fntable/fntable/unwind"
 	"github.com/fntable/fntable/unwindinfo"
@@ -41,20 +42,61 @@ type StepResult struct {
 // errors.As an *[unwind.UnmappedError].
 func (f *File) Step(ctx *unwind.Context, bias, lookupPC uint64, mem unwind.Memory) (res StepResult, ok bool, err error) {
 	pc := lookupPC - bias
-	s, fd, err := f.lookup(pc)
-	if fd == nil {
-		return res, false, err
+	r := f.rows.get(pc)
+	if r == nil {
+		s, fd, err := f.lookup(pc)
+		if fd == nil {
+			return res, false, err
+		}
+		r = &memoRow{cie: fd.cie, section: s.name, fdeOff: fd.off}
+		if err := s.rulesAt(fd, pc, &r.st); err != nil {
+			return res, true, err
+		}
+		f.rows.put(pc, r)
 	}
-	var st regState
-	if err := s.rulesAt(fd, pc, &st); err != nil {
-		return res, true, err
-	}
-	res.Signal = fd.cie.signal
-	res, err = apply(&st, fd.cie, ctx, mem, res)
+	res.Signal = r.cie.signal
+	res, err = apply(&r.st, r.cie, ctx, mem, res)
 	if err != nil {
-		return res, true, fmt.Errorf("cfi: unwind pc %#x with the FDE at %s+%#x: %w", lookupPC, s.name, fd.off, err)
+		return res, true, fmt.Errorf("cfi: unwind pc %#x with the FDE at %s+%#x: %w", lookupPC, r.section, r.fdeOff, err)
 	}
 	return res, true, nil
+}
+
+// maxMemoRows bounds the rows a File keeps for the pcs it unwound: a
+// profiler's working set of pcs, at about 1 KiB each.
+const maxMemoRows = 1 << 14
+
+// memoRow is the row of one pc, kept so that unwinding the same pc again
+// (the next walk of a process, or another thread in the same code) runs
+// no CFA program again.
+type memoRow struct {
+	st      regState
+	cie     *cie
+	section string // for errors: where the FDE is
+	fdeOff  int
+}
+
+// rowMemo maps link-time pcs to their rows. It is safe for concurrent
+// use; when full it starts again empty.
+type rowMemo struct {
+	mu   sync.RWMutex
+	rows map[uint64]*memoRow
+}
+
+func (m *rowMemo) get(pc uint64) *memoRow {
+	m.mu.RLock()
+	r := m.rows[pc]
+	m.mu.RUnlock()
+	return r
+}
+
+func (m *rowMemo) put(pc uint64, r *memoRow) {
+	m.mu.Lock()
+	if m.rows == nil || len(m.rows) >= maxMemoRows {
+		m.rows = make(map[uint64]*memoRow)
+	}
+	m.rows[pc] = r
+	m.mu.Unlock()
 }
 
 // apply recovers the caller's registers from ctx by the rules st.

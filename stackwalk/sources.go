@@ -1,10 +1,13 @@
 package stackwalk
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/fntable/fntable/cfi"
@@ -116,7 +119,21 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	if s.cfi == nil {
 		s.cfi = new(cfi.Cache)
 	}
-	if t != nil {
+	// A live process: its maps, read once, give both the modules and
+	// the published function table lists.
+	var maps []byte
+	pid, isLive := 0, false
+	if p, ok := t.(interface{ Pid() int }); ok {
+		pid, isLive = p.Pid(), true
+		maps, _ = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	}
+	if maps != nil {
+		mods, err := target.ModulesFromMaps(bytes.NewReader(maps))
+		if err != nil {
+			return nil, fmt.Errorf("list modules of process %d: %w", pid, err)
+		}
+		s.mods = mods
+	} else if t != nil {
 		if err := t.Modules(func(m target.Module) bool { s.mods = append(s.mods, m); return true }); err != nil {
 			return nil, fmt.Errorf("list modules: %w", err)
 		}
@@ -127,9 +144,9 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	}
 	if opts.DynamicTables != nil {
 		tables = append(tables, opts.DynamicTables)
-	} else if p, ok := t.(interface{ Pid() int }); ok {
-		snaps, err := readPublished(p.Pid(), s.mem)
-		for _, e := range err {
+	} else if isLive {
+		snaps, errs := readPublished(pid, maps, s.mem)
+		for _, e := range errs {
 			s.logf("%v", e)
 		}
 		s.snaps = snaps
@@ -143,10 +160,17 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	return s, nil
 }
 
-// readPublished reads every list process pid publishes. Lists that cannot
-// be read are reported and skipped.
-func readPublished(pid int, mem unwind.Memory) ([]*remote.Snapshot, []error) {
-	maps, err := remote.Find(pid)
+// readPublished reads every list process pid publishes, found in its
+// maps (read again when nil). Lists that cannot be read are reported and
+// skipped.
+func readPublished(pid int, mapsText []byte, mem unwind.Memory) ([]*remote.Snapshot, []error) {
+	var maps []remote.Mapping
+	var err error
+	if mapsText != nil {
+		maps, err = remote.ParseMaps(bytes.NewReader(mapsText))
+	} else {
+		maps, err = remote.Find(pid)
+	}
 	if err != nil {
 		return nil, []error{err}
 	}
@@ -219,8 +243,16 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 			}
 		}
 	}
-	// 2. PE images.
+	// 2. PE images, for code outside the ELF modules.
+	m, inModule := s.Module(lookup)
+	var em *elfModule
+	if inModule {
+		em = s.elfAt(m)
+	}
 	for _, pc := range pcs[:n] {
+		if em != nil {
+			break
+		}
 		img := s.peAt(pc)
 		if img == nil {
 			continue
@@ -235,15 +267,13 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 		}
 	}
 	// 3. ELF call-frame information.
-	if m, ok := s.Module(lookup); ok {
-		if em := s.elfAt(m); em != nil {
-			res, ok, err := em.step(s, ctx, lookup)
-			if err != nil {
-				return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
-			}
-			if ok {
-				return stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}, nil
-			}
+	if em != nil {
+		res, ok, err := em.step(s, ctx, lookup)
+		if err != nil {
+			return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
+		}
+		if ok {
+			return stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}, nil
 		}
 	}
 	// 4. The frame-pointer chain.

@@ -117,6 +117,7 @@ type Walker struct {
 	flat  int // steps in a row that did not raise SP
 	seen  map[[2]uint64]struct{}
 	start unwind.Context
+	ctx   unwind.Context // the registers being unwound: in the Walker, not on the heap each step
 }
 
 // Walk returns a Walker over the stack whose innermost frame has the
@@ -193,8 +194,9 @@ func (w *Walker) step() {
 	if i > 0 && !cur.Interrupted {
 		lookup = cur.PC - 1
 	}
-	ctx := cur.Context
-	st, err := w.s.step(&ctx, lookup)
+	w.ctx = cur.Context
+	ctx := &w.ctx
+	st, err := w.s.step(ctx, lookup)
 	if err != nil {
 		w.fail(i, cur.PC, err)
 		return
@@ -238,7 +240,7 @@ func (w *Walker) step() {
 	if !st.interrupted && sym != 0 {
 		sym--
 	}
-	w.next = Frame{PC: ctx.Rip, SP: ctx.Rsp, How: st.how, SymbolPC: sym, Interrupted: st.interrupted, Context: ctx}
+	w.next = Frame{PC: ctx.Rip, SP: ctx.Rsp, How: st.how, SymbolPC: sym, Interrupted: st.interrupted, Context: *ctx}
 	w.have = true
 }
 
