@@ -824,3 +824,25 @@ func TestStopRace(t *testing.T) {
 	s.Close()
 	c.checkRunning(t)
 }
+
+// TestStopPanic panics on the tracer thread in the middle of a stop: Stop
+// fails, and the threads seized before the panic are detached.
+func TestStopPanic(t *testing.T) {
+	c := startChild(t, 3)
+	n := 0
+	testHookSeize = func(tid int) {
+		if n++; n == 3 {
+			panic("injected")
+		}
+	}
+	defer func() { testHookSeize = nil }()
+	s, err := Stop(c.pid, StopOptions{})
+	if err == nil || !strings.Contains(err.Error(), "injected") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Stop with a panic on the tracer thread = %v", err)
+	}
+	t.Log(err)
+	c.checkRunning(t)
+}
