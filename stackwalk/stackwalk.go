@@ -172,7 +172,7 @@ func (w *Walker) Next() bool {
 		w.cur = w.next
 	}
 	if w.n >= w.max {
-		w.fail(w.n, w.cur.PC, ErrTooManyFrames)
+		w.fail(w.n, w.cur.PC, fmt.Errorf("%w (%d)", ErrTooManyFrames, w.max))
 		return false
 	}
 	w.n++

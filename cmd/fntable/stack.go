@@ -40,13 +40,15 @@ indented line per inlined call.
 
 With --json the output is one document:
   {"pid": N, "threads": [{"tid": N, "name": "...", "state": "...",
-    "frames": [{"pc": "0x...", "sp": "0x...", "cfa": "0x...", "how": "cfi",
+    "frames": [{"pc": "0x...", "sp": "0x...", "cfa": "0x..." | null, "how": "cfi",
       "module": "libc.so.6" | null, "module_offset": "0x..." | null,
       "symbol": "read" | null, "displacement": N,
       "inline": [{"function": "...", "file": "..." | null, "line": N,
                   "column": N}...]}...],
     "error": null | "..."}]}
-"inline" lists the calls at the frame's address, innermost first, ending
+"cfa" is null for a frame that could not be unwound (the last one). "state"
+is the scheduler state as /proc shows it, "" when unknown. "inline" lists
+the calls at the frame's address, innermost first, ending
 with the containing function (as "fntable sym" gives them); it is empty
 without debug information.
 
@@ -123,7 +125,7 @@ type stackResult struct {
 type threadStack struct {
 	Tid    int          `json:"tid"`
 	Name   string       `json:"name"`
-	State  string       `json:"state,omitempty"`
+	State  string       `json:"state"`
 	Frames []stackFrame `json:"frames"`
 	Error  *string      `json:"error"`
 }

@@ -150,7 +150,11 @@ func writeTablesText(w io.Writer, res *tablesResult) {
 			fmt.Fprintf(w, "list at %#x: %s\n", uint64(l.Address), *l.Error)
 			continue
 		}
-		fmt.Fprintf(w, "list at %#x (generation %d): %d tables\n", uint64(l.Address), l.Generation, len(l.Tables))
+		plural := "s"
+		if len(l.Tables) == 1 {
+			plural = ""
+		}
+		fmt.Fprintf(w, "list at %#x (generation %d): %d table%s\n", uint64(l.Address), l.Generation, len(l.Tables), plural)
 		for _, t := range l.Tables {
 			typ := t.Type
 			if t.Growable {
