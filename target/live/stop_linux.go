@@ -41,6 +41,10 @@ const (
 // threads found by then.
 const maxScans = 64
 
+// lateStopWait bounds Close's wait for threads that were interrupted but
+// not yet seen to stop.
+const lateStopWait = 200 * time.Millisecond
+
 // testHookSeize, if not nil, is called on the tracer thread before each
 // thread is seized (tests make a thread exit there).
 var testHookSeize func(tid int)
@@ -133,7 +137,6 @@ func (s *Stopped) stopAll() error {
 			if err != nil {
 				return err
 			}
-			s.threads = append(s.threads, t)
 			if t.attached && t.Err == nil {
 				pending = append(pending, t)
 			}
@@ -158,11 +161,12 @@ func (s *Stopped) stopAll() error {
 	return nil
 }
 
-// seize attaches to thread tid and asks it to stop. A thread that is
-// gone is returned with Err set; an error means the process cannot be
-// stopped at all.
+// seize adds thread tid to s.threads, attaches to it and asks it to stop.
+// A thread that is gone is returned with Err set; an error means the
+// process cannot be stopped at all.
 func (s *Stopped) seize(tid int) (*thread, error) {
 	t := &thread{Thread: target.Thread{ID: tid}}
+	s.threads = append(s.threads, t) // listed at once, so that Close detaches it whatever happens next
 	st, err := readStat(s.pid, tid)
 	if err != nil {
 		t.Err = goneErr(tid, err)
@@ -346,16 +350,22 @@ func (s *Stopped) close() error {
 // cannot be detached with PTRACE_DETACH and is detached by the kernel
 // when the tracer thread ends.
 func (s *Stopped) detachAll() error {
+	// Threads attached but not seen to stop (Stop failed or panicked
+	// before it waited, or they were slow): they were interrupted, so
+	// they stop soon; wait for them a little, so as to detach them now.
+	var late []*thread
+	for _, t := range s.threads {
+		if t.attached && !t.stopped {
+			late = append(late, t)
+		}
+	}
+	if len(late) > 0 {
+		s.wait(late, lateStopWait)
+	}
 	var errs []error
 	for _, t := range s.threads {
-		if !t.attached {
+		if !t.attached || !t.stopped {
 			continue
-		}
-		if !t.stopped {
-			s.reap(t) // it may have stopped since
-			if !t.stopped {
-				continue
-			}
 		}
 		var err error
 		if t.sig != 0 {
