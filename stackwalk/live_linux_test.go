@@ -26,7 +26,7 @@ type stack struct {
 // checks that the process is no longer traced.
 func walkLive(t *testing.T, pid int, cache *cfi.Cache) (map[int]stack, []target.Thread) {
 	t.Helper()
-	st, err := live.Stop(pid, live.StopOptions{})
+	st, err := live.Stop(pid, live.StopOptions{Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("stop %d: %v", pid, err)
 	}

@@ -67,7 +67,11 @@ var testHookSeize func(tid int)
 // attached, also when it panics.
 //
 // When the process is a child of the caller and exits during Stop, Stop
-// leaves its exit status for the caller's wait.
+// leaves its exit status for the caller's wait. A goroutine of the caller
+// that is blocked waiting for such a child (os.Process.Wait) takes the
+// ptrace stops of its threads too, as the kernel reports them to any
+// waiter in the tracer's process; Stop then finds the threads stopped by
+// reading their registers after a few milliseconds without news.
 func Stop(pid int, opts StopOptions) (*Stopped, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("stop process %d: invalid pid", pid)
@@ -227,9 +231,36 @@ func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 			}
 			return
 		}
+		if nap >= time.Millisecond {
+			// No news for a few milliseconds: another thread of this
+			// process may have taken the stop's wait status (a
+			// goroutine blocked in os.Process.Wait for a child gets
+			// ptrace stops too). A thread whose registers can be read
+			// is in a ptrace stop.
+			rest := ts[:0]
+			for _, t := range ts {
+				if !s.stoppedUnseen(t) {
+					rest = append(rest, t)
+				}
+			}
+			ts = rest
+		}
 		time.Sleep(nap)
 		nap = min(2*nap, time.Millisecond)
 	}
+}
+
+// stoppedUnseen reports whether t is in a ptrace stop whose wait status
+// someone else collected, and if so reads its registers.
+func (s *Stopped) stoppedUnseen(t *thread) bool {
+	var regs unix.PtraceRegs
+	if unix.PtraceGetRegs(t.ID, &regs) != nil {
+		return false // running, or gone: the wait will tell
+	}
+	t.stopped = true
+	regsToContext(&regs, &t.ctx)
+	s.logf("stop process %d: thread %d stopped, but its wait status went elsewhere", s.pid, t.ID)
+	return true
 }
 
 // reap collects the wait status of t, if it has one, and reports whether
