@@ -423,3 +423,28 @@ func TestLiveCorruptStack(t *testing.T) {
 		}
 	}
 }
+
+// TestStopWithWaiter stops a child that a goroutine of this process waits
+// for: the kernel reports the main thread's ptrace stop to that waiter,
+// and Stop must still find the thread stopped and walk it.
+func TestStopWithWaiter(t *testing.T) {
+	bin := testproc.BuildC(t, testproc.CVariant{Opt: "-O2"})
+	p := testproc.Start(t, bin, "-n", "2", "-d", "6")
+	waited := make(chan struct{})
+	go func() {
+		p.Cmd.Process.Wait()
+		close(waited)
+	}()
+	time.Sleep(50 * time.Millisecond) // let the waiter block
+	ours, _ := walkLive(t, p.Pid, nil)
+	main := ours[p.Pid]
+	if main.err != nil || len(main.frames) < 6 {
+		t.Errorf("main thread: %d frames, %v", len(main.frames), main.err)
+	}
+	select {
+	case <-waited:
+		t.Log("the waiter took the main thread's stop, as expected of the kernel")
+	case <-time.After(100 * time.Millisecond):
+		t.Log("the waiter did not take a stop this time")
+	}
+}

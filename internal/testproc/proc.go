@@ -68,7 +68,12 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 		t.Fatalf("testproc: start %s: %v", bin, err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
+		// A new handle: a test that waited for the process may have made
+		// cmd.Process take a ptrace stop for its end, and then Kill
+		// would send nothing.
+		if proc, err := os.FindProcess(cmd.Process.Pid); err == nil {
+			proc.Kill()
+		}
 		cmd.Wait()
 	})
 

@@ -69,22 +69,25 @@ func StartWine(t testing.TB) *Proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("testproc: start wine %s: %v", exe, err)
 	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
+	// No goroutine waits for the launcher while the test runs: a waiter
+	// in this process would take the ptrace stops of its threads (the
+	// kernel reports them to any waiter in the tracer's process), and
+	// os.Process would then take a stop for the end of the process and
+	// never kill it. Exit is polled instead, and Cleanup kills by pid.
 	pid := 0
 	t.Cleanup(func() {
-		if pid != 0 && pid != cmd.Process.Pid {
-			if proc, err := os.FindProcess(pid); err == nil {
-				proc.Kill()
+		for _, p := range []int{pid, cmd.Process.Pid} {
+			if proc, err := os.FindProcess(p); p != 0 && err == nil {
+				proc.Kill() // a new handle: cmd.Process may have taken a stop for the end
 			}
 		}
-		cmd.Process.Kill()
-		<-exited
+		cmd.Wait()
 	})
+	exited := func() bool {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+		i := bytes.LastIndexByte(stat, ')')
+		return err != nil || i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
+	}
 
 	deadline := time.Now().Add(readyTimeout)
 	var lines []string
@@ -94,12 +97,11 @@ func StartWine(t testing.TB) *Proc {
 		if lines != nil {
 			break
 		}
-		select {
-		case <-exited:
+		if exited() {
 			errData, _ := os.ReadFile(stderr.Name())
-			t.Fatalf("testproc: wine %s exited (%v) before its ready line; stdout:\n%s\nstderr:\n%s", exe, waitErr, data, tail(errData))
-		case <-time.After(20 * time.Millisecond):
+			t.Fatalf("testproc: wine %s exited before its ready line; stdout:\n%s\nstderr:\n%s", exe, data, tail(errData))
 		}
+		time.Sleep(20 * time.Millisecond)
 		if time.Now().After(deadline) {
 			errData, _ := os.ReadFile(stderr.Name())
 			t.Fatalf("testproc: wine %s did not get ready within %v; stdout:\n%s\nstderr:\n%s", exe, readyTimeout, data, tail(errData))

@@ -109,6 +109,27 @@ func (c *pageCache) read(p []byte, addr uint64) (int, error) {
 	return n, nil
 }
 
+// bytes returns the cached page that holds addr, fetching it on a miss,
+// and the page's address; nothing when addr is not readable.
+func (c *pageCache) bytes(addr uint64) (uint64, []byte) {
+	base := addr &^ (cachePage - 1)
+	c.mu.RLock()
+	pg := c.pages[base]
+	c.mu.RUnlock()
+	if pg == nil {
+		var err error
+		if pg, err = c.miss(base, 1); err != nil {
+			return 0, nil
+		}
+	} else {
+		c.hits.Add(1)
+	}
+	if pg.unmapped {
+		return 0, nil
+	}
+	return base, pg.data[:]
+}
+
 // miss fetches the page at base and the uncached pages after it, up to
 // max(readAhead, need) pages in all, and returns the page at base.
 func (c *pageCache) miss(base uint64, need int) (*page, error) {

@@ -194,6 +194,7 @@ var (
 	_ target.Threads    = (*Stopped)(nil)
 	_ target.FileOpener = (*Stopped)(nil)
 	_ memory.Reader     = (*Stopped)(nil)
+	_ unwind.ByteSource = (*Stopped)(nil)
 )
 
 // Pid returns the process's id.
@@ -278,6 +279,13 @@ func (s *Stopped) ReadMemory(p []byte, addr uint64) (int, error) {
 }
 
 // Stats returns the counts of the reads so far.
+// Bytes implements unwind.ByteSource: it returns the cached page that
+// holds addr (fetching it, and the pages after it, on a miss) and the
+// page's address, or nothing when addr cannot be read. The unwinders read
+// through it without copying. The page stays valid, and unchanged, until
+// Close.
+func (s *Stopped) Bytes(addr uint64) (start uint64, b []byte) { return s.cache.bytes(addr) }
+
 func (s *Stopped) Stats() ReadStats { return s.cache.stats() }
 
 // Modules reads /proc/PID/maps and calls yield for each module (see
