@@ -187,6 +187,9 @@ type thread struct {
 	attached bool           // seized: Close must detach it
 	stopped  bool           // in a ptrace-stop
 	sig      int            // signal to deliver when detaching (a signal-delivery-stop)
+
+	inSyscall bool // stopped inside a system call (orig_rax is a call number)
+	described bool // Name and State have been read
 }
 
 var (
@@ -208,8 +211,14 @@ func (s *Stopped) Process() *Process { return s.proc }
 // then in ascending ID order. Threads that exited while the process was
 // being stopped are listed with Err set (wrapping [ErrThreadGone] and
 // memory.ErrTargetGone), as are those that did not stop
-// ([ErrNotStopped]). Name and State are as the threads were just before
-// they were stopped.
+// ([ErrNotStopped]).
+//
+// Name is the thread's comm. State is what the thread was doing when it
+// was stopped: "S (sleeping)" for a thread stopped inside a system call,
+// "R (running)" for one stopped in user code; for a thread that did not
+// stop, the state /proc gives. They are read at the first call, not by
+// Stop: reading them costs as much as stopping a thread, and a profiler
+// may not need them.
 func (s *Stopped) Threads() ([]target.Thread, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -218,6 +227,9 @@ func (s *Stopped) Threads() ([]target.Thread, error) {
 	}
 	out := make([]target.Thread, len(s.threads))
 	for i, t := range s.threads {
+		if !t.described {
+			s.describe(t)
+		}
 		out[i] = t.Thread
 	}
 	return out, nil

@@ -4,6 +4,7 @@ package live
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -169,18 +170,10 @@ func (s *Stopped) stopAll() error {
 // A thread that is gone is returned with Err set; an error means the
 // process cannot be stopped at all.
 func (s *Stopped) seize(tid int) (*thread, error) {
+	// The thread's name and state are read when Threads asks for them:
+	// a read of its stat costs as much as stopping it.
 	t := &thread{Thread: target.Thread{ID: tid}}
 	s.threads = append(s.threads, t) // listed at once, so that Close detaches it whatever happens next
-	st, err := readStat(s.pid, tid)
-	if err != nil {
-		t.Err = goneErr(tid, err)
-		return t, nil
-	}
-	t.Name, t.State = st.comm, stateName(st.state)
-	if st.state == 'Z' || st.state == 'X' {
-		t.Err = goneErr(tid, errors.New("thread is a zombie"))
-		return t, nil
-	}
 	if testHookSeize != nil {
 		testHookSeize(tid)
 	}
@@ -194,7 +187,8 @@ func (s *Stopped) seize(tid int) (*thread, error) {
 			return nil, &TracedError{Pid: s.pid, TracerPid: tp}
 		}
 		if st, serr := readStat(s.pid, tid); serr != nil || st.state == 'Z' || st.state == 'X' {
-			t.Err = goneErr(tid, err) // it exited: ptrace refuses exiting tasks
+			// It exited, or is a zombie: ptrace refuses exiting tasks.
+			t.Err = goneErr(tid, cmp.Or(serr, error(errors.New("thread is a zombie"))))
 			return t, nil
 		}
 		return nil, &PermissionError{Pid: s.pid, PtraceScope: ptraceScope(), Err: err}
@@ -259,6 +253,7 @@ func (s *Stopped) stoppedUnseen(t *thread) bool {
 	}
 	t.stopped = true
 	regsToContext(&regs, &t.ctx)
+	t.inSyscall = int64(regs.Orig_rax) >= 0
 	s.logf("stop process %d: thread %d stopped, but its wait status went elsewhere", s.pid, t.ID)
 	return true
 }
@@ -310,6 +305,7 @@ func (s *Stopped) reap(t *thread) bool {
 		return true
 	}
 	regsToContext(&regs, &t.ctx)
+	t.inSyscall = int64(regs.Orig_rax) >= 0
 	return true
 }
 
@@ -668,5 +664,23 @@ func watchSignals(ch chan os.Signal) {
 		signal.Reset(sig)
 		unix.Kill(os.Getpid(), sig.(syscall.Signal))
 		// A signal ignored at start-up stays ignored: carry on.
+	}
+}
+
+// describe reads t's name and state.
+func (s *Stopped) describe(t *thread) {
+	t.described = true
+	st, err := readStat(s.pid, t.ID)
+	if err != nil {
+		return
+	}
+	t.Name = st.comm
+	switch {
+	case t.stopped && t.inSyscall:
+		t.State = stateName('S')
+	case t.stopped:
+		t.State = stateName('R')
+	default:
+		t.State = stateName(st.state)
 	}
 }
