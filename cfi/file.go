@@ -2,6 +2,7 @@ package cfi
 
 import (
 	"bytes"
+	"cmp"
 	"compress/zlib"
 	"debug/elf"
 	"encoding/binary"
@@ -269,9 +270,18 @@ func readSection(s *elf.Section) ([]byte, error) {
 	if s.Flags&elf.SHF_COMPRESSED == 0 && s.Size > MaxSectionSize {
 		return nil, fmt.Errorf("cfi: section %s of %d bytes: %w", s.Name, s.Size, ErrLimit)
 	}
-	data, err := readCapped(s.Open(), s.Name)
-	if err != nil {
-		return nil, err
+	var data []byte
+	if s.Flags&elf.SHF_COMPRESSED == 0 {
+		// One read of the known size: no buffer growing and copying.
+		data = make([]byte, s.Size)
+		if n, err := s.ReadAt(data, 0); n != len(data) {
+			return nil, fmt.Errorf("cfi: read section %s: %w", s.Name, cmp.Or(err, io.ErrUnexpectedEOF))
+		}
+	} else {
+		var err error
+		if data, err = readCapped(s.Open(), s.Name); err != nil {
+			return nil, err
+		}
 	}
 	if strings.HasPrefix(s.Name, ".zdebug_") {
 		// GNU's older compressed sections: "ZLIB", the size as a
