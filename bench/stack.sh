@@ -15,7 +15,11 @@
 #   eu-stack -q -p PID
 #   gdb -nx -batch -iex 'set debuginfod enabled off' -p PID -ex 'thread apply all bt'
 #   $FNTABLE PID   (default: "fntable stack --no-symbols", with fntable built
-#                   from ./cmd/fntable into the temporary directory)
+#                   from ./cmd/fntable into the temporary directory, static:
+#                   CGO_ENABLED=0, which starts about 3 ms sooner here)
+#   eu-stack -p PID and fntable stack PID: the same with function names
+#                   (eu-stack) and with names, inline frames and lines (fntable)
+# and, for the start-up floor, /bin/true, a Go hello world and fntable help.
 # A command that fails on the target is reported and left out of its table.
 #
 # Needs: gcc, gdb, eu-stack (elfutils), hyperfine, go (unless FNTABLE is set).
@@ -60,10 +64,23 @@ trap cleanup EXIT
 
 gcc -g -pthread -O1 -fomit-frame-pointer -o "$work/threads" "$root/internal/testproc/testdata/threads.c"
 
+fnt=
 if [ -z "${FNTABLE:-}" ]; then
-	(cd "$root" && go build -o "$work/fntable" ./cmd/fntable)
-	FNTABLE="$work/fntable stack --no-symbols"
+	(cd "$root" && CGO_ENABLED=0 go build -o "$work/fntable" ./cmd/fntable)
+	fnt=$work/fntable
+	FNTABLE="$fnt stack --no-symbols"
 fi
+mkdir -p "$work/hello"
+printf 'package main\n\nfunc main() {}\n' >"$work/hello/main.go"
+(cd "$work/hello" && go mod init hello >/dev/null 2>&1 && CGO_ENABLED=0 go build -o "$work/hello/hello" .)
+
+echo "## start-up floor"
+echo
+floor=(-n true /bin/true -n go-hello "$work/hello/hello")
+[ -n "$fnt" ] && floor+=(-n fntable-help "$fnt help")
+hyperfine -N --style basic --warmup "$warmup" --runs "$runs" \
+	--export-markdown "$work/table-floor.md" "${floor[@]}" >"$work/hyperfine-floor.txt"
+cat "$work/table-floor.md"
 
 # start N: starts the target with N threads of depth 64 and sets pid once it
 # has announced that every thread is blocked.
@@ -85,8 +102,12 @@ start() {
 for n in 4 16; do
 	start "$n"
 	gdbcmd="gdb -nx -batch -iex 'set debuginfod enabled off' -p $pid -ex 'thread apply all bt'"
-	names=(eu-stack gdb fntable)
-	cmds=("eu-stack -q -p $pid" "$gdbcmd" "$FNTABLE $pid")
+	names=(eu-stack gdb fntable eu-stack-names)
+	cmds=("eu-stack -q -p $pid" "$gdbcmd" "$FNTABLE $pid" "eu-stack -p $pid")
+	if [ -n "$fnt" ]; then
+		names+=(fntable-symbols)
+		cmds+=("$fnt stack $pid")
+	fi
 	args=()
 	for i in "${!cmds[@]}"; do
 		if bash -c "${cmds[$i]}" >"$work/${names[$i]}-$n.txt" 2>&1; then

@@ -95,6 +95,10 @@ type Options struct {
 	// Lines asks for source lines and inline frames (SYMOPT_LOAD_LINES).
 	// Without it, Frames returns at most the containing function.
 	Lines bool
+	// PublicsOnly names functions from symbol tables (and Go's pclntab)
+	// alone, without reading DWARF (SYMOPT_PUBLICS_ONLY): much faster on
+	// a file with large or compressed debug information.
+	PublicsOnly bool
 	// Context cancels a long load; nil means context.Background().
 	Context context.Context
 	// Progress, if not nil, is called from the loading goroutine while the

@@ -182,9 +182,10 @@ func describe(file string) string {
 func (h *Handler) readerOptions(ctx context.Context, file string, dsl *DeferredSymbolLoad) symfile.Options {
 	o := h.Options()
 	return symfile.Options{
-		Lines:    o&SYMOPT_LOAD_LINES != 0 && o&SYMOPT_PUBLICS_ONLY == 0,
-		Context:  ctx,
-		Progress: h.progress(ctx, "index", describe(file), dsl),
+		Lines:       o&SYMOPT_LOAD_LINES != 0 && o&SYMOPT_PUBLICS_ONLY == 0,
+		PublicsOnly: o&SYMOPT_PUBLICS_ONLY != 0,
+		Context:     ctx,
+		Progress:    h.progress(ctx, "index", describe(file), dsl),
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 func newStackCmd() *command {
 	c := &command{
 		name:    "stack",
-		args:    "[--json] [--tid TID]... [--max-frames N] [--no-symbols] PID",
+		args:    "[--json] [--tid TID]... [--max-frames N] [--no-symbols | --options OPTIONS] [--symbol-path PATH] PID",
 		summary: "print the call stack of every thread of a running process, through JIT and native frames",
 		help: `
 Stack stops the process PID (every thread, with ptrace), walks the stack of
@@ -73,6 +73,7 @@ scope 1, or CAP_SYS_PTRACE).`,
 		maxFrames := fs.Int("max-frames", stackwalk.DefaultMaxFrames, "stop each walk after `N` frames")
 		noSyms := fs.Bool("no-symbols", false, "do not symbolize: print addresses and modules only")
 		symPath := fs.String("symbol-path", "", "symbol search `PATH` (dbghelp syntax, as for sym)")
+		opts := fs.String("options", "", "SYMOPT_* `OPTIONS` to add, as for sym: PUBLICS_ONLY names frames from symbol tables alone (no lines or inline frames, no DWARF read)")
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
@@ -86,7 +87,11 @@ scope 1, or CAP_SYS_PTRACE).`,
 		if *maxFrames <= 0 {
 			return c.usagef("--max-frames must be positive")
 		}
-		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath}
+		extra, err := symhandler.ParseOptions(*opts)
+		if err != nil {
+			return c.usagef("%v", err)
+		}
+		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath, options: extra}
 		res, err := walkProcess(cfg, stderr)
 		if err != nil {
 			return err
@@ -114,6 +119,7 @@ type stackConfig struct {
 	maxFrames  int
 	symbols    bool
 	searchPath string
+	options    symhandler.Options
 }
 
 // stackResult is the walk of a process.
@@ -223,7 +229,7 @@ func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
 		return
 	}
 	defer p.Close()
-	h, err := symhandler.New(symhandler.Config{Target: p, Invade: true, SearchPath: cfg.searchPath})
+	h, err := symhandler.New(symhandler.Config{Target: p, Invade: true, SearchPath: cfg.searchPath, Options: symhandler.DefaultOptions | cfg.options})
 	if err != nil {
 		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
 		return

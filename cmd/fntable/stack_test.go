@@ -623,6 +623,34 @@ func TestStackJSONOptions(t *testing.T) {
 			}
 		}
 	})
+	t.Run("publics-only", func(t *testing.T) {
+		// Names from symbol tables alone: every frame named, no source
+		// positions (no DWARF is read).
+		status, stdout, stderr := stackRun(t, p.Pid, "--json", "--options", "PUBLICS_ONLY", "--tid", strconv.Itoa(mainTid), pid)
+		if status != 0 || stderr != "" {
+			t.Fatalf("status %d, stderr %q", status, stderr)
+		}
+		threads := stackThreadsJSON(stackJSON(t, stdout))
+		if len(threads) != 1 {
+			t.Fatalf("%d threads, want 1", len(threads))
+		}
+		var names []string
+		for i, f := range stackFramesJSON(threads[0]) {
+			name, _ := f["symbol"].(string)
+			if name == "" {
+				t.Errorf("frame %d has no symbol: %v", i, f)
+			}
+			names = append(names, name)
+			for _, in := range f["inline"].([]any) {
+				if in.(map[string]any)["file"] != nil {
+					t.Errorf("frame %d: a source position without DWARF: %v", i, f)
+				}
+			}
+		}
+		if !slices.Contains(names, "park") || !slices.Contains(names, "main") {
+			t.Errorf("frames %q lack park or main", names)
+		}
+	})
 	t.Run("max-frames", func(t *testing.T) {
 		threads := run(t, "--max-frames", "3")
 		if len(threads) != len(p.Threads) {

@@ -77,7 +77,7 @@ func Open(name string, opts symfile.Options) (*File, error) {
 // NewFile reads the ELF file in r, which may be a file or an image in a
 // process's memory such as the vDSO (section offsets are then offsets
 // from the image's start). It reads the headers and indexes the DWARF
-// compilation units; symbols are read on the first call to Symbols and a
+// compilation units (unless opts.PublicsOnly); symbols are read on the first call to Symbols and a
 // unit's DIEs and line table on the first query in it. r must stay
 // readable until Close.
 func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
@@ -87,6 +87,9 @@ func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
 		return nil, err
 	}
 	f := &File{f: ef, opts: opts, ident: identify(ef)}
+	if opts.PublicsOnly {
+		return f, nil
+	}
 	if err := f.loadDWARF(); err != nil && errors.Is(err, symfile.ErrCanceled) {
 		return nil, err
 	}
