@@ -139,11 +139,11 @@ type threadStack struct {
 type stackFrame struct {
 	PC           hexAddr       `json:"pc"`
 	SP           hexAddr       `json:"sp"`
-	CFA          *hexAddr      `json:"cfa"`
+	CFA          optAddr       `json:"cfa"`
 	How          string        `json:"how"`
-	Module       *string       `json:"module"`
-	ModuleOffset *hexAddr      `json:"module_offset"`
-	Symbol       *string       `json:"symbol"`
+	Module       optString     `json:"module"`
+	ModuleOffset optAddr       `json:"module_offset"`
+	Symbol       optString     `json:"symbol"`
 	Displacement uint64        `json:"displacement"`
 	Inline       []inlineFrame `json:"inline"`
 
@@ -152,7 +152,7 @@ type stackFrame struct {
 
 type inlineFrame struct {
 	Function string  `json:"function"`
-	File     *string `json:"file"`
+	File     optString `json:"file"`
 	Line     int     `json:"line"`
 	Column   int     `json:"column"`
 }
@@ -162,6 +162,34 @@ type hexAddr uint64
 
 func (a hexAddr) MarshalJSON() ([]byte, error) {
 	return []byte(`"0x` + strconv.FormatUint(uint64(a), 16) + `"`), nil
+}
+
+// optAddr is an address that may be unknown: "0x..." or null in JSON.
+// Frames keep these by value, not as pointers: one allocation fewer each,
+// which counts on deep stacks of many threads.
+type optAddr struct {
+	v  uint64
+	ok bool
+}
+
+func (a optAddr) MarshalJSON() ([]byte, error) {
+	if !a.ok {
+		return []byte("null"), nil
+	}
+	return hexAddr(a.v).MarshalJSON()
+}
+
+// optString is a string that may be unknown: a string or null in JSON.
+type optString struct {
+	s  string
+	ok bool
+}
+
+func (s optString) MarshalJSON() ([]byte, error) {
+	if !s.ok {
+		return []byte("null"), nil
+	}
+	return json.Marshal(s.s)
 }
 
 // walkProcess stops the process, walks the threads and resumes it.
@@ -187,7 +215,7 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 		if len(cfg.tids) > 0 && !slices.Contains(cfg.tids, th.ID) {
 			continue
 		}
-		ts := threadStack{Tid: th.ID, Name: th.Name, State: th.State, Frames: []stackFrame{}}
+		ts := threadStack{Tid: th.ID, Name: th.Name, State: th.State, Frames: make([]stackFrame, 0, 64)}
 		if th.Err != nil {
 			ts.Error = ptr(th.Err.Error())
 			res.Threads = append(res.Threads, ts)
@@ -198,11 +226,11 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 			f := w.Frame()
 			sf := stackFrame{PC: hexAddr(f.PC), SP: hexAddr(f.SP), How: f.How.String(), Inline: []inlineFrame{}, symbolPC: f.SymbolPC}
 			if f.CFA != 0 {
-				sf.CFA = ptr(hexAddr(f.CFA))
+				sf.CFA = optAddr{f.CFA, true}
 			}
 			if m, ok := src.Module(f.SymbolPC); ok {
-				sf.Module = ptr(m.Name)
-				sf.ModuleOffset = ptr(hexAddr(f.PC - m.Base))
+				sf.Module = optString{m.Name, true}
+				sf.ModuleOffset = optAddr{f.PC - m.Base, true}
 			}
 			ts.Frames = append(ts.Frames, sf)
 		}
@@ -253,18 +281,18 @@ func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
 				}
 				cache[f.symbolPC] = loc
 			}
-			if loc.Module != nil && f.Module == nil {
-				f.Module = ptr(loc.Module.Name)
-				f.ModuleOffset = ptr(hexAddr(uint64(f.PC) - loc.Module.Base))
+			if loc.Module != nil && !f.Module.ok {
+				f.Module = optString{loc.Module.Name, true}
+				f.ModuleOffset = optAddr{uint64(f.PC) - loc.Module.Base, true}
 			}
 			if loc.Symbol != nil {
-				f.Symbol = ptr(loc.Symbol.Name)
+				f.Symbol = optString{loc.Symbol.Name, true}
 				f.Displacement = uint64(f.PC) - loc.Symbol.Address
 			}
 			for _, fr := range loc.Frames {
 				in := inlineFrame{Function: fr.Function, Line: fr.Line, Column: fr.Column}
 				if fr.File != "" {
-					in.File = ptr(fr.File)
+					in.File = optString{fr.File, true}
 				}
 				f.Inline = append(f.Inline, in)
 			}
@@ -290,23 +318,23 @@ func writeStacksText(w io.Writer, res *stackResult) {
 		for j, f := range t.Frames {
 			fmt.Fprintf(w, "#%-2d 0x%016x", j, uint64(f.PC))
 			switch {
-			case f.Symbol != nil:
-				fmt.Fprintf(w, " %s+%#x", *f.Symbol, f.Displacement)
+			case f.Symbol.ok:
+				fmt.Fprintf(w, " %s+%#x", f.Symbol.s, f.Displacement)
 			default:
 				fmt.Fprint(w, " ??")
 			}
-			if f.Module != nil {
-				fmt.Fprintf(w, " (%s)", *f.Module)
+			if f.Module.ok {
+				fmt.Fprintf(w, " (%s)", f.Module.s)
 			}
 			fmt.Fprintf(w, " [%s]", f.How)
-			if n := len(f.Inline); n > 0 && f.Inline[n-1].File != nil {
-				fmt.Fprintf(w, " at %s:%d", *f.Inline[n-1].File, f.Inline[n-1].Line)
+			if n := len(f.Inline); n > 0 && f.Inline[n-1].File.ok {
+				fmt.Fprintf(w, " at %s:%d", f.Inline[n-1].File.s, f.Inline[n-1].Line)
 			}
 			fmt.Fprintln(w)
 			for _, in := range f.Inline[:max(len(f.Inline)-1, 0)] {
 				fmt.Fprintf(w, "      inlined %s", in.Function)
-				if in.File != nil {
-					fmt.Fprintf(w, " at %s:%d", *in.File, in.Line)
+				if in.File.ok {
+					fmt.Fprintf(w, " at %s:%d", in.File.s, in.Line)
 				}
 				fmt.Fprintln(w)
 			}

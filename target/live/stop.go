@@ -98,9 +98,11 @@ const (
 	// DefaultStopTimeout is how long Stop waits for the threads of one
 	// scan of /proc/PID/task to stop.
 	DefaultStopTimeout = 2 * time.Second
-	// DefaultReadAhead is how many pages a cache miss fetches: 16 pages,
-	// 64 KiB, a stack's worth for most walks.
-	DefaultReadAhead = 16
+	// DefaultReadAhead is how many pages a cache miss fetches: 4 pages,
+	// 16 KiB, the stack of a 64-frame walk of optimized code with room to
+	// spare. More costs more than it saves: every page is copied, and a
+	// new process touches each for the first time (a page fault).
+	DefaultReadAhead = 4
 	// maxReadAhead bounds StopOptions.ReadAhead (1 MiB of pages).
 	maxReadAhead = 256
 )
