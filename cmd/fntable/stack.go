@@ -151,10 +151,10 @@ type stackFrame struct {
 }
 
 type inlineFrame struct {
-	Function string  `json:"function"`
+	Function string    `json:"function"`
 	File     optString `json:"file"`
-	Line     int     `json:"line"`
-	Column   int     `json:"column"`
+	Line     int       `json:"line"`
+	Column   int       `json:"column"`
 }
 
 // hexAddr marshals as a "0x..." string.
