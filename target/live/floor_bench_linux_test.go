@@ -1,0 +1,76 @@
+//go:build linux
+
+package live
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// floorCycle is the least a stop of every thread can do, with nothing
+// around it: on one locked thread, seize and interrupt each task, wait
+// for each, read its registers and 8 KiB of its stack, and detach each.
+func floorCycle(b *testing.B, pid int, buf []byte) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tids := make([]int, 0, len(ents))
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		tids = append(tids, tid)
+	}
+	for _, tid := range tids {
+		if err := unix.PtraceSeize(tid); err != nil {
+			b.Fatal(err)
+		}
+		unix.PtraceInterrupt(tid)
+	}
+	local := []unix.Iovec{{Base: &buf[0]}}
+	local[0].SetLen(len(buf))
+	for _, tid := range tids {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
+			b.Fatal(err)
+		}
+		var regs unix.PtraceRegs
+		if err := unix.PtraceGetRegs(tid, &regs); err != nil {
+			b.Fatal(err)
+		}
+		remote := []unix.RemoteIovec{{Base: uintptr(regs.Rsp), Len: len(buf)}}
+		unix.ProcessVMReadv(pid, local, remote, 0)
+	}
+	for _, tid := range tids {
+		unix.PtraceDetach(tid)
+	}
+}
+
+// BenchmarkStopFloor measures floorCycle on the children BenchmarkStop
+// uses, for a side-by-side reading: what Stop costs beyond the system
+// calls it cannot avoid on this machine.
+func BenchmarkStopFloor(b *testing.B) {
+	small, large := startChild(b, 3), startChild(b, 15)
+	buf := make([]byte, 8<<10)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var tSmall, tLarge time.Duration
+	n := 0
+	for b.Loop() {
+		t0 := time.Now()
+		floorCycle(b, small.pid, buf)
+		t1 := time.Now()
+		floorCycle(b, large.pid, buf)
+		tSmall += t1.Sub(t0)
+		tLarge += time.Since(t1)
+		n++
+	}
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	b.ReportMetric(us(tSmall), "µs/stop-1+4")
+	b.ReportMetric(us(tLarge), "µs/stop-1+16")
+	b.ReportMetric((us(tLarge)-us(tSmall))/12, "µs/extra-thread")
+}
