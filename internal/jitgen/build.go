@@ -29,6 +29,9 @@ func Build(cfg Config, rng *rand.Rand) *Image {
 	if cfg.Base == 0 {
 		cfg.Base = DefaultBase
 	}
+	if cfg.Executable {
+		cfg.Omit |= ExecutableOmits
+	}
 	g := &gen{cfg: &cfg, rng: rng, nfn: cfg.Functions, nslots: numSlots}
 	fbs := make([]*fbuild, cfg.Functions)
 	for i := range fbs {

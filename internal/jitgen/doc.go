@@ -54,6 +54,44 @@
 // unwind information, whose UWOP_EPILOG codes describe the epilogs, is
 // generated for eligible functions unless [FeatVersion2] is omitted.
 //
+// # Executable chains
+//
+// The code of an ordinary image is only for unwinding: its bodies jump and
+// call at random, allocate with a garbage size, and its epilogs jump out of
+// the function. With [Config.Executable] set, [Build] generates instead a
+// call chain that runs, for tests that execute generated code and walk a
+// live stack through it. Function i's body is straight-line harmless
+// instructions (nops, ALU operations on volatile registers, mov of
+// immediates, compares) with exactly one call rel32 of function i+1; the
+// last function's body loops for ever on the pause system call
+// (mov eax, 34; syscall; jmp back to the mov), so that a thread entering
+// function 0 blocks with all n functions on its stack. Each function is
+// entered by a call from code that keeps RSP 16-byte aligned and that
+// reserves the Windows home area, as the Microsoft x64 calling convention
+// has it (from C, through a function pointer declared
+// __attribute__((ms_abi))), and does the same for its callee: its pushes
+// and fixed allocation keep RSP 16-byte aligned at the call and at every
+// movaps, and the lowest [HomeArea] bytes of the allocation stay free for
+// the callee. Register saves go above them or into the function's own home
+// area.
+//
+// [ExecutableOmits] lists what such an image leaves out: machine frames,
+// chained fragments, ret imm16, jumps out of epilogs (tail calls and
+// recursion), jumps into epilogs, dynamic allocations, and the r12 lea
+// forms Windows misreads. Everything else still varies: pushes of any
+// nonvolatile registers, frame registers with any offset, the small and
+// both large allocation forms (large frames take up to [MaxFrame] of
+// stack each, so the running thread needs a stack large enough for the
+// sum), SAVE_NONVOL(_FAR) and SAVE_XMM128(_FAR), version 2 unwind
+// information, handlers (never invoked), leaf unwind information for the
+// last function, and several epilogs per function with add or lea
+// deallocation and ret, rep ret or bnd ret. Only the prolog and the body
+// up to the call, or the loop, ever run; the epilogs are never reached: the
+// last function does not return.
+//
+// Images built without Executable are the same, byte for byte, as before
+// the flag existed.
+//
 // # Machine state
 //
 // Every [Inst] carries the [State] before it executes, relative to the

@@ -151,6 +151,7 @@ func (g *gen) chance(p float64) bool  { return g.rng.Float64() < p }
 func (g *gen) intn(n int) int         { return g.rng.IntN(n) }
 func (g *gen) between(lo, hi int) int { return lo + g.rng.IntN(hi-lo+1) }
 func (g *gen) has(f Feature) bool     { return g.cfg.has(f) }
+func (g *gen) exec() bool             { return g.cfg.Executable }
 func (b *fbuild) feature(f Feature)   { b.f.Features |= f }
 
 // otherFunction picks a function other than this one, or -1 if there is
@@ -174,7 +175,9 @@ func (g *gen) function(id int) *fbuild {
 	p.st.Unwindable = true
 
 	leafP, machP := 0.0, 0.0
-	if g.has(FeatLeaf) {
+	// An executable function other than the last one calls the next: it
+	// is never a leaf.
+	if g.has(FeatLeaf) && (!g.exec() || id == g.nfn-1) {
 		leafP = g.cfg.rate(FeatLeaf, 0.10)
 	}
 	if g.has(FeatMachineFrame) {
@@ -218,6 +221,11 @@ func (g *gen) function(id int) *fbuild {
 	}
 	b.intoEpilog = g.has(FeatJumpIntoEpilog) && g.chance(g.cfg.rate(FeatJumpIntoEpilog, 0.15))
 
+	if g.exec() {
+		b.assembleExec(p)
+		b.finishInfos(flags)
+		return b
+	}
 	b.assemble(p)
 	for _, e := range b.es[1:] {
 		b.assemble(e)
@@ -271,14 +279,20 @@ func (b *fbuild) planPrimary(p *ebuild) {
 		if g.chance(0.1) {
 			b.fo = uint8(g.intn(16))
 		}
-		b.alloca = g.chance(0.6)
+		b.alloca = !g.exec() && g.chance(0.6)
 		pl.movFrame = b.fo == 0 && g.chance(0.3)
 		b.feature(FeatFrameRegister)
 	}
 	large := g.has(FeatLargeFrame) && g.chance(g.cfg.rate(FeatLargeFrame, 0.06))
-	if b.fr != 0 || g.chance(0.85) {
+	if b.fr != 0 || g.exec() || g.chance(0.85) {
 		pl.alloc = allocSize(g, large)
-		if g.chance(0.7) && (8*uint32(len(pl.pushes))+pl.alloc+8)%16 != 0 {
+		if g.exec() && pl.alloc < HomeArea {
+			// The callee's home area, and room for saves above it.
+			pl.alloc += HomeArea
+		}
+		// An executable function keeps RSP 16-byte aligned below its
+		// fixed allocation, for its call and its movaps.
+		if (g.exec() || g.chance(0.7)) && (8*uint32(len(pl.pushes))+pl.alloc+8)%16 != 0 {
 			pl.alloc += 8
 		}
 		switch {
@@ -375,18 +389,24 @@ func (b *fbuild) pickSlot(e *ebuild, xmm, home bool) (uint32, bool) {
 	if xmm {
 		size = 16
 	}
+	// In an executable function the lowest HomeArea bytes of the
+	// allocation belong to the callee.
+	lo := uint32(0)
+	if g.exec() {
+		lo = HomeArea
+	}
 	for try := 0; try < 24; try++ {
 		var off uint32
 		if home && !xmm && g.chance(0.3) {
 			off = e.fbBelow + 8 + 8*uint32(g.intn(4))
 		} else {
-			if e.area < size {
+			if e.area < lo+size {
 				if home && !xmm {
 					continue
 				}
 				return 0, false
 			}
-			off = size * uint32(g.intn(int(e.area/size)))
+			off = lo + size*uint32(g.intn(int((e.area-lo)/size)))
 		}
 		below := int32(e.fbBelow) - int32(off)
 		if b.slots[below] || xmm && b.slots[below-8] {
@@ -1151,4 +1171,74 @@ func (b *fbuild) v2Codes(e *ebuild) ([]unwindinfo.Code, bool) {
 		codes = append(codes, unwindinfo.Code{Op: unwindinfo.UWOP_EPILOG})
 	}
 	return codes, true
+}
+
+// sysPause is the x86-64 Linux system call number of pause(2).
+const sysPause = 34
+
+// assembleExec generates the code of the primary entry e of an executable
+// function: the prolog, then blocks of straight-line body instructions,
+// each followed by an epilog. The first block holds the one call of the
+// next function or, in the last function, the loop on the pause system
+// call, always followed by at least one body instruction, so that the
+// return address lies in the body. The blocks after the first epilog are
+// never reached.
+func (b *fbuild) assembleExec(e *ebuild) {
+	g := b.g
+	if !b.leaf {
+		b.primaryProlog(e)
+	}
+	e.bodySt = e.st.clone()
+	nexit := 1
+	if g.chance(0.35) {
+		nexit += g.between(1, 2)
+	}
+	for x := 0; x < nexit; x++ {
+		n := g.between(2, 8)
+		at := -1
+		if x == 0 {
+			at = g.intn(n)
+		}
+		for i := 0; i < n; i++ {
+			if i == at {
+				b.execTransfer(e)
+			}
+			b.plainOp(e)
+		}
+		b.epilog(e, x == nexit-1)
+		e.st = e.bodySt.clone()
+	}
+}
+
+// execTransfer emits the call of the next function or, in the last
+// function, mov eax, 34; syscall; jmp back to the mov.
+func (b *fbuild) execTransfer(e *ebuild) {
+	if next := b.f.ID + 1; next < b.g.nfn {
+		e.emitFix(KindBody, []byte{0xe8, 0, 0, 0, 0}, 1, 4, symbol{kind: symFunc, fn: next}, "call %s", false)
+		return
+	}
+	loop := e.newLabel()
+	e.bind(loop)
+	bs, asm := encMovImm(rax, sysPause)
+	e.emit(KindBody, bs, asm)
+	e.emit(KindBody, []byte{0x0f, 0x05}, "syscall")
+	e.emitFix(KindBody, []byte{0xeb, 0}, 1, 1, symbol{kind: symInst, entry: e.idx, lab: loop}, "jmp %s", false)
+}
+
+// plainOp emits one harmless body instruction: a nop or an ALU operation
+// on volatile registers, a mov of an immediate, or a compare.
+func (b *fbuild) plainOp(e *ebuild) {
+	g := b.g
+	var bs []byte
+	var asm string
+	switch r := g.intn(10); {
+	case r < 6:
+		bo := bodyOps[g.intn(len(bodyOps))]
+		bs, asm = bo.b, bo.asm
+	case r < 8:
+		bs, asm = encMovImm(reg(g.intn(3)), g.rng.Uint32()>>g.intn(32))
+	default:
+		bs, asm = encCmpImm(int8(g.rng.Uint32()))
+	}
+	e.emit(KindBody, bs, asm)
 }

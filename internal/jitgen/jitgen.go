@@ -116,7 +116,23 @@ type Config struct {
 	// Rare lists features to generate at an eighth of their usual rate,
 	// so that they are covered without dominating.
 	Rare Feature
+	// Executable asks for code that really runs: a call chain in which
+	// function i calls function i+1 once, and the last function blocks
+	// for ever in the pause system call (see "Executable chains" in the
+	// package documentation). It implies Omit of [ExecutableOmits].
+	Executable bool
 }
+
+// ExecutableOmits are the features an executable image leaves out: code
+// that cannot run, or that leaves a function other than by returning.
+const ExecutableOmits = FeatMachineFrame | FeatChained | FeatRetImm | FeatJmp | FeatRecursion |
+	FeatR12Lea | FeatJumpIntoEpilog | FeatEmptyFragmentEpilog
+
+// HomeArea is the size of the home area (shadow space) a Windows x64
+// caller reserves above the return address for its callee's four register
+// arguments. An executable function leaves the lowest HomeArea bytes of its
+// fixed allocation to its callee.
+const HomeArea = 32
 
 func (c *Config) has(f Feature) bool { return c.Omit&f == 0 }
 

@@ -219,7 +219,12 @@ func decodeAt(img *Image, rva uint32) (x86asm.Inst, error) {
 // length and text, and that the unwind codes describe the prolog
 // instructions and the epilog descriptions the epilog bytes.
 func TestDisassembly(t *testing.T) {
-	img := build(t, Config{Functions: testFunctions(t)}, 4)
+	checkDisassembly(t, build(t, Config{Functions: testFunctions(t)}, 4))
+}
+
+// checkDisassembly checks every instruction, prolog and epilog of img.
+func checkDisassembly(t *testing.T, img *Image) {
+	t.Helper()
 	for _, f := range img.Functions {
 		for _, e := range f.Entries() {
 			at := e.Begin
@@ -512,7 +517,14 @@ func splitmix64(x uint64) uint64 {
 // boundary's State, and checks that the caller's state comes back where
 // State.Unwindable says it should.
 func TestUnwindStates(t *testing.T) {
-	img := build(t, Config{Functions: testFunctions(t)}, 5)
+	checkUnwindStates(t, build(t, Config{Functions: testFunctions(t)}, 5), 5)
+}
+
+// checkUnwindStates unwinds every instruction boundary of img from the
+// state its State describes, with random register values and entry stack
+// pointers drawn from seed.
+func checkUnwindStates(t *testing.T, img *Image, seed uint64) {
+	t.Helper()
 	const stackBase = 0x7ffe_0000_0000
 	const stackSize = 2*MaxFrame + 2*MaxAlloca + 1<<16
 	stack := make([]byte, stackSize)
@@ -523,7 +535,7 @@ func TestUnwindStates(t *testing.T) {
 	mem.Add(img.Base, img.Bytes)
 	mem.Add(stackBase, stack)
 	u := unwind.Unwinder{Memory: &mem, Functions: img}
-	rng := rand.New(rand.NewPCG(5, 5))
+	rng := rand.New(rand.NewPCG(seed, seed))
 	read := func(addr uint64) uint64 { return binary.LittleEndian.Uint64(stack[addr-stackBase:]) }
 
 	checked, skipped := 0, 0
