@@ -206,7 +206,8 @@ func (s *Stopped) seize(tid int) (*thread, error) {
 // wait waits until each thread of ts has stopped or exited, or timeout
 // has passed, and reads the registers of those that stopped.
 func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	nap := 10 * time.Microsecond
 	for len(ts) > 0 {
 		rest := ts[:0]
@@ -225,7 +226,7 @@ func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 			}
 			return
 		}
-		if nap >= time.Millisecond {
+		if nap >= time.Millisecond || time.Since(start) >= spinWait/2 {
 			// No news for a few milliseconds: another thread of this
 			// process may have taken the stop's wait status (a
 			// goroutine blocked in os.Process.Wait for a child gets
@@ -239,10 +240,21 @@ func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 			}
 			ts = rest
 		}
+		if time.Since(start) < spinWait {
+			// The threads were interrupted a moment ago and stop within
+			// microseconds: yield the CPU to them rather than sleep,
+			// which costs a timer's granularity.
+			unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			continue
+		}
 		time.Sleep(nap)
 		nap = min(2*nap, time.Millisecond)
 	}
 }
+
+// spinWait is how long wait yields the CPU between looks before it
+// sleeps between them.
+const spinWait = time.Millisecond
 
 // stoppedUnseen reports whether t is in a ptrace stop whose wait status
 // someone else collected, and if so reads its registers.
@@ -368,7 +380,15 @@ func (s *Stopped) close() error {
 		return nil
 	}
 	err := tr.do(s.detachAll)
-	tr.stop()
+	clean := err == nil
+	for _, t := range s.threads {
+		clean = clean && !t.attached
+	}
+	if clean {
+		putTracer(tr) // it traces nothing: the next Stop may use its thread
+	} else {
+		tr.stop() // ending its thread detaches what is left
+	}
 	return err
 }
 
@@ -456,7 +476,39 @@ type tracer struct {
 	reqs chan func()
 }
 
+// idleTracer keeps the tracer of the last Stopped closed cleanly (one
+// that traces nothing any more), so that the next Stop does not start an
+// OS thread (about 100 µs); there is at most one.
+var idleTracer struct {
+	mu sync.Mutex
+	tr *tracer
+}
+
+// putTracer keeps tr for the next Stop, or ends it if one is kept.
+func putTracer(tr *tracer) {
+	idleTracer.mu.Lock()
+	if idleTracer.tr == nil {
+		idleTracer.tr, tr = tr, nil
+	}
+	idleTracer.mu.Unlock()
+	if tr != nil {
+		tr.stop()
+	}
+}
+
+// startTracer returns the idle tracer, or starts one.
 func startTracer() *tracer {
+	idleTracer.mu.Lock()
+	tr := idleTracer.tr
+	idleTracer.tr = nil
+	idleTracer.mu.Unlock()
+	if tr != nil {
+		return tr
+	}
+	return newTracer()
+}
+
+func newTracer() *tracer {
 	t := &tracer{reqs: make(chan func())}
 	go t.serve()
 	return t
