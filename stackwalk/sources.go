@@ -12,6 +12,7 @@ import (
 
 	"github.com/fntable/fntable/cfi"
 	"github.com/fntable/fntable/functable/remote"
+	"github.com/fntable/fntable/internal/procmaps"
 	"github.com/fntable/fntable/peimage"
 	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/unwind"
@@ -77,6 +78,8 @@ type Sources struct {
 	dyn   unwind.FunctionTable // the hook, then the published tables
 	cfi   *cfi.Cache
 
+	exec [][2]uint64 // a live process's executable mappings, sorted; nil when unknown
+
 	mu  sync.Mutex
 	pe  map[uint64]*peImage // by 64 KiB block of a PC: the image there, or nil
 	elf map[uint64]*elfModule
@@ -133,6 +136,7 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 			return nil, fmt.Errorf("list modules of process %d: %w", pid, err)
 		}
 		s.mods = mods
+		s.exec = executableRanges(maps)
 	} else if t != nil {
 		if err := t.Modules(func(m target.Module) bool { s.mods = append(s.mods, m); return true }); err != nil {
 			return nil, fmt.Errorf("list modules: %w", err)
@@ -185,6 +189,32 @@ func readPublished(pid int, mapsText []byte, mem unwind.Memory) ([]*remote.Snaps
 		snaps = append(snaps, sn)
 	}
 	return snaps, errs
+}
+
+// executableRanges returns the executable mappings of a maps listing,
+// in address order.
+func executableRanges(maps []byte) [][2]uint64 {
+	var r [][2]uint64
+	procmaps.Scan(bytes.NewReader(maps), func(_ int, l procmaps.Line, err error) error {
+		if err == nil && l.Executable() {
+			r = append(r, [2]uint64{l.Start, l.End})
+		}
+		return nil
+	})
+	if r == nil {
+		r = [][2]uint64{}
+	}
+	return r
+}
+
+// executable reports whether pc is in an executable mapping; true when
+// the mappings are not known (a dump).
+func (s *Sources) executable(pc uint64) bool {
+	if s.exec == nil {
+		return true
+	}
+	i := sort.Search(len(s.exec), func(i int) bool { return s.exec[i][1] > pc })
+	return i < len(s.exec) && pc >= s.exec[i][0]
 }
 
 // Snapshots returns the published function table lists read from the

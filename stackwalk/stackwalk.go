@@ -78,6 +78,10 @@ var (
 	ErrLoop = errors.New("frames repeat")
 	// ErrTooManyFrames: the walk reached its frame limit.
 	ErrTooManyFrames = errors.New("frame limit reached")
+	// ErrNotCode: the caller's PC is in no executable mapping of a live
+	// process (a return address read from a slot that holds something
+	// else).
+	ErrNotCode = errors.New("return address is not in executable memory")
 )
 
 // FrameError is the error that ended a walk: which frame could not be
@@ -211,6 +215,14 @@ func (w *Walker) step() {
 		// The unwind data marks the outermost frame, or the return
 		// address is 0 (Windows' outermost frames return to 0).
 		w.done = true
+		return
+	}
+	// The caller's PC must be code: a return address read from a slot
+	// that held something else (the end of a stack that no unwind data
+	// marks as the end, such as a Go runtime thread's) ends the walk
+	// here rather than adding a frame that is not one.
+	if !w.s.executable(ctx.Rip) {
+		w.fail(i, cur.PC, fmt.Errorf("%w: %#x (%s)", ErrNotCode, ctx.Rip, st.how))
 		return
 	}
 	// Guards: the stack grows down, so the caller's SP is above ours,
