@@ -77,12 +77,9 @@ scope 1, or CAP_SYS_PTRACE).`,
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
-			return c.usagef("want exactly one PID")
-		}
-		pid, err := strconv.Atoi(fs.Arg(0))
-		if err != nil || pid <= 0 {
-			return c.usagef("bad PID %q", fs.Arg(0))
+		pid, err := c.parsePID(fs.Args())
+		if err != nil {
+			return err
 		}
 		if *maxFrames <= 0 {
 			return c.usagef("--max-frames must be positive")
@@ -99,18 +96,37 @@ scope 1, or CAP_SYS_PTRACE).`,
 		if cfg.symbols {
 			symbolizeStacks(res, cfg, stderr)
 		}
-		w := bufio.NewWriter(stdout)
-		if *asJSON {
-			err = writeStacksJSON(w, res)
-		} else {
-			writeStacksText(w, res)
-		}
-		if ferr := w.Flush(); err == nil {
-			err = ferr
-		}
-		return err
+		return writeListing(stdout, *asJSON, res, func(w io.Writer) { writeStacksText(w, res) })
 	}
 	return c
+}
+
+// writeListing writes v to stdout as one JSON document, or as text
+// through text, buffered.
+func writeListing(stdout io.Writer, asJSON bool, v any, text func(io.Writer)) error {
+	w := bufio.NewWriter(stdout)
+	var err error
+	if asJSON {
+		err = json.NewEncoder(w).Encode(v)
+	} else {
+		text(w)
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// parsePID parses the one PID argument of c.
+func (c *command) parsePID(args []string) (int, error) {
+	if len(args) != 1 {
+		return 0, c.usagef("want exactly one PID")
+	}
+	pid, err := strconv.Atoi(args[0])
+	if err != nil || pid <= 0 {
+		return 0, c.usagef("bad PID %q", args[0])
+	}
+	return pid, nil
 }
 
 type stackConfig struct {
@@ -298,11 +314,6 @@ func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
 			}
 		}
 	}
-}
-
-func writeStacksJSON(w io.Writer, res *stackResult) error {
-	enc := json.NewEncoder(w)
-	return enc.Encode(res)
 }
 
 func writeStacksText(w io.Writer, res *stackResult) {

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
@@ -45,27 +42,15 @@ With --json the output is one document:
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
-			return c.usagef("want exactly one PID")
-		}
-		pid, err := strconv.Atoi(fs.Arg(0))
-		if err != nil || pid <= 0 {
-			return c.usagef("bad PID %q", fs.Arg(0))
+		pid, err := c.parsePID(fs.Args())
+		if err != nil {
+			return err
 		}
 		res, err := readTables(pid)
 		if err != nil {
 			return err
 		}
-		w := bufio.NewWriter(stdout)
-		if *asJSON {
-			err = json.NewEncoder(w).Encode(res)
-		} else {
-			writeTablesText(w, res)
-		}
-		if ferr := w.Flush(); err == nil {
-			err = ferr
-		}
-		return err
+		return writeListing(stdout, *asJSON, res, func(w io.Writer) { writeTablesText(w, res) })
 	}
 	return c
 }

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,23 +53,8 @@ func floorCycle(b *testing.B, pid int, buf []byte) {
 // uses, for a side-by-side reading: what Stop costs beyond the system
 // calls it cannot avoid on this machine.
 func BenchmarkStopFloor(b *testing.B) {
-	small, large := startChild(b, 3), startChild(b, 15)
 	buf := make([]byte, 8<<10)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var tSmall, tLarge time.Duration
-	n := 0
-	for b.Loop() {
-		t0 := time.Now()
-		floorCycle(b, small.pid, buf)
-		t1 := time.Now()
-		floorCycle(b, large.pid, buf)
-		tSmall += t1.Sub(t0)
-		tLarge += time.Since(t1)
-		n++
-	}
-	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
-	b.ReportMetric(us(tSmall), "µs/stop-1+4")
-	b.ReportMetric(us(tLarge), "µs/stop-1+16")
-	b.ReportMetric((us(tLarge)-us(tSmall))/12, "µs/extra-thread")
+	benchSizes(b, func(pid int) { floorCycle(b, pid, buf) })
 }

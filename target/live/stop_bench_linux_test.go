@@ -38,19 +38,25 @@ func stopCycle(b *testing.B, pid int, buf []byte) {
 
 // BenchmarkStop stops a child of 1+4 threads and one of 1+16 threads in
 // turn (Stop, the registers of every thread, an 8 KiB read under each
-// stack pointer, Close) and reports the time of each and the cost of a
-// thread: the difference divided by the 12 extra threads.
+// stack pointer, Close).
 func BenchmarkStop(b *testing.B) {
+	buf := make([]byte, 8<<10)
+	benchSizes(b, func(pid int) { stopCycle(b, pid, buf) })
+}
+
+// benchSizes runs cycle on a child of 1+4 threads and one of 1+16
+// threads in turn and reports the time of each and the cost of a thread:
+// the difference divided by the 12 extra threads.
+func benchSizes(b *testing.B, cycle func(pid int)) {
 	// The child has its main thread, a "deep" thread and the workers.
 	small, large := startChild(b, 3), startChild(b, 15)
-	buf := make([]byte, 8<<10)
 	var tSmall, tLarge time.Duration
 	n := 0
 	for b.Loop() {
 		t0 := time.Now()
-		stopCycle(b, small.pid, buf)
+		cycle(small.pid)
 		t1 := time.Now()
-		stopCycle(b, large.pid, buf)
+		cycle(large.pid)
 		tSmall += t1.Sub(t0)
 		tLarge += time.Since(t1)
 		n++
