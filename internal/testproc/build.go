@@ -94,6 +94,15 @@ func BuildJIT(t testing.TB) string {
 	return buildGo(t, "jitprog", "CGO_ENABLED=1")
 }
 
+// BuildJITGen builds testdata/jitgenprog (a cgo main package of this
+// module, which imports packages jitgen and functable) with go build and
+// CGO_ENABLED=1 and returns the path of the binary, which is cached.
+func BuildJITGen(t testing.TB) string {
+	t.Helper()
+	testenv.Tool(t, "gcc")
+	return buildGo(t, "jitgenprog", "CGO_ENABLED=1")
+}
+
 // buildGo builds the main package testdata/name with env added to the
 // environment. The cache key covers the sources of every package outside
 // the standard library that the program is built from, as go list -deps

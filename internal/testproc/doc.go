@@ -29,6 +29,15 @@
 //     blocked in read. The prologs (pushes, a frame register, saves with
 //     mov) are listed in its main.go. Flags: -noregistry leaves the code
 //     unregistered, -T seconds.
+//   - testdata/jitgenprog ([BuildJITGen]): a cgo program that builds an
+//     executable call chain of N functions with package jitgen
+//     (Config.Executable, seeded by -seed), maps it read-execute,
+//     registers its RUNTIME_FUNCTIONs with a published
+//     functable.Registry, and runs it on one C thread, jitgen:
+//     jitgen_thread_main → f0 → f1 → … → f<N-1>, which loops on a raw
+//     syscall instruction (pause). jitgen_thread_main calls f0 through a
+//     pointer to an ms_abi function, so the chain is entered as Windows
+//     code is. Flags: -seed S, -n N (default 12), -T seconds.
 //   - testdata/winspin.c ([StartWine]): a Windows program built with
 //     MinGW-w64 and run under Wine, spinning in main → f1 → f2 → f3.
 //
@@ -46,7 +55,9 @@
 // [altstack <lo>-<hi>]"; goprog: "thread <tid> read depth <D> wait read"
 // (its other goroutines are announced as "goroutine <role> depth <D>",
 // which only Lines keeps); jitprog: "thread <tid> <jit-pause|jit-callback>
-// wait <pause|read> depth 3". A subject writes its ready line only once
+// wait <pause|read> depth 3"; jitgenprog: "thread <tid> jitgen seed <S>
+// n <N> wait pause depth <N>", and "jit f<i> <begin> <end>" for the
+// function with jitgen ID i. A subject writes its ready line only once
 // every announced thread is blocked in its system call, as
 // /proc/self/task/TID/syscall shows.
 //
@@ -85,6 +96,11 @@
 // jit_thread_main. The Windows model does: TestJIT unwinds from gdb's
 // first generated frame with the published table and package unwind to
 // jit_thread_main.
+//
+// On jitgenprog (N ≥ 2), gdb likewise stops in the generated code: frame 0 is
+// in f<N-1>, and frame 1 has PC 0, unless f<N-1> is a leaf (no unwind
+// codes, the return address at RSP): then frame 1 is right, in f<N-2>,
+// and frame 2 has PC 0.
 //
 // On winspin.exe under Wine, gdb knows no PE unwind information: frame 0
 // is in f3 and frame 1 in f2 (f3 is a leaf, so the return address is at
