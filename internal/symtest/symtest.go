@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/fntable/fntable/internal/buildcache"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -87,74 +88,6 @@ func testdata(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "testdata")
 }
 
-// cacheRoot returns the cache directory, creating it.
-func cacheRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		unavailable(t, "needs a user cache directory: %v", err)
-	}
-	dir = filepath.Join(dir, "fntable", "symtest")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("symtest: %v", err)
-	}
-	return dir
-}
-
-// builds memoizes build results in this process by cache directory.
-var builds sync.Map // string → *buildResult
-
-type buildResult struct {
-	once sync.Once
-	err  error
-}
-
-// cached returns the directory named name-hash(key) in the cache, running
-// build in a fresh temporary directory and renaming it into place when it
-// is not there yet. Another process racing to build the same entry wins or
-// loses the rename; either way the entry is complete.
-func cached(t testing.TB, name string, key []string, build func(dir string) error) string {
-	t.Helper()
-	root := cacheRoot(t)
-	h := sha256.New()
-	for _, k := range key {
-		fmt.Fprintf(h, "%d:%s\n", len(k), k)
-	}
-	final := filepath.Join(root, name+"-"+hex.EncodeToString(h.Sum(nil))[:16])
-	v, _ := builds.LoadOrStore(final, &buildResult{})
-	br := v.(*buildResult)
-	br.once.Do(func() {
-		if _, err := os.Stat(filepath.Join(final, ".complete")); err == nil {
-			return
-		}
-		tmp, err := os.MkdirTemp(root, ".tmp-"+name+"-")
-		if err != nil {
-			br.err = err
-			return
-		}
-		defer os.RemoveAll(tmp)
-		if err := build(tmp); err != nil {
-			br.err = err
-			return
-		}
-		if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-			br.err = err
-			return
-		}
-		if err := os.Rename(tmp, final); err != nil {
-			// Another process made it first (the rename of a directory
-			// onto a non-empty one fails); use theirs.
-			if _, serr := os.Stat(filepath.Join(final, ".complete")); serr != nil {
-				br.err = fmt.Errorf("rename %s: %w", final, err)
-			}
-		}
-	})
-	if br.err != nil {
-		t.Fatalf("symtest: build %s: %v", name, br.err)
-	}
-	return final
-}
-
 // hashFiles returns the contents of the files under dir, for cache keys.
 func hashFiles(t testing.TB, dir string) string {
 	t.Helper()
@@ -205,7 +138,7 @@ func SQLite(t testing.TB) string {
 	t.Helper()
 	tool(t, "gcc")
 	src := filepath.Join(testdata(t), "sqliteprog")
-	dir := cached(t, "sqlite", []string{hashFiles(t, src), goVersion(t), toolVersion(t, "gcc"), "go build -o sqlite"},
+	dir := buildcache.Dir(t, "symtest", "sqlite", []string{hashFiles(t, src), goVersion(t), toolVersion(t, "gcc"), "go build -o sqlite"},
 		func(tmp string) error {
 			return run(src, []string{"CGO_ENABLED=1", "GOWORK=off", "GOFLAGS=-mod=readonly"}, "go", "build", "-o", filepath.Join(tmp, "sqlite"), ".")
 		})
@@ -219,7 +152,7 @@ func CPP(t testing.TB) string {
 	t.Helper()
 	src := filepath.Join(testdata(t), "cppprog")
 	args := []string{"-g", "-O2", "-o", "cpp", filepath.Join(src, "main.cpp")}
-	dir := cached(t, "cpp", append([]string{hashFiles(t, src), toolVersion(t, "g++")}, args...),
+	dir := buildcache.Dir(t, "symtest", "cpp", append([]string{hashFiles(t, src), toolVersion(t, "g++")}, args...),
 		func(tmp string) error {
 			return run(tmp, nil, "g++", args...)
 		})
@@ -229,7 +162,7 @@ func CPP(t testing.TB) string {
 func goProgram(t testing.TB, name string, ldflags string) string {
 	t.Helper()
 	src := filepath.Join(testdata(t), "goprog")
-	dir := cached(t, name, []string{hashFiles(t, src), goVersion(t), "go build -ldflags=" + ldflags},
+	dir := buildcache.Dir(t, "symtest", name, []string{hashFiles(t, src), goVersion(t), "go build -ldflags=" + ldflags},
 		func(tmp string) error {
 			return run(src, []string{"GOWORK=off", "GOFLAGS=", "CGO_ENABLED=0"}, "go", "build", "-ldflags="+ldflags, "-o", filepath.Join(tmp, name), "main.go")
 		})
@@ -254,7 +187,7 @@ func splitDir(t testing.TB) string {
 	src := filepath.Join(testdata(t), "splitprog")
 	cc := []string{"-g", "-O2", "-Wl,--build-id", "-o", "split", filepath.Join(src, "main.c")}
 	key := append([]string{hashFiles(t, src), toolVersion(t, "gcc"), toolVersion(t, "objcopy")}, cc...)
-	return cached(t, "split", key, func(tmp string) error {
+	return buildcache.Dir(t, "symtest", "split", key, func(tmp string) error {
 		if err := run(tmp, nil, "gcc", cc...); err != nil {
 			return err
 		}
@@ -381,7 +314,7 @@ func Symbolize(t testing.TB, exe string, addrs []uint64, flags ...string) []Resu
 	}
 	args := append([]string{"--output-style=JSON", "--inlines", "--obj=" + exe}, flags...)
 	key := []string{version, hex.EncodeToString(sum[:]), strings.Join(flags, " "), in.String()}
-	dir := cached(t, "llvm", key, func(tmp string) error {
+	dir := buildcache.Dir(t, "symtest", "llvm", key, func(tmp string) error {
 		cmd := exec.Command(llvm, args...)
 		cmd.Stdin = bytes.NewReader(in.Bytes())
 		var stderr bytes.Buffer

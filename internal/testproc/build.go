@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/fntable/fntable/internal/buildcache"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +70,7 @@ func BuildC(t testing.TB, variant CVariant) string {
 	}
 	args := append(variant.Flags(), "-o", "threads", "threads.c")
 	key := []string{"gcc", toolVersion(t, gcc, "--version"), string(data), strings.Join(args, " ")}
-	dir := cached(t, "threads-"+variant.String(), key, func(tmp string) error {
+	dir := buildcache.Dir(t, "testproc", "threads-"+variant.String(), key, func(tmp string) error {
 		if err := os.WriteFile(filepath.Join(tmp, "threads.c"), data, 0o644); err != nil {
 			return err
 		}
@@ -143,7 +144,7 @@ func buildGo(t testing.TB, name string, env ...string) string {
 	if strings.Contains(strings.Join(env, " "), "CGO_ENABLED=1") {
 		key = append(key, toolVersion(t, testenv.Tool(t, "gcc"), "--version"))
 	}
-	dir := cached(t, name, key, func(tmp string) error {
+	dir := buildcache.Dir(t, "testproc", name, key, func(tmp string) error {
 		return run(root, env, goTool, "build", "-o", filepath.Join(tmp, name), pkg)
 	})
 	return filepath.Join(dir, name)
@@ -181,65 +182,6 @@ func toolVersion(t testing.TB, tool string, args ...string) string {
 	v, _, _ := strings.Cut(string(out), "\n")
 	versions.Store(k, v)
 	return v
-}
-
-// builds memoizes build outcomes in this process by cache directory.
-var builds sync.Map // string → *buildOnce
-
-type buildOnce struct {
-	once sync.Once
-	err  error
-}
-
-// cached returns the cache directory named name-hash(key), running build
-// in a fresh temporary directory and renaming it into place when it is not
-// there yet. Another process racing to build the same entry wins or loses
-// the rename; either way the entry is complete.
-func cached(t testing.TB, name string, key []string, build func(dir string) error) string {
-	t.Helper()
-	base, err := os.UserCacheDir()
-	if err != nil {
-		testenv.Unavailable(t, "needs a user cache directory: %v", err)
-	}
-	root := filepath.Join(base, "fntable", "testproc")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatalf("testproc: %v", err)
-	}
-	h := sha256.New()
-	for _, k := range key {
-		fmt.Fprintf(h, "%d:%s\n", len(k), k)
-	}
-	final := filepath.Join(root, name+"-"+hex.EncodeToString(h.Sum(nil))[:16])
-	v, _ := builds.LoadOrStore(final, &buildOnce{})
-	b := v.(*buildOnce)
-	b.once.Do(func() {
-		if _, err := os.Stat(filepath.Join(final, ".complete")); err == nil {
-			return
-		}
-		tmp, err := os.MkdirTemp(root, ".tmp-"+name+"-")
-		if err != nil {
-			b.err = err
-			return
-		}
-		defer os.RemoveAll(tmp)
-		if err := build(tmp); err != nil {
-			b.err = err
-			return
-		}
-		if err := os.WriteFile(filepath.Join(tmp, ".complete"), nil, 0o644); err != nil {
-			b.err = err
-			return
-		}
-		if err := os.Rename(tmp, final); err != nil {
-			if _, serr := os.Stat(filepath.Join(final, ".complete")); serr != nil {
-				b.err = fmt.Errorf("rename %s: %w", final, err)
-			}
-		}
-	})
-	if b.err != nil {
-		t.Fatalf("testproc: build %s: %v", name, b.err)
-	}
-	return final
 }
 
 // run runs name with args in dir, with env added to the environment.
