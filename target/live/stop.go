@@ -188,6 +188,7 @@ type thread struct {
 	fp       bool           // ctx's XMM registers and MXCSR have been read
 	attached bool           // seized: Close must detach it
 	stopped  bool           // in a ptrace-stop
+	detached bool           // detached by PTRACE_DETACH while stopped
 	sig      int            // signal to deliver when detaching (a signal-delivery-stop)
 
 	inSyscall bool // stopped inside a system call (orig_rax is a call number)

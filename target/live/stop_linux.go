@@ -380,14 +380,19 @@ func (s *Stopped) close() error {
 		return nil
 	}
 	err := tr.do(s.detachAll)
+	// The tracer's thread serves the next Stop only if every thread was
+	// stopped and detached: one that exited (or was killed) while traced
+	// may still wait for its tracer to reap it, and its process's exit
+	// waits for that. Ending the tracer's thread makes the kernel release
+	// them all.
 	clean := err == nil
 	for _, t := range s.threads {
-		clean = clean && !t.attached
+		clean = clean && t.detached
 	}
 	if clean {
-		putTracer(tr) // it traces nothing: the next Stop may use its thread
+		putTracer(tr)
 	} else {
-		tr.stop() // ending its thread detaches what is left
+		tr.stop()
 	}
 	return err
 }
@@ -426,7 +431,7 @@ func (s *Stopped) detachAll() error {
 		}
 		switch err {
 		case nil:
-			t.attached, t.stopped = false, false
+			t.attached, t.stopped, t.detached = false, false, true
 		case unix.ESRCH:
 			// Killed meanwhile. A thread other than the main one waits
 			// for its tracer to reap it, and its process's exit waits
