@@ -173,6 +173,13 @@ func TestLiveGo(t *testing.T) {
 		}
 		t.Logf("thread %d: %d frames equal to gdb's", tid, n)
 	}
+	// Every thread of the Go runtime ends where Go's own traceback does
+	// (runtime.goexit, runtime.mstart), without an error.
+	for tid, s := range ours {
+		if s.err != nil {
+			t.Errorf("thread %d: walk ended with %v:%s", tid, s.err, formatFrames(s.frames))
+		}
+	}
 }
 
 // TestLiveJIT walks through generated code that only the published

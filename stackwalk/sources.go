@@ -191,6 +191,18 @@ func readPublished(pid int, mapsText []byte, mem unwind.Memory) ([]*remote.Snaps
 	return snaps, errs
 }
 
+// goTop reports whether pc is in a function of a Go binary where Go's own
+// tracebacks end (runtime.goexit, runtime.mstart): the outermost frame of
+// a goroutine or of a Go runtime thread.
+func (s *Sources) goTop(pc uint64) bool {
+	m, ok := s.Module(pc)
+	if !ok {
+		return false
+	}
+	em := s.elfAt(m)
+	return em != nil && len(em.top) > 0 && em.topFrame(pc)
+}
+
 // executableRanges returns the executable mappings of a maps listing,
 // in address order.
 func executableRanges(maps []byte) [][2]uint64 {

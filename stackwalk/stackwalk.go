@@ -194,6 +194,10 @@ func (w *Walker) step() {
 		w.done = true // a start context with no PC: nothing to unwind
 		return
 	}
+	if i > 0 && w.s.goTop(cur.SymbolPC) {
+		w.done = true // where Go's own traceback ends
+		return
+	}
 	lookup := cur.PC
 	if i > 0 && !cur.Interrupted {
 		lookup = cur.PC - 1
