@@ -38,7 +38,21 @@ func goTopFrames(ef *elf.File) [][2]uint64 {
 		return nil
 	}
 	data, err := io.ReadAll(sec.Open())
-	if err != nil || len(data) < goHeaderPclnOff+8 {
+	if err != nil {
+		return nil
+	}
+	text := goText(ef)
+	if text == 0 {
+		return nil
+	}
+	return parseGoTopFrames(data, text)
+}
+
+// parseGoTopFrames returns the ranges of the top-frame functions of the
+// pclntab data, whose entry offsets are relative to text; nil when data
+// is not a pclntab this reader knows.
+func parseGoTopFrames(data []byte, text uint64) [][2]uint64 {
+	if len(data) < goHeaderPclnOff+8 {
 		return nil
 	}
 	le := binary.LittleEndian
@@ -48,10 +62,6 @@ func goTopFrames(ef *elf.File) [][2]uint64 {
 	nfunc := le.Uint64(data[8:])
 	pcln := le.Uint64(data[goHeaderPclnOff:])
 	if nfunc > maxGoFuncs || pcln > uint64(len(data)) || (uint64(len(data))-pcln)/8 < nfunc+1 {
-		return nil
-	}
-	text := goText(ef)
-	if text == 0 {
 		return nil
 	}
 	tab := data[pcln:]
@@ -70,18 +80,19 @@ func goTopFrames(ef *elf.File) [][2]uint64 {
 	return top
 }
 
-// goText returns the address _func.entryOff is relative to: the symbol
-// runtime.text, or the start of .text when the symbol table is gone.
+// goText returns the address _func.entryOff is relative to, the symbol
+// runtime.text; 0 when the symbol table is gone. The start of .text is
+// not a safe guess: an externally linked (cgo) binary puts C code first,
+// and a wrong base would end walks in the middle of a stack.
 func goText(ef *elf.File) uint64 {
-	if syms, err := ef.Symbols(); err == nil {
-		for _, s := range syms {
-			if s.Name == "runtime.text" {
-				return s.Value
-			}
-		}
+	syms, err := ef.Symbols()
+	if err != nil {
+		return 0
 	}
-	if t := ef.Section(".text"); t != nil {
-		return t.Addr
+	for _, s := range syms {
+		if s.Name == "runtime.text" {
+			return s.Value
+		}
 	}
 	return 0
 }
