@@ -27,8 +27,18 @@
 // A walk ends with an error, never a hang, on corrupted stacks: the stack
 // pointer must increase from frame to frame unless the unwind data
 // describes a stack switch (a signal frame on an alternate stack, a
-// machine frame), a frame may not repeat, and a walk has at most
-// [Options.MaxFrames] frames (default [DefaultMaxFrames]).
+// machine frame), a frame may not repeat, a walk has at most
+// [Options.MaxFrames] frames (default [DefaultMaxFrames]), and on a live
+// process a return address outside every executable mapping ends it
+// ([ErrNotCode]).
+//
+// # The end of a stack
+//
+// A walk ends without an error where the unwind data says the stack
+// ends: a return address of 0 (Windows), an undefined return-address rule
+// in the CFI (glibc's _start and thread start), or, in a Go binary, a
+// function its pclntab flags as a top frame (runtime.goexit,
+// runtime.mstart), where Go's own tracebacks end.
 //
 // Reference: "x64 exception handling" (Microsoft Learn) for the function
 // tables; DWARF 5 §6.4 and the LSB's "Exception Frames" for the CFI;
