@@ -5,11 +5,14 @@
 package buildcache
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -77,4 +80,22 @@ func Dir(t testing.TB, area, name string, key []string, build func(dir string) e
 		t.Fatalf("%s: build %s: %v", area, name, b.err)
 	}
 	return final
+}
+
+// Run runs name with args in dir, with env added to the environment, for
+// a build step; its error quotes the end of the command's output.
+func Run(dir string, env []string, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := out.String()
+		if len(msg) > 4096 {
+			msg = msg[len(msg)-4096:]
+		}
+		return fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, msg)
+	}
+	return nil
 }

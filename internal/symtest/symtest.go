@@ -111,22 +111,6 @@ func hashFiles(t testing.TB, dir string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func run(dir string, env []string, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		msg := out.String()
-		if len(msg) > 4096 {
-			msg = msg[len(msg)-4096:]
-		}
-		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, msg)
-	}
-	return nil
-}
-
 func goVersion(t testing.TB) string { return toolVersion(t, "go", "env", "GOVERSION") }
 
 // SQLite returns the path of a cgo program that embeds SQLite through
@@ -140,7 +124,7 @@ func SQLite(t testing.TB) string {
 	src := filepath.Join(testdata(t), "sqliteprog")
 	dir := buildcache.Dir(t, "symtest", "sqlite", []string{hashFiles(t, src), goVersion(t), toolVersion(t, "gcc"), "go build -o sqlite"},
 		func(tmp string) error {
-			return run(src, []string{"CGO_ENABLED=1", "GOWORK=off", "GOFLAGS=-mod=readonly"}, "go", "build", "-o", filepath.Join(tmp, "sqlite"), ".")
+			return buildcache.Run(src, []string{"CGO_ENABLED=1", "GOWORK=off", "GOFLAGS=-mod=readonly"}, "go", "build", "-o", filepath.Join(tmp, "sqlite"), ".")
 		})
 	return filepath.Join(dir, "sqlite")
 }
@@ -154,7 +138,7 @@ func CPP(t testing.TB) string {
 	args := []string{"-g", "-O2", "-o", "cpp", filepath.Join(src, "main.cpp")}
 	dir := buildcache.Dir(t, "symtest", "cpp", append([]string{hashFiles(t, src), toolVersion(t, "g++")}, args...),
 		func(tmp string) error {
-			return run(tmp, nil, "g++", args...)
+			return buildcache.Run(tmp, nil, "g++", args...)
 		})
 	return filepath.Join(dir, "cpp")
 }
@@ -164,7 +148,7 @@ func goProgram(t testing.TB, name string, ldflags string) string {
 	src := filepath.Join(testdata(t), "goprog")
 	dir := buildcache.Dir(t, "symtest", name, []string{hashFiles(t, src), goVersion(t), "go build -ldflags=" + ldflags},
 		func(tmp string) error {
-			return run(src, []string{"GOWORK=off", "GOFLAGS=", "CGO_ENABLED=0"}, "go", "build", "-ldflags="+ldflags, "-o", filepath.Join(tmp, name), "main.go")
+			return buildcache.Run(src, []string{"GOWORK=off", "GOFLAGS=", "CGO_ENABLED=0"}, "go", "build", "-ldflags="+ldflags, "-o", filepath.Join(tmp, name), "main.go")
 		})
 	return filepath.Join(dir, name)
 }
@@ -188,13 +172,13 @@ func splitDir(t testing.TB) string {
 	cc := []string{"-g", "-O2", "-Wl,--build-id", "-o", "split", filepath.Join(src, "main.c")}
 	key := append([]string{hashFiles(t, src), toolVersion(t, "gcc"), toolVersion(t, "objcopy")}, cc...)
 	return buildcache.Dir(t, "symtest", "split", key, func(tmp string) error {
-		if err := run(tmp, nil, "gcc", cc...); err != nil {
+		if err := buildcache.Run(tmp, nil, "gcc", cc...); err != nil {
 			return err
 		}
-		if err := run(tmp, nil, "objcopy", "--only-keep-debug", "split", "split.debug"); err != nil {
+		if err := buildcache.Run(tmp, nil, "objcopy", "--only-keep-debug", "split", "split.debug"); err != nil {
 			return err
 		}
-		if err := run(tmp, nil, "objcopy", "--strip-all", "--add-gnu-debuglink=split.debug", "split"); err != nil {
+		if err := buildcache.Run(tmp, nil, "objcopy", "--strip-all", "--add-gnu-debuglink=split.debug", "split"); err != nil {
 			return err
 		}
 		f, err := elf.Open(filepath.Join(tmp, "split.debug"))

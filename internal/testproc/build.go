@@ -74,7 +74,7 @@ func BuildC(t testing.TB, variant CVariant) string {
 		if err := os.WriteFile(filepath.Join(tmp, "threads.c"), data, 0o644); err != nil {
 			return err
 		}
-		return run(tmp, nil, gcc, args...)
+		return buildcache.Run(tmp, nil, gcc, args...)
 	})
 	return filepath.Join(dir, "threads")
 }
@@ -145,7 +145,7 @@ func buildGo(t testing.TB, name string, env ...string) string {
 		key = append(key, toolVersion(t, testenv.Tool(t, "gcc"), "--version"))
 	}
 	dir := buildcache.Dir(t, "testproc", name, key, func(tmp string) error {
-		return run(root, env, goTool, "build", "-o", filepath.Join(tmp, name), pkg)
+		return buildcache.Run(root, env, goTool, "build", "-o", filepath.Join(tmp, name), pkg)
 	})
 	return filepath.Join(dir, name)
 }
@@ -182,21 +182,4 @@ func toolVersion(t testing.TB, tool string, args ...string) string {
 	v, _, _ := strings.Cut(string(out), "\n")
 	versions.Store(k, v)
 	return v
-}
-
-// run runs name with args in dir, with env added to the environment.
-func run(dir string, env []string, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		msg := out.String()
-		if len(msg) > 4096 {
-			msg = msg[len(msg)-4096:]
-		}
-		return fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, msg)
-	}
-	return nil
 }
