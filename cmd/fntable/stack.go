@@ -153,8 +153,8 @@ type threadStack struct {
 }
 
 type stackFrame struct {
-	PC           hexAddr       `json:"pc"`
-	SP           hexAddr       `json:"sp"`
+	PC           hexUint       `json:"pc"`
+	SP           hexUint       `json:"sp"`
 	CFA          optAddr       `json:"cfa"`
 	How          string        `json:"how"`
 	Module       optString     `json:"module"`
@@ -173,13 +173,6 @@ type inlineFrame struct {
 	Column   int       `json:"column"`
 }
 
-// hexAddr marshals as a "0x..." string.
-type hexAddr uint64
-
-func (a hexAddr) MarshalJSON() ([]byte, error) {
-	return []byte(`"0x` + strconv.FormatUint(uint64(a), 16) + `"`), nil
-}
-
 // optAddr is an address that may be unknown: "0x..." or null in JSON.
 // Frames keep these by value, not as pointers: one allocation fewer each,
 // which counts on deep stacks of many threads.
@@ -192,7 +185,7 @@ func (a optAddr) MarshalJSON() ([]byte, error) {
 	if !a.ok {
 		return []byte("null"), nil
 	}
-	return hexAddr(a.v).MarshalJSON()
+	return hexUint(a.v).MarshalJSON()
 }
 
 // optString is a string that may be unknown: a string or null in JSON.
@@ -240,7 +233,7 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 		w := src.WalkThread(th.ID)
 		for w.Next() {
 			f := w.Frame()
-			sf := stackFrame{PC: hexAddr(f.PC), SP: hexAddr(f.SP), How: f.How.String(), Inline: []inlineFrame{}, symbolPC: f.SymbolPC}
+			sf := stackFrame{PC: hexUint(f.PC), SP: hexUint(f.SP), How: f.How.String(), Inline: []inlineFrame{}, symbolPC: f.SymbolPC}
 			if f.CFA != 0 {
 				sf.CFA = optAddr{f.CFA, true}
 			}

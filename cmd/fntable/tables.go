@@ -61,22 +61,22 @@ type tablesResult struct {
 }
 
 type tableList struct {
-	Address    hexAddr     `json:"address"`
+	Address    hexUint     `json:"address"`
 	Generation uint64      `json:"generation"`
 	Error      *string     `json:"error"`
 	Tables     []tableInfo `json:"tables"`
 }
 
 type tableInfo struct {
-	Record     hexAddr  `json:"record"`
+	Record     hexUint  `json:"record"`
 	Type       string   `json:"type"`
 	Growable   bool     `json:"growable"`
-	Minimum    hexAddr  `json:"minimum"`
-	Maximum    hexAddr  `json:"maximum"`
-	Base       hexAddr  `json:"base"`
+	Minimum    hexUint  `json:"minimum"`
+	Maximum    hexUint  `json:"maximum"`
+	Base       hexUint  `json:"base"`
 	Entries    uint32   `json:"entries"`
 	MaxEntries uint32   `json:"max_entries"`
-	Identifier *hexAddr `json:"identifier"`
+	Identifier *hexUint `json:"identifier"`
 	Provider   *string  `json:"provider"`
 	Status     string   `json:"status"`
 }
@@ -93,7 +93,7 @@ func readTables(pid int) (*tablesResult, error) {
 	defer mem.Close()
 	res := &tablesResult{Pid: pid, Lists: []tableList{}}
 	for _, m := range maps {
-		l := tableList{Address: hexAddr(m.Addr), Tables: []tableInfo{}}
+		l := tableList{Address: hexUint(m.Addr), Tables: []tableInfo{}}
 		snap, err := remote.Read(mem, m)
 		if err != nil {
 			l.Error = ptr(err.Error())
@@ -103,12 +103,12 @@ func readTables(pid int) (*tablesResult, error) {
 		l.Generation = snap.Generation
 		for _, t := range snap.Tables {
 			ti := tableInfo{
-				Record: hexAddr(t.Record), Type: t.Type.String(), Growable: t.Growable,
-				Minimum: hexAddr(t.MinimumAddress), Maximum: hexAddr(t.MaximumAddress), Base: hexAddr(t.BaseAddress),
+				Record: hexUint(t.Record), Type: t.Type.String(), Growable: t.Growable,
+				Minimum: hexUint(t.MinimumAddress), Maximum: hexUint(t.MaximumAddress), Base: hexUint(t.BaseAddress),
 				Entries: t.EntryCount, MaxEntries: t.MaximumEntryCount, Status: "ok",
 			}
 			if t.Type == functable.RF_CALLBACK {
-				ti.Identifier = ptr(hexAddr(t.Identifier()))
+				ti.Identifier = ptr(hexUint(t.Identifier()))
 				ti.Entries, ti.MaxEntries = 0, 0
 				ti.Status = "callback: entries come from the provider, which is not loaded"
 				if t.OutOfProcessCallbackDll == "" {
