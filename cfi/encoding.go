@@ -66,7 +66,7 @@ func (c *cursor) readRaw(enc uint8, addrSize int) uint64 {
 		}
 		return c.U64()
 	case DW_EH_PE_uleb128:
-		return c.uleb()
+		return c.ULEB128()
 	case DW_EH_PE_udata2:
 		return uint64(c.U16())
 	case DW_EH_PE_udata4:
@@ -74,7 +74,7 @@ func (c *cursor) readRaw(enc uint8, addrSize int) uint64 {
 	case DW_EH_PE_udata8, DW_EH_PE_sdata8:
 		return c.U64()
 	case DW_EH_PE_sleb128:
-		return uint64(c.sleb())
+		return uint64(c.SLEB128())
 	case DW_EH_PE_sdata2:
 		return uint64(int64(int16(c.U16())))
 	case DW_EH_PE_sdata4:

@@ -165,7 +165,7 @@ func eval(expr []byte, env *evalEnv, push ...uint64) (uint64, error) {
 		case op >= DW_OP_reg0 && op <= DW_OP_reg0+31, op == DW_OP_regx:
 			r := int(op - DW_OP_reg0)
 			if op == DW_OP_regx {
-				r = regNum(c.uleb())
+				r = regNum(c.ULEB128())
 			}
 			v, ok := regValue(env.ctx, r)
 			if !ok && c.Err() == nil {
@@ -177,9 +177,9 @@ func eval(expr []byte, env *evalEnv, push ...uint64) (uint64, error) {
 		case op >= DW_OP_breg0 && op <= DW_OP_breg0+31, op == DW_OP_bregx:
 			r := int(op - DW_OP_breg0)
 			if op == DW_OP_bregx {
-				r = regNum(c.uleb())
+				r = regNum(c.ULEB128())
 			}
-			off := c.sleb()
+			off := c.SLEB128()
 			v, ok := regValue(env.ctx, r)
 			if !ok && c.Err() == nil {
 				return 0, bad("expression reads register without a value", r)
@@ -210,9 +210,9 @@ func eval(expr []byte, env *evalEnv, push ...uint64) (uint64, error) {
 		case DW_OP_const8u, DW_OP_const8s:
 			stack[sp] = c.U64()
 		case DW_OP_constu:
-			stack[sp] = c.uleb()
+			stack[sp] = c.ULEB128()
 		case DW_OP_consts:
-			stack[sp] = uint64(c.sleb())
+			stack[sp] = uint64(c.SLEB128())
 		case DW_OP_call_frame_cfa:
 			if !env.haveCFA {
 				return 0, bad("DW_OP_call_frame_cfa where the CFA is not known", nil)
@@ -261,7 +261,7 @@ func eval(expr []byte, env *evalEnv, push ...uint64) (uint64, error) {
 		case DW_OP_not:
 			*top = ^*top
 		case DW_OP_plus_uconst:
-			*top += c.uleb()
+			*top += c.ULEB128()
 		case DW_OP_and:
 			a &= b
 		case DW_OP_or:

@@ -216,12 +216,12 @@ func (s *section) parseCIE(off int) *cie {
 			return fail(&FormatError{Off: int64(c.pos() - 2), Msg: s.name + ": unsupported address size", Val: ci.addrSize})
 		}
 	}
-	ci.codeAlign = c.uleb()
-	ci.dataAlign = c.sleb()
+	ci.codeAlign = c.ULEB128()
+	ci.dataAlign = c.SLEB128()
 	if ci.version == 1 {
 		ci.raReg = uint64(c.U8())
 	} else {
-		ci.raReg = c.uleb()
+		ci.raReg = c.ULEB128()
 	}
 	if c.Err() != nil {
 		return fail(readerErr(&c.Reader))
@@ -232,7 +232,7 @@ func (s *section) parseCIE(off int) *cie {
 	aug := strings.TrimPrefix(ci.aug, "eh")
 	if strings.HasPrefix(aug, "z") {
 		ci.hasAugData = true
-		n := c.uleb()
+		n := c.ULEB128()
 		if c.Err() == nil && n > uint64(c.Len()) {
 			return fail(&FormatError{Off: int64(c.pos()), Msg: s.name + ": augmentation data longer than the CIE", Val: n})
 		}
@@ -327,7 +327,7 @@ func (s *section) parseFDE(e entry) (*fde, error) {
 		rng = c.readRaw(DW_EH_PE_absptr, ci.addrSize)
 	}
 	if ci.hasAugData {
-		n := c.uleb()
+		n := c.ULEB128()
 		if c.Err() == nil && n > uint64(c.Len()) {
 			return nil, &FormatError{Off: int64(c.pos()), Msg: s.name + ": augmentation data longer than the FDE", Val: n}
 		}

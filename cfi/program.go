@@ -83,7 +83,7 @@ func (m *machine) run(insns []byte, off int, pc uint64, rows *[]Row) error {
 		}
 	}
 	block := func() []byte {
-		n := c.uleb()
+		n := c.ULEB128()
 		if n > uint64(c.Len()) {
 			c.Fail(&FormatError{Msg: "expression longer than its entry", Val: n})
 			return nil
@@ -99,7 +99,7 @@ func (m *machine) run(insns []byte, off int, pc uint64, rows *[]Row) error {
 		case DW_CFA_advance_loc:
 			newLoc, isAdvance = m.loc+uint64(op&0x3f)*ci.codeAlign, true
 		case DW_CFA_offset:
-			set(uint64(op&0x3f), Rule{Kind: RuleOffset, Offset: int64(c.uleb()) * ci.dataAlign})
+			set(uint64(op&0x3f), Rule{Kind: RuleOffset, Offset: int64(c.ULEB128()) * ci.dataAlign})
 		case DW_CFA_restore:
 			m.restore(uint64(op & 0x3f))
 		default:
@@ -125,29 +125,29 @@ func (m *machine) run(insns []byte, off int, pc uint64, rows *[]Row) error {
 			case DW_CFA_MIPS_advance_loc8:
 				newLoc, isAdvance = m.loc+c.U64()*ci.codeAlign, true
 			case DW_CFA_offset_extended:
-				reg := c.uleb()
-				set(reg, Rule{Kind: RuleOffset, Offset: int64(c.uleb()) * ci.dataAlign})
+				reg := c.ULEB128()
+				set(reg, Rule{Kind: RuleOffset, Offset: int64(c.ULEB128()) * ci.dataAlign})
 			case DW_CFA_offset_extended_sf:
-				reg := c.uleb()
-				set(reg, Rule{Kind: RuleOffset, Offset: c.sleb() * ci.dataAlign})
+				reg := c.ULEB128()
+				set(reg, Rule{Kind: RuleOffset, Offset: c.SLEB128() * ci.dataAlign})
 			case DW_CFA_GNU_negative_offset_extended:
-				reg := c.uleb()
-				set(reg, Rule{Kind: RuleOffset, Offset: -int64(c.uleb()) * ci.dataAlign})
+				reg := c.ULEB128()
+				set(reg, Rule{Kind: RuleOffset, Offset: -int64(c.ULEB128()) * ci.dataAlign})
 			case DW_CFA_val_offset:
-				reg := c.uleb()
-				set(reg, Rule{Kind: RuleValOffset, Offset: int64(c.uleb()) * ci.dataAlign})
+				reg := c.ULEB128()
+				set(reg, Rule{Kind: RuleValOffset, Offset: int64(c.ULEB128()) * ci.dataAlign})
 			case DW_CFA_val_offset_sf:
-				reg := c.uleb()
-				set(reg, Rule{Kind: RuleValOffset, Offset: c.sleb() * ci.dataAlign})
+				reg := c.ULEB128()
+				set(reg, Rule{Kind: RuleValOffset, Offset: c.SLEB128() * ci.dataAlign})
 			case DW_CFA_restore_extended:
-				m.restore(c.uleb())
+				m.restore(c.ULEB128())
 			case DW_CFA_undefined:
-				set(c.uleb(), Rule{Kind: RuleUndefined})
+				set(c.ULEB128(), Rule{Kind: RuleUndefined})
 			case DW_CFA_same_value:
-				set(c.uleb(), Rule{Kind: RuleSameValue})
+				set(c.ULEB128(), Rule{Kind: RuleSameValue})
 			case DW_CFA_register:
-				reg := c.uleb()
-				set(reg, Rule{Kind: RuleRegister, Reg: regNum(c.uleb())})
+				reg := c.ULEB128()
+				set(reg, Rule{Kind: RuleRegister, Reg: regNum(c.ULEB128())})
 			case DW_CFA_remember_state:
 				if len(m.saved) >= MaxStateDepth {
 					return fmt.Errorf("cfi: %s: DW_CFA_remember_state at offset %#x nests deeper than %d: %w", s.name, opOff, MaxStateDepth, ErrLimit)
@@ -160,29 +160,29 @@ func (m *machine) run(insns []byte, off int, pc uint64, rows *[]Row) error {
 				m.st = m.saved[len(m.saved)-1]
 				m.saved = m.saved[:len(m.saved)-1]
 			case DW_CFA_def_cfa:
-				reg := c.uleb()
-				m.st.cfa = Rule{Kind: RuleCFA, Reg: regNum(reg), Offset: int64(c.uleb())}
+				reg := c.ULEB128()
+				m.st.cfa = Rule{Kind: RuleCFA, Reg: regNum(reg), Offset: int64(c.ULEB128())}
 			case DW_CFA_def_cfa_sf:
-				reg := c.uleb()
-				m.st.cfa = Rule{Kind: RuleCFA, Reg: regNum(reg), Offset: c.sleb() * ci.dataAlign}
+				reg := c.ULEB128()
+				m.st.cfa = Rule{Kind: RuleCFA, Reg: regNum(reg), Offset: c.SLEB128() * ci.dataAlign}
 			case DW_CFA_def_cfa_register:
 				// Valid only after a register-based rule; a CFA
 				// expression is replaced, keeping the last offset.
-				m.st.cfa = Rule{Kind: RuleCFA, Reg: regNum(c.uleb()), Offset: m.st.cfa.Offset}
+				m.st.cfa = Rule{Kind: RuleCFA, Reg: regNum(c.ULEB128()), Offset: m.st.cfa.Offset}
 			case DW_CFA_def_cfa_offset:
-				m.st.cfa.Offset = int64(c.uleb())
+				m.st.cfa.Offset = int64(c.ULEB128())
 			case DW_CFA_def_cfa_offset_sf:
-				m.st.cfa.Offset = c.sleb() * ci.dataAlign
+				m.st.cfa.Offset = c.SLEB128() * ci.dataAlign
 			case DW_CFA_def_cfa_expression:
 				m.st.cfa = Rule{Kind: RuleCFAExpression, Expr: block()}
 			case DW_CFA_expression:
-				reg := c.uleb()
+				reg := c.ULEB128()
 				set(reg, Rule{Kind: RuleExpression, Expr: block()})
 			case DW_CFA_val_expression:
-				reg := c.uleb()
+				reg := c.ULEB128()
 				set(reg, Rule{Kind: RuleValExpression, Expr: block()})
 			case DW_CFA_GNU_args_size:
-				c.uleb() // the size of outgoing arguments: no effect on the rules
+				c.ULEB128() // the size of outgoing arguments: no effect on the rules
 			default:
 				return &FormatError{Off: int64(opOff), Msg: s.name + ": unknown call frame instruction", Val: fmt.Sprintf("%#x", op)}
 			}

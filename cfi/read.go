@@ -20,49 +20,6 @@ func newCursor(name string, data []byte, off, end int, addr uint64) cursor {
 // pos returns the section offset of the next byte.
 func (c *cursor) pos() int { return c.base + c.Off() }
 
-var errLEB = &FormatError{Msg: "LEB128 value too long"}
-
-// uleb reads an unsigned LEB128 value. Bits beyond 64 are dropped.
-func (c *cursor) uleb() uint64 {
-	var v uint64
-	var shift uint
-	for {
-		b := c.U8()
-		if c.Err() != nil {
-			return 0
-		}
-		if shift < 64 {
-			v |= uint64(b&0x7f) << shift
-		}
-		shift += 7
-		if b&0x80 == 0 {
-			return v
-		}
-	}
-}
-
-// sleb reads a signed LEB128 value. Bits beyond 64 are dropped.
-func (c *cursor) sleb() int64 {
-	var v uint64
-	var shift uint
-	for {
-		b := c.U8()
-		if c.Err() != nil {
-			return 0
-		}
-		if shift < 64 {
-			v |= uint64(b&0x7f) << shift
-		}
-		shift += 7
-		if b&0x80 == 0 {
-			if shift < 64 && b&0x40 != 0 {
-				v |= ^uint64(0) << shift
-			}
-			return int64(v)
-		}
-	}
-}
-
 // cstring reads a NUL-terminated string of at most max bytes.
 func (c *cursor) cstring(max int) string {
 	rest := c.data[min(c.Off(), len(c.data)):]

@@ -134,3 +134,42 @@ func (r *Reader) U64() uint64 {
 	r.off += 8
 	return v
 }
+
+// ULEB128 reads an unsigned LEB128 value (DWARF 5 §7.6). Bits beyond 64
+// are dropped; a value that runs past the end is an error.
+func (r *Reader) ULEB128() uint64 {
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		b := r.U8()
+		if r.err != nil {
+			return 0
+		}
+		if shift < 64 {
+			v |= uint64(b&0x7f) << shift
+		}
+		if b&0x80 == 0 {
+			return v
+		}
+	}
+}
+
+// SLEB128 reads a signed LEB128 value (DWARF 5 §7.6). Bits beyond 64 are
+// dropped; a value that runs past the end is an error.
+func (r *Reader) SLEB128() int64 {
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		b := r.U8()
+		if r.err != nil {
+			return 0
+		}
+		if shift < 64 {
+			v |= uint64(b&0x7f) << shift
+		}
+		if b&0x80 == 0 {
+			if shift+7 < 64 && b&0x40 != 0 {
+				v |= ^uint64(0) << (shift + 7)
+			}
+			return int64(v)
+		}
+	}
+}
