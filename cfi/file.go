@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/unwind"
 )
 
@@ -104,7 +105,7 @@ func NewFile(r io.ReaderAt) (*File, error) {
 // file offsets equal to offsets from base, such as the vDSO. It copies
 // the sections it needs before it returns and does not keep mem.
 func NewFileFromMemory(mem unwind.Memory, base uint64) (*File, error) {
-	f, err := NewFile(&memReaderAt{mem: mem, base: base})
+	f, err := NewFile(memory.ReaderAt(mem, base, MaxSectionSize))
 	if err != nil {
 		return nil, err
 	}
@@ -113,26 +114,6 @@ func NewFileFromMemory(mem unwind.Memory, base uint64) (*File, error) {
 	}
 	f.elf = nil
 	return f, nil
-}
-
-// memReaderAt is an io.ReaderAt over a Memory, from base.
-type memReaderAt struct {
-	mem  unwind.Memory
-	base uint64
-}
-
-func (m *memReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off > MaxSectionSize {
-		return 0, io.EOF
-	}
-	n, err := m.mem.ReadMemory(p, m.base+uint64(off))
-	if n < 0 || n > len(p) {
-		n = 0
-	}
-	if n < len(p) && err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
 }
 
 // Close closes the file Open opened; for a File from NewFile it does

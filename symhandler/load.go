@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fntable/fntable/memory"
 	"hash/crc32"
 	"io"
 	"os"
@@ -258,7 +259,7 @@ func (h *Handler) openImage(ctx context.Context, m *Module, file string, dsl *De
 		}
 	}
 	if m.req.InMemory || file == "" && m.Size > 0 && h.cfg.Target != nil {
-		r := &memReaderAt{h: h, base: m.Base, size: m.Size}
+		r := memory.ReaderAt(h, m.Base, m.Size)
 		var magic [4]byte
 		if _, err := r.ReadAt(magic[:], 0); err == nil {
 			return r, nil, nil
@@ -382,30 +383,6 @@ func crcMatches(f *os.File, crc uint32) bool {
 		return false
 	}
 	return hsh.Sum32() == crc
-}
-
-// memReaderAt reads an in-memory image through the handler's ReadMemory.
-type memReaderAt struct {
-	h          *Handler
-	base, size uint64
-}
-
-func (r *memReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || uint64(off) >= r.size {
-		return 0, io.EOF
-	}
-	want := len(p)
-	if rest := r.size - uint64(off); uint64(len(p)) > rest {
-		p = p[:rest]
-	}
-	n, err := r.h.ReadMemory(p, r.base+uint64(off))
-	if n == len(p) && n < want {
-		return n, io.EOF
-	}
-	if n < len(p) && err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
 }
 
 // closers closes several things once.
