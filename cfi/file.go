@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/fntable/fntable/memory"
+	"github.com/fntable/fntable/symfile/debugfile"
 	"github.com/fntable/fntable/unwind"
 )
 
@@ -80,7 +81,7 @@ func NewFile(r io.ReaderAt) (*File, error) {
 		return nil, fmt.Errorf("cfi: %v %v %v: %w", ef.Class, ef.Data, ef.Machine, ErrUnsupported)
 	}
 	f := &File{elf: ef}
-	f.buildID = buildID(ef)
+	f.buildID = debugfile.BuildID(ef)
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {
 			f.linkBase, f.hasLoad = p.Vaddr-p.Off, true
@@ -291,43 +292,6 @@ func readCapped(r io.Reader, name string) ([]byte, error) {
 		return nil, fmt.Errorf("cfi: section %s over %d bytes: %w", name, MaxSectionSize, ErrLimit)
 	}
 	return data, nil
-}
-
-// buildID returns the NT_GNU_BUILD_ID note of ef, or nil.
-func buildID(ef *elf.File) []byte {
-	var notes [][]byte
-	for _, s := range ef.Sections {
-		if s.Type == elf.SHT_NOTE && s.Size < 1<<16 {
-			if b, err := s.Data(); err == nil {
-				notes = append(notes, b)
-			}
-		}
-	}
-	if len(notes) == 0 {
-		for _, p := range ef.Progs {
-			if p.Type == elf.PT_NOTE && p.Filesz < 1<<16 {
-				if b, err := io.ReadAll(p.Open()); err == nil {
-					notes = append(notes, b)
-				}
-			}
-		}
-	}
-	for _, b := range notes {
-		for len(b) >= 12 {
-			namesz, descsz, typ := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:]), binary.LittleEndian.Uint32(b[8:])
-			b = b[12:]
-			nameEnd := (uint64(namesz) + 3) &^ 3
-			descEnd := nameEnd + (uint64(descsz)+3)&^3
-			if descEnd > uint64(len(b)) {
-				break
-			}
-			if typ == 3 && namesz == 4 && string(b[:4]) == "GNU\x00" && descsz > 0 {
-				return slices.Clone(b[nameEnd : nameEnd+uint64(descsz)])
-			}
-			b = b[descEnd:]
-		}
-	}
-	return nil
 }
 
 // hdrTable is the binary search table of .eh_frame_hdr. Reference: LSB
