@@ -125,9 +125,9 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	// A live process: its maps, read once, give both the modules and
 	// the published function table lists.
 	var maps []byte
-	pid, isLive := 0, false
+	pid := 0
 	if p, ok := t.(interface{ Pid() int }); ok {
-		pid, isLive = p.Pid(), true
+		pid = p.Pid()
 		maps, _ = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
 	}
 	if maps != nil {
@@ -148,8 +148,8 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	}
 	if opts.DynamicTables != nil {
 		tables = append(tables, opts.DynamicTables)
-	} else if isLive {
-		snaps, errs := readPublished(pid, maps, s.mem)
+	} else if maps != nil {
+		snaps, errs := readPublished(maps, s.mem)
 		for _, e := range errs {
 			s.logf("%v", e)
 		}
@@ -164,17 +164,10 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	return s, nil
 }
 
-// readPublished reads every list process pid publishes, found in its
-// maps (read again when nil). Lists that cannot be read are reported and
-// skipped.
-func readPublished(pid int, mapsText []byte, mem unwind.Memory) ([]*remote.Snapshot, []error) {
-	var maps []remote.Mapping
-	var err error
-	if mapsText != nil {
-		maps, err = remote.ParseMaps(bytes.NewReader(mapsText))
-	} else {
-		maps, err = remote.Find(pid)
-	}
+// readPublished reads every list a process publishes, found in its maps
+// listing. Lists that cannot be read are reported and skipped.
+func readPublished(mapsText []byte, mem unwind.Memory) ([]*remote.Snapshot, []error) {
+	maps, err := remote.ParseMaps(bytes.NewReader(mapsText))
 	if err != nil {
 		return nil, []error{err}
 	}
