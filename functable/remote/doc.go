@@ -5,10 +5,11 @@
 // LookupFunctionEntry for the tables whose entries it holds.
 //
 // Callback tables (RF_CALLBACK) have no entries in the list: a snapshot
-// reports them (identifier, range, provider library) but its
-// LookupFunctionEntry answers nothing for their ranges. Resolving them
-// means calling the out-of-process provider library they name, which is
-// the job of the provider package, not of this one.
+// reports them (identifier, range, provider library), and resolves them
+// through a [Provider] given to [Snapshot.UseProvider], which calls the
+// out-of-process provider library each names (package provider loads it,
+// if the trust list allows). Without a Provider, LookupFunctionEntry
+// answers nothing for their ranges.
 //
 // # Finding the list
 //

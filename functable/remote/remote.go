@@ -63,6 +63,9 @@ type Snapshot struct {
 	Tables         []Table // in list (registration) order
 	Retries        int     // copies discarded because the list changed during them
 
+	provider    Provider // resolves callback tables, or nil
+	providerPid int      // the process, for provider
+
 	byMin   []int // indexes of Tables with a nonempty range, by MinimumAddress
 	overlap bool  // some ranges overlap: search Tables in list order
 }
@@ -85,6 +88,7 @@ type Table struct {
 	Entries                 []unwindinfo.RuntimeFunction
 
 	sorted      *unwind.SortedTable // the entries, for lookups
+	res         *resolution         // what a provider gave, for RF_CALLBACK
 	array       uint64              // offset of the entry array in the copy
 	dll, dllLen uint64              // offset and length in units of the path in the copy
 }
@@ -438,7 +442,9 @@ func (l *list) record(off uint64) (t Table, flink, blink uint64, err error) {
 // list is known to have no overlapping objects, so that what it
 // allocates is bounded by the list's size.
 func (l *list) decode(t *Table) error {
-	if t.Type != functable.RF_CALLBACK {
+	if t.Type == functable.RF_CALLBACK {
+		t.res = new(resolution)
+	} else {
 		t.Entries = make([]unwindinfo.RuntimeFunction, t.EntryCount)
 		er := binread.New("function table entries", l.b[t.array:], int64(t.array))
 		for i := range t.Entries {
@@ -542,11 +548,18 @@ func (s *Snapshot) Table(pc uint64) *Table {
 
 // LookupFunctionEntry implements unwind.FunctionTable: the entry for pc of
 // the table whose range contains pc, and the table's base address. Callback
-// tables answer nothing here (their entries come from a provider). Entries
-// are returned as they are; unwind.Lookup resolves indirect ones.
+// tables answer through the snapshot's Provider (see
+// [Snapshot.UseProvider]), and nothing without one. Entries are returned as
+// they are; unwind.Lookup resolves indirect ones.
 func (s *Snapshot) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, uint64, bool) {
 	t := s.Table(pc)
-	if t == nil || t.sorted == nil {
+	if t == nil {
+		return nil, 0, false
+	}
+	if t.Type == functable.RF_CALLBACK {
+		return s.callbackLookup(t, pc)
+	}
+	if t.sorted == nil {
 		return nil, 0, false
 	}
 	return t.sorted.LookupFunctionEntry(pc)
