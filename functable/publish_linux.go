@@ -399,12 +399,14 @@ func (p *mapPublisher) close() error {
 	return nil
 }
 
-// setNativeCallback records in the published list the C function pointer
-// and context of a callback table registered through a C API, for
-// readers that use the DYNAMIC_FUNCTION_TABLE Callback and Context fields
-// (the registry itself keeps calling the Go callback). It does nothing if
-// the registry does not publish.
-func (t *Table) setNativeCallback(callback, context uint64) error {
+// PublishNativeCallback records in the published list the callback and
+// context of callback table t as the native (C) values that the
+// DYNAMIC_FUNCTION_TABLE Callback and Context fields hold on Windows:
+// addresses in this process that out-of-process readers, and the provider
+// library the table names, may use to find the JIT's own metadata (the
+// registry itself keeps calling the Go callback). It does nothing if the
+// registry does not publish.
+func (t *Table) PublishNativeCallback(callback, context uint64) error {
 	r := t.reg
 	if r == nil {
 		return ErrNotRegistered

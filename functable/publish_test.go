@@ -167,10 +167,10 @@ func TestPublishRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cb.setNativeCallback(0x5555aaaa0000, 0x1234); err != nil {
+	if err := cb.PublishNativeCallback(0x5555aaaa0000, 0x1234); err != nil {
 		t.Fatal(err)
 	}
-	if err := sorted.setNativeCallback(1, 2); !errors.Is(err, ErrBadTable) {
+	if err := sorted.PublishNativeCallback(1, 2); !errors.Is(err, ErrBadTable) {
 		t.Errorf("native callback on a sorted table: %v", err)
 	}
 	recs := records(t, p)

@@ -3,7 +3,7 @@
 package main
 
 /*
-#cgo CFLAGS: -O2 -Wall
+#cgo CFLAGS: -O2 -Wall -I${SRCDIR}/include
 #include <stdlib.h>
 #include "fntable_impl.h"
 */
@@ -275,6 +275,12 @@ func (l *library) installCallback(id, base uint64, length uint32, callback, cont
 	defer l.mu.Unlock()
 	t, err := l.reg.InstallFunctionTableCallback(id, base, length, call, context, path)
 	if err != nil {
+		return err
+	}
+	// Out-of-process readers and providers see the C callback and its
+	// Context in the published record, as in Windows' DYNAMIC_FUNCTION_TABLE.
+	if err := t.PublishNativeCallback(uint64(callback), uint64(context)); err != nil {
+		l.reg.DeleteFunctionTable(t)
 		return err
 	}
 	l.add(&record{kind: kindCallback, ident: id, table: t, base: base, callback: callback, context: context})

@@ -126,7 +126,7 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inc, err := filepath.Abs(".")
+	inc, err := filepath.Abs("include")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ int main() {
 	if err := os.WriteFile(src, []byte(prog), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	inc, err := filepath.Abs(".")
+	inc, err := filepath.Abs("include")
 	if err != nil {
 		t.Fatal(err)
 	}

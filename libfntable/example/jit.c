@@ -15,7 +15,7 @@
  * It prints what it checks and exits 0 if everything held, 1 otherwise.
  *
  * Build (see ../README.md), from the directory holding libfntable.so:
- *   cc -std=c11 -O2 -fno-omit-frame-pointer -I.. jit.c -L. -lfntable -Wl,-rpath,'$ORIGIN' -lpthread -o jit
+ *   cc -std=c11 -O2 -fno-omit-frame-pointer -I../include jit.c -L. -lfntable -Wl,-rpath,'$ORIGIN' -lpthread -o jit
  */
 #define _GNU_SOURCE
 #include <inttypes.h>

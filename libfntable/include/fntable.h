@@ -466,6 +466,69 @@ DWORD FntableLastError(void);
         fntable_ctx_->Rbp = fntable_fp_[0];                                               \
     } while (0)
 
+/* ---- Out-of-process function table callbacks (provider libraries) ----
+ *
+ * A debugger or profiler in another process reads a target's dynamic function
+ * tables from the list the library publishes (see "Publishing" above). A
+ * callback table has no entries there: RtlInstallFunctionTableCallback's
+ * OutOfProcessCallbackDll names a provider library, and the tool loads that
+ * library (only if the path is on its trust list, as Windows only loads those
+ * under the KnownFunctionTableDlls registry key) and calls its export:
+ *
+ *   DWORD OutOfProcessFunctionTableCallback(intptr_t Process, PVOID TableAddress,
+ *                                           PDWORD Entries, PRUNTIME_FUNCTION *Functions);
+ *
+ * Process is the target's process ID (on Windows, a process handle).
+ * TableAddress is the address, in the target, of the table's record (an
+ * FNTABLE_DYNAMIC_FUNCTION_TABLE below): it is not readable in the provider's
+ * address space, so the provider reads the record, and whatever JIT
+ * metadata it leads to (its Context field, for example), from the target's
+ * memory itself, with process_vm_readv(2) or /proc/PID/mem. It stores the
+ * number of entries in *Entries and an array of them in *Functions, allocated
+ * with malloc(3): the caller frees it with free(3). The entries are RVAs from
+ * the record's BaseAddress, sorted by BeginAddress, inside [MinimumAddress,
+ * MaximumAddress); their UnwindData RVAs point into the target's memory. It
+ * returns STATUS_SUCCESS (0), or an NTSTATUS failure (>= 0x80000000) and no
+ * array. The tool checks every answer before it uses it.
+ *
+ * A provider may be called from any thread, and, with fntable's
+ * --isolate-providers, in a helper process of its own. It should not keep
+ * state between calls: the tool may unload it.
+ */
+
+/* The name of the export, and its type (winnt.h). */
+#define OUT_OF_PROCESS_FUNCTION_TABLE_CALLBACK_EXPORT_NAME "OutOfProcessFunctionTableCallback"
+typedef DWORD (*POUT_OF_PROCESS_FUNCTION_TABLE_CALLBACK)(intptr_t Process, PVOID TableAddress, PDWORD Entries,
+                                                        PRUNTIME_FUNCTION *Functions);
+
+/* Table types (FUNCTION_TABLE_TYPE): the record's Type. */
+#define RF_SORTED 0
+#define RF_UNSORTED 1
+#define RF_CALLBACK 2
+
+/* A record of the published list: the x64 DYNAMIC_FUNCTION_TABLE of Windows
+   (0x58 bytes) and two fields of fntable's. Every address is in the target's
+   address space, so they are integers here, not pointers. */
+typedef struct _FNTABLE_DYNAMIC_FUNCTION_TABLE {
+    DWORD64 Flink, Blink;           /* LIST_ENTRY: the next and previous records */
+    DWORD64 FunctionTable;          /* entry array; the TableIdentifier of an RF_CALLBACK table */
+    LONGLONG TimeStamp;             /* registration time (FILETIME) */
+    DWORD64 MinimumAddress;         /* the range covered: [MinimumAddress, MaximumAddress) */
+    DWORD64 MaximumAddress;
+    DWORD64 BaseAddress;            /* the entries' RVAs are relative to it */
+    DWORD64 Callback;               /* the PGET_RUNTIME_FUNCTION_CALLBACK of a C caller, or 0 */
+    DWORD64 Context;                /* its Context argument, or 0 */
+    DWORD64 OutOfProcessCallbackDll; /* NUL-terminated UTF-16 path of the provider, or 0 */
+    DWORD Type;                     /* RF_SORTED, RF_UNSORTED or RF_CALLBACK */
+    DWORD EntryCount;               /* valid entries (0 for RF_CALLBACK) */
+    DWORD MaximumEntryCount;        /* room in the array (fntable) */
+    DWORD Flags;                    /* bit 0: growable (fntable) */
+} FNTABLE_DYNAMIC_FUNCTION_TABLE;
+
+FNTABLE_STATIC_ASSERT(sizeof(FNTABLE_DYNAMIC_FUNCTION_TABLE) == 0x60, "FNTABLE_DYNAMIC_FUNCTION_TABLE is 0x60 bytes");
+FNTABLE_STATIC_ASSERT(offsetof(FNTABLE_DYNAMIC_FUNCTION_TABLE, Context) == 0x40, "Context is at 0x40");
+FNTABLE_STATIC_ASSERT(offsetof(FNTABLE_DYNAMIC_FUNCTION_TABLE, Type) == 0x50, "Type is at 0x50");
+
 #ifdef __cplusplus
 }
 #endif
