@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
-	"sort"
 	"sync"
 
 	"github.com/fntable/fntable/cfi"
@@ -17,7 +16,7 @@ type elfModule struct {
 	f    *cfi.File
 	bias uint64      // run-time address − link-time address
 	path string      // the file the CFI was read from, "" for an image in memory
-	top  [][2]uint64 // a Go binary's top-frame functions, link-time, sorted (see goTopFrames)
+	goFuncs []goFunc // a Go binary's special functions, link-time, sorted (see goFuncs)
 
 	debugOnce sync.Once // looks for a separate debug file at the first miss
 }
@@ -53,14 +52,6 @@ func (em *elfModule) step(s *Sources, ctx *unwind.Context, lookupPC uint64) (cfi
 		return res, false, nil
 	}
 	return em.f.Step(ctx, em.bias, lookupPC, s.mem)
-}
-
-// topFrame reports whether pc (run-time) is in a function where Go's
-// own tracebacks end.
-func (em *elfModule) topFrame(pc uint64) bool {
-	pc -= em.bias
-	i := sort.Search(len(em.top), func(i int) bool { return em.top[i][1] > pc })
-	return i < len(em.top) && pc >= em.top[i][0]
 }
 
 // elfAt returns module m's CFI, loading it the first time; nil when m is
@@ -111,7 +102,7 @@ func (s *Sources) loadELF(m target.Module) (*elfModule, error) {
 	em := &elfModule{f: f, bias: bias, path: path}
 	if path != "" {
 		if ef, err := elf.Open(path); err == nil {
-			em.top = goTopFrames(ef)
+			em.goFuncs = goFuncs(ef)
 			ef.Close()
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/fntable/fntable/cfi"
+	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/procmaps"
 	"github.com/fntable/fntable/peimage"
@@ -47,6 +48,13 @@ type Options struct {
 	// DynamicTables, if set, replaces the function tables read from the
 	// target's published registries (see [Sources.Snapshots]).
 	DynamicTables unwind.FunctionTable
+
+	// Provider, if set, resolves the callback tables of the published
+	// registries through the provider libraries they name (package
+	// provider, with its trust list), lazily: the first time a PC falls in
+	// a callback table's range. Without it, callback tables give no
+	// entries and their frames are unwound by the other unwinders, if any.
+	Provider remote.Provider
 
 	// CFI caches the call-frame information of ELF files between walks
 	// and targets, by build ID; nil gives the Sources a cache of its own.
@@ -155,6 +163,9 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 		}
 		s.snaps = snaps
 		for _, sn := range snaps {
+			if opts.Provider != nil {
+				sn.UseProvider(pid, opts.Provider)
+			}
 			tables = append(tables, sn)
 		}
 	}
@@ -184,16 +195,19 @@ func readPublished(mapsText []byte, mem unwind.Memory) ([]*remote.Snapshot, []er
 	return snaps, errs
 }
 
-// goTop reports whether pc is in a function of a Go binary where Go's own
-// tracebacks end (runtime.goexit, runtime.mstart): the outermost frame of
-// a goroutine or of a Go runtime thread.
-func (s *Sources) goTop(pc uint64) bool {
+// goKind says whether pc is in a special function of a Go binary (see
+// gofuncs.go): where Go's own tracebacks end (runtime.goexit,
+// runtime.mstart, the stack switches), or runtime.asmcgocall.
+func (s *Sources) goKind(pc uint64) goKind {
 	m, ok := s.Module(pc)
 	if !ok {
-		return false
+		return goNormal
 	}
 	em := s.elfAt(m)
-	return em != nil && len(em.top) > 0 && em.topFrame(pc)
+	if em == nil || len(em.goFuncs) == 0 {
+		return goNormal
+	}
+	return goFuncAt(em.goFuncs, pc-em.bias)
 }
 
 // executableRanges returns the executable mappings of a maps listing,
@@ -220,6 +234,18 @@ func (s *Sources) executable(pc uint64) bool {
 	}
 	i := sort.Search(len(s.exec), func(i int) bool { return s.exec[i][1] > pc })
 	return i < len(s.exec) && pc >= s.exec[i][0]
+}
+
+// TableAt returns the published dynamic function table whose range
+// contains pc, as RtlLookupFunctionEntry chooses it, and the snapshot it
+// belongs to; nil when there is none.
+func (s *Sources) TableAt(pc uint64) (*remote.Table, *remote.Snapshot) {
+	for _, sn := range s.snaps {
+		if t := sn.Table(pc); t != nil {
+			return t, sn
+		}
+	}
+	return nil, nil
 }
 
 // Snapshots returns the published function table lists read from the
@@ -250,6 +276,7 @@ type stepResult struct {
 	cfa         uint64
 	end         bool // the frame is the outermost one
 	interrupted bool // the caller's PC is an interrupted PC, not a return address
+	switched    bool // the caller is on another stack (a known stack switch)
 }
 
 // step unwinds the frame with registers ctx, whose PC is looked up as
@@ -348,6 +375,13 @@ func (s *Sources) framePointer(ctx *unwind.Context) (stepResult, error) {
 
 // describe says where pc is, for errors.
 func (s *Sources) describe(pc uint64) string {
+	if t, sn := s.TableAt(pc); t != nil && t.Type == functable.RF_CALLBACK {
+		res := sn.Resolve(t)
+		if res.Err != nil {
+			return fmt.Sprintf("in callback table %#x, unresolved: %v", t.FunctionTable, res.Err)
+		}
+		return fmt.Sprintf("in callback table %#x, whose provider gave no entry for it", t.FunctionTable)
+	}
 	if m, ok := s.Module(pc); ok {
 		return fmt.Sprintf("%s+%#x has no unwind data", m.Name, pc-m.Base)
 	}

@@ -19,12 +19,13 @@ const (
 	HowPE                 // the exception directory (.pdata) of a PE image mapped in the target
 	HowCFI                // ELF call-frame information (.eh_frame, .debug_frame)
 	HowFP                 // the frame-pointer chain (rbp)
+	HowGo                 // the way back from runtime.asmcgocall to the goroutine that called C (or JIT) code
 )
 
-var howNames = [...]string{"context", "table", "pe", "cfi", "fp"}
+var howNames = [...]string{"context", "table", "pe", "cfi", "fp", "go"}
 
 // String returns the name of h as the CLI prints it: "context", "table",
-// "pe", "cfi" or "fp".
+// "pe", "cfi", "fp" or "go".
 func (h How) String() string {
 	if int(h) < len(howNames) {
 		return howNames[h]
@@ -194,7 +195,11 @@ func (w *Walker) step() {
 		w.done = true // a start context with no PC: nothing to unwind
 		return
 	}
-	if i > 0 && w.s.goTop(cur.SymbolPC) {
+	kind := goNormal
+	if i > 0 {
+		kind = w.s.goKind(cur.SymbolPC)
+	}
+	if kind == goTop || kind == goSPWrite {
 		w.done = true // where Go's own traceback ends
 		return
 	}
@@ -204,7 +209,17 @@ func (w *Walker) step() {
 	}
 	w.ctx = cur.Context
 	ctx := &w.ctx
-	st, err := w.s.step(ctx, lookup)
+	var (
+		st  stepResult
+		err error
+	)
+	if kind == goCgoCall {
+		// Back from the system stack to the goroutine's.
+		st = stepResult{how: HowGo, switched: true}
+		st.cfa, err = goCgoCaller(w.s.mem, ctx)
+	} else {
+		st, err = w.s.step(ctx, lookup)
+	}
 	if err != nil {
 		w.fail(i, cur.PC, err)
 		return
@@ -232,7 +247,7 @@ func (w *Walker) step() {
 	// Guards: the stack grows down, so the caller's SP is above ours,
 	// unless the unwind data said this was a stack switch.
 	if ctx.Rsp <= cur.SP {
-		if !st.interrupted {
+		if !st.interrupted && !st.switched {
 			w.fail(i, cur.PC, fmt.Errorf("%w: caller's rsp %#x, frame's %#x (%s)", ErrStackDirection, ctx.Rsp, cur.SP, st.how))
 			return
 		}

@@ -153,8 +153,8 @@ func sameTables(t *testing.T, got, want []Table) {
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		g.sorted, g.array, g.dll, g.dllLen = nil, 0, 0, 0
-		w.sorted, w.array, w.dll, w.dllLen = nil, 0, 0, 0
+		g.sorted, g.res, g.array, g.dll, g.dllLen = nil, nil, 0, 0, 0
+		w.sorted, w.res, w.array, w.dll, w.dllLen = nil, nil, 0, 0, 0
 		if len(g.Entries) == 0 && len(w.Entries) == 0 {
 			g.Entries, w.Entries = nil, nil
 		}
