@@ -13,9 +13,9 @@ import (
 
 // elfModule is an ELF module of the target with its CFI.
 type elfModule struct {
-	f    *cfi.File
-	bias uint64      // run-time address − link-time address
-	path string      // the file the CFI was read from, "" for an image in memory
+	f       *cfi.File
+	bias    uint64   // run-time address − link-time address
+	path    string   // the file the CFI was read from, "" for an image in memory
 	goFuncs []goFunc // a Go binary's special functions, link-time, sorted (see goFuncs)
 
 	debugOnce sync.Once // looks for a separate debug file at the first miss
