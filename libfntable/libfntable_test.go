@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fntable/fntable/provider"
 )
 
 // The C API is tested from C: the library is built in both modes with the
@@ -83,6 +85,11 @@ func buildLibraries(t *testing.T, goCmd string) string {
 }
 
 func TestMain(m *testing.M) {
+	// The isolated provider calls of TestExampleWalkedFromOutside run
+	// this binary as their helper.
+	if provider.IsHelper() {
+		os.Exit(provider.HelperMain())
+	}
 	code := m.Run()
 	if libs.dir != "" {
 		os.RemoveAll(libs.dir)

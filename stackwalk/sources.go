@@ -378,7 +378,7 @@ func (s *Sources) describe(pc uint64) string {
 	if t, sn := s.TableAt(pc); t != nil && t.Type == functable.RF_CALLBACK {
 		res := sn.Resolve(t)
 		if res.Err != nil {
-			return fmt.Sprintf("in callback table %#x, unresolved: %v", t.FunctionTable, res.Err)
+			return fmt.Sprintf("unresolved: %v", res.Err)
 		}
 		return fmt.Sprintf("in callback table %#x, whose provider gave no entry for it", t.FunctionTable)
 	}

@@ -22,9 +22,16 @@ import (
 	"log"
 	"os"
 	"strings"
+
+	"github.com/fntable/fntable/provider"
 )
 
 func main() {
+	// fntable runs itself as the helper process of an isolated provider
+	// call (--isolate-providers).
+	if provider.IsHelper() {
+		os.Exit(provider.HelperMain())
+	}
 	log.SetFlags(0)
 	log.SetPrefix("fntable: ")
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -55,6 +62,7 @@ func commands() []*command {
 		newSymCmd(),        // sym.go
 		newStackCmd(),      // stack.go
 		newTablesCmd(),     // tables.go
+		newProvidersCmd(),  // providers.go
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/fntable/fntable/functable"
+	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/stackwalk"
 	"github.com/fntable/fntable/symhandler"
 	"github.com/fntable/fntable/target/live"
@@ -17,7 +19,7 @@ import (
 func newStackCmd() *command {
 	c := &command{
 		name:    "stack",
-		args:    "[--json] [--tid TID]... [--max-frames N] [--no-symbols | --options OPTIONS] [--symbol-path PATH] PID",
+		args:    "[--json] [--tid TID]... [--max-frames N] [--no-symbols | --options OPTIONS] [--symbol-path PATH] [provider flags] PID",
 		summary: "print the call stack of every thread of a running process, through JIT and native frames",
 		help: `
 Stack stops the process PID (every thread, with ptrace), walks the stack of
@@ -30,13 +32,22 @@ Each frame is unwound by the first of these that knows its code:
          under Wine)
   cfi    the ELF call-frame information (.eh_frame, .debug_frame)
   fp     the frame-pointer chain
+  go     the way back from runtime.asmcgocall to the goroutine that
+         called C or JIT code (Go programs)
 The innermost frame comes from the thread's registers ("context"). A thread
-whose walk fails keeps the frames found so far, with the reason.
+whose walk fails keeps the frames found so far, with the reason. A Go
+thread's walk ends where Go's own traceback does: at runtime.goexit,
+runtime.mstart, or a stack switch (runtime.mcall, runtime.morestack, ...).
+
+A callback table's entries come from the provider library it names, loaded
+only if the trust list allows it (see "fntable providers -h"), when a frame
+falls in its range.
 
 Text output is one block per thread, one line per frame, like gdb's bt:
   #3  0x00007f52513c7e53 __nanosleep+0x13 (libc.so.6) [cfi]
-followed by "at FILE:LINE" when line information is known, and one
-indented line per inlined call.
+followed by "{static table}", "{growable table}" or "{callback table}" for a
+frame in a dynamic function table, "at FILE:LINE" when line information is
+known, and one indented line per inlined call.
 
 With --json the output is one document:
   {"pid": N, "threads": [{"tid": N, "name": "...", "state": "...",
@@ -44,13 +55,16 @@ With --json the output is one document:
       "module": "libc.so.6" | null, "module_offset": "0x..." | null,
       "symbol": "read" | null, "displacement": N,
       "inline": [{"function": "...", "file": "..." | null, "line": N,
-                  "column": N}...]}...],
+                  "column": N}...],
+      "table": null | {"type": "RF_SORTED" | "RF_UNSORTED" | "RF_CALLBACK",
+                       "growable": false, "provider": "..." | null}}...],
     "error": null | "..."}]}
 "cfa" is null for a frame that could not be unwound (the last one). "state"
 is the scheduler state as /proc shows it, "" when unknown. "inline" lists
 the calls at the frame's address, innermost first, ending
 with the containing function (as "fntable sym" gives them); it is empty
-without debug information.
+without debug information. "table" is the dynamic function table whose
+range holds the frame's address.
 
 The process is stopped only while the stacks are walked (symbolization
 happens after it resumes), and it is always resumed: after errors, and when
@@ -74,6 +88,8 @@ scope 1, or CAP_SYS_PTRACE).`,
 		noSyms := fs.Bool("no-symbols", false, "do not symbolize: print addresses and modules only")
 		symPath := fs.String("symbol-path", "", "symbol search `PATH` (dbghelp syntax, as for sym)")
 		opts := fs.String("options", "", "SYMOPT_* `OPTIONS` to add, as for sym: PUBLICS_ONLY names frames from symbol tables alone (no lines or inline frames, no DWARF read)")
+		var pf providerFlags
+		pf.register(fs)
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
@@ -89,6 +105,13 @@ scope 1, or CAP_SYS_PTRACE).`,
 			return c.usagef("%v", err)
 		}
 		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath, options: extra}
+		resolver, err := pf.resolver(stderr)
+		if err != nil {
+			return err
+		}
+		if resolver != nil {
+			cfg.provider = resolver
+		}
 		res, err := walkProcess(cfg, stderr)
 		if err != nil {
 			return err
@@ -136,6 +159,7 @@ type stackConfig struct {
 	symbols    bool
 	searchPath string
 	options    symhandler.Options
+	provider   remote.Provider // resolves callback tables, or nil
 }
 
 // stackResult is the walk of a process.
@@ -162,8 +186,28 @@ type stackFrame struct {
 	Symbol       optString     `json:"symbol"`
 	Displacement uint64        `json:"displacement"`
 	Inline       []inlineFrame `json:"inline"`
+	Table        *frameTable   `json:"table"`
 
 	symbolPC uint64
+}
+
+// frameTable is the dynamic function table whose range holds a frame's
+// PC: the one that unwinds it.
+type frameTable struct {
+	Type     string  `json:"type"`     // RF_SORTED, RF_UNSORTED or RF_CALLBACK
+	Growable bool    `json:"growable"` // added with RtlAddGrowableFunctionTable
+	Provider *string `json:"provider"` // a callback table's provider library
+}
+
+// kind is the table's kind as the text output names it.
+func (t *frameTable) kind() string {
+	switch {
+	case t.Growable:
+		return "growable"
+	case t.Type == functable.RF_CALLBACK.String():
+		return "callback"
+	}
+	return "static"
 }
 
 type inlineFrame struct {
@@ -210,6 +254,7 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	defer st.Close()
 	src, err := stackwalk.NewSources(st, stackwalk.Options{
 		MaxFrames: cfg.maxFrames,
+		Provider:  cfg.provider,
 		Logf:      func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) },
 	})
 	if err != nil {
@@ -240,6 +285,12 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 			if m, ok := src.Module(f.SymbolPC); ok {
 				sf.Module = optString{m.Name, true}
 				sf.ModuleOffset = optAddr{f.PC - m.Base, true}
+			}
+			if t, _ := src.TableAt(f.SymbolPC); t != nil {
+				sf.Table = &frameTable{Type: t.Type.String(), Growable: t.Growable}
+				if t.OutOfProcessCallbackDll != "" {
+					sf.Table.Provider = ptr(t.OutOfProcessCallbackDll)
+				}
 			}
 			ts.Frames = append(ts.Frames, sf)
 		}
@@ -331,6 +382,9 @@ func writeStacksText(w io.Writer, res *stackResult) {
 				fmt.Fprintf(w, " (%s)", f.Module.s)
 			}
 			fmt.Fprintf(w, " [%s]", f.How)
+			if f.Table != nil {
+				fmt.Fprintf(w, " {%s table}", f.Table.kind())
+			}
 			if n := len(f.Inline); n > 0 && f.Inline[n-1].File.ok {
 				fmt.Fprintf(w, " at %s:%d", f.Inline[n-1].File.s, f.Inline[n-1].Line)
 			}

@@ -30,10 +30,10 @@ var (
 	stackThreadLine = regexp.MustCompile(`^Thread (\d+) "([^"]*)"(?: ([^:]+))?:$`)
 	// stackFrameLine is any frame line: "??" without a symbol, the
 	// module only when known, the source line only when known.
-	stackFrameLine = regexp.MustCompile(`^#(\d+) +0x([0-9a-f]{16}) (\?\?|(\S+)\+0x([0-9a-f]+))(?: \(([^)]+)\))? \[([a-z]+)\](?: at (.+):(\d+))?$`)
+	stackFrameLine = regexp.MustCompile(`^#(\d+) +0x([0-9a-f]{16}) (\?\?|(\S+)\+0x([0-9a-f]+))(?: \(([^)]+)\))? \[([a-z]+)\](?: \{(static|growable|callback) table\})?(?: at (.+):(\d+))?$`)
 	// stackSymbolizedLine is the documented format of a frame with a
 	// symbol and a module: #N  0x%016x SYMBOL+0xOFF (MODULE) [HOW].
-	stackSymbolizedLine = regexp.MustCompile(`^#\d+ +0x[0-9a-f]{16} [^\s?]\S*\+0x[0-9a-f]+ \([^)]+\) \[[a-z]+\](?: at .+:\d+)?$`)
+	stackSymbolizedLine = regexp.MustCompile(`^#\d+ +0x[0-9a-f]{16} [^\s?]\S*\+0x[0-9a-f]+ \([^)]+\) \[[a-z]+\](?: \{[a-z]+ table\})?(?: at .+:\d+)?$`)
 	stackInlineLine     = regexp.MustCompile(`^      inlined \S+(?: at .+:\d+)?$`)
 	stackWalkEndedLine  = regexp.MustCompile(`^    \(walk ended: (.+)\)$`)
 )
@@ -53,6 +53,7 @@ type stackTextFrame struct {
 	symbol string // "" for ??
 	module string // "" when not printed
 	how    string
+	table  string // the kind of the dynamic function table holding pc, or ""
 }
 
 // parseStackText parses the text output of fntable stack, checking that
@@ -95,7 +96,7 @@ func parseStackText(t *testing.T, out string) []stackTextThread {
 				t.Errorf("line %d: %q does not start with %q", i+1, line, prefix)
 			}
 			pc, _ := strconv.ParseUint(m[2], 16, 64)
-			cur.frames = append(cur.frames, stackTextFrame{line: line, pc: pc, symbol: m[4], module: m[6], how: m[7]})
+			cur.frames = append(cur.frames, stackTextFrame{line: line, pc: pc, symbol: m[4], module: m[6], how: m[7], table: m[8]})
 		case stackInlineLine.MatchString(line):
 			if len(cur.frames) == 0 {
 				t.Fatalf("line %d: inline line before any frame: %q", i+1, line)
@@ -322,7 +323,7 @@ func stackEndsWithThreadStart(syms []string) bool {
 var stackJSONKeys = map[string][]string{
 	"document": {"pid", "threads"},
 	"thread":   {"tid", "name", "state", "frames", "error"},
-	"frame":    {"pc", "sp", "cfa", "how", "module", "module_offset", "symbol", "displacement", "inline"},
+	"frame":    {"pc", "sp", "cfa", "how", "module", "module_offset", "symbol", "displacement", "inline", "table"},
 	"inline":   {"function", "file", "line", "column"},
 }
 
@@ -741,6 +742,9 @@ func TestStackJIT(t *testing.T) {
 			if name != "" && (th.frames[i].symbol != "" || th.frames[i].module != "") {
 				t.Errorf("thread %d (%s) frame %d in generated code: %q, want \"?? [...]\"", th.tid, role, i, th.frames[i].line)
 			}
+			if (name != "") != (th.frames[i].table == "static") {
+				t.Errorf("thread %d (%s) frame %d: table %q, want \"static\" exactly for generated code: %q", th.tid, role, i, th.frames[i].table, th.frames[i].line)
+			}
 		}
 		for _, i := range w.table {
 			if th.frames[i].how != "table" {
@@ -767,7 +771,7 @@ func TestStackJIT(t *testing.T) {
 func TestTables(t *testing.T) {
 	stackNeedLive(t)
 	tableKeys := []string{"record", "type", "growable", "minimum", "maximum", "base", "entries",
-		"max_entries", "identifier", "provider", "status"}
+		"max_entries", "identifier", "provider", "status", "resolution"}
 	decode := func(t *testing.T, pid int) map[string]any {
 		t.Helper()
 		status, stdout, stderr := fntable("tables", "--json", strconv.Itoa(pid))

@@ -12,7 +12,7 @@ import (
 func newTablesCmd() *command {
 	c := &command{
 		name:    "tables",
-		args:    "[--json] PID",
+		args:    "[--json] [provider flags] PID",
 		summary: "list the dynamic function tables a running process publishes",
 		help: `
 Tables lists every dynamic function table in the published registries of
@@ -24,9 +24,11 @@ relative to, its entry count, the out-of-process provider library a
 callback table names, and its status. The process is not stopped: each
 list is copied at one instant (a consistent snapshot).
 
-Status is "ok" for a table whose entries were read; a callback table's
-entries come from its provider, which this command does not load, so its
-status says so.
+Status is "ok" for a table whose entries were read. A callback table's
+entries come from the provider library it names, which is loaded only if
+the trust list allows (see "fntable providers -h"): its status says
+whether the provider was trusted and loaded, and how many entries it
+returned, or why there are none.
 
 With --json the output is one document:
   {"pid": N, "lists": [{"address": "0x...", "generation": N,
@@ -34,11 +36,16 @@ With --json the output is one document:
       "type": "RF_SORTED", "growable": false, "minimum": "0x...",
       "maximum": "0x...", "base": "0x...", "entries": N,
       "max_entries": N, "identifier": "0x..." | null,
-      "provider": "..." | null, "status": "ok"}...]}...]}`,
+      "provider": "..." | null, "status": "ok",
+      "resolution": null | {"trusted": true, "loaded": true,
+        "isolated": false, "entries": N, "microseconds": N,
+        "error": null | "..."}}...]}...]}`,
 	}
 	c.run = func(args []string, stdout, stderr io.Writer) error {
 		fs := c.flagSet()
 		asJSON := fs.Bool("json", false, "print one JSON document")
+		var pf providerFlags
+		pf.register(fs)
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
@@ -46,7 +53,15 @@ With --json the output is one document:
 		if err != nil {
 			return err
 		}
-		res, err := readTables(pid)
+		resolver, err := pf.resolver(stderr)
+		if err != nil {
+			return err
+		}
+		var p remote.Provider
+		if resolver != nil {
+			p = resolver
+		}
+		res, err := readTables(pid, p)
 		if err != nil {
 			return err
 		}
@@ -68,20 +83,33 @@ type tableList struct {
 }
 
 type tableInfo struct {
-	Record     hexUint  `json:"record"`
-	Type       string   `json:"type"`
-	Growable   bool     `json:"growable"`
-	Minimum    hexUint  `json:"minimum"`
-	Maximum    hexUint  `json:"maximum"`
-	Base       hexUint  `json:"base"`
-	Entries    uint32   `json:"entries"`
-	MaxEntries uint32   `json:"max_entries"`
-	Identifier *hexUint `json:"identifier"`
-	Provider   *string  `json:"provider"`
-	Status     string   `json:"status"`
+	Record     hexUint         `json:"record"`
+	Type       string          `json:"type"`
+	Growable   bool            `json:"growable"`
+	Minimum    hexUint         `json:"minimum"`
+	Maximum    hexUint         `json:"maximum"`
+	Base       hexUint         `json:"base"`
+	Entries    uint32          `json:"entries"`
+	MaxEntries uint32          `json:"max_entries"`
+	Identifier *hexUint        `json:"identifier"`
+	Provider   *string         `json:"provider"`
+	Status     string          `json:"status"`
+	Resolution *resolutionInfo `json:"resolution"`
 }
 
-func readTables(pid int) (*tablesResult, error) {
+// resolutionInfo is what became of a callback table's provider.
+type resolutionInfo struct {
+	Trusted      bool    `json:"trusted"`
+	Loaded       bool    `json:"loaded"`
+	Isolated     bool    `json:"isolated"`
+	Entries      int     `json:"entries"`
+	Microseconds int64   `json:"microseconds"`
+	Error        *string `json:"error"`
+}
+
+// readTables reads the published lists of process pid, resolving callback
+// tables through p (nil: none).
+func readTables(pid int, p remote.Provider) (*tablesResult, error) {
 	maps, err := remote.Find(pid)
 	if err != nil {
 		return nil, err
@@ -101,7 +129,11 @@ func readTables(pid int) (*tablesResult, error) {
 			continue
 		}
 		l.Generation = snap.Generation
-		for _, t := range snap.Tables {
+		if p != nil {
+			snap.UseProvider(pid, p)
+		}
+		for i := range snap.Tables {
+			t := &snap.Tables[i]
 			ti := tableInfo{
 				Record: hexUint(t.Record), Type: t.Type.String(), Growable: t.Growable,
 				Minimum: hexUint(t.MinimumAddress), Maximum: hexUint(t.MaximumAddress), Base: hexUint(t.BaseAddress),
@@ -110,10 +142,7 @@ func readTables(pid int) (*tablesResult, error) {
 			if t.Type == functable.RF_CALLBACK {
 				ti.Identifier = ptr(hexUint(t.Identifier()))
 				ti.Entries, ti.MaxEntries = 0, 0
-				ti.Status = "callback: entries come from the provider, which is not loaded"
-				if t.OutOfProcessCallbackDll == "" {
-					ti.Status = "callback: no out-of-process provider named; unwindable only inside the process"
-				}
+				ti.Status = callbackStatus(snap, t, p != nil, &ti)
 			}
 			if t.OutOfProcessCallbackDll != "" {
 				ti.Provider = ptr(t.OutOfProcessCallbackDll)
@@ -123,6 +152,29 @@ func readTables(pid int) (*tablesResult, error) {
 		res.Lists = append(res.Lists, l)
 	}
 	return res, nil
+}
+
+// callbackStatus resolves callback table t (when a provider is
+// configured) and describes the outcome; it fills ti's resolution.
+func callbackStatus(snap *remote.Snapshot, t *remote.Table, providers bool, ti *tableInfo) string {
+	switch {
+	case t.OutOfProcessCallbackDll == "":
+		return "callback: no out-of-process provider named; unwindable only inside the process"
+	case !providers:
+		return "callback: entries come from the provider, which is not loaded (--no-providers)"
+	}
+	r := snap.Resolve(t)
+	ti.Resolution = &resolutionInfo{Trusted: r.Trusted, Loaded: r.Loaded, Isolated: r.Isolated, Entries: r.Entries, Microseconds: r.Duration.Microseconds()}
+	ti.Entries = uint32(r.Entries)
+	if r.Err != nil {
+		ti.Resolution.Error = ptr(r.Err.Error())
+		return "callback: " + r.Err.Error()
+	}
+	how := "loaded"
+	if r.Isolated {
+		how = "called in a helper process"
+	}
+	return fmt.Sprintf("callback: provider trusted, %s, %d entries", how, r.Entries)
 }
 
 func writeTablesText(w io.Writer, res *tablesResult) {
@@ -148,6 +200,9 @@ func writeTablesText(w io.Writer, res *tablesResult) {
 			fmt.Fprintf(w, "  %-20s [%#x, %#x) base %#x", typ, uint64(t.Minimum), uint64(t.Maximum), uint64(t.Base))
 			if t.Identifier != nil {
 				fmt.Fprintf(w, " id %#x", uint64(*t.Identifier))
+				if t.Resolution != nil && t.Resolution.Error == nil {
+					fmt.Fprintf(w, " %d entries", t.Entries)
+				}
 			} else {
 				fmt.Fprintf(w, " %d entries", t.Entries)
 				if t.MaxEntries != t.Entries {

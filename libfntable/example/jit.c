@@ -155,7 +155,8 @@ static int emit(void)
  * assembly so that the test knows the registers the JIT function saves: it
  * sets RBX and RBP to call.outer_rbx and call.outer_rbp, records its RSP at
  * the call in call.caller_rsp, and calls call.jit(call.probe, call.inner_rbx,
- * call.inner_rbp, call.arg). example_return_site is its return address.
+ * call.inner_rbp, call.arg). example_return_site is its return address. Its
+ * CFI directives let debuggers (and fntable stack) unwind through it.
  */
 struct call {
     uint64_t jit;        /* 0x00 */
@@ -175,9 +176,15 @@ __asm__(".pushsection .text\n"
         ".globl example_call\n"
         ".type example_call, @function\n"
         "example_call:\n"
+        "    .cfi_startproc\n"
         "    push %rbx\n"
+        "    .cfi_adjust_cfa_offset 8\n"
+        "    .cfi_offset %rbx, -16\n"
         "    push %rbp\n"
+        "    .cfi_adjust_cfa_offset 8\n"
+        "    .cfi_offset %rbp, -24\n"
         "    sub $8, %rsp\n" /* 16-byte alignment at the call */
+        "    .cfi_adjust_cfa_offset 8\n"
         "    mov %rdi, %rax\n"
         "    mov 0x10(%rax), %rbx\n"
         "    mov 0x18(%rax), %rbp\n"
@@ -190,9 +197,15 @@ __asm__(".pushsection .text\n"
         ".globl example_return_site\n"
         "example_return_site:\n"
         "    add $8, %rsp\n"
+        "    .cfi_adjust_cfa_offset -8\n"
         "    pop %rbp\n"
+        "    .cfi_adjust_cfa_offset -8\n"
+        "    .cfi_restore %rbp\n"
         "    pop %rbx\n"
+        "    .cfi_adjust_cfa_offset -8\n"
+        "    .cfi_restore %rbx\n"
         "    ret\n"
+        "    .cfi_endproc\n"
         ".size example_call, .-example_call\n"
         ".popsection\n");
 
@@ -431,7 +444,13 @@ static void static_table(void)
     free(table);
 }
 
-/* ---- Callback tables ---- */
+/* ---- Callback tables ----
+ *
+ * The callback's Context is a struct callback_state. A tool in another
+ * process finds it through the Context field of the table's published
+ * record, and the example provider (provider.c) reads the entries from it:
+ * keep the layout of its first two fields in step with provider.c.
+ */
 
 struct callback_state {
     DWORD64 base;
@@ -626,11 +645,71 @@ static void threads(void)
            churn);
 }
 
-int main(void)
+/* ---- Park mode: a stack for tools in other processes to walk ----
+ *
+ * "jit park [PROVIDER]" registers the static page with RtlAddFunctionTable
+ * and the callback page with RtlInstallFunctionTableCallback, naming
+ * PROVIDER (an absolute path; the example provider, provider.c) as its
+ * OutOfProcessCallbackDll, and then blocks with this call chain on the
+ * main thread:
+ *
+ *   main → park_mode → example_call → jit_fn (static page) → hop
+ *        → example_call → jit_fn (callback page) → park → pause()
+ *
+ * It prints "ready PID STATIC_BASE CALLBACK_BASE" just before it blocks, so
+ * a tool should also wait until the thread sleeps in pause.
+ */
+
+static struct callback_state park_state = {0, {{FN_BEGIN, FN_END, FN_INFO}, {STUB_BEGIN, STUB_END, STUB_INFO}}, 0, 0, NULL};
+
+__attribute__((noinline)) static uint64_t park(void *arg)
+{
+    (void)arg;
+    printf("ready %d %#" PRIx64 " %#" PRIx64 "\n", (int)getpid(), page_base(PAGE_STATIC), page_base(PAGE_CALLBACK));
+    for (;;)
+        pause();
+    return 0;
+}
+
+__attribute__((noinline)) static uint64_t hop(void *arg)
+{
+    struct call c = {page_base(PAGE_CALLBACK) + FN_BEGIN, (uint64_t)(uintptr_t)park, OUTER_RBX, OUTER_RBP,
+                     INNER_RBX, INNER_RBP, (uint64_t)(uintptr_t)arg, 0};
+    return example_call(&c);
+}
+
+static int park_mode(const char *provider)
+{
+    static RUNTIME_FUNCTION fn = {FN_BEGIN, FN_END, FN_INFO};
+    static WCHAR dll[512];
+    DWORD64 cb = page_base(PAGE_CALLBACK);
+    size_t n = provider ? strlen(provider) : 0;
+
+    if (n >= sizeof dll / sizeof dll[0]) {
+        fprintf(stderr, "provider path too long\n");
+        return 2;
+    }
+    for (size_t i = 0; i < n; i++)
+        dll[i] = (unsigned char)provider[i]; /* ASCII paths: UTF-16 is the same code units */
+    dll[n] = 0;
+    park_state.base = cb;
+    if (!RtlAddFunctionTable(&fn, 1, page_base(PAGE_STATIC)) ||
+        !RtlInstallFunctionTableCallback(cb | 3, cb, PAGE, get_entry, &park_state, n ? dll : NULL)) {
+        fprintf(stderr, "registration failed: %#x\n", FntableLastError());
+        return 1;
+    }
+    struct call c = {page_base(PAGE_STATIC) + FN_BEGIN, (uint64_t)(uintptr_t)hop, OUTER_RBX, OUTER_RBP,
+                     INNER_RBX, INNER_RBP, 0, 0};
+    return (int)example_call(&c);
+}
+
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (emit() != 0)
         return 1;
+    if (argc >= 2 && strcmp(argv[1], "park") == 0)
+        return park_mode(argc >= 3 ? argv[2] : NULL);
     printf("ok   emitted %d code pages at %p\n", NPAGES, (void *)code);
     static_table();
     callback_table();
