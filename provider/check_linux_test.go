@@ -38,7 +38,9 @@ func TestCheck(t *testing.T) {
 	must(t, os.WriteFile(tmp, []byte("x"), 0o755))
 
 	tr := f.trust(t, "# the test list", lib, gw, ww, badDir, listedLink, dir, tmp, filepath.Join(f.dir, "missing.so"))
-	listLine := func(n int) string { return filepath.Join(f.dir, "known-function-table-dlls") + ":" + string(rune('0'+n)) }
+	listLine := func(n int) string {
+		return filepath.Join(f.dir, "known-function-table-dlls") + ":" + string(rune('0'+n))
+	}
 	for _, c := range []struct {
 		name    string
 		path    string
