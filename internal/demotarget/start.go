@@ -57,7 +57,7 @@ type Process struct {
 
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	lines  chan []byte // lines of its standard output after the report
+	lines  chan []byte   // lines of its standard output after the report
 	done   chan struct{} // closed by Close: nobody reads lines any more
 	stderr *tail
 
