@@ -512,3 +512,38 @@ func fixZero(want []string) []string {
 	}
 	return out
 }
+
+// TestStartFailures checks that Start reports a target that ends or hangs
+// without a report, quoting its standard error, and leaves no process.
+func TestStartFailures(t *testing.T) {
+	needLinuxAMD64(t)
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name string
+		opts demotarget.Options
+		want string
+	}{
+		{"ends", demotarget.Options{Executable: script("ends", "echo boom >&2; exit 3")}, "ended without a report; its standard error:\nboom"},
+		{"garbage", demotarget.Options{Executable: script("garbage", "echo '{'; exec sleep 60")}, "read its report"},
+		{"hangs", demotarget.Options{Executable: script("hangs", "echo still here >&2; exec sleep 60"), Timeout: 300 * time.Millisecond}, "no report after 300ms; its standard error:\nstill here"},
+		{"missing", demotarget.Options{Executable: filepath.Join(dir, "missing")}, "no such file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := demotarget.Start(context.Background(), c.opts)
+			if err == nil {
+				p.Close()
+				t.Fatal("Start succeeded")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
