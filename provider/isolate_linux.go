@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,12 @@ func HelperMain() int {
 			return appendError(b, err)
 		}
 		d := trust.Check(req.Library)
+		if !d.Trusted {
+			return appendError(b, errorf(ErrUntrusted, "not trusted: %s", d.Reason))
+		}
+		if err := defaultCrashSignals(); err != nil {
+			return appendError(b, fmt.Errorf("provider helper: %w", err))
+		}
 		lib, err := loadLibrary(d, trust.uid, false)
 		if err != nil {
 			return appendError(b, err)
@@ -74,6 +81,29 @@ func HelperMain() int {
 		}
 	}
 	return 0
+}
+
+// crashSignals are the signals of a crash.
+var crashSignals = []syscall.Signal{syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL, syscall.SIGABRT, syscall.SIGTRAP, syscall.SIGSYS}
+
+// defaultCrashSignals gives the signals of a crash their default action,
+// so that a provider that crashes ends the helper by that signal, which
+// the parent reports, rather than through the Go runtime's report of a
+// signal in external code and exit status 2. The runtime handles these
+// signals only to turn a fault of Go code into a panic; after this the
+// helper runs little Go code, and a fault there ends it the same way.
+func defaultCrashSignals() error {
+	// A zeroed kernel struct sigaction is SIG_DFL, no flags and an empty
+	// mask on every architecture (with or without sa_restorer).
+	var act [4]uint64
+	const sigsetSize = 8
+	for _, sig := range crashSignals {
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, sigsetSize, 0, 0)
+		if errno != 0 {
+			return fmt.Errorf("reset the action of %v: %w", sig, errno)
+		}
+	}
+	return nil
 }
 
 // limitedBuffer keeps the first max bytes written to it and counts the

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -10,6 +11,11 @@ import (
 func TestMain(m *testing.M) {
 	if IsHelper() {
 		os.Exit(HelperMain())
+	}
+	// A helper built with -race would sleep a second at exit (the race
+	// runtime's atexit_sleep_ms, 1000 by default).
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
 	}
 	os.Exit(m.Run())
 }
