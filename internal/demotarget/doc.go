@@ -27,7 +27,15 @@
 //
 // [Start] does the re-execution with [EnvVar] set, reads the target's
 // [Report], and returns a [Process] whose Close ends it. The target runs
-// only on linux/amd64; elsewhere Main fails.
+// only on linux/amd64; elsewhere Main fails. Its flags (the arguments
+// Main gets):
+//
+//	-seed N          jitgen seed of every chain (default 1): the same seed
+//	                 gives the same code at the same offsets
+//	-provider PATH   provider library of the callback table; without it
+//	                 there is no callback table (the report says so)
+//	-churn           keep registering and deleting other tables
+//	-lifetime D      exit after D (default 10m; 0: never)
 //
 // # Address layout
 //

@@ -86,7 +86,6 @@ func Start(ctx context.Context, opts Options) (*Process, error) {
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = append(os.Environ(), EnvVar+"=1")
-	cmd.Cancel = func() error { return cmd.Process.Kill() }
 	setParentDeathSignal(cmd)
 	p := &Process{cmd: cmd, stderr: &tail{}, lines: make(chan []byte, 16), done: make(chan struct{})}
 	if opts.Stderr != nil {
