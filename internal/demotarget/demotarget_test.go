@@ -29,7 +29,11 @@ func TestMain(m *testing.M) {
 	if demotarget.IsTarget() {
 		os.Exit(demotarget.Main(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	status := m.Run()
+	if providerDir != "" {
+		os.RemoveAll(providerDir)
+	}
+	os.Exit(status)
 }
 
 func needLinuxAMD64(t *testing.T) {
@@ -63,6 +67,7 @@ func start(t *testing.T, opts demotarget.Options) *demotarget.Process {
 
 var (
 	providerOnce sync.Once
+	providerDir  string // removed by TestMain
 	providerPath string
 	providerErr  error
 )
@@ -75,12 +80,11 @@ func provider(t *testing.T) string {
 		t.Skipf("needs a C compiler to build the example provider: %v", err)
 	}
 	providerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "demotarget-provider-")
-		if err != nil {
-			providerErr = err
+		providerDir, providerErr = os.MkdirTemp("", "demotarget-provider-")
+		if providerErr != nil {
 			return
 		}
-		providerPath, providerErr = demotarget.BuildProvider(dir)
+		providerPath, providerErr = demotarget.BuildProvider(providerDir)
 	})
 	if providerErr != nil {
 		t.Fatal(providerErr)
