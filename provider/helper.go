@@ -123,18 +123,19 @@ func decodeHelperAnswer(b []byte) (helperResult, error) {
 			if r.Len() < 13 {
 				return h, nil // cut short
 			}
-			h.answer.status = r.U32()
-			h.answer.count = r.U32()
+			var a answer
+			a.status = r.U32()
+			a.count = r.U32()
 			switch r.U8() {
 			case 0:
 			case 1:
-				h.answer.null = true
+				a.null = true
 			default:
 				return h, errors.New("bad null flag")
 			}
 			n := r.U32()
-			if n > MaxEntries || n > h.answer.count {
-				return h, fmt.Errorf("%d entries sent for a count of %d", n, h.answer.count)
+			if n > MaxEntries || n > a.count {
+				return h, fmt.Errorf("%d entries sent for a count of %d", n, a.count)
 			}
 			size := int(n) * unwindinfo.RuntimeFunctionSize
 			if r.Len() < size {
@@ -145,9 +146,9 @@ func decodeHelperAnswer(b []byte) (helperResult, error) {
 				return h, err
 			}
 			if n > 0 {
-				h.answer.entries = entries
+				a.entries = entries
 			}
-			h.done = true
+			h.answer, h.done = a, true
 		case tagError:
 			if r.Len() < 3 {
 				return h, nil
