@@ -49,9 +49,20 @@
 // library is a regular file; neither it, nor any directory above it, nor
 // the list file, is writable by anyone but root and the invoking user
 // (group- or world-writable, or owned by another user). That refuses
-// everything under /tmp. Nothing is loaded before the check passes, and
-// the loader checks again, on the open file, that it loads the file that
-// was checked (see the limits at loadLibrary).
+// everything under /tmp. The invoking user is os.Getuid().
+//
+// Nothing is loaded before the check passes. The library is loaded from
+// its real path, never through the named symlinks. Just before dlopen the
+// loader opens that path without following a symlink and checks, with
+// fstat, that it is the file the check examined (device and inode) and
+// still safe; after dlopen it checks that the path still names that
+// file. What remains is the window between that fstat and dlopen's own
+// open: a file swapped in there and back again before the last check
+// goes unnoticed, but only someone who can write the library or a
+// directory above it can do that, and the rules leave that to root and
+// the invoking user. The libraries a provider depends on (DT_NEEDED) are
+// found by the dynamic linker as usual and are not checked. A path is
+// resolved in the caller's mount namespace, not the target's.
 //
 // # Every answer is hostile
 //
