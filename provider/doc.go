@@ -75,7 +75,10 @@
 // unwind data (an RVA from BaseAddress, bit 0 masked) does not start in
 // readable memory of the target (/proc/PID/maps, through
 // internal/procmaps). Success with a count of 0 is a valid empty answer.
-// A non-NULL array is freed whether it is accepted or not.
+// A non-NULL array is freed whether it is accepted or not. What cannot
+// be checked in-process is the memory itself: an array shorter than its
+// count, or a pointer that is not malloc's, faults or corrupts the
+// caller; isolation contains that too.
 //
 // # Isolation
 //

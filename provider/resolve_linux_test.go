@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -353,5 +354,29 @@ func BenchmarkResolve(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestZeroResolver checks the zero Resolver: the default list (missing
+// here, or not listing the test library) decides, and a table naming no
+// library is refused without a call.
+func TestZeroResolver(t *testing.T) {
+	f := newFixture(t)
+	tg := newTarget(t)
+	lib := f.install(t, f.good, "provider.so")
+	var r Resolver
+	_, res := r.ResolveCallbackTable(os.Getpid(), tg.table(lib, answerMeta(goodEntries...)))
+	if _, err := os.Stat(DefaultListFile); errors.Is(err, os.ErrNotExist) && !errors.Is(res.Err, ErrUntrusted) {
+		t.Errorf("no default list: %v", res.Err)
+	}
+	if res.Err == nil || res.Loaded {
+		t.Errorf("a library on no list: %+v", res)
+	}
+	_, res = r.ResolveCallbackTable(os.Getpid(), tg.table("", answerMeta(goodEntries...)))
+	if !errors.Is(res.Err, remote.ErrNoProvider) || res.Trusted {
+		t.Errorf("no library named: %+v", res)
+	}
+	if n := f.loads(t); n != 0 {
+		t.Errorf("loaded %d times", n)
 	}
 }

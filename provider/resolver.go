@@ -90,7 +90,8 @@ func (r *Resolver) ResolveCallbackTable(pid int, t *remote.Table) ([]unwindinfo.
 		return nil, res
 	}
 	if path == "" {
-		return fail(fmt.Errorf("%w library named", remote.ErrNoProvider))
+		res.Err = fmt.Errorf("callback table %#x: %w library named", t.FunctionTable, remote.ErrNoProvider)
+		return nil, res
 	}
 	trust, err := r.getTrust()
 	if err != nil {
