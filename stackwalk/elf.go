@@ -2,21 +2,23 @@ package stackwalk
 
 import (
 	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 
 	"github.com/fntable/fntable/cfi"
+	"github.com/fntable/fntable/internal/gopclntab"
 	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/unwind"
 )
 
 // elfModule is an ELF module of the target with its CFI.
 type elfModule struct {
-	f       *cfi.File
-	bias    uint64   // run-time address − link-time address
-	path    string   // the file the CFI was read from, "" for an image in memory
-	goFuncs []goFunc // a Go binary's special functions, link-time, sorted (see goFuncs)
+	f     *cfi.File
+	bias  uint64           // run-time address − link-time address
+	path  string           // the file the CFI was read from, "" for an image in memory
+	gotab *gopclntab.Table // a Go binary's pclntab, or nil
 
 	debugOnce sync.Once // looks for a separate debug file at the first miss
 }
@@ -102,7 +104,11 @@ func (s *Sources) loadELF(m target.Module) (*elfModule, error) {
 	em := &elfModule{f: f, bias: bias, path: path}
 	if path != "" {
 		if ef, err := elf.Open(path); err == nil {
-			em.goFuncs = goFuncs(ef)
+			if tab, err := gopclntab.Open(ef); err == nil {
+				em.gotab = tab
+			} else if !errors.Is(err, gopclntab.ErrNotGo) {
+				s.logf("%s: %v", m.Name, err)
+			}
 			ef.Close()
 		}
 	}

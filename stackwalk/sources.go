@@ -195,19 +195,24 @@ func readPublished(mapsText []byte, mem unwind.Memory) ([]*remote.Snapshot, []er
 	return snaps, errs
 }
 
-// goKind says whether pc is in a special function of a Go binary (see
+// goFunc says whether pc is in a special function of a Go binary (see
 // gofuncs.go): where Go's own tracebacks end (runtime.goexit,
-// runtime.mstart, the stack switches), or runtime.asmcgocall.
-func (s *Sources) goKind(pc uint64) goKind {
+// runtime.mstart, the stack switches), or runtime.asmcgocall; and the
+// function's run-time entry address.
+func (s *Sources) goFunc(pc uint64) (goKind, uint64) {
 	m, ok := s.Module(pc)
 	if !ok {
-		return goNormal
+		return goNormal, 0
 	}
 	em := s.elfAt(m)
-	if em == nil || len(em.goFuncs) == 0 {
-		return goNormal
+	if em == nil || em.gotab == nil {
+		return goNormal, 0
 	}
-	return goFuncAt(em.goFuncs, pc-em.bias)
+	f, ok := em.gotab.FuncAt(pc - em.bias)
+	if !ok {
+		return goNormal, 0
+	}
+	return goFuncKind(f), f.Entry + em.bias
 }
 
 // executableRanges returns the executable mappings of a maps listing,
@@ -336,6 +341,18 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 		}
 		if ok {
 			return stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}, nil
+		}
+		// 3b. Go code without .debug_frame: the pclntab.
+		if em.gotab != nil {
+			saved := *ctx
+			cfa, ok, err := goStep(em.gotab, s.mem, ctx, lookup-em.bias)
+			if err != nil {
+				return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
+			}
+			if ok {
+				return stepResult{how: HowGo, cfa: cfa}, nil
+			}
+			*ctx = saved
 		}
 	}
 	// 4. The frame-pointer chain.

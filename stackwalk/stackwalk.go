@@ -19,7 +19,7 @@ const (
 	HowPE                 // the exception directory (.pdata) of a PE image mapped in the target
 	HowCFI                // ELF call-frame information (.eh_frame, .debug_frame)
 	HowFP                 // the frame-pointer chain (rbp)
-	HowGo                 // the way back from runtime.asmcgocall to the goroutine that called C (or JIT) code
+	HowGo                 // Go's own unwind data: the pclntab of a Go program without .debug_frame, and the way back from runtime.asmcgocall to the goroutine that called C (or JIT) code
 )
 
 var howNames = [...]string{"context", "table", "pe", "cfi", "fp", "go"}
@@ -195,9 +195,9 @@ func (w *Walker) step() {
 		w.done = true // a start context with no PC: nothing to unwind
 		return
 	}
-	kind := goNormal
+	kind, entry := goNormal, uint64(0)
 	if i > 0 {
-		kind = w.s.goKind(cur.SymbolPC)
+		kind, entry = w.s.goFunc(cur.SymbolPC)
 	}
 	if kind == goTop || kind == goSPWrite {
 		w.done = true // where Go's own traceback ends
@@ -216,7 +216,7 @@ func (w *Walker) step() {
 	if kind == goCgoCall {
 		// Back from the system stack to the goroutine's.
 		st = stepResult{how: HowGo, switched: true}
-		st.cfa, err = goCgoCaller(w.s.mem, ctx)
+		st.cfa, err = goCgoCaller(w.s.mem, ctx, entry)
 	} else {
 		st, err = w.s.step(ctx, lookup)
 	}

@@ -23,18 +23,31 @@ import (
 	"os"
 	"strings"
 
+	"github.com/fntable/fntable/internal/demotarget"
 	"github.com/fntable/fntable/provider"
 )
 
 func main() {
-	// fntable runs itself as the helper process of an isolated provider
-	// call (--isolate-providers).
-	if provider.IsHelper() {
-		os.Exit(provider.HelperMain())
+	if status, ok := runAsChild(); ok {
+		os.Exit(status)
 	}
 	log.SetFlags(0)
 	log.SetPrefix("fntable: ")
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runAsChild runs fntable as one of the processes it starts itself, when
+// the environment says it is one: the helper process of an isolated
+// provider call (--isolate-providers), or the target of "fntable demo".
+// ok is false for an ordinary run.
+func runAsChild() (status int, ok bool) {
+	switch {
+	case provider.IsHelper():
+		return provider.HelperMain(), true
+	case demotarget.IsTarget():
+		return demotarget.Main(os.Args[1:]), true
+	}
+	return 0, false
 }
 
 // command is one subcommand. Each lives in its own file with a

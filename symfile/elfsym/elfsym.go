@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/fntable/fntable/internal/gopclntab"
 	"github.com/fntable/fntable/symfile"
 	"github.com/fntable/fntable/symfile/dwarfidx"
 )
@@ -352,8 +353,10 @@ func (f *File) goTable() *gosym.Table {
 			f.goErr = err
 			return
 		}
-		var text uint64
-		if t := f.f.Section(".text"); t != nil {
+		// runtime.text, which is not the start of .text in an externally
+		// linked (cgo) program; found without a symbol table too.
+		text := gopclntab.TextStart(f.f)
+		if t := f.f.Section(".text"); text == 0 && t != nil {
 			text = t.Addr
 		}
 		tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text))
