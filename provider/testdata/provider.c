@@ -11,15 +11,16 @@
  * FNTABLE_TEST_PROVIDER_MARKER, so that a test can tell whether it was
  * loaded at all.
  *
- * Every array it returns is at least ARRAY_MIN bytes and the constructor
- * sets glibc's mmap threshold below that (which also stops glibc from
- * moving the threshold), so each array is a mapping of its own that free
- * unmaps: the marker file gets "array ADDRESS", and a test checks in
- * /proc/self/maps that the caller freed it.
+ * Every array it returns is ARRAY_MIN bytes, more than glibc's largest
+ * mmap threshold (32 MiB) and than an arena's heap (64 MiB), so each array
+ * is a mapping of its own (untouched pages past the entries cost nothing)
+ * that free unmaps: the marker file gets "array ADDRESS", and a test
+ * checks in /proc/self/maps that the caller freed it. A later mapping
+ * that reuses the hole is placed at its top end, so the array's start
+ * stays unmapped unless it is 64 MiB or more.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ struct test_meta {
 };
 
 #define MAX_TEST_ENTRIES 4096
-#define ARRAY_MIN (128 * 1024)
+#define ARRAY_MIN (65 << 20)
 
 static void mark(const char *what) {
     const char *path = getenv("FNTABLE_TEST_PROVIDER_MARKER");
@@ -66,7 +67,6 @@ static void mark(const char *what) {
 }
 
 __attribute__((constructor)) static void loaded(void) {
-    mallopt(M_MMAP_THRESHOLD, ARRAY_MIN / 2);
     mark("loaded\n");
 }
 
