@@ -11,7 +11,7 @@
  * FNTABLE_TEST_PROVIDER_MARKER, so that a test can tell whether it was
  * loaded at all.
  *
- * Every array it returns is ARRAY_MIN bytes, more than glibc's largest
+ * When the marker file is set, every array it returns is ARRAY_MIN bytes, more than glibc's largest
  * mmap threshold (32 MiB) and than an arena's heap (64 MiB), so each array
  * is a mapping of its own (untouched pages past the entries cost nothing)
  * that free unmaps: the marker file gets "array ADDRESS", and a test
@@ -118,7 +118,9 @@ __attribute__((visibility("default"))) DWORD OutOfProcessFunctionTableCallback(i
         if (meta.n > MAX_TEST_ENTRIES) {
             return 0xC000000D; /* STATUS_INVALID_PARAMETER */
         }
-        RUNTIME_FUNCTION *a = malloc(ARRAY_MIN);
+        const char *marker = getenv("FNTABLE_TEST_PROVIDER_MARKER");
+        int marking = marker != NULL && *marker != '\0';
+        RUNTIME_FUNCTION *a = malloc(marking ? ARRAY_MIN : (meta.n + 1) * sizeof *a);
         if (a == NULL) {
             return 0xC0000017; /* STATUS_NO_MEMORY */
         }
