@@ -310,6 +310,14 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 			}
 		}
 	}
+	// A callback table whose provider gave nothing covers the PC: its
+	// code is JIT code that only the provider describes; guessing with
+	// the frame pointer would make up frames.
+	if t, sn := s.TableAt(lookup); t != nil && t.Type == functable.RF_CALLBACK {
+		if res := sn.Resolve(t); res.Err != nil {
+			return stepResult{}, fmt.Errorf("%w (unresolved callback table: %v)", ErrNoUnwinder, res.Err)
+		}
+	}
 	// 2. PE images, for code outside the ELF modules.
 	m, inModule := s.Module(lookup)
 	var em *elfModule

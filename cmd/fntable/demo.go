@@ -139,7 +139,7 @@ func demoMain(cfg demoConfig, stdout, stderr io.Writer) error {
 		len(res.Threads), frames, float64(walked.Microseconds())/1000)
 
 	// 4. The stacks.
-	sum, checkErr := checkDemo(rep, res)
+	sum, checkErr := checkDemo(rep, res, true)
 	if cfg.json {
 		if err := writeListing(stdout, true, res, nil); err != nil {
 			return err
@@ -232,10 +232,10 @@ func demoThreads(rep *demotarget.Report, res *stackResult) *stackResult {
 
 // checkDemo checks the walk against the report: every JIT thread's frames
 // are the chain the target built, innermost first, each in the function
-// the target reports, named from the perf map, and found in the table it
-// was registered in; every walk of the target's threads ends without an
-// error (at the outermost frame).
-func checkDemo(rep *demotarget.Report, res *stackResult) (string, error) {
+// the target reports, named from the perf map (if named), and found in the
+// table it was registered in; every walk of the target's threads ends
+// without an error (at the outermost frame).
+func checkDemo(rep *demotarget.Report, res *stackResult, named bool) (string, error) {
 	byTable := map[demotarget.TableKind]int{}
 	jitThreads := 0
 	for _, rt := range rep.Threads {
@@ -266,7 +266,7 @@ func checkDemo(rep *demotarget.Report, res *stackResult) (string, error) {
 				}
 				return "", fmt.Errorf("thread %d (%s) frame %d (%s): in the %s, want the %s table", rt.Tid, rt.Name, k, want.Function, got, want.Table)
 			}
-			if !f.Symbol.ok || f.Symbol.s != want.Function {
+			if named && (!f.Symbol.ok || f.Symbol.s != want.Function) {
 				return "", fmt.Errorf("thread %d (%s) frame %d: named %q, want %s from the perf map", rt.Tid, rt.Name, k, f.Symbol.s, want.Function)
 			}
 			// Every caller of a JIT frame was found through the JIT

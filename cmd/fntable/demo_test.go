@@ -3,10 +3,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/fntable/fntable/internal/demotarget"
+	"github.com/fntable/fntable/provider"
 )
 
 // TestDemo runs the demo: it walks the real JIT target from outside and
@@ -58,4 +65,49 @@ func TestDemo(t *testing.T) {
 	if types["RF_SORTED"] == 0 || types["RF_CALLBACK"] == 0 {
 		t.Errorf("demo --json: frames per table type %v, want static (RF_SORTED) and callback frames", types)
 	}
+}
+
+// TestDemoTargetChurn walks the demo target again and again while it adds
+// and deletes other tables and creates, grows and deletes a growable one:
+// every walk must find exactly the chains the target built (no torn read
+// of the published list, no frame from a table that came or went).
+func TestDemoTargetChurn(t *testing.T) {
+	stackNeedLive(t)
+	lib, dir, err := demoProvider()
+	if err != nil {
+		t.Skipf("no example provider: %v", err)
+	}
+	p, err := demotarget.Start(context.Background(), demotarget.Options{Provider: lib, Churn: true, Seed: 3, Stderr: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	trust, err := demoTrust(dir, []string{lib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &provider.Resolver{Trust: trust}
+	walks := 0
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) || walks < 10; walks++ {
+		res, err := walkProcess(stackConfig{pid: p.Pid, maxFrames: 1024, provider: r}, io.Discard)
+		if err != nil {
+			t.Fatalf("walk %d: %v", walks, err)
+		}
+		if _, err := checkDemo(&p.Report, res, false); err != nil {
+			var b strings.Builder
+			writeStacksText(&b, demoThreads(&p.Report, res))
+			if tr, err := readTables(p.Pid, r); err == nil {
+				writeTablesText(&b, tr)
+			}
+			t.Fatalf("walk %d: %v\n%s", walks, err, b.String())
+		}
+	}
+	st, err := p.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ChurnErr != "" || st.ChurnCycles == 0 {
+		t.Fatalf("churn: %+v", st)
+	}
+	t.Logf("%d walks, each right, during %d churn cycles", walks, st.ChurnCycles)
 }

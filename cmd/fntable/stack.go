@@ -247,7 +247,18 @@ func (s optString) MarshalJSON() ([]byte, error) {
 
 // walkProcess stops the process, walks the threads and resumes it.
 func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
-	st, err := live.Stop(cfg.pid, live.StopOptions{})
+	// Stop it at a moment when its published function table lists are
+	// not being changed: a list stopped in the middle of a change cannot
+	// be read until the process runs again.
+	lists, err := remote.Find(cfg.pid)
+	if err != nil {
+		return nil, err
+	}
+	opts := live.StopOptions{}
+	if len(lists) > 0 {
+		opts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
+	}
+	st, err := live.Stop(cfg.pid, opts)
 	if err != nil {
 		return nil, err
 	}

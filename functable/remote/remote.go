@@ -566,3 +566,22 @@ func (s *Snapshot) LookupFunctionEntry(pc uint64) (*unwindinfo.RuntimeFunction, 
 }
 
 var _ unwind.FunctionTable = (*Snapshot)(nil)
+
+// Changing reports whether any of the lists ms of the process that mem
+// reads is in the middle of a change (its generation is odd) or cannot be
+// read. A tool that stops a process to walk it checks this and lets the
+// process run on for a moment if so: a list stopped in the middle of a
+// change stays so, and [Read] would fail with [ErrInconsistent].
+func Changing(mem Memory, ms []Mapping) bool {
+	for _, m := range ms {
+		var b [8]byte
+		if readFull(mem, b[:], m.Addr+functable.HdrGeneration) != nil {
+			return true
+		}
+		r := binread.New("generation", b[:], functable.HdrGeneration)
+		if r.U64()&1 != 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -457,3 +457,27 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestChanging reports lists in the middle of a change (odd generation)
+// and lists that cannot be read.
+func TestChanging(t *testing.T) {
+	const addr = 0x7f0000000000
+	for _, c := range []struct {
+		gen  uint64
+		want bool
+	}{{0, false}, {2, false}, {3, true}} {
+		b := make([]byte, 0x100)
+		binary.LittleEndian.PutUint64(b[functable.HdrGeneration:], c.gen)
+		mem := &unwind.SplicedMemory{}
+		mem.Add(addr, b)
+		if got := Changing(mem, []Mapping{{Addr: addr, Size: 0x100}}); got != c.want {
+			t.Errorf("generation %d: Changing %v, want %v", c.gen, got, c.want)
+		}
+		if !Changing(mem, []Mapping{{Addr: addr, Size: 0x100}, {Addr: addr + 0x1000, Size: 0x100}}) {
+			t.Errorf("an unreadable list is not reported")
+		}
+	}
+	if Changing(&unwind.SplicedMemory{}, nil) {
+		t.Error("no lists: changing")
+	}
+}

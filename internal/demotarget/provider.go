@@ -2,6 +2,7 @@ package demotarget
 
 import (
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/fntable/fntable/libfntable/include"
 )
@@ -20,7 +22,9 @@ import (
 //go:embed provider.c
 var ProviderSource []byte
 
-// ProviderLibrary is the file name BuildProvider gives the library.
+// ProviderLibrary is the file name BuildProvider gives the library, with a
+// hash of its source, headers and compiler before ".so":
+// libfntdemo_provider-0123456789ab.so.
 const ProviderLibrary = "libfntdemo_provider.so"
 
 // ErrNoCompiler is returned (wrapped) when no C compiler is on PATH.
@@ -39,8 +43,9 @@ func Compiler() (string, error) {
 
 // BuildProvider writes the example provider's source and the fntable
 // headers into dir and compiles them into a shared library there
-// (cc -shared -fPIC -O2 -Wall -Werror). It returns the library's absolute
-// path. Without a C compiler the error wraps [ErrNoCompiler].
+// (cc -shared -fPIC -O2 -Wall -Werror), unless the same library is there
+// already. It returns the library's absolute path. Without a C compiler
+// the error wraps [ErrNoCompiler].
 func BuildProvider(dir string) (path string, err error) {
 	cc, err := Compiler()
 	if err != nil {
@@ -66,12 +71,42 @@ func BuildProvider(dir string) (path string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("build the example provider: write the headers: %w", err)
 	}
-	lib := filepath.Join(dir, ProviderLibrary)
-	cmd := exec.Command(cc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-I"+dir, "-o", lib, src)
+	// The library's name carries a hash of what it is built from: an
+	// existing one is reused, and a changed source gets a new file, never
+	// written over one a process may have loaded (the provider loader
+	// also refuses a library that changed since it loaded it).
+	h := sha256.New()
+	h.Write([]byte(cc))
+	h.Write(ProviderSource)
+	fs.WalkDir(include.Headers, ".", func(name string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := fs.ReadFile(include.Headers, name)
+			h.Write([]byte(name))
+			h.Write(b)
+		}
+		return nil
+	})
+	lib := filepath.Join(dir, fmt.Sprintf("%s-%x.so", strings.TrimSuffix(ProviderLibrary, ".so"), h.Sum(nil)[:6]))
+	if fi, err := os.Stat(lib); err == nil && fi.Mode().IsRegular() {
+		return lib, nil
+	}
+	tmp, err := os.CreateTemp(dir, ProviderLibrary+".*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("build the example provider: %w", err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	cmd := exec.Command(cc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-I"+dir, "-o", tmp.Name(), src)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build the example provider: %s: %v\n%s", filepath.Base(cc), err, out.Bytes())
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return "", fmt.Errorf("build the example provider: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), lib); err != nil {
+		return "", fmt.Errorf("build the example provider: %w", err)
 	}
 	return lib, nil
 }

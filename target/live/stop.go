@@ -132,12 +132,32 @@ type StopOptions struct {
 	// in its handler.
 	NoSignalHandler bool
 
+	// Ready, if not nil, says whether the process was stopped at a good
+	// moment: for a walker, one when no published function table list is
+	// in the middle of a change (functable/remote.Changing). While it
+	// says no, Stop resumes the process, lets it run for a moment, and
+	// stops it again, up to MaxRestops times; then it returns the
+	// process as it is. [Stopped.Restops] tells how many times.
+	Ready func(*Stopped) bool
+
+	// MaxRestops bounds the restops Ready asks for; 0 means
+	// DefaultMaxRestops.
+	MaxRestops int
+
 	// Logf, if not nil, receives diagnostics (threads that exited or did
 	// not stop, detach failures, a caught signal). It is called from the
 	// goroutine that calls Stop or Close, or from the package's signal
 	// goroutine; it must not call back into the Stopped.
 	Logf func(format string, args ...any)
 }
+
+// DefaultMaxRestops is the number of times Stop stops a process again
+// when StopOptions.Ready says it was stopped at a bad moment.
+const DefaultMaxRestops = 50
+
+// Restops returns how many times Stop resumed and stopped the process
+// again because StopOptions.Ready said no.
+func (s *Stopped) Restops() int { return s.restops }
 
 // ReadStats counts the work of a [Stopped]'s ReadMemory.
 type ReadStats struct {
@@ -170,6 +190,8 @@ type Stopped struct {
 	pid  int
 	proc *Process // modules and files
 	opts StopOptions
+
+	restops int // see Restops
 
 	cache pageCache
 

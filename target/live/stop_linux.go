@@ -74,6 +74,28 @@ var testHookSeize func(tid int)
 // waiter in the tracer's process; Stop then finds the threads stopped by
 // reading their registers after a few milliseconds without news.
 func Stop(pid int, opts StopOptions) (*Stopped, error) {
+	max := opts.MaxRestops
+	if max <= 0 {
+		max = DefaultMaxRestops
+	}
+	for attempt := 0; ; attempt++ {
+		s, err := stop(pid, opts)
+		if err != nil || opts.Ready == nil || attempt >= max || opts.Ready(s) {
+			if s != nil {
+				s.restops = attempt
+			}
+			return s, err
+		}
+		if err := s.Close(); err != nil {
+			return nil, err
+		}
+		// Let the process run on: a few scheduler quanta at most.
+		time.Sleep(time.Duration(min(attempt+1, 20)) * 50 * time.Microsecond)
+	}
+}
+
+// stop stops the process once.
+func stop(pid int, opts StopOptions) (*Stopped, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("stop process %d: invalid pid", pid)
 	}

@@ -362,6 +362,34 @@ func TestStopRepeated(t *testing.T) {
 	c.checkRunning(t)
 }
 
+// TestStopReady stops a process again while StopOptions.Ready says no,
+// up to MaxRestops times, and lets it run in between.
+func TestStopReady(t *testing.T) {
+	c := startChild(t, 2)
+	for _, tc := range []struct{ refuse, max, want int }{{0, 0, 0}, {3, 0, 3}, {10, 4, 4}} {
+		asked := 0
+		s, err := Stop(c.pid, StopOptions{MaxRestops: tc.max, Ready: func(s *Stopped) bool {
+			// Each time, the process is stopped: its registers can be read.
+			var ctx unwind.Context
+			if err := s.ThreadContext(c.pid, &ctx); err != nil {
+				t.Errorf("ready %d: %v", asked, err)
+			}
+			asked++
+			return asked > tc.refuse
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Restops() != tc.want {
+			t.Errorf("refusing %d times with MaxRestops %d: %d restops, want %d", tc.refuse, tc.max, s.Restops(), tc.want)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.checkRunning(t)
+}
+
 // TestStackWalk follows the frame-pointer chain of the child's "deep"
 // thread through 64 frames and counts the system calls it costs.
 func TestStackWalk(t *testing.T) {
