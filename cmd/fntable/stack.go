@@ -250,10 +250,8 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	// Stop it at a moment when its published function table lists are
 	// not being changed: a list stopped in the middle of a change cannot
 	// be read until the process runs again.
-	lists, err := remote.Find(cfg.pid)
-	if err != nil {
-		return nil, err
-	}
+	// (If the maps cannot be read, Stop says why.)
+	lists, _ := remote.Find(cfg.pid)
 	opts := live.StopOptions{}
 	if len(lists) > 0 {
 		opts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
