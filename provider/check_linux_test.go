@@ -163,3 +163,26 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestLoadTrustDefaultRoundTrip loads the default list and loads it again
+// from its Options, as an isolated helper does: a missing default list
+// file is an empty list both times, not an error the second time.
+func TestLoadTrustDefaultRoundTrip(t *testing.T) {
+	if _, err := os.Stat(DefaultListFile); err == nil {
+		t.Skipf("%s exists here", DefaultListFile)
+	}
+	first, err := LoadTrust(TrustOptions{Extra: []string{"/opt/jit/libp.so"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Options().File != DefaultListFile {
+		t.Errorf("Options().File = %q, want %q", first.Options().File, DefaultListFile)
+	}
+	again, err := LoadTrust(first.Options())
+	if err != nil {
+		t.Fatalf("loading the options again: %v", err)
+	}
+	if got := again.Entries(); len(got) != 1 || got[0].Path != "/opt/jit/libp.so" {
+		t.Errorf("entries %v", got)
+	}
+}

@@ -128,7 +128,7 @@ func LoadTrust(opts TrustOptions) (*Trust, error) {
 			return nil, err
 		}
 		t.file, t.entries, t.warnings = name, entries, warnings
-	case opts.File == "" && errors.Is(err, fs.ErrNotExist):
+	case name == DefaultListFile && errors.Is(err, fs.ErrNotExist):
 		// No list: nothing is trusted but the extra paths.
 	default:
 		return nil, fmt.Errorf("trust list: %w", err)
