@@ -104,7 +104,7 @@ func (s *Sources) loadELF(m target.Module) (*elfModule, error) {
 	em := &elfModule{f: f, bias: bias, path: path}
 	if path != "" {
 		if ef, err := elf.Open(path); err == nil {
-			if tab, err := gopclntab.Open(ef); err == nil {
+			if tab, err := gopclntab.OpenFile(path, ef); err == nil {
 				em.gotab = tab
 			} else if !errors.Is(err, gopclntab.ErrNotGo) {
 				s.logf("%s: %v", m.Name, err)

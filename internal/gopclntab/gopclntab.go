@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"sort"
 )
 
@@ -72,9 +74,26 @@ type Func struct {
 }
 
 // Open reads the pclntab of a Go ELF file. The base of function entries
-// (the symbol runtime.text) comes from the symbol table, or, without
-// one, from the runtime's moduledata in the file.
+// (the symbol runtime.text) comes from the runtime's moduledata in the
+// file, or from the symbol table.
 func Open(ef *elf.File) (*Table, error) {
+	return open(ef, nil)
+}
+
+// OpenFile is Open for the file at path, which ef must have been read
+// from: the pclntab, several megabytes in a large program, is mapped from
+// the file (read-only, shared with the page cache) instead of copied where
+// the OS allows; the mapping goes when the Table is garbage.
+func OpenFile(path string, ef *elf.File) (*Table, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return open(ef, f)
+}
+
+func open(ef *elf.File, file *os.File) (*Table, error) {
 	sec := ef.Section(".gopclntab")
 	if sec == nil || sec.Type == elf.SHT_NOBITS {
 		return nil, ErrNotGo
@@ -82,24 +101,47 @@ func Open(ef *elf.File) (*Table, error) {
 	if sec.Size > maxSection {
 		return nil, fmt.Errorf("pclntab of %d bytes: too large", sec.Size)
 	}
-	data, err := io.ReadAll(sec.Open())
-	if err != nil {
-		return nil, fmt.Errorf("read pclntab: %w", err)
-	}
 	text := TextStart(ef)
 	if text == 0 {
 		return nil, errors.New("pclntab: cannot find runtime.text (no symbol table and no moduledata)")
 	}
-	return Parse(data, text)
+	var (
+		data  []byte
+		unmap func()
+		err   error
+	)
+	if file != nil && sec.Flags&elf.SHF_COMPRESSED == 0 {
+		data, unmap, err = mapSection(file, sec.Offset, sec.Size)
+	}
+	if data == nil || err != nil {
+		if data, err = io.ReadAll(sec.Open()); err != nil {
+			return nil, fmt.Errorf("read pclntab: %w", err)
+		}
+		unmap = nil
+	}
+	t, err := Parse(data, text)
+	if err != nil {
+		if unmap != nil {
+			unmap()
+		}
+		return nil, err
+	}
+	if unmap != nil {
+		runtime.AddCleanup(t, func(f func()) { f() }, unmap)
+	}
+	return t, nil
 }
 
 // TextStart returns the link-time address of runtime.text, which Go's
-// function entry offsets are relative to: from the symbol table, else
-// from the runtime's moduledata (the section .go.module of Go 1.26, or a
-// writable data section of older releases), whose first word is the
-// address of the pclntab. 0 when neither is there. The start of .text is
+// function entry offsets are relative to: from the runtime's moduledata
+// (the section .go.module of Go 1.26, or a writable data section of older
+// releases), whose first word is the address of the pclntab, else from
+// the symbol table. 0 when neither is there. The start of .text is
 // not a safe guess: an externally linked (cgo) binary puts C code first.
 func TextStart(ef *elf.File) uint64 {
+	if text := moduleText(ef); text != 0 {
+		return text
+	}
 	if syms, err := ef.Symbols(); err == nil {
 		for _, s := range syms {
 			if s.Name == "runtime.text" {
@@ -107,6 +149,12 @@ func TextStart(ef *elf.File) uint64 {
 			}
 		}
 	}
+	return 0
+}
+
+// moduleText finds runtime.text in the runtime's moduledata: cheaper than
+// reading the symbol table, and there without one.
+func moduleText(ef *elf.File) uint64 {
 	pcln := ef.Section(".gopclntab")
 	if pcln == nil {
 		return 0

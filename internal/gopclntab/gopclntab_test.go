@@ -73,6 +73,14 @@ func TestFuncsAndSPDelta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The mapped table is the same as the copied one.
+	mapped, err := OpenFile(path, ef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mapped.Len() != tab.Len() || mapped.text != tab.text || string(mapped.ftab) != string(tab.ftab) || string(mapped.pctab) != string(tab.pctab) {
+		t.Fatalf("OpenFile's table differs from Open's")
+	}
 	syms, err := ef.Symbols()
 	if err != nil {
 		t.Fatal(err)

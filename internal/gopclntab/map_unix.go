@@ -1,0 +1,19 @@
+//go:build unix
+
+package gopclntab
+
+import (
+	"os"
+	"syscall"
+)
+
+// mapSection maps size bytes of f from offset off, read-only.
+func mapSection(f *os.File, off, size uint64) ([]byte, func(), error) {
+	page := uint64(os.Getpagesize())
+	start := off &^ (page - 1)
+	b, err := syscall.Mmap(int(f.Fd()), int64(start), int(off-start+size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b[off-start:], func() { syscall.Munmap(b) }, nil
+}
