@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -135,8 +136,12 @@ func demoMain(cfg demoConfig, stdout, stderr io.Writer) error {
 	for _, th := range res.Threads {
 		frames += len(th.Frames)
 	}
-	out.printf("3. Stopped it with ptrace, walked its %d threads (%d frames) and resumed it in %.1f ms,\n   trusting only the example provider.\n",
-		len(res.Threads), frames, float64(walked.Microseconds())/1000)
+	trusting := "trusting only the example provider"
+	if lib == "" {
+		trusting = "trusting no provider"
+	}
+	out.printf("3. Stopped it with ptrace, walked its %d threads (%d frames) and resumed it in %.1f ms,\n   %s.\n",
+		len(res.Threads), frames, float64(walked.Microseconds())/1000, trusting)
 
 	// 4. The stacks.
 	sum, checkErr := checkDemo(rep, res, true)
@@ -237,7 +242,8 @@ func demoThreads(rep *demotarget.Report, res *stackResult) *stackResult {
 // without an error (at the outermost frame).
 func checkDemo(rep *demotarget.Report, res *stackResult, named bool) (string, error) {
 	byTable := map[demotarget.TableKind]int{}
-	jitThreads := 0
+	jitThreads, stopped := 0, 0
+threads:
 	for _, rt := range rep.Threads {
 		var th *threadStack
 		for i := range res.Threads {
@@ -245,44 +251,42 @@ func checkDemo(rep *demotarget.Report, res *stackResult, named bool) (string, er
 				th = &res.Threads[i]
 			}
 		}
-		switch {
-		case th == nil:
+		if th == nil {
 			return "", fmt.Errorf("thread %d (%s) was not walked", rt.Tid, rt.Name)
+		}
+		if len(rt.Frames) > 0 {
+			jitThreads++
+		}
+		// Without the callback table (no provider), nothing describes the
+		// code of its part: the frames up to its first one are checked,
+		// and what the walk finds beyond (the frame-pointer chain, a
+		// guess) is not.
+		if k := slices.IndexFunc(rt.Frames, func(f demotarget.Frame) bool { return f.Table == demotarget.TableNone }); k >= 0 {
+			if len(th.Frames) < k+1 {
+				return "", fmt.Errorf("thread %d (%s): %d frames, want at least %d, to %s", rt.Tid, rt.Name, len(th.Frames), k+1, rt.Frames[k].Function)
+			}
+			if f := th.Frames[k]; f.Table != nil {
+				return "", fmt.Errorf("thread %d (%s) frame %d (%s): in a %s table, want none", rt.Tid, rt.Name, k, rt.Frames[k].Function, f.Table.kind())
+			}
+			if err := checkDemoFrames(rt, th, rt.Frames[:k], named, byTable); err != nil {
+				return "", err
+			}
+			stopped++
+			continue threads
+		}
+		switch {
 		case th.Error != nil:
 			return "", fmt.Errorf("thread %d (%s): the walk ended early: %s", rt.Tid, rt.Name, *th.Error)
 		case len(th.Frames) < len(rt.Frames)+1:
 			return "", fmt.Errorf("thread %d (%s): %d frames, want more than its %d JIT frames", rt.Tid, rt.Name, len(th.Frames), len(rt.Frames))
 		}
-		for k, want := range rt.Frames {
-			f := th.Frames[k]
-			pc := demotarget.Addr(f.symbolPC)
-			if pc < want.Begin || pc >= want.End {
-				return "", fmt.Errorf("thread %d (%s) frame %d at %#x: not in %s [%#x, %#x)", rt.Tid, rt.Name, k, uint64(f.PC), want.Function, uint64(want.Begin), uint64(want.End))
-			}
-			if f.Table == nil || demotarget.TableKind(f.Table.kind()) != want.Table {
-				got := "no table"
-				if f.Table != nil {
-					got = f.Table.kind() + " table"
-				}
-				return "", fmt.Errorf("thread %d (%s) frame %d (%s): in the %s, want the %s table", rt.Tid, rt.Name, k, want.Function, got, want.Table)
-			}
-			if named && (!f.Symbol.ok || f.Symbol.s != want.Function) {
-				return "", fmt.Errorf("thread %d (%s) frame %d: named %q, want %s from the perf map", rt.Tid, rt.Name, k, f.Symbol.s, want.Function)
-			}
-			// Every caller of a JIT frame was found through the JIT
-			// frame's table.
-			if next := th.Frames[k+1]; next.How != "table" {
-				return "", fmt.Errorf("thread %d (%s) frame %d: its caller was found by %s, not through its table", rt.Tid, rt.Name, k, next.How)
-			}
-			byTable[want.Table]++
+		if err := checkDemoFrames(rt, th, rt.Frames, named, byTable); err != nil {
+			return "", err
 		}
 		for _, f := range th.Frames[len(rt.Frames):] {
 			if f.Table != nil {
 				return "", fmt.Errorf("thread %d (%s): a frame at %#x beyond the chain is in a %s table", rt.Tid, rt.Name, uint64(f.PC), f.Table.kind())
 			}
-		}
-		if len(rt.Frames) > 0 {
-			jitThreads++
 		}
 	}
 	var parts []string
@@ -295,8 +299,41 @@ func checkDemo(rep *demotarget.Report, res *stackResult, named bool) (string, er
 	for _, n := range byTable {
 		total += n
 	}
-	return fmt.Sprintf("all %d JIT frames of the %d JIT threads are the functions the target called,\n"+
-		"   in order, each found through the table it registered it in (%s);\n"+
-		"   every walk of its %d threads reached its outermost frame",
-		total, jitThreads, strings.Join(parts, ", "), len(rep.Threads)), nil
+	sum := fmt.Sprintf("all %d JIT frames of the %d JIT threads are the functions the target called,\n"+
+		"   in order, each found through the table it registered it in (%s);\n", total, jitThreads, strings.Join(parts, ", "))
+	if stopped > 0 {
+		return sum + fmt.Sprintf("   %d threads were checked up to the first frame of the unregistered callback part\n"+
+			"   (beyond it the walk can only guess, from the frame pointer); the walks of its other\n"+
+			"   %d threads reached their outermost frame", stopped, len(rep.Threads)-stopped), nil
+	}
+	return sum + fmt.Sprintf("   every walk of its %d threads reached its outermost frame", len(rep.Threads)), nil
+}
+
+// checkDemoFrames checks the first len(frames) frames of th against the
+// JIT frames the target reported for its thread rt.
+func checkDemoFrames(rt demotarget.Thread, th *threadStack, frames []demotarget.Frame, named bool, byTable map[demotarget.TableKind]int) error {
+	for k, want := range frames {
+		f := th.Frames[k]
+		if f.Table == nil || demotarget.TableKind(f.Table.kind()) != want.Table {
+			got := "no table"
+			if f.Table != nil {
+				got = f.Table.kind() + " table"
+			}
+			return fmt.Errorf("thread %d (%s) frame %d (%s): in the %s, want the %s table", rt.Tid, rt.Name, k, want.Function, got, want.Table)
+		}
+		pc := demotarget.Addr(f.symbolPC)
+		if pc < want.Begin || pc >= want.End {
+			return fmt.Errorf("thread %d (%s) frame %d at %#x: not in %s [%#x, %#x)", rt.Tid, rt.Name, k, uint64(f.PC), want.Function, uint64(want.Begin), uint64(want.End))
+		}
+		if named && (!f.Symbol.ok || f.Symbol.s != want.Function) {
+			return fmt.Errorf("thread %d (%s) frame %d: named %q, want %s from the perf map", rt.Tid, rt.Name, k, f.Symbol.s, want.Function)
+		}
+		// Every caller of a JIT frame was found through the JIT
+		// frame's table.
+		if next := th.Frames[k+1]; next.How != "table" {
+			return fmt.Errorf("thread %d (%s) frame %d: its caller was found by %s, not through its table", rt.Tid, rt.Name, k, next.How)
+		}
+		byTable[want.Table]++
+	}
+	return nil
 }

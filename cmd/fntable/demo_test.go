@@ -111,3 +111,24 @@ func TestDemoTargetChurn(t *testing.T) {
 	}
 	t.Logf("%d walks, each right, during %d churn cycles", walks, st.ChurnCycles)
 }
+
+// TestDemoNoCompiler runs the demo with no C compiler on PATH: the target
+// runs without its callback table, the demo says so, the walks through
+// the other tables are checked, and those that reach the unregistered
+// callback part stop there.
+func TestDemoNoCompiler(t *testing.T) {
+	stackNeedLive(t)
+	t.Setenv("PATH", t.TempDir())
+	status, out, errOut := fntable("demo")
+	if status != 0 {
+		t.Fatalf("demo: status %d: %s\n%s", status, errOut, out)
+	}
+	for _, want := range []string{"No C compiler on PATH", "{static table}", "{growable table}", "up to the first frame of the unregistered callback part"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "{callback table}") {
+		t.Errorf("a frame in a callback table without a provider:\n%s", out)
+	}
+}
