@@ -154,9 +154,22 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	if opts.FunctionTableAccess != nil {
 		tables = append(tables, opts.FunctionTableAccess)
 	}
-	if opts.DynamicTables != nil {
+	dumped, isDump := t.(interface {
+		FunctionTables() (unwind.FunctionTable, error)
+	})
+	switch {
+	case opts.DynamicTables != nil:
 		tables = append(tables, opts.DynamicTables)
-	} else if maps != nil {
+	case isDump:
+		// A dump: the tables it captured (its function table stream).
+		ft, err := dumped.FunctionTables()
+		if err != nil {
+			s.logf("dynamic function tables of the dump: %v", err)
+		}
+		if ft != nil {
+			tables = append(tables, ft)
+		}
+	case maps != nil:
 		snaps, errs := readPublished(maps, s.mem)
 		for _, e := range errs {
 			s.logf("%v", e)

@@ -197,3 +197,15 @@ func (d *Dump) Close() error {
 	}
 	return nil
 }
+
+// FunctionTables returns the dynamic function tables the dump holds (its
+// FunctionTableStream, stream 13: RtlAddFunctionTable, growable and
+// callback tables as they were when it was written), for lookups; nil when
+// the dump has none. Their UNWIND_INFO is read from the dump's memory.
+func (d *Dump) FunctionTables() (unwind.FunctionTable, error) {
+	ft, err := d.f.FunctionTables()
+	if ft == nil {
+		return nil, err
+	}
+	return ft, err
+}
