@@ -378,20 +378,20 @@ func (l *list) inside(a, n, align uint64) (uint64, bool) {
 
 // record decodes the record at offset off.
 func (l *list) record(off uint64) (t Table, flink, blink uint64, err error) {
-	r := binread.New("function table record", l.b[off:off+l.recordSize], int64(off))
-	flink, blink = r.U64(), r.U64()
-	t.Record = l.addr + off
-	t.FunctionTable = r.U64()
-	t.TimeStamp = r.U64()
-	t.MinimumAddress, t.MaximumAddress, t.BaseAddress = r.U64(), r.U64(), r.U64()
-	t.Callback, t.Context = r.U64(), r.U64()
-	dll := r.U64()
-	t.Type = functable.Type(r.U32())
-	t.EntryCount, t.MaximumEntryCount = r.U32(), r.U32()
-	flags := r.U32()
-	if err := r.Err(); err != nil {
-		return t, 0, 0, fmt.Errorf("%w: %w", ErrMalformed, err)
+	rec, err := functable.DecodePublishedRecord(l.b[off : off+l.recordSize])
+	if err != nil {
+		return t, 0, 0, fmt.Errorf("%w: record at offset %#x: %w", ErrMalformed, off, err)
 	}
+	flink, blink = rec.Flink, rec.Blink
+	t.Record = l.addr + off
+	t.FunctionTable = rec.FunctionTable
+	t.TimeStamp = rec.TimeStamp
+	t.MinimumAddress, t.MaximumAddress, t.BaseAddress = rec.MinimumAddress, rec.MaximumAddress, rec.BaseAddress
+	t.Callback, t.Context = rec.Callback, rec.Context
+	dll := rec.OutOfProcessCallbackDll
+	t.Type = rec.Type
+	t.EntryCount, t.MaximumEntryCount = rec.EntryCount, rec.MaximumEntryCount
+	flags := rec.Flags
 	l.objs = append(l.objs, span{off, off + l.recordSize, "record"})
 	bad := func(field uint64, msg string, val any) error { return &FormatError{off + field, msg, val} }
 	t.Growable = flags&functable.RecFlagGrowable != 0
