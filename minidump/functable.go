@@ -3,20 +3,21 @@ package minidump
 import (
 	"fmt"
 
+	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/internal/binread"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
 // FunctionTableType is FUNCTION_TABLE_TYPE, the Type of a
-// DYNAMIC_FUNCTION_TABLE (ReactOS sdk/lib/rtl/amd64/dynfntbl.c).
-type FunctionTableType uint32
+// DYNAMIC_FUNCTION_TABLE: functable.Type.
+type FunctionTableType = functable.Type
 
-// Types of dynamic function tables.
+// Types of dynamic function tables (functable's).
 const (
-	RF_SORTED         FunctionTableType = 0 // RtlAddFunctionTable, RtlAddGrowableFunctionTable: entries sorted
-	RF_UNSORTED       FunctionTableType = 1 // entries in any order
-	RF_CALLBACK       FunctionTableType = 2 // RtlInstallFunctionTableCallback: no entries in the process
-	RF_KERNEL_DYNAMIC FunctionTableType = 3
+	RF_SORTED         = functable.RF_SORTED         // RtlAddFunctionTable, RtlAddGrowableFunctionTable: entries sorted
+	RF_UNSORTED       = functable.RF_UNSORTED       // entries in any order
+	RF_CALLBACK       = functable.RF_CALLBACK       // RtlInstallFunctionTableCallback: no entries in the process
+	RF_KERNEL_DYNAMIC = functable.RF_KERNEL_DYNAMIC // the kernel's own tables
 )
 
 // Sizes of the structures of the function-table stream
@@ -28,13 +29,13 @@ const (
 	// DynamicFunctionTableSizeWin7 is the size of the x64
 	// DYNAMIC_FUNCTION_TABLE up to and including EntryCount, the fields
 	// every Windows version has (Windows 7 has no more).
-	DynamicFunctionTableSizeWin7 = 0x58
+	DynamicFunctionTableSizeWin7 = functable.DynamicFunctionTableSizeWin7
 	// DynamicFunctionTableSizeWin10 adds an RTL_BALANCED_NODE TreeNode
 	// (Windows 8 to 10).
-	DynamicFunctionTableSizeWin10 = 0x70
+	DynamicFunctionTableSizeWin10 = functable.DynamicFunctionTableSizeWin10
 	// DynamicFunctionTableSizeWin11 has TreeNodeMin and TreeNodeMax
 	// instead (recent builds).
-	DynamicFunctionTableSizeWin11 = 0x88
+	DynamicFunctionTableSizeWin11 = functable.DynamicFunctionTableSizeWin11
 
 	// MaxNativeDescriptorSize caps SizeOfNativeDescriptor and
 	// SizeOfDescriptor; the largest known native table is 0x88 bytes.
@@ -65,25 +66,12 @@ type FunctionTableDescriptor struct {
 	SizeOfAlignPad uint32 // bytes of padding after the entries
 }
 
-// DynamicFunctionTable is the decoded prefix of the x64
-// DYNAMIC_FUNCTION_TABLE, the private ntdll record of a registered table
-// (MicrosoftDocs win32 DevNotes "DYNAMIC_FUNCTION_TABLE"), which dbghelp
-// copies raw into the dump. Pointers are addresses in the dumped process.
-// Callback, Context and OutOfProcessCallbackDll are meaningful only for
-// RF_CALLBACK tables; for others they can hold junk.
-type DynamicFunctionTable struct {
-	Flink, Blink            uint64 // ListEntry: neighbours in ntdll's list
-	FunctionTable           uint64 // the RUNTIME_FUNCTION array, or the TableIdentifier of a callback table
-	TimeStamp               uint64 // Reserved1 in the documentation: when the table was registered (FILETIME)
-	MinimumAddress          uint64
-	MaximumAddress          uint64
-	BaseAddress             uint64
-	Callback                uint64 // Reserved2[0]: PGET_RUNTIME_FUNCTION_CALLBACK
-	Context                 uint64 // Reserved2[1]: the callback's context
-	OutOfProcessCallbackDll uint64 // PWSTR naming the out-of-process callback DLL
-	Type                    FunctionTableType
-	EntryCount              uint32
-}
+// DynamicFunctionTable is the x64 DYNAMIC_FUNCTION_TABLE, the private
+// ntdll record of a registered table (MicrosoftDocs win32 DevNotes
+// "DYNAMIC_FUNCTION_TABLE"), which dbghelp copies raw into the dump:
+// functable.DynamicFunctionTable, the one codec of the record.
+// MaximumEntryCount and Flags are 0 in a dump.
+type DynamicFunctionTable = functable.DynamicFunctionTable
 
 // FunctionTable is one table of the FunctionTableStream.
 type FunctionTable struct {
@@ -173,7 +161,8 @@ func decodeFunctionTables(data []byte, rva int64) (*FunctionTables, error) {
 		if err := r.Err(); err != nil {
 			return s, formatErr(err, fmt.Sprintf("%s: table %d", what, i))
 		}
-		t.NativeTable, t.NativeOK = decodeDynamicFunctionTable(t.Native)
+		nt, err := functable.DecodeDynamicFunctionTable(t.Native)
+		t.NativeTable, t.NativeOK = nt, err == nil
 		n := uint64(t.Descriptor.EntryCount) * uint64(s.SizeOfFunctionEntry)
 		if n > uint64(r.Len()) {
 			return s, &FormatError{Off: rva + int64(r.Off()), Msg: fmt.Sprintf("%s: table %d: %d entries of %d bytes in %d bytes", what, i, t.Descriptor.EntryCount, s.SizeOfFunctionEntry, r.Len()), Val: t.Descriptor.EntryCount, Err: ErrTruncated}
@@ -208,25 +197,6 @@ func sortedDisjoint(fns []unwindinfo.RuntimeFunction) bool {
 		}
 	}
 	return true
-}
-
-// decodeDynamicFunctionTable decodes the fields below 0x58 of a native
-// DYNAMIC_FUNCTION_TABLE, which all x64 layouts share.
-func decodeDynamicFunctionTable(b []byte) (DynamicFunctionTable, bool) {
-	if len(b) < DynamicFunctionTableSizeWin7 {
-		return DynamicFunctionTable{}, false
-	}
-	r := binread.New("dynamic function table", b, 0)
-	return DynamicFunctionTable{
-		Flink: r.U64(), Blink: r.U64(),
-		FunctionTable:  r.U64(),
-		TimeStamp:      r.U64(),
-		MinimumAddress: r.U64(), MaximumAddress: r.U64(), BaseAddress: r.U64(),
-		Callback: r.U64(), Context: r.U64(),
-		OutOfProcessCallbackDll: r.U64(),
-		Type:                    FunctionTableType(r.U32()),
-		EntryCount:              r.U32(),
-	}, true
 }
 
 // LookupFunctionEntry finds the entry of the dumped dynamic function

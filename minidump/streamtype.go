@@ -1,6 +1,6 @@
 package minidump
 
-//go:generate stringer -type=StreamType,ProcessorArchitecture,FunctionTableType -output=string.go
+//go:generate stringer -type=StreamType,ProcessorArchitecture -output=string.go
 
 // StreamType is MINIDUMP_STREAM_TYPE, the type of a stream in the
 // directory. The names are those of minidumpapiset.h; the Breakpad and
