@@ -5,9 +5,13 @@ package dump
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
+	"sort"
+	"strings"
 
+	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/minidump"
 	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/unwind"
@@ -22,6 +26,8 @@ type Dump struct {
 	threads []thread // in Threads order
 	thrErr  error    // the error decoding the thread list or names gave
 	own     bool     // Close closes f
+	images  []*image // module files under the dump's memory (LoadImages), by base
+	ranges  []minidump.MemoryRange
 }
 
 // thread is a thread of the dump's ThreadListStream.
@@ -31,8 +37,9 @@ type thread struct {
 }
 
 var (
-	_ target.Target  = (*Dump)(nil)
-	_ target.Threads = (*Dump)(nil)
+	_ target.Target     = (*Dump)(nil)
+	_ target.Threads    = (*Dump)(nil)
+	_ target.FileOpener = (*Dump)(nil)
 )
 
 // Open opens the minidump file name.
@@ -60,7 +67,7 @@ func New(f *minidump.File) (*Dump, error) {
 	if err != nil && mods == nil {
 		return nil, fmt.Errorf("dump modules: %w", err)
 	}
-	d := &Dump{f: f, mem: mem}
+	d := &Dump{f: f, mem: mem, ranges: mem.Ranges()}
 	for _, m := range mods {
 		tm := target.Module{
 			Name:          target.BaseName(m.Name),
@@ -70,6 +77,12 @@ func New(f *minidump.File) (*Dump, error) {
 			TimeDateStamp: m.TimeDateStamp,
 			CheckSum:      m.CheckSum,
 			CodeView:      m.CvData,
+			BuildID:       buildIDOf(m.CvData),
+		}
+		if strings.HasPrefix(m.Name, "[") {
+			// A Linux image without a file ("[vdso]"): complete in
+			// memory, as the dump holds it.
+			tm.Name, tm.Path, tm.InMemory = m.Name, "", true
 		}
 		if tm.Size == 0 || tm.Base+tm.Size < tm.Base {
 			continue
@@ -176,8 +189,44 @@ func (d *Dump) ThreadContext(tid int, ctx *unwind.Context) error {
 // File returns the minidump.
 func (d *Dump) File() *minidump.File { return d.f }
 
-// ReadMemory reads the memory the dump captured.
-func (d *Dump) ReadMemory(p []byte, addr uint64) (int, error) { return d.mem.ReadMemory(p, addr) }
+// ReadMemory reads the memory the dump captured, and where it holds none,
+// the module files [Dump.LoadImages] mapped.
+func (d *Dump) ReadMemory(p []byte, addr uint64) (int, error) {
+	n, err := d.mem.ReadMemory(p, addr)
+	if err == nil || len(d.images) == 0 {
+		return n, err
+	}
+	total := 0
+	for {
+		total += n
+		if err == nil || !isUnmapped(err) {
+			return total, err
+		}
+		p, addr = p[n:], addr+uint64(n)
+		// addr is in a hole of the dump: the images fill it, up to the
+		// next range the dump holds.
+		i := sort.Search(len(d.ranges), func(i int) bool { return d.ranges[i].Addr > addr })
+		limit := uint64(0)
+		if i < len(d.ranges) {
+			limit = d.ranges[i].Addr
+		}
+		k, ierr := d.readImages(p, addr, limit)
+		total += k
+		if ierr != nil {
+			return total, ierr
+		}
+		p, addr = p[k:], addr+uint64(k)
+		if len(p) == 0 {
+			return total, nil
+		}
+		n, err = d.mem.ReadMemory(p, addr)
+	}
+}
+
+func isUnmapped(err error) bool {
+	var u *memory.UnmappedError
+	return errors.As(err, &u)
+}
 
 // Modules calls yield for each module of the dump's module list, in
 // ascending Base order.
@@ -190,8 +239,13 @@ func (d *Dump) Modules(yield func(target.Module) bool) error {
 	return nil
 }
 
-// Close closes the file if Open opened it.
+// Close closes the module files LoadImages opened, and the dump file if
+// Open opened it.
 func (d *Dump) Close() error {
+	for _, img := range d.images {
+		img.f.Close()
+	}
+	d.images = nil
 	if d.own {
 		return d.f.Close()
 	}
