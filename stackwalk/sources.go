@@ -14,6 +14,7 @@ import (
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/procmaps"
+	"github.com/fntable/fntable/minidump"
 	"github.com/fntable/fntable/peimage"
 	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/unwind"
@@ -126,6 +127,9 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	default:
 		return nil, errors.New("stack walk sources: no target and no memory")
 	}
+	if err := checkDumpArch(t); err != nil {
+		return nil, err
+	}
 	s.cfi = opts.CFI
 	if s.cfi == nil {
 		s.cfi = new(cfi.Cache)
@@ -186,6 +190,30 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 		s.dyn = tables
 	}
 	return s, nil
+}
+
+// checkDumpArch rejects a minidump target whose system information names
+// a processor other than x64: the unwinders know only the x64 CONTEXT and
+// UNWIND_INFO. (Its memory and modules can still be read through the
+// target; only the walk is refused.) A dump without system information
+// passes, and its threads' contexts are checked as they are read.
+func checkDumpArch(t target.Target) error {
+	d, ok := t.(interface{ File() *minidump.File })
+	if !ok || d.File() == nil {
+		return nil
+	}
+	si, err := d.File().SystemInfo()
+	if err != nil || si == nil {
+		return nil
+	}
+	switch a := si.ProcessorArchitecture; a {
+	case minidump.PROCESSOR_ARCHITECTURE_AMD64:
+		return nil
+	case minidump.PROCESSOR_ARCHITECTURE_INTEL, minidump.PROCESSOR_ARCHITECTURE_IA32_ON_WIN64:
+		return fmt.Errorf("stack walk sources: the dump is of an x86 (32-bit) process (%v): %w", a, ErrUnsupportedArch)
+	default:
+		return fmt.Errorf("stack walk sources: the dump is of a %v process: %w", a, ErrUnsupportedArch)
+	}
 }
 
 // readPublished reads every list a process publishes, found in its maps
@@ -252,6 +280,26 @@ func (s *Sources) executable(pc uint64) bool {
 	}
 	i := sort.Search(len(s.exec), func(i int) bool { return s.exec[i][1] > pc })
 	return i < len(s.exec) && pc >= s.exec[i][0]
+}
+
+// fpCallerKnown reports whether pc, a return address found through the
+// frame-pointer chain, may be taken for one. When the target's executable
+// mappings are not known but its modules are (a minidump), it must lie in
+// a module or in a dynamic function table; otherwise any PC passes (the
+// executable check and the stack guards judge it).
+func (s *Sources) fpCallerKnown(pc uint64) bool {
+	if s.exec != nil || len(s.mods) == 0 {
+		return true
+	}
+	if _, ok := s.Module(pc); ok {
+		return true
+	}
+	if s.dyn != nil {
+		if _, _, ok := s.dyn.LookupFunctionEntry(pc); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // TableAt returns the published dynamic function table whose range
@@ -421,6 +469,12 @@ func (s *Sources) describe(pc uint64) string {
 		return fmt.Sprintf("in callback table %#x, whose provider gave no entry for it", t.FunctionTable)
 	}
 	if m, ok := s.Module(pc); ok {
+		var b [1]byte
+		if _, err := s.mem.ReadMemory(b[:], m.Base); err != nil {
+			// A minidump that did not capture the image: its headers,
+			// and so its exception directory, are not in the memory.
+			return fmt.Sprintf("%s+%#x, whose image is not in the target's memory", m.Name, pc-m.Base)
+		}
 		return fmt.Sprintf("%s+%#x has no unwind data", m.Name, pc-m.Base)
 	}
 	return "in no module or function table"

@@ -83,6 +83,9 @@ var (
 	// process (a return address read from a slot that holds something
 	// else).
 	ErrNotCode = errors.New("return address is not in executable memory")
+	// ErrUnsupportedArch: the target is not an x64 process (a minidump
+	// of an x86 or ARM64 process); [NewSources] refuses it.
+	ErrUnsupportedArch = errors.New("fntable unwinds x64 stacks only")
 )
 
 // FrameError is the error that ended a walk: which frame could not be
@@ -229,6 +232,14 @@ func (w *Walker) step() {
 		// A signal trampoline (its FDE is a signal frame): it was not
 		// called, the kernel made its frame, so its PC names it.
 		cur.SymbolPC = cur.PC
+	}
+	if st.how == HowFP && !w.s.fpCallerKnown(ctx.Rip) {
+		// Without the target's mappings (a dump), a return address that
+		// only the frame-pointer guess found, and that is in no module
+		// and no function table, is more likely a stale slot than code;
+		// a zero there is no sign of the stack's end either.
+		w.fail(i, cur.PC, fmt.Errorf("%w: %#x, read through rbp, is in no module or function table of the target", ErrNotCode, ctx.Rip))
+		return
 	}
 	if st.end || ctx.Rip == 0 {
 		// The unwind data marks the outermost frame, or the return

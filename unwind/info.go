@@ -32,23 +32,16 @@ func (b info) chained() (unwindinfo.RuntimeFunction, bool) {
 	return unwindinfo.RuntimeFunction{BeginAddress: le.Uint32(b[t:]), EndAddress: le.Uint32(b[t+4:]), UnwindData: le.Uint32(b[t+8:])}, true
 }
 
-// handler returns the handler RVA, if the flags name one.
-func (b info) handler() (uint32, bool) {
-	if !b.flags().HasHandler() {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint32(b[b.trailer():]), true
-}
-
-// infoSize returns the size of the UNWIND_INFO whose header is h.
+// infoSize returns the size of the part of the UNWIND_INFO whose header
+// is h that unwinding needs: the header, the codes and a chained entry.
+// The handler RVA and its data are read only when a handler is asked for:
+// dbghelp saves in a minidump only the bytes unwinding needs (the Electron
+// dump holds 4 bytes of V8's UNWIND_INFO, whose flags name a handler).
 func infoSize(h []byte) int {
 	count := int(h[2])
 	flags := unwindinfo.Flags(h[0] >> 3)
-	switch {
-	case flags&unwindinfo.UNW_FLAG_CHAININFO != 0:
+	if flags&unwindinfo.UNW_FLAG_CHAININFO != 0 {
 		return unwindinfo.HeaderSize + 2*((count+1)&^1) + unwindinfo.RuntimeFunctionSize
-	case flags.HasHandler():
-		return unwindinfo.HeaderSize + 2*((count+1)&^1) + 4
 	}
 	return unwindinfo.HeaderSize + 2*count
 }

@@ -1,6 +1,7 @@
 package unwind
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -214,11 +215,15 @@ func (u *Unwinder) virtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 
 	if ht != HandlerNone {
 		po := uint32(controlPC - imageBase - uint64(primary.BeginAddress))
-		if po >= pin.prolog() && uint32(pin.flags())&uint32(ht) != 0 {
-			if rva, ok := pin.handler(); ok {
-				res.HandlerRoutine = imageBase + uint64(rva)
-				res.HandlerData = imageBase + uint64(primary.UnwindData) + uint64(pin.trailer()) + 4
+		if po >= pin.prolog() && uint32(pin.flags())&uint32(ht) != 0 && pin.flags().HasHandler() {
+			// The handler RVA follows the codes; readInfo left it out.
+			at := imageBase + uint64(primary.UnwindData) + uint64(pin.trailer())
+			b, err := r.bytes(areaOther, at, 4)
+			if err != nil {
+				return fmt.Errorf("read handler of unwind info at %#x: %w", imageBase+uint64(primary.UnwindData), err)
 			}
+			res.HandlerRoutine = imageBase + uint64(binary.LittleEndian.Uint32(b))
+			res.HandlerData = at + 4
 		}
 	}
 	return nil
