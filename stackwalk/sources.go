@@ -68,6 +68,13 @@ type Options struct {
 	// does not; nil means /usr/lib/debug.
 	DebugDirs []string
 
+	// Scan, if set, lets a walk go on past a frame that no unwinder
+	// knows: the first word above its SP, within MaxScanWords, that is a
+	// return address (it follows a call instruction in a module or a
+	// dynamic table's range) becomes the caller's PC, and its frame is
+	// marked HowScan. Off by default: a scanned frame is a guess.
+	Scan bool
+
 	// Logf, if set, receives what the walker could not use and why (a
 	// module whose CFI is unreadable, a published list that is torn).
 	Logf func(format string, args ...any)

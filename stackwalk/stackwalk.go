@@ -22,10 +22,10 @@ const (
 	HowGo                 // Go's own unwind data: the pclntab of a Go program without .debug_frame, and the way back from runtime.asmcgocall to the goroutine that called C (or JIT) code
 )
 
-var howNames = [...]string{"context", "table", "pe", "cfi", "fp", "go"}
+var howNames = [...]string{"context", "table", "pe", "cfi", "fp", "go", "scan"}
 
 // String returns the name of h as the CLI prints it: "context", "table",
-// "pe", "cfi", "fp" or "go".
+// "pe", "cfi", "fp", "go" or "scan".
 func (h How) String() string {
 	if int(h) < len(howNames) {
 		return howNames[h]
@@ -222,6 +222,16 @@ func (w *Walker) step() {
 		st.cfa, err = goCgoCaller(w.s.mem, ctx, entry)
 	} else {
 		st, err = w.s.step(ctx, lookup)
+	}
+	if err != nil && w.s.opts.Scan && errors.Is(err, ErrNoUnwinder) {
+		// No unwinder knows the frame: look for a return address on
+		// the stack (scan.go).
+		w.ctx = cur.Context
+		if scanned, ok := w.s.scan(ctx); ok {
+			st, err = scanned, nil
+		} else {
+			err = scanError(err)
+		}
 	}
 	if err != nil {
 		w.fail(i, cur.PC, err)
