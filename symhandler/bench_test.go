@@ -99,3 +99,23 @@ func BenchmarkSymbolizeParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "addrs/s")
 }
+
+// BenchmarkCallback measures the cost of one callback delivery: two
+// option changes per iteration, each sending CBA_SET_OPTIONS to a
+// callback that does nothing. ns/callback is the figure.
+func BenchmarkCallback(b *testing.B) {
+	h, err := symhandler.New(symhandler.Config{SearchPath: b.TempDir(), DebugDirs: []string{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	h.RegisterCallback(func(*symhandler.Handler, symhandler.Action, any, any) bool { return false }, nil)
+	a, c := symhandler.DefaultOptions, symhandler.DefaultOptions|symhandler.SYMOPT_DEBUG
+	n := 0
+	for b.Loop() {
+		h.SetOptions(c)
+		h.SetOptions(a)
+		n += 2
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/callback")
+}

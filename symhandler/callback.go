@@ -2,9 +2,7 @@ package symhandler
 
 import (
 	"fmt"
-	"runtime"
 	"strconv"
-	"sync"
 )
 
 // Action is the ActionCode a callback receives: dbghelp's CBA_* values.
@@ -64,8 +62,14 @@ func (a Action) String() string {
 // (deliveries from other goroutines wait their turn). No lock of the
 // handler is held while a callback runs, so a callback may call any method
 // of h; events those calls produce are delivered at once, nested, on the
-// same goroutine. A callback must not wait for another goroutine that
-// uses h, as that goroutine's events wait for the callback to return.
+// same goroutine. h is a handle on the handler that carries the delivery
+// in progress: a callback calls back through it, on its own goroutine and
+// before it returns, not through another reference to the handler (such a
+// call waits for the delivery to end, that is, forever) nor from another
+// goroutine. A callback must not wait for another goroutine that uses the
+// handler, as that goroutine's events wait for the callback to return. A
+// callback that panics ends the delivery: the panic reaches the caller of
+// the handler's method, and later deliveries go on.
 //
 // A callback returns true when it handled the action (and, for the
 // questions, when the answer is yes); for codes it does not know it must
@@ -179,59 +183,4 @@ type JITSymbolMap struct {
 type registration struct {
 	fn  Callback
 	ctx any
-}
-
-// deliverer serializes callbacks of one handler: one at a time, re-entrant
-// on the goroutine that holds it.
-type deliverer struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	owner uint64 // goroutine holding the turn; 0 when free
-	depth int
-}
-
-func (d *deliverer) acquire() {
-	g := goid()
-	d.mu.Lock()
-	if d.cond == nil {
-		d.cond = sync.NewCond(&d.mu)
-	}
-	for d.owner != 0 && d.owner != g {
-		d.cond.Wait()
-	}
-	d.owner = g
-	d.depth++
-	d.mu.Unlock()
-}
-
-func (d *deliverer) release() {
-	d.mu.Lock()
-	d.depth--
-	if d.depth == 0 {
-		d.owner = 0
-		d.cond.Broadcast()
-	}
-	d.mu.Unlock()
-}
-
-// goid returns the current goroutine's id, parsed from the header of its
-// stack trace ("goroutine 123 [running]:"). Go has no API for it; it is
-// needed only so that a callback that calls back into the handler does not
-// wait for its own turn or its own load.
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	const prefix = "goroutine "
-	if len(b) <= len(prefix) {
-		return 1
-	}
-	b = b[len(prefix):]
-	var id uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			break
-		}
-		id = id*10 + uint64(c-'0')
-	}
-	return id
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fntable/fntable/symhandler"
 )
@@ -19,7 +20,7 @@ import (
 type recorder struct {
 	mu      sync.Mutex
 	lines   []string
-	answer  map[symhandler.Action]func(data any) bool
+	answer  map[symhandler.Action]func(_ *symhandler.Handler, data any) bool
 	inside  atomic.Int32 // callbacks running now
 	overlap atomic.Bool  // two ran at once
 }
@@ -61,7 +62,7 @@ func (r *recorder) callback(h *symhandler.Handler, action symhandler.Action, dat
 	f := r.answer[action]
 	r.mu.Unlock()
 	if f != nil {
-		return f(data)
+		return f(h, data)
 	}
 	return false
 }
@@ -93,7 +94,7 @@ func (r *recorder) take(compact bool) []string {
 }
 
 func newRecorder(t *testing.T, h *symhandler.Handler) *recorder {
-	r := &recorder{answer: map[symhandler.Action]func(any) bool{}}
+	r := &recorder{answer: map[symhandler.Action]func(*symhandler.Handler, any) bool{}}
 	if err := h.RegisterCallback(r.callback, r); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func TestFailedLoadRetry(t *testing.T) {
 	// The stripped image has no symbols and its debug file is not where
 	// the debuglink says: the load fails, and the callback points at the
 	// debug file.
-	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_FAILURE] = func(data any) bool {
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_FAILURE] = func(_ *symhandler.Handler, data any) bool {
 		d := data.(*symhandler.DeferredSymbolLoad)
 		if d.Err == nil {
 			t.Error("FAILURE without an error")
@@ -233,7 +234,7 @@ func TestFailedLoadRetry(t *testing.T) {
 	// A missing image is a partial load; the callback supplies the file.
 	h2 := newHandler(t, symhandler.Config{})
 	r2 := newRecorder(t, h2)
-	r2.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_PARTIAL] = func(data any) bool {
+	r2.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_PARTIAL] = func(_ *symhandler.Handler, data any) bool {
 		data.(*symhandler.DeferredSymbolLoad).FileName = moved
 		return true
 	}
@@ -322,7 +323,7 @@ func TestCancel(t *testing.T) {
 	h := newHandler(t, symhandler.Config{})
 	r := newRecorder(t, h)
 	cancel := true
-	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = func(any) bool { return cancel }
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = func(*symhandler.Handler, any) bool { return cancel }
 	m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +386,7 @@ func TestDuplicateSymbol(t *testing.T) {
 	other := addrOf(t, h, "other")
 	r.take(true)
 	var candidates []symhandler.Symbol
-	r.answer[symhandler.CBA_DUPLICATE_SYMBOL] = func(data any) bool {
+	r.answer[symhandler.CBA_DUPLICATE_SYMBOL] = func(_ *symhandler.Handler, data any) bool {
 		d := data.(*symhandler.DuplicateSymbol)
 		candidates = d.Symbols
 		// Pick the helper of other.c: the one closest below other().
@@ -444,11 +445,88 @@ func TestEventsAndDebugInfo(t *testing.T) {
 			t.Errorf("CBA_DEBUG_INFO without SYMOPT_DEBUG: %q", got)
 		}
 		// A handled event is not resent.
-		r.answer[symhandler.CBA_EVENT] = func(any) bool { return true }
+		r.answer[symhandler.CBA_EVENT] = func(*symhandler.Handler, any) bool { return true }
 		h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe, Base: 0x10000000})
 		h.FromAddr(0x10000000 + pc - 0x400000)
 		if got := r.take(true); slices.Contains(got, "CBA_DEBUG_INFO text") {
 			t.Errorf("a handled event was resent: %q", got)
 		}
+	}
+}
+
+// TestCallbackPanics: a callback that panics (recovered by the caller)
+// does not keep the delivery slot: later callbacks, from this goroutine
+// and from others, are delivered.
+func TestCallbackPanics(t *testing.T) {
+	h := newHandler(t, symhandler.Config{})
+	h.RegisterCallback(func(_ *symhandler.Handler, a symhandler.Action, _ any, _ any) bool {
+		if a == symhandler.CBA_SET_OPTIONS {
+			panic("callback fails")
+		}
+		return false
+	}, nil)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the callback's panic did not reach the caller")
+			}
+		}()
+		h.SetOptions(symhandler.DefaultOptions | symhandler.SYMOPT_DEBUG)
+	}()
+	var calls atomic.Int32
+	h.RegisterCallback(func(*symhandler.Handler, symhandler.Action, any, any) bool {
+		calls.Add(1)
+		return true
+	}, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.SetOptions(symhandler.DefaultOptions)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a callback after a panicking one never ran: the delivery slot is still held")
+	}
+	h.SetOptions(symhandler.DefaultOptions | symhandler.SYMOPT_DEBUG)
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d callbacks after the panic, want 2", n)
+	}
+}
+
+// TestCallbackPanicsInLoad: a callback that panics while a module loads
+// leaves the module deferred, not loading for ever: the next use (from
+// another goroutine) loads it.
+func TestCallbackPanicsInLoad(t *testing.T) {
+	dir := t.TempDir()
+	exe := buildC(t, dir, "prog", progSources, "-g", "-O2")
+	h := newHandler(t, symhandler.Config{})
+	r := newRecorder(t, h)
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_START] = func(*symhandler.Handler, any) bool { panic("callback fails") }
+	m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() { recover() }()
+		h.FromName("prog!compute")
+		t.Error("the callback's panic did not reach the caller")
+	}()
+	if m.Info().Type != symhandler.SymDeferred {
+		t.Errorf("after a panic in its load the module is %v, want deferred", m.Info().Type)
+	}
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_START] = nil
+	found := make(chan bool)
+	go func() {
+		_, ok := h.FromName("prog!compute")
+		found <- ok
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Error("the load after a panicking callback failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the load after a panicking callback never ended")
 	}
 }

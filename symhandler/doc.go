@@ -53,9 +53,12 @@
 //
 // Callbacks of a handler are delivered one at a time, on the goroutine
 // whose call caused them, with no lock of the handler held: a callback
-// may call the handler again (events of that call are delivered nested, on
-// the same goroutine), but must not wait for another goroutine that uses
-// the handler.
+// may call the handler again through the *Handler it receives, which
+// carries the delivery in progress (events of that call are delivered
+// nested, on the same goroutine), but must not wait for another goroutine
+// that uses the handler. A callback that panics ends its delivery and the
+// load it belonged to (the module stays deferred); the panic reaches the
+// caller, and later deliveries go on.
 //
 // For Go code, [Config.Progress] receives the same events as typed values
 // ([ModuleLoadStarted], [SymbolsLoaded], [ModuleLoadFailed],
@@ -69,7 +72,8 @@
 // A Handler is safe for concurrent use. Lookups take no lock in the common
 // case; a deferred module is loaded once, by the first goroutine that needs
 // it, while the others wait (a callback that looks up the module being
-// loaded on its own goroutine gets no symbols instead of waiting).
+// loaded, through the handle it received, gets no symbols instead of
+// waiting).
 //
 // References: dbghelp's SymRegisterCallbackProc64 and
 // IMAGEHLP_DEFERRED_SYMBOL_LOAD64 documentation; GDB's "Debugging

@@ -127,13 +127,13 @@ func TestDownload(t *testing.T) {
 	h := newHandler(t, symhandler.Config{SearchPath: "cache*" + cache + ";debuginfod*" + slow.URL})
 	r := newRecorder(t, h)
 	var progress atomic.Int32
-	r.answer[symhandler.CBA_EVENT] = func(data any) bool {
+	r.answer[symhandler.CBA_EVENT] = func(_ *symhandler.Handler, data any) bool {
 		if e := data.(*symhandler.CBAEvent); e.Progress != nil && e.Progress.Stage == "download" {
 			progress.Add(1)
 		}
 		return true
 	}
-	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = func(any) bool { return progress.Load() >= 1 }
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = func(*symhandler.Handler, any) bool { return progress.Load() >= 1 }
 	m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func TestDownload(t *testing.T) {
 	var last symhandler.Progress
 	var steps int
 	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_CANCEL] = nil
-	r.answer[symhandler.CBA_EVENT] = func(data any) bool {
+	r.answer[symhandler.CBA_EVENT] = func(_ *symhandler.Handler, data any) bool {
 		if e := data.(*symhandler.CBAEvent); e.Progress != nil && e.Progress.Stage == "download" {
 			if e.Progress.Done < last.Done {
 				t.Errorf("progress went back from %d to %d", last.Done, e.Progress.Done)
@@ -198,7 +198,7 @@ func TestDownload(t *testing.T) {
 	// A callback that disallows network paths keeps the handler local.
 	h3 := newHandler(t, symhandler.Config{SearchPath: "cache*" + t.TempDir() + ";debuginfod*" + url})
 	r3 := newRecorder(t, h3)
-	r3.answer[symhandler.CBA_CHECK_ENGOPT_DISALLOW_NETWORK_PATHS] = func(any) bool { return true }
+	r3.answer[symhandler.CBA_CHECK_ENGOPT_DISALLOW_NETWORK_PATHS] = func(*symhandler.Handler, any) bool { return true }
 	h3.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
 	if _, _, ok := h3.FromAddr(pc); ok {
 		t.Error("symbols downloaded although the callback disallowed network paths")

@@ -47,8 +47,11 @@ type Config struct {
 	DebugDirs []string
 	// Progress, if not nil, receives every event as a typed value (the
 	// idiomatic form of the CBA_* callbacks), after the registered
-	// callback and on the same goroutine. Returning false cancels the load
-	// the event belongs to, if any; it is otherwise ignored.
+	// callback and on the same goroutine, inside the same delivery: it
+	// must not call methods of the handler that send events (loads,
+	// lookups, SetOptions), as they would wait for that delivery to end.
+	// Returning false cancels the load the event belongs to, if any; it is
+	// otherwise ignored.
 	Progress func(Event) bool
 }
 
@@ -57,7 +60,46 @@ type Config struct {
 // goroutines (dbghelp is not); lookups do not block one another, and a
 // module's symbols are read once even when many goroutines ask for them
 // at the same time.
+//
+// The *Handler a [Callback] receives is a handle on the same handler that
+// carries the delivery in progress: calls made through it from the
+// callback's goroutine, while the callback runs, are nested in that
+// delivery (see [Callback]).
 type Handler struct {
+	*handler
+	// call is the call chain this handle belongs to: nil for the handle New
+	// returns; set for the handles given to callbacks and used by loads.
+	call *callChain
+}
+
+// callChain is what a call passes down to the calls it makes: whether it
+// runs inside a delivery (and so holds the delivery slot) and which
+// modules it is loading. It replaces a goroutine identity: the handle a
+// callback receives carries it, so re-entry costs nothing to detect.
+type callChain struct {
+	delivering bool    // the chain holds the delivery slot
+	loading    *Module // the module this link of the chain loads; nil if none
+	parent     *callChain
+	// inside is the handle given to callbacks delivered from this chain:
+	// the chain itself when it is delivering, else one that is.
+	inside *Handler
+}
+
+// isLoading reports whether the chain is loading m.
+func (c *callChain) isLoading(m *Module) bool {
+	for ; c != nil; c = c.parent {
+		if c.loading == m {
+			return true
+		}
+	}
+	return false
+}
+
+// handler is the state shared by every handle on one Handler.
+type handler struct {
+	root   *Handler // the handle New returned
+	inside *Handler // the handle given to callbacks of top-level calls
+
 	cfg    Config
 	opts   atomic.Uint32
 	closed atomic.Bool
@@ -67,12 +109,15 @@ type Handler struct {
 	cb      atomic.Pointer[registration] // the callback; nil when none
 	modules atomic.Pointer[[]*Module]    // sorted by Base; replaced, never changed
 
-	deliv deliverer
+	deliv sync.Mutex // the delivery slot: held while a callback runs
 }
 
 // New returns a handler for cfg.Target (SymInitialize).
 func New(cfg Config) (*Handler, error) {
-	h := &Handler{cfg: cfg}
+	h := &Handler{handler: &handler{cfg: cfg}}
+	h.root = h
+	h.inside = &Handler{handler: h.handler, call: &callChain{delivering: true}}
+	h.inside.call.inside = h.inside
 	o := cfg.Options
 	if o == 0 {
 		o = DefaultOptions
@@ -155,6 +200,10 @@ func (h *Handler) deliver(action Action, data any) bool {
 // reports that Progress returned false. Unhandled CBA_EVENTs are resent as
 // CBA_DEBUG_INFO when SYMOPT_DEBUG is set; CBA_DEBUG_INFO is sent only
 // then.
+//
+// A call from inside a delivery (h's chain holds the slot) is delivered
+// at once, nested; any other waits for the slot. The slot is released on
+// every path, a callback that panics included.
 func (h *Handler) send(action Action, data any) (handled, stop bool) {
 	if action == CBA_DEBUG_INFO && h.Options()&SYMOPT_DEBUG == 0 {
 		return false, false
@@ -164,9 +213,16 @@ func (h *Handler) send(action Action, data any) (handled, stop bool) {
 	if reg == nil && progress == nil {
 		return false, false
 	}
-	h.deliv.acquire()
+	in := h.inside
+	if h.call != nil {
+		in = h.call.inside
+	}
+	if h.call == nil || !h.call.delivering {
+		h.deliv.Lock()
+		defer h.deliv.Unlock()
+	}
 	if reg != nil {
-		handled = reg.fn(h, action, data, reg.ctx)
+		handled = reg.fn(in, action, data, reg.ctx)
 	}
 	if progress != nil {
 		if ev := typed(action, data); ev != nil {
@@ -175,10 +231,9 @@ func (h *Handler) send(action Action, data any) (handled, stop bool) {
 	}
 	if action == CBA_EVENT && !handled && h.Options()&SYMOPT_DEBUG != 0 {
 		if ev, ok := data.(*CBAEvent); ok {
-			h.send(CBA_DEBUG_INFO, ev.Severity.String()+": "+ev.Desc)
+			in.send(CBA_DEBUG_INFO, ev.Severity.String()+": "+ev.Desc)
 		}
 	}
-	h.deliv.release()
 	return handled, stop
 }
 

@@ -154,7 +154,7 @@ func TestReadMemory(t *testing.T) {
 	h := newHandler(t, symhandler.Config{})
 	r := newRecorder(t, h)
 	var reads atomic.Int32
-	r.answer[symhandler.CBA_READ_MEMORY] = func(data any) bool {
+	r.answer[symhandler.CBA_READ_MEMORY] = func(_ *symhandler.Handler, data any) bool {
 		rm := data.(*symhandler.ReadMemory)
 		reads.Add(1)
 		n, _ := p.ReadMemory(rm.Buf, rm.Addr)
@@ -235,12 +235,12 @@ func TestConcurrent(t *testing.T) {
 	}})
 	r := newRecorder(t, h)
 	var nested atomic.Int32
-	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_COMPLETE] = func(data any) bool {
-		// Re-enter: this module is still loading on this goroutine, so
+	r.answer[symhandler.CBA_DEFERRED_SYMBOL_LOAD_COMPLETE] = func(in *symhandler.Handler, data any) bool {
+		// Re-enter: this module is still loading in this call chain, so
 		// the lookup returns without its symbols instead of waiting.
 		d := data.(*symhandler.DeferredSymbolLoad)
-		h.FromAddr(d.BaseOfImage + 0x1000)
-		h.Options()
+		in.FromAddr(d.BaseOfImage + 0x1000)
+		in.Options()
 		nested.Add(1)
 		return true
 	}

@@ -75,7 +75,7 @@ func (h *Handler) locate(ctx context.Context, addr uint64, frames bool) (Locatio
 		}
 		return loc, nil
 	}
-	l := m.symbols(ctx)
+	l := m.symbols(ctx, h)
 	if l == nil {
 		return loc, nil
 	}

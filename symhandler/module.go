@@ -89,9 +89,9 @@ type LoadRequest struct {
 // Module is a module of a handler: an image loaded at Base, its symbols
 // read now or on first use. A Module is safe for concurrent use.
 type Module struct {
-	h         *Handler
-	Name      string // short name: "libc.so.6", "ntdll.dll", "[vdso]"
-	ImageName string // the image file as given or found
+	h         *Handler // the handle New returned
+	Name      string   // short name: "libc.so.6", "ntdll.dll", "[vdso]"
+	ImageName string   // the image file as given or found
 	Base      uint64
 	Size      uint64
 	req       LoadRequest
@@ -101,7 +101,7 @@ type Module struct {
 
 	mu       sync.Mutex
 	state    loadState
-	loader   uint64        // goroutine loading, while state == stateLoading
+	loader   *callChain    // the call chain loading, while state == stateLoading
 	done     chan struct{} // closed when a load ends
 	loaded   *loaded       // after a successful load
 	lastErr  error
@@ -195,7 +195,7 @@ func (h *Handler) LoadModule(ctx context.Context, req LoadRequest) (*Module, err
 	if h.closed.Load() {
 		return nil, ErrClosed
 	}
-	m := &Module{h: h, req: req, ImageName: req.ImageName, Base: req.Base, Size: req.Size,
+	m := &Module{h: h.root, req: req, ImageName: req.ImageName, Base: req.Base, Size: req.Size,
 		virtual: req.Flags&SLMFLAG_VIRTUAL != 0, noSyms: req.Flags&SLMFLAG_NO_SYMBOLS != 0}
 	m.Name = req.ModuleName
 	if m.Name == "" {
@@ -229,7 +229,7 @@ func (h *Handler) LoadModule(ctx context.Context, req LoadRequest) (*Module, err
 		return nil, err
 	}
 	if !m.virtual && !m.noSyms && h.Options()&SYMOPT_DEFERRED_LOADS == 0 {
-		if _, err := m.load(ctx); err != nil && !errors.Is(err, ErrCanceled) {
+		if _, err := m.load(ctx, h); err != nil && !errors.Is(err, ErrCanceled) {
 			return m, err
 		}
 	}
@@ -311,17 +311,18 @@ func (m *Module) unload() error {
 }
 
 // symbols returns the module's loaded state, loading it first when
-// needed. It returns nil when the module has no symbols (virtual modules
-// use vtab), when its load failed, or when the calling goroutine is the one
-// loading it (a callback that calls back into the handler).
-func (m *Module) symbols(ctx context.Context) *loaded {
-	l, _ := m.load(ctx)
+// needed through h. It returns nil when the module has no symbols (virtual
+// modules use vtab), when its load failed, or when h's call chain is the
+// one loading it (a callback that calls back into the handler).
+func (m *Module) symbols(ctx context.Context, h *Handler) *loaded {
+	l, _ := m.load(ctx, h)
 	return l
 }
 
 // load loads the module's symbols once; concurrent callers wait for the
-// one that loads.
-func (m *Module) load(ctx context.Context) (*loaded, error) {
+// one that loads. h is the caller's handle: the load runs as a link of
+// its call chain, so that the load's callbacks may call back.
+func (m *Module) load(ctx context.Context, h *Handler) (*loaded, error) {
 	if m.virtual || m.noSyms {
 		return nil, nil
 	}
@@ -340,7 +341,7 @@ func (m *Module) load(ctx context.Context) (*loaded, error) {
 			m.mu.Unlock()
 			return nil, err
 		case stateLoading:
-			if m.loader == goid() {
+			if h.call.isLoading(m) {
 				m.mu.Unlock()
 				return nil, nil
 			}
@@ -353,10 +354,11 @@ func (m *Module) load(ctx context.Context) (*loaded, error) {
 				return nil, ctx.Err()
 			}
 		}
-		m.state, m.loader, m.done = stateLoading, goid(), make(chan struct{})
+		lh := loadingHandle(h, m)
+		m.state, m.loader, m.done = stateLoading, lh.call, make(chan struct{})
 		m.mu.Unlock()
 
-		l, err := m.h.loadSymbols(ctx, m)
+		l, err := m.loadSymbols(ctx, lh)
 
 		m.mu.Lock()
 		if m.unloaded {
@@ -375,11 +377,44 @@ func (m *Module) load(ctx context.Context) (*loaded, error) {
 		default:
 			m.state, m.lastErr = stateFailed, err
 		}
-		m.loader = 0
+		m.loader = nil
 		close(m.done)
 		m.mu.Unlock()
 		return l, err
 	}
+}
+
+// loadSymbols runs h.loadSymbols; if a callback panics, the module goes
+// back to deferred and those waiting for the load are released before
+// the panic goes on.
+func (m *Module) loadSymbols(ctx context.Context, h *Handler) (l *loaded, err error) {
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		m.mu.Lock()
+		m.state, m.loader = stateDeferred, nil
+		close(m.done)
+		m.mu.Unlock()
+	}()
+	l, err = h.loadSymbols(ctx, m)
+	ok = true
+	return l, err
+}
+
+// loadingHandle returns the handle a load of m started through h runs
+// with: a new link of h's call chain.
+func loadingHandle(h *Handler, m *Module) *Handler {
+	c := &callChain{loading: m, parent: h.call}
+	lh := &Handler{handler: h.handler, call: c}
+	if h.call != nil && h.call.delivering {
+		c.delivering, c.inside = true, lh
+	} else {
+		c.inside = &Handler{handler: h.handler, call: &callChain{delivering: true, loading: m, parent: h.call}}
+		c.inside.call.inside = c.inside
+	}
+	return lh
 }
 
 // symtab is a module's symbols in loaded (not link-time) order, sorted.

@@ -31,7 +31,7 @@ func (h *Handler) FromName(name string) (Symbol, bool) {
 		if qualified && !sameName(m.Name, modName, true) && !sameName(strings.TrimSuffix(m.Name, ".dll"), modName, true) {
 			continue
 		}
-		tab, l, bias := m.table(context.Background())
+		tab, l, bias := m.table(context.Background(), h)
 		if tab == nil {
 			continue
 		}
@@ -73,7 +73,7 @@ func (h *Handler) EnumSymbols(ctx context.Context, mask string, yield func(Symbo
 		if !match(modMask, m.Name, true) {
 			continue
 		}
-		tab, l, bias := m.table(ctx)
+		tab, l, bias := m.table(ctx, h)
 		if tab == nil {
 			continue
 		}
@@ -89,11 +89,11 @@ func (h *Handler) EnumSymbols(ctx context.Context, mask string, yield func(Symbo
 
 // table returns a module's symbol table, its load and its bias, loading
 // deferred symbols; nil when it has none.
-func (m *Module) table(ctx context.Context) (*symtab, *loaded, uint64) {
+func (m *Module) table(ctx context.Context, h *Handler) (*symtab, *loaded, uint64) {
 	if m.virtual {
 		return m.virtualTable(), nil, 0
 	}
-	l := m.symbols(ctx)
+	l := m.symbols(ctx, h)
 	if l == nil {
 		return nil, nil, 0
 	}
