@@ -37,7 +37,10 @@ them). Names are demangled (C++, Rust).
 
 The addresses come from the arguments, or from standard input (separated
 by blanks or new lines) when there are none. An address is hexadecimal
-with 0x, or decimal. Output is in input order.
+with 0x, or decimal. Output is in input order, one result per input: an
+input that is not an address gives an error line in its place
+("INPUT error: MESSAGE", or {"input": "...", "error": "..."} with --json)
+and makes the exit status 1.
 
 Where the modules come from:
   --pid PID          a running process: its mapped files and vDSO, and its
@@ -60,7 +63,8 @@ terminal.
 With --json the output is one JSON object per address and line:
 {"address": "0x...", "module": "..." | null, "symbol": "..." | null,
 "displacement": N, "frames": [{"function": "...", "file": "..." | null,
-"line": N, "column": N}...]}.`,
+"line": N, "column": N}...]}, or {"input": "...", "error": "..."} for
+an input that is not an address.`,
 	}
 	c.run = func(args []string, stdout, stderr io.Writer) error {
 		fs := c.flagSet()
@@ -130,12 +134,22 @@ func parseModuleArg(s string) (moduleArg, error) {
 	return m, nil
 }
 
-// parseAddr parses 0x-prefixed hexadecimal or decimal.
+// parseAddr parses 0x-prefixed hexadecimal or decimal. Its errors read
+// "… is not an address: …", with no Go names.
 func parseAddr(s string) (uint64, error) {
+	digits, base := s, 10
 	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
-		return strconv.ParseUint(h, 16, 64)
+		digits, base = h, 16
 	}
-	return strconv.ParseUint(s, 10, 64)
+	v, err := strconv.ParseUint(digits, base, 64)
+	if err != nil {
+		why := "want hexadecimal with 0x, or decimal"
+		if errors.Is(err, strconv.ErrRange) {
+			why = "more than 64 bits"
+		}
+		return 0, fmt.Errorf("%q is not an address: %s", s, why)
+	}
+	return v, nil
 }
 
 type symConfig struct {
@@ -232,7 +246,12 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 					addr, err := parseAddr(tok)
 					if err != nil {
 						bad.Add(1)
-						fmt.Fprintf(stderr, "fntable: %q is not an address\n", tok)
+						fmt.Fprintf(stderr, "fntable: %v\n", err)
+						if asJSON {
+							buf = appendInputErrorJSON(buf, tok, err)
+						} else {
+							buf = fmt.Appendf(buf, "%s error: %v\n", tok, err)
+						}
 						continue
 					}
 					loc, err := h.Symbolize(ctx, addr)
@@ -291,9 +310,19 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 		return readErr
 	}
 	if n := bad.Load(); n > 0 {
-		return fmt.Errorf("%d inputs were not addresses", n)
+		return fmt.Errorf("%d of the inputs were not addresses", n)
 	}
 	return nil
+}
+
+// appendInputErrorJSON appends the JSON line of an input that could not
+// be symbolized: {"input": "…", "error": "…"}.
+func appendInputErrorJSON(b []byte, input string, err error) []byte {
+	b = append(b, `{"input":`...)
+	b = appendJSONString(b, input)
+	b = append(b, `,"error":`...)
+	b = appendJSONString(b, err.Error())
+	return append(b, "}\n"...)
 }
 
 // appendLocationJSON appends the JSON line of one address:

@@ -217,3 +217,53 @@ func TestSymProgressBar(t *testing.T) {
 		t.Errorf("drew %q with SYMOPT_NO_PROMPTS", buf.String())
 	}
 }
+
+// TestSymAlignment: every input gives one output line, in order; one that
+// is not an address gives an error line, and the status is 1.
+func TestSymAlignment(t *testing.T) {
+	exe := symtest.CPP(t)
+	inputs := []string{"0x1140", "zzz", "0x1143", "0x", "18446744073709551616"}
+	for _, asJSON := range []bool{false, true} {
+		args := []string{"sym", "--symbol-path", t.TempDir(), "--module", exe}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		status, stdout, stderr := fntable(append(args, inputs...)...)
+		if status != 1 {
+			t.Errorf("json=%v: status %d, want 1 (some inputs failed); stderr %q", asJSON, status, stderr)
+		}
+		var lines []string
+		for l := range strings.Lines(stdout) {
+			if !strings.HasPrefix(l, " ") { // frames of the text form are indented
+				lines = append(lines, strings.TrimSuffix(l, "\n"))
+			}
+		}
+		if len(lines) != len(inputs) {
+			t.Fatalf("json=%v: %d result lines for %d inputs:\n%s", asJSON, len(lines), len(inputs), stdout)
+		}
+		for i, in := range inputs {
+			l := lines[i]
+			bad := i != 0 && i != 2
+			if !asJSON {
+				if !strings.HasPrefix(l, in+" ") || strings.Contains(l, "error:") != bad {
+					t.Errorf("text line %d for %q: %q", i+1, in, l)
+				}
+				continue
+			}
+			var v struct {
+				Input   *string `json:"input"`
+				Address *string `json:"address"`
+				Error   string  `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				t.Fatalf("line %d: %v: %s", i+1, err, l)
+			}
+			switch {
+			case bad && (v.Input == nil || *v.Input != in || v.Error == "" || strings.Contains(v.Error, "strconv")):
+				t.Errorf("json line %d for %q: %s; want an error line", i+1, in, l)
+			case !bad && (v.Address == nil || *v.Address != in || v.Error != ""):
+				t.Errorf("json line %d for %q: %s", i+1, in, l)
+			}
+		}
+	}
+}
