@@ -11,16 +11,19 @@ import (
 
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
+	"github.com/fntable/fntable/minidump"
 	"github.com/fntable/fntable/stackwalk"
 	"github.com/fntable/fntable/symhandler"
+	"github.com/fntable/fntable/target"
+	"github.com/fntable/fntable/target/dump"
 	"github.com/fntable/fntable/target/live"
 )
 
 func newStackCmd() *command {
 	c := &command{
 		name:    "stack",
-		args:    "[--json] [--tid TID]... [--max-frames N] [--no-symbols | --options OPTIONS] [--symbol-path PATH] [provider flags] PID",
-		summary: "print the call stack of every thread of a running process, through JIT and native frames",
+		args:    "[--json] [--tid TID]... [--max-frames N] [--scan] [--no-symbols | --options OPTIONS] [--symbol-path PATH] [provider flags] (PID | FILE.dmp)",
+		summary: "print the call stack of every thread of a running process or a minidump, through JIT and native frames",
 		help: `
 Stack stops the process PID (every thread, with ptrace), walks the stack of
 each thread, resumes the process and prints the stacks, symbolized.
@@ -70,7 +73,26 @@ The process is stopped only while the stacks are walked (symbolization
 happens after it resumes), and it is always resumed: after errors, and when
 this command is interrupted. Attaching needs the right to trace the
 process (same user and kernel.yama.ptrace_scope 0, or an ancestor with
-scope 1, or CAP_SYS_PTRACE).`,
+scope 1, or CAP_SYS_PTRACE).
+
+An argument that is not a number is a minidump (written by "fntable dump",
+Breakpad or Windows): its threads are walked offline, with the output
+above. The dynamic function tables are those of its function table stream
+(a callback table's entries as its provider gave them when the dump was
+written: no provider is loaded), the memory is the dump's, and where the
+dump lacks a module's code or headers, the module's file: the path the
+dump names when the file there has the module's build ID, else the file
+found by build ID (ELF) or by name, time stamp and size (PE) along
+--symbol-path. An ELF module's call-frame information is read from that
+file; a module whose file is found nowhere has none, and its frames are
+unwound by the frame-pointer chain, if at all. "pid" is the process's as
+the dump's /proc/PID/status stream gives it (0 when unknown), "state" is
+"", and thread names come from its thread names stream.
+
+--scan: where no unwinder knows a frame, look for its return address in
+the 1024 words above its stack pointer (a word that follows a call
+instruction in a module or a table's range) and go on from there; such
+frames are marked "scan", and they are guesses.`,
 	}
 	c.run = func(args []string, stdout, stderr io.Writer) error {
 		fs := c.flagSet()
@@ -88,12 +110,13 @@ scope 1, or CAP_SYS_PTRACE).`,
 		noSyms := fs.Bool("no-symbols", false, "do not symbolize: print addresses and modules only")
 		symPath := fs.String("symbol-path", "", "symbol search `PATH` (dbghelp syntax, as for sym)")
 		opts := fs.String("options", "", "SYMOPT_* `OPTIONS` to add, as for sym: PUBLICS_ONLY names frames from symbol tables alone (no lines or inline frames, no DWARF read)")
+		scan := fs.Bool("scan", false, "go on past frames no unwinder knows by scanning the stack for a return address")
 		var pf providerFlags
 		pf.register(fs)
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
-		pid, err := c.parsePID(fs.Args())
+		pid, dumpFile, err := c.parseTarget(fs.Args())
 		if err != nil {
 			return err
 		}
@@ -104,7 +127,14 @@ scope 1, or CAP_SYS_PTRACE).`,
 		if err != nil {
 			return c.usagef("%v", err)
 		}
-		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath, options: extra}
+		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath, options: extra, scan: *scan}
+		if dumpFile != "" {
+			res, err := walkDumpFile(dumpFile, cfg, stderr)
+			if err != nil {
+				return err
+			}
+			return writeListing(stdout, *asJSON, res, func(w io.Writer) { writeStacksText(w, res) })
+		}
 		resolver, err := pf.resolver(stderr)
 		if err != nil {
 			return err
@@ -140,6 +170,19 @@ func writeListing(stdout io.Writer, asJSON bool, v any, text func(io.Writer)) er
 	return err
 }
 
+// parseTarget parses the one argument of a command that takes a PID or a
+// minidump file: a number is a PID, anything else a file.
+func (c *command) parseTarget(args []string) (pid int, file string, err error) {
+	if len(args) != 1 {
+		return 0, "", c.usagef("want exactly one PID or dump file")
+	}
+	if _, err := strconv.ParseInt(args[0], 10, 64); err != nil {
+		return 0, args[0], nil
+	}
+	pid, err = c.parsePID(args)
+	return pid, "", err
+}
+
 // parsePID parses the one PID argument of c.
 func (c *command) parsePID(args []string) (int, error) {
 	if len(args) != 1 {
@@ -160,6 +203,7 @@ type stackConfig struct {
 	searchPath string
 	options    symhandler.Options
 	provider   remote.Provider // resolves callback tables, or nil
+	scan       bool            // stackwalk.Options.Scan
 }
 
 // stackResult is the walk of a process.
@@ -264,6 +308,7 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	src, err := stackwalk.NewSources(st, stackwalk.Options{
 		MaxFrames: cfg.maxFrames,
 		Provider:  cfg.provider,
+		Scan:      cfg.scan,
 		Logf:      func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) },
 	})
 	if err != nil {
@@ -274,6 +319,16 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 		return nil, err
 	}
 	res := &stackResult{Pid: cfg.pid}
+	walkThreads(res, src, threads, cfg, func(pc uint64) *frameTable {
+		t, _ := src.TableAt(pc)
+		return tableOf(t)
+	})
+	return res, st.Close()
+}
+
+// walkThreads walks threads (those of cfg.tids, if any) with src and
+// appends their stacks to res; tableAt gives the table of a frame's PC.
+func walkThreads(res *stackResult, src *stackwalk.Sources, threads []target.Thread, cfg stackConfig, tableAt func(pc uint64) *frameTable) {
 	for _, th := range threads {
 		if len(cfg.tids) > 0 && !slices.Contains(cfg.tids, th.ID) {
 			continue
@@ -295,12 +350,7 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 				sf.Module = optString{m.Name, true}
 				sf.ModuleOffset = optAddr{f.PC - m.Base, true}
 			}
-			if t, _ := src.TableAt(f.SymbolPC); t != nil {
-				sf.Table = &frameTable{Type: t.Type.String(), Growable: t.Growable}
-				if t.OutOfProcessCallbackDll != "" {
-					sf.Table.Provider = ptr(t.OutOfProcessCallbackDll)
-				}
-			}
+			sf.Table = tableAt(f.SymbolPC)
 			ts.Frames = append(ts.Frames, sf)
 		}
 		if err := w.Err(); err != nil {
@@ -310,10 +360,21 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	}
 	for _, tid := range cfg.tids {
 		if !slices.ContainsFunc(res.Threads, func(t threadStack) bool { return t.Tid == tid }) {
-			res.Threads = append(res.Threads, threadStack{Tid: tid, Frames: []stackFrame{}, Error: ptr(fmt.Sprintf("process %d has no thread %d", cfg.pid, tid))})
+			res.Threads = append(res.Threads, threadStack{Tid: tid, Frames: []stackFrame{}, Error: ptr(fmt.Sprintf("process %d has no thread %d", res.Pid, tid))})
 		}
 	}
-	return res, st.Close()
+}
+
+// tableOf describes published table t (nil: none).
+func tableOf(t *remote.Table) *frameTable {
+	if t == nil {
+		return nil
+	}
+	ft := &frameTable{Type: t.Type.String(), Growable: t.Growable}
+	if t.OutOfProcessCallbackDll != "" {
+		ft.Provider = ptr(t.OutOfProcessCallbackDll)
+	}
+	return ft
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -326,15 +387,21 @@ func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
 		return
 	}
 	defer p.Close()
-	h, err := symhandler.New(symhandler.Config{Target: p, Invade: true, SearchPath: cfg.searchPath, Options: symhandler.DefaultOptions | cfg.options})
+	symbolizeFrames(res, cfg, p, p.PerfMapPath(), stderr)
+}
+
+// symbolizeFrames names every frame of res with the modules of tgt and
+// the perf map at perfMap, if there is one.
+func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfMap string, stderr io.Writer) {
+	h, err := symhandler.New(symhandler.Config{Target: tgt, Invade: true, SearchPath: cfg.searchPath, Options: symhandler.DefaultOptions | cfg.options})
 	if err != nil {
 		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
 		return
 	}
 	defer h.Close()
 	ctx := context.Background()
-	if path := p.PerfMapPath(); fileExists(path) {
-		if _, err := h.ImportPerfMap(ctx, path, "perf-map"); err != nil {
+	if perfMap != "" && fileExists(perfMap) {
+		if _, err := h.ImportPerfMap(ctx, perfMap, "perf-map"); err != nil {
 			fmt.Fprintf(stderr, "fntable: %v\n", err)
 		}
 	}
@@ -410,4 +477,83 @@ func writeStacksText(w io.Writer, res *stackResult) {
 			fmt.Fprintf(w, "    (walk ended: %s)\n", *t.Error)
 		}
 	}
+}
+
+// walkDumpFile walks the threads of the minidump name offline and, with
+// cfg.symbols, names the frames.
+func walkDumpFile(name string, cfg stackConfig, stderr io.Writer) (*stackResult, error) {
+	d, err := openDump(name, cfg.searchPath, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	res, err := walkDump(d, cfg, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.symbols {
+		symbolizeFrames(res, cfg, d, "", stderr)
+	}
+	return res, nil
+}
+
+// openDump opens the minidump name with the module files that back the
+// memory it lacks, found along searchPath.
+func openDump(name, searchPath string, stderr io.Writer) (*dump.Dump, error) {
+	d, err := dump.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) }
+	if _, err := d.LoadImages(context.Background(), dump.ImageOptions{SearchPath: searchPath, Logf: logf}); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// walkDump walks the threads of dump d.
+func walkDump(d *dump.Dump, cfg stackConfig, stderr io.Writer) (*stackResult, error) {
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) }
+	src, err := stackwalk.NewSources(d, stackwalk.Options{MaxFrames: cfg.maxFrames, Scan: cfg.scan, Logf: logf})
+	if err != nil {
+		return nil, err
+	}
+	threads, err := d.Threads()
+	if threads == nil && err != nil {
+		return nil, err
+	}
+	if err != nil {
+		logf("%v", err)
+	}
+	lists, err := d.PublishedLists()
+	if err != nil {
+		logf("%v", err)
+	}
+	tables, _ := d.File().FunctionTables()
+	res := &stackResult{Pid: d.ProcessID()}
+	walkThreads(res, src, threads, cfg, func(pc uint64) *frameTable {
+		for _, sn := range lists {
+			if t := sn.Table(pc); t != nil {
+				return tableOf(t)
+			}
+		}
+		return dumpTableAt(tables, pc)
+	})
+	return res, nil
+}
+
+// dumpTableAt describes the table of a dump's function table stream whose
+// range holds pc, for a dump without published lists (a Windows dump).
+func dumpTableAt(ft *minidump.FunctionTables, pc uint64) *frameTable {
+	if ft == nil {
+		return nil
+	}
+	for i := range ft.Tables {
+		t := &ft.Tables[i]
+		if pc >= t.Descriptor.MinimumAddress && pc < t.Descriptor.MaximumAddress {
+			return &frameTable{Type: functable.Type(t.NativeTable.Type).String()}
+		}
+	}
+	return nil
 }

@@ -898,7 +898,7 @@ func TestStackTablesCommandLine(t *testing.T) {
 		{[]string{"stack", "--max-frames", "0", "1"}, 2, "fntable stack: --max-frames must be positive\n"},
 		{[]string{"stack", "--max-frames", "-1", "1"}, 2, "--max-frames must be positive"},
 		{[]string{"stack", "--max-frames", "x", "1"}, 2, "fntable stack: invalid value \"x\" for flag -max-frames"},
-		{[]string{"stack", "abc"}, 2, "fntable stack: bad PID \"abc\"\n"},
+		{[]string{"stack", "abc"}, 1, "abc: no such file"}, // not a number: a dump file
 		{[]string{"stack", "0"}, 2, "fntable stack: bad PID \"0\"\n"},
 		{[]string{"stack", "-5"}, 2, "fntable stack: "},
 		{[]string{"stack", "--tid", "0", "1"}, 2, "bad thread id \"0\""},
@@ -908,7 +908,7 @@ func TestStackTablesCommandLine(t *testing.T) {
 		{[]string{"stack", "--json", none}, 1, "process " + none + ": no such process"},
 		{[]string{"tables"}, 2, "fntable tables: want exactly one PID\nusage: fntable tables "},
 		{[]string{"tables", "1", "2"}, 2, "fntable tables: want exactly one PID\n"},
-		{[]string{"tables", "abc"}, 2, "fntable tables: bad PID \"abc\"\n"},
+		{[]string{"tables", "abc"}, 1, "abc: no such file"},
 		{[]string{"tables", none}, 1, "process " + none},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -7,13 +7,14 @@ import (
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/procmem"
+	"github.com/fntable/fntable/target/dump"
 )
 
 func newTablesCmd() *command {
 	c := &command{
 		name:    "tables",
-		args:    "[--json] [provider flags] PID",
-		summary: "list the dynamic function tables a running process publishes",
+		args:    "[--json] [provider flags] (PID | FILE.dmp)",
+		summary: "list the dynamic function tables a running process publishes, or a minidump holds",
 		help: `
 Tables lists every dynamic function table in the published registries of
 the process PID (the memfd "fntable-function-tables" mappings of its
@@ -39,7 +40,17 @@ With --json the output is one document:
       "provider": "..." | null, "status": "ok",
       "resolution": null | {"trusted": true, "loaded": true,
         "isolated": false, "entries": N, "microseconds": N,
-        "error": null | "..."}}...]}...]}`,
+        "error": null | "..."}}...]}...]}
+
+An argument that is not a number is a minidump. For a dump of a Linux
+process written by "fntable dump", the lists are read from the dump's
+memory, as they were when it was written; a callback table's entries are
+those its provider gave then (status "callback: N entries from the dump";
+its resolution says trusted, not loaded), or none. For a dump without
+published lists (a Windows dump) the tables of its function table stream
+(13) are listed as one list at address 0; a callback table's identifier
+and provider are then unknown. "pid" is the dumped process's, or 0. The
+provider flags are ignored: no provider is loaded for a dump.`,
 	}
 	c.run = func(args []string, stdout, stderr io.Writer) error {
 		fs := c.flagSet()
@@ -49,9 +60,16 @@ With --json the output is one document:
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
-		pid, err := c.parsePID(fs.Args())
+		pid, dumpFile, err := c.parseTarget(fs.Args())
 		if err != nil {
 			return err
+		}
+		if dumpFile != "" {
+			res, err := readDumpTables(dumpFile)
+			if err != nil {
+				return err
+			}
+			return writeListing(stdout, *asJSON, res, func(w io.Writer) { writeTablesText(w, res) })
 		}
 		resolver, err := pf.resolver(stderr)
 		if err != nil {
@@ -121,36 +139,92 @@ func readTables(pid int, p remote.Provider) (*tablesResult, error) {
 	defer mem.Close()
 	res := &tablesResult{Pid: pid, Lists: []tableList{}}
 	for _, m := range maps {
-		l := tableList{Address: hexUint(m.Addr), Tables: []tableInfo{}}
 		snap, err := remote.Read(mem, m)
 		if err != nil {
-			l.Error = ptr(err.Error())
-			res.Lists = append(res.Lists, l)
+			res.Lists = append(res.Lists, tableList{Address: hexUint(m.Addr), Tables: []tableInfo{}, Error: ptr(err.Error())})
 			continue
 		}
-		l.Generation = snap.Generation
 		if p != nil {
 			snap.UseProvider(pid, p)
 		}
-		for i := range snap.Tables {
-			t := &snap.Tables[i]
-			ti := tableInfo{
-				Record: hexUint(t.Record), Type: t.Type.String(), Growable: t.Growable,
-				Minimum: hexUint(t.MinimumAddress), Maximum: hexUint(t.MaximumAddress), Base: hexUint(t.BaseAddress),
-				Entries: t.EntryCount, MaxEntries: t.MaximumEntryCount, Status: "ok",
-			}
-			if t.Type == functable.RF_CALLBACK {
-				ti.Identifier = ptr(hexUint(t.Identifier()))
-				ti.Entries, ti.MaxEntries = 0, 0
-				ti.Status = callbackStatus(snap, t, p != nil, &ti)
-			}
-			if t.OutOfProcessCallbackDll != "" {
-				ti.Provider = ptr(t.OutOfProcessCallbackDll)
-			}
-			l.Tables = append(l.Tables, ti)
-		}
-		res.Lists = append(res.Lists, l)
+		res.Lists = append(res.Lists, listOf(snap, p != nil, false))
 	}
+	return res, nil
+}
+
+// listOf describes the tables of snap, resolving its callback tables if
+// providers (fromDump: through the entries a dump holds).
+func listOf(snap *remote.Snapshot, providers, fromDump bool) tableList {
+	l := tableList{Address: hexUint(snap.MappingAddress), Generation: snap.Generation, Tables: []tableInfo{}}
+	for i := range snap.Tables {
+		t := &snap.Tables[i]
+		ti := tableInfo{
+			Record: hexUint(t.Record), Type: t.Type.String(), Growable: t.Growable,
+			Minimum: hexUint(t.MinimumAddress), Maximum: hexUint(t.MaximumAddress), Base: hexUint(t.BaseAddress),
+			Entries: t.EntryCount, MaxEntries: t.MaximumEntryCount, Status: "ok",
+		}
+		if t.Type == functable.RF_CALLBACK {
+			ti.Identifier = ptr(hexUint(t.Identifier()))
+			ti.Entries, ti.MaxEntries = 0, 0
+			ti.Status = callbackStatus(snap, t, providers, &ti)
+			if fromDump && ti.Resolution != nil && ti.Resolution.Error == nil {
+				ti.Status = fmt.Sprintf("callback: %d entries from the dump", ti.Entries)
+			}
+		}
+		if t.OutOfProcessCallbackDll != "" {
+			ti.Provider = ptr(t.OutOfProcessCallbackDll)
+		}
+		l.Tables = append(l.Tables, ti)
+	}
+	return l
+}
+
+// readDumpTables lists the tables of the minidump name: its published
+// lists, read from its memory, or the tables of its function table
+// stream.
+func readDumpTables(name string) (*tablesResult, error) {
+	d, err := dump.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	res := &tablesResult{Pid: d.ProcessID(), Lists: []tableList{}}
+	lists, lerr := d.PublishedLists()
+	for _, sn := range lists {
+		res.Lists = append(res.Lists, listOf(sn, true, true))
+	}
+	if lerr != nil {
+		res.Lists = append(res.Lists, tableList{Tables: []tableInfo{}, Error: ptr(lerr.Error())})
+	}
+	if len(lists) > 0 {
+		return res, nil
+	}
+	ft, err := d.File().FunctionTables()
+	if ft == nil {
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+	l := tableList{Tables: []tableInfo{}}
+	if err != nil {
+		l.Error = ptr(err.Error())
+	}
+	for i := range ft.Tables {
+		t := &ft.Tables[i]
+		n := t.NativeTable
+		ti := tableInfo{
+			Type:    functable.Type(n.Type).String(),
+			Minimum: hexUint(t.Descriptor.MinimumAddress), Maximum: hexUint(t.Descriptor.MaximumAddress), Base: hexUint(t.Descriptor.BaseAddress),
+			Entries: t.Descriptor.EntryCount, MaxEntries: t.Descriptor.EntryCount, Status: "ok",
+		}
+		if functable.Type(n.Type) == functable.RF_CALLBACK {
+			ti.Identifier = ptr(hexUint(n.FunctionTable))
+			ti.Status = fmt.Sprintf("callback: %d entries from the dump", t.Descriptor.EntryCount)
+		}
+		l.Tables = append(l.Tables, ti)
+	}
+	res.Lists = append(res.Lists, l)
 	return res, nil
 }
 

@@ -19,14 +19,22 @@ import (
 	"github.com/fntable/fntable/target"
 )
 
-// cvSignatureELF is the signature of Breakpad's ELF CodeView record,
-// CV_INFO_ELF ("BpEL", minidump_format.h MD_CVINFOELF_SIGNATURE): the
-// signature, then the build ID.
-const cvSignatureELF = 0x4270454c
+// Signatures of Breakpad's ELF CodeView record, CV_INFO_ELF: the
+// signature, then the build ID. Breakpad's MD_CVINFOELF_SIGNATURE
+// (minidump_format.h) is 0x4270454c, the bytes "LEpB" in the file;
+// records whose bytes spell "BpEL" are read as well.
+const (
+	cvSignatureELF        = 0x4270454c
+	cvSignatureELFSwapped = 0x4c457042
+)
 
 // buildIDOf returns the ELF build ID of a module's CodeView record, or nil.
 func buildIDOf(cv []byte) []byte {
-	if len(cv) > 4 && binary.LittleEndian.Uint32(cv) == cvSignatureELF {
+	if len(cv) <= 4 {
+		return nil
+	}
+	switch binary.LittleEndian.Uint32(cv) {
+	case cvSignatureELF, cvSignatureELFSwapped:
 		return bytes.Clone(cv[4:])
 	}
 	return nil
@@ -123,7 +131,9 @@ func (d *Dump) LoadImages(ctx context.Context, opts ImageOptions) ([]Image, erro
 		}
 		path, kind, err := findImage(ctx, client, m, opts.NoPaths)
 		if err != nil {
-			logf("no file for module %s: %v", m.Name, err)
+			if !errors.Is(err, errNotImage) {
+				logf("no file for module %s: %v", m.Name, err)
+			}
 			continue
 		}
 		img, err := mapImage(m, path, kind)
@@ -186,8 +196,12 @@ func findImage(ctx context.Context, client *symsrv.Client, m target.Module, noPa
 	case string(magic[:2]) == "MZ":
 		return m.Path, kindPE, nil
 	}
-	return "", 0, fmt.Errorf("%s is neither ELF nor PE", m.Path)
+	return "", 0, fmt.Errorf("%s: %w", m.Path, errNotImage)
 }
+
+// errNotImage: a module's file is neither ELF nor PE (a data file mapped
+// in the process); it is not reported.
+var errNotImage = errors.New("neither an ELF nor a PE image")
 
 // elfBuildID returns the build ID of the ELF file at path, or nil.
 func elfBuildID(path string) []byte {
