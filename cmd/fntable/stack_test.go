@@ -893,8 +893,8 @@ func TestStackTablesCommandLine(t *testing.T) {
 		status int
 		stderr string // substring
 	}{
-		{[]string{"stack"}, 2, "fntable stack: want exactly one PID\nusage: fntable stack "},
-		{[]string{"stack", "1", "2"}, 2, "fntable stack: want exactly one PID\n"},
+		{[]string{"stack"}, 2, "fntable stack: want exactly one PID or dump file\nusage: fntable stack "},
+		{[]string{"stack", "1", "2"}, 2, "fntable stack: want exactly one PID or dump file\n"},
 		{[]string{"stack", "--max-frames", "0", "1"}, 2, "fntable stack: --max-frames must be positive\n"},
 		{[]string{"stack", "--max-frames", "-1", "1"}, 2, "--max-frames must be positive"},
 		{[]string{"stack", "--max-frames", "x", "1"}, 2, "fntable stack: invalid value \"x\" for flag -max-frames"},
@@ -906,8 +906,8 @@ func TestStackTablesCommandLine(t *testing.T) {
 		{[]string{"stack", "--bogus", "1"}, 2, "flag provided but not defined: -bogus"},
 		{[]string{"stack", none}, 1, "process " + none + ": no such process"},
 		{[]string{"stack", "--json", none}, 1, "process " + none + ": no such process"},
-		{[]string{"tables"}, 2, "fntable tables: want exactly one PID\nusage: fntable tables "},
-		{[]string{"tables", "1", "2"}, 2, "fntable tables: want exactly one PID\n"},
+		{[]string{"tables"}, 2, "fntable tables: want exactly one PID or dump file\nusage: fntable tables "},
+		{[]string{"tables", "1", "2"}, 2, "fntable tables: want exactly one PID or dump file\n"},
 		{[]string{"tables", "abc"}, 1, "abc: no such file"},
 		{[]string{"tables", none}, 1, "process " + none},
 	} {
