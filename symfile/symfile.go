@@ -23,16 +23,22 @@ type Kind uint8
 const (
 	KindOther    Kind = iota // a label, section or symbol of unknown type
 	KindFunction             // code: an ELF STT_FUNC, a PE function, a JIT function
-	KindData                 // an object: ELF STT_OBJECT/STT_TLS, PE data
+	KindData                 // an object: ELF STT_OBJECT/STT_COMMON, PE data
+	// KindThreadLocal is a thread-local variable (ELF STT_TLS): its Addr
+	// is an offset in the module's TLS block, not an address, so it never
+	// names an address; it is found only by name.
+	KindThreadLocal
 )
 
-// String returns "function", "data" or "other".
+// String returns "function", "data", "thread-local" or "other".
 func (k Kind) String() string {
 	switch k {
 	case KindFunction:
 		return "function"
 	case KindData:
 		return "data"
+	case KindThreadLocal:
+		return "thread-local"
 	}
 	return "other"
 }

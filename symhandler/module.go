@@ -448,6 +448,9 @@ func (t *symtab) find(addr uint64) int {
 	best := -1
 	for j := i - 1; j >= 0 && j >= i-maxBackScan; j-- {
 		s := syms[j]
+		if s.Kind == symfile.KindThreadLocal {
+			continue // an offset in the TLS block, not an address
+		}
 		if s.Size == 0 {
 			if best < 0 && j == i-1 {
 				best = j

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/fntable/fntable/internal/gopclntab"
@@ -415,17 +416,25 @@ func (f *File) Symbols() []symfile.Symbol {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {
 				continue
 			}
+			if i := int(s.Section); s.Section < elf.SHN_LORESERVE && i < len(f.f.Sections) && f.f.Sections[i].Flags&elf.SHF_ALLOC == 0 {
+				// In a section that is not loaded (glibc's .gnu.warning.*
+				// markers): its value is no address.
+				continue
+			}
 			var k symfile.Kind
 			switch elf.ST_TYPE(s.Info) {
 			case elf.STT_SECTION, elf.STT_FILE:
 				continue
 			case elf.STT_FUNC, elf.STT_GNU_IFUNC:
 				k = symfile.KindFunction
-			case elf.STT_OBJECT, elf.STT_TLS, elf.STT_COMMON:
+			case elf.STT_OBJECT, elf.STT_COMMON:
 				k = symfile.KindData
+			case elf.STT_TLS:
+				k = symfile.KindThreadLocal
 			}
 			out = append(out, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: k})
 		}
+		stripVersions(out)
 		if !fromSymtab {
 			if f.dw != nil {
 				out = append(out, f.dw.Functions()...)
@@ -439,4 +448,62 @@ func (f *File) Symbols() []symfile.Symbol {
 		f.syms = slices.Compact(out)
 	})
 	return f.syms
+}
+
+// stripVersions removes the ELF symbol version that a .symtab spells into
+// a name ("pthread_sigmask@GLIBC_2.2.5", "memcpy@@GLIBC_2.14", as glibc's
+// .symver directives leave them), except where the module holds two
+// versions of one name at different addresses (memcpy@GLIBC_2.2.5 and
+// memcpy@@GLIBC_2.14 are two functions): there the versions tell them
+// apart and stay. Versions of one name at one address are one function,
+// named once without a version. (.dynsym names carry no version:
+// debug/elf keeps it apart.)
+func stripVersions(syms []symfile.Symbol) {
+	type seen struct {
+		addr uint64
+		many bool // versions of the name at more than one address
+	}
+	var names map[string]*seen
+	for _, s := range syms {
+		base, ok := unversioned(s.Name)
+		if !ok {
+			continue
+		}
+		if names == nil {
+			names = map[string]*seen{}
+		}
+		if n := names[base]; n == nil {
+			names[base] = &seen{addr: s.Addr}
+		} else if n.addr != s.Addr {
+			n.many = true
+		}
+	}
+	if names == nil {
+		return
+	}
+	// A plain name at another address than its versions also makes two.
+	for _, s := range syms {
+		if n := names[s.Name]; n != nil && n.addr != s.Addr {
+			n.many = true
+		}
+	}
+	for i, s := range syms {
+		if base, ok := unversioned(s.Name); ok && !names[base].many {
+			syms[i].Name = base
+		}
+	}
+}
+
+// unversioned splits "name@VERSION" or "name@@VERSION" and returns the
+// name; ok is false for a name without a version.
+func unversioned(name string) (base string, ok bool) {
+	i := strings.IndexByte(name, '@')
+	if i <= 0 || i == len(name)-1 {
+		return name, false
+	}
+	v := strings.TrimPrefix(name[i+1:], "@")
+	if v == "" || strings.ContainsAny(v, "@ ") {
+		return name, false
+	}
+	return name[:i], true
 }
