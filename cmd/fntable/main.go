@@ -75,6 +75,7 @@ func commands() []*command {
 		newSymCmd(),        // sym.go
 		newStackCmd(),      // stack.go
 		newTablesCmd(),     // tables.go
+		newDumpCmd(),       // dump.go
 		newProvidersCmd(),  // providers.go
 	}
 }

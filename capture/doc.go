@@ -1,0 +1,67 @@
+// Package capture writes a minidump of a running Linux process that keeps
+// what its stacks need to be walked later, on any machine, through its JIT
+// frames: the dynamic function tables it publishes (the
+// FunctionTableStream, stream 13, with callback tables resolved through
+// their providers at capture time, as MiniDumpWriteDump resolves them
+// through OutOfProcessFunctionTableCallback), the UNWIND_INFO they point
+// to, and the memory an unwinder reads.
+//
+// # What a dump holds
+//
+//   - SystemInfoStream: the kernel (uname), the CPU (/proc/cpuinfo), with
+//     PlatformId MD_OS_LINUX as Breakpad writes it.
+//   - ThreadListStream and ThreadNamesStream: every thread, its registers
+//     (an x64 CONTEXT) and its name (comm).
+//   - ModuleListStream: the files mapped in the process (from
+//     /proc/PID/maps, as target.ModulesFromMaps groups them) and the vDSO,
+//     each with its ELF build ID as a CodeView record ("BpEL", Breakpad's
+//     layout), read from the file, or from the mapped note when the file
+//     cannot be opened.
+//   - Memory, without Options.Full (a MemoryListStream):
+//     each thread's stack from RSP−128 (the red zone) to the end of its
+//     mapping, at most Options.StackLimit bytes (256 KiB by default), which
+//     holds every frame of any real stack; when the walk taken at capture
+//     time reached the outermost frame, only up to 1 KiB above it (a Go
+//     thread blocked in a system call has its RSP in a goroutine stack in
+//     the heap, whose mapping goes on for megabytes);
+//     every byte the stack walker read while it walked each thread at
+//     capture time (stack slots, a Go goroutine's stack and g, code for
+//     epilog detection), rounded out to whole pages;
+//     the code around the PC of every frame of those walks (±256 bytes:
+//     the unwinder reads code to detect epilogs);
+//     the UNWIND_INFO every entry of every dynamic table points to, with
+//     the chained entries and 64 bytes of handler data after a handler
+//     RVA (only the handler knows their length);
+//     the published table lists themselves (their memfd mappings, up to
+//     the part in use), so that the names of providers and the lists'
+//     generations can be read back;
+//     the ELF header and program headers of every module, and the whole
+//     vDSO (it has no file to read the call-frame information from).
+//   - Memory with Options.Full (a Memory64ListStream): every readable
+//     mapping instead.
+//   - Breakpad's Linux streams: /proc/PID/maps, status, auxv, cmdline and
+//     environ, /proc/cpuinfo and /etc/lsb-release (when present).
+//   - FunctionTableStream: every table of every published list.
+//
+// The call-frame information of ELF modules is not copied: a reader takes
+// it from the module files (target/dump finds them by path or by build ID
+// along a symbol path).
+//
+// # When the process is stopped
+//
+// The process is stopped (live.Stop, at a moment when none of its
+// published lists is being changed) while the dump's contents are
+// gathered, and always resumed: after errors, and on SIGINT or SIGTERM.
+// Without Options.Full everything is copied into memory while it is
+// stopped, the process is resumed, and only then is the file written:
+// the process is stopped for the few milliseconds the copy takes, not for
+// the write. With Options.Full the memory is read from the process while
+// the file is written, so the process stays stopped until the file is
+// complete (copying every mapping first would need as much memory as the
+// process has).
+//
+// The file is written atomically (minidump.WriteFile: a temporary file,
+// fsync, rename): a process that dies during the capture, a full disk or
+// any other failure gives an error and leaves no file under the name
+// given.
+package capture
