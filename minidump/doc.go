@@ -18,10 +18,19 @@
 // spec's names, plus the data the structures point to (names, records,
 // contexts), so that a writer can produce a dump from the same values.
 //
+// [Write] and [WriteFile] write a minidump of an x64 process from a
+// [Content]: system information, threads (with their names) and their
+// 1232-byte CONTEXTs, modules with CodeView records ([ELFCodeView] for
+// Breakpad's Linux form), memory as a MemoryListStream or, with
+// WriteOptions.Full, a Memory64ListStream, the function-table stream,
+// an exception and any raw stream (Breakpad's /proc files). What they
+// write reads back through this package to the values given.
+//
 // Thread contexts are returned as raw bytes, because their layout depends
 // on the architecture; [ContextArch] tells an x64 CONTEXT from an x86 one,
 // and package unwind decodes the x64 CONTEXT (Context.UnmarshalWindows).
-// This package does not depend on unwind; [File.Memory] returns a
+// The reader does not use unwind (only the writer's Content takes
+// unwind.Context values); [File.Memory] returns a
 // [Memory] with the method set of unwind.Memory and unwind.ByteSource, and
 // its short reads return the errors of package memory, as every memory
 // source does: an *[UnmappedError] or a *memory.ReadError, both matching
@@ -52,7 +61,8 @@
 // native DYNAMIC_FUNCTION_TABLE of the process (88 bytes on Windows 7, 112
 // on Windows 10 with its TreeNode, 136 on recent builds; the size is
 // taken from the header, and only the first 88 bytes, common to all, are
-// decoded), the table's entries (x64 RUNTIME_FUNCTIONs relative to the
+// decoded, by functable.DecodeDynamicFunctionTable; [Write] writes the
+// 88-byte Windows 7 layout), the table's entries (x64 RUNTIME_FUNCTIONs relative to the
 // table's BaseAddress), and padding. dbghelp also saves the UNWIND_INFO
 // the entries point to in the memory list, so that [FunctionTables.LookupFunctionEntry]
 // and [Memory] together give an unwinder all it needs for JIT frames.
