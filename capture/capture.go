@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fntable/fntable/functable"
+	"github.com/fntable/fntable/functable/record"
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/procmaps"
 	"github.com/fntable/fntable/internal/procmem"
@@ -259,7 +260,7 @@ func (g *gatherer) gather() (*minidump.Content, error) {
 		if err := w.Err(); err != nil && errors.Is(err, memory.ErrTargetGone) {
 			return nil, err
 		}
-		wt := minidump.WriteThread{ID: uint32(th.ID), Context: ctx, Name: th.Name}
+		wt := minidump.WriteThread{ID: uint32(th.ID), Context: ctx.MarshalWindows(), Name: th.Name}
 		if lo, hi, ok := g.stackRange(ctx.Rsp); ok {
 			if complete {
 				// The walk reached the outermost frame: what lies above
@@ -505,7 +506,7 @@ func (g *gatherer) table(sn *remote.Snapshot, t *remote.Table) (minidump.WriteFu
 		g.logf("table record at %#x: %v", t.Record, err)
 		return minidump.WriteFunctionTable{}, false
 	}
-	d, err := functable.DecodePublishedRecord(rec[:])
+	d, err := record.DecodePublishedRecord(rec[:])
 	if err != nil {
 		g.logf("table record at %#x: %v", t.Record, err)
 		return minidump.WriteFunctionTable{}, false

@@ -1,7 +1,10 @@
+//go:build linux
+
 package capture
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/minidump"
@@ -35,7 +39,18 @@ func child(t *testing.T) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	return cmd
+	// Wait until it sleeps (in nanosleep or clock_nanosleep): before, it
+	// may still be loading its libraries.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", cmd.Process.Pid))
+		if f := strings.Fields(string(b)); len(f) > 0 && (f[0] == "35" || f[0] == "230") {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep does not sleep: %q", b)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestCapture writes a dump of a running process and reads it back.

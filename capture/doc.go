@@ -14,7 +14,7 @@
 //     (an x64 CONTEXT) and its name (comm).
 //   - ModuleListStream: the files mapped in the process (from
 //     /proc/PID/maps, as target.ModulesFromMaps groups them) and the vDSO,
-//     each with its ELF build ID as a CodeView record ("BpEL", Breakpad's
+//     each with its ELF build ID as a CodeView record (MD_CVINFOELF_SIGNATURE, Breakpad's
 //     layout), read from the file, or from the mapped note when the file
 //     cannot be opened.
 //   - Memory, without Options.Full (a MemoryListStream):

@@ -14,27 +14,6 @@ import (
 )
 
 // Type is FUNCTION_TABLE_TYPE: how a table provides its entries.
-type Type uint32
-
-// Function table types (the values of the DYNAMIC_FUNCTION_TABLE Type field).
-const (
-	RF_SORTED   Type = 0 // entries sorted by BeginAddress
-	RF_UNSORTED Type = 1 // entries in no particular order
-	RF_CALLBACK Type = 2 // entries come from a callback, per lookup
-)
-
-func (t Type) String() string {
-	switch t {
-	case RF_SORTED:
-		return "RF_SORTED"
-	case RF_UNSORTED:
-		return "RF_UNSORTED"
-	case RF_CALLBACK:
-		return "RF_CALLBACK"
-	}
-	return fmt.Sprintf("Type(%d)", uint32(t))
-}
-
 // Callback returns the function table entry for controlPC, the address a
 // lookup asked about, or nil if it has none. context is the value given to
 // InstallFunctionTableCallback. The entry's RVAs are relative to the

@@ -61,7 +61,7 @@
 // native DYNAMIC_FUNCTION_TABLE of the process (88 bytes on Windows 7, 112
 // on Windows 10 with its TreeNode, 136 on recent builds; the size is
 // taken from the header, and only the first 88 bytes, common to all, are
-// decoded, by functable.DecodeDynamicFunctionTable; [Write] writes the
+// decoded, by record.DecodeDynamicFunctionTable; [Write] writes the
 // 88-byte Windows 7 layout), the table's entries (x64 RUNTIME_FUNCTIONs relative to the
 // table's BaseAddress), and padding. dbghelp also saves the UNWIND_INFO
 // the entries point to in the memory list, so that [FunctionTables.LookupFunctionEntry]

@@ -3,21 +3,21 @@ package minidump
 import (
 	"fmt"
 
-	"github.com/fntable/fntable/functable"
+	"github.com/fntable/fntable/functable/record"
 	"github.com/fntable/fntable/internal/binread"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
 // FunctionTableType is FUNCTION_TABLE_TYPE, the Type of a
-// DYNAMIC_FUNCTION_TABLE: functable.Type.
-type FunctionTableType = functable.Type
+// DYNAMIC_FUNCTION_TABLE: record.Type.
+type FunctionTableType = record.Type
 
 // Types of dynamic function tables (functable's).
 const (
-	RF_SORTED         = functable.RF_SORTED         // RtlAddFunctionTable, RtlAddGrowableFunctionTable: entries sorted
-	RF_UNSORTED       = functable.RF_UNSORTED       // entries in any order
-	RF_CALLBACK       = functable.RF_CALLBACK       // RtlInstallFunctionTableCallback: no entries in the process
-	RF_KERNEL_DYNAMIC = functable.RF_KERNEL_DYNAMIC // the kernel's own tables
+	RF_SORTED         = record.RF_SORTED         // RtlAddFunctionTable, RtlAddGrowableFunctionTable: entries sorted
+	RF_UNSORTED       = record.RF_UNSORTED       // entries in any order
+	RF_CALLBACK       = record.RF_CALLBACK       // RtlInstallFunctionTableCallback: no entries in the process
+	RF_KERNEL_DYNAMIC = record.RF_KERNEL_DYNAMIC // the kernel's own tables
 )
 
 // Sizes of the structures of the function-table stream
@@ -29,13 +29,13 @@ const (
 	// DynamicFunctionTableSizeWin7 is the size of the x64
 	// DYNAMIC_FUNCTION_TABLE up to and including EntryCount, the fields
 	// every Windows version has (Windows 7 has no more).
-	DynamicFunctionTableSizeWin7 = functable.DynamicFunctionTableSizeWin7
+	DynamicFunctionTableSizeWin7 = record.DynamicFunctionTableSizeWin7
 	// DynamicFunctionTableSizeWin10 adds an RTL_BALANCED_NODE TreeNode
 	// (Windows 8 to 10).
-	DynamicFunctionTableSizeWin10 = functable.DynamicFunctionTableSizeWin10
+	DynamicFunctionTableSizeWin10 = record.DynamicFunctionTableSizeWin10
 	// DynamicFunctionTableSizeWin11 has TreeNodeMin and TreeNodeMax
 	// instead (recent builds).
-	DynamicFunctionTableSizeWin11 = functable.DynamicFunctionTableSizeWin11
+	DynamicFunctionTableSizeWin11 = record.DynamicFunctionTableSizeWin11
 
 	// MaxNativeDescriptorSize caps SizeOfNativeDescriptor and
 	// SizeOfDescriptor; the largest known native table is 0x88 bytes.
@@ -69,9 +69,9 @@ type FunctionTableDescriptor struct {
 // DynamicFunctionTable is the x64 DYNAMIC_FUNCTION_TABLE, the private
 // ntdll record of a registered table (MicrosoftDocs win32 DevNotes
 // "DYNAMIC_FUNCTION_TABLE"), which dbghelp copies raw into the dump:
-// functable.DynamicFunctionTable, the one codec of the record.
+// record.DynamicFunctionTable, the one codec of the record.
 // MaximumEntryCount and Flags are 0 in a dump.
-type DynamicFunctionTable = functable.DynamicFunctionTable
+type DynamicFunctionTable = record.DynamicFunctionTable
 
 // FunctionTable is one table of the FunctionTableStream.
 type FunctionTable struct {
@@ -161,7 +161,7 @@ func decodeFunctionTables(data []byte, rva int64) (*FunctionTables, error) {
 		if err := r.Err(); err != nil {
 			return s, formatErr(err, fmt.Sprintf("%s: table %d", what, i))
 		}
-		nt, err := functable.DecodeDynamicFunctionTable(t.Native)
+		nt, err := record.DecodeDynamicFunctionTable(t.Native)
 		t.NativeTable, t.NativeOK = nt, err == nil
 		n := uint64(t.Descriptor.EntryCount) * uint64(s.SizeOfFunctionEntry)
 		if n > uint64(r.Len()) {

@@ -12,8 +12,7 @@ import (
 	"slices"
 	"unicode/utf16"
 
-	"github.com/fntable/fntable/functable"
-	"github.com/fntable/fntable/unwind"
+	"github.com/fntable/fntable/functable/record"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -66,9 +65,10 @@ const (
 // WriteThread is a thread for [Write].
 type WriteThread struct {
 	ID uint32
-	// Context is written as the 1232-byte Windows x64 CONTEXT
-	// (unwind.Context.MarshalWindows), ContextFlags as given.
-	Context unwind.Context
+	// Context is the thread's CONTEXT record as Windows lays it out,
+	// written as given: for x64, the 1232 bytes that
+	// unwind.Context.MarshalWindows returns.
+	Context []byte
 	// Stack is the thread's stack memory, usually from the stack pointer
 	// up. It is also put in the memory list (once, even if Memory has
 	// it too), and the thread's stack descriptor points to those bytes.
@@ -101,10 +101,10 @@ type MemorySource struct {
 // FunctionTableStream.
 type WriteFunctionTable struct {
 	// Table is the native record, written in the Windows 7 layout
-	// (functable.DynamicFunctionTableSizeWin7 bytes) as given; the
+	// (record.DynamicFunctionTableSizeWin7 bytes) as given; the
 	// stream's descriptor takes MinimumAddress, MaximumAddress and
 	// BaseAddress from it.
-	Table functable.DynamicFunctionTable
+	Table record.DynamicFunctionTable
 	// Entries are the table's entries; for a callback table, the entries
 	// its provider gave. The descriptor's EntryCount is len(Entries).
 	Entries []unwindinfo.RuntimeFunction
@@ -117,7 +117,7 @@ type WriteException struct {
 	Flags      uint32   // EXCEPTION_NONCONTINUABLE ...
 	Address    uint64   // where it happened
 	Parameters []uint64 // at most EXCEPTION_MAXIMUM_PARAMETERS (15)
-	Context    unwind.Context
+	Context    []byte   // the CONTEXT record at the exception, as for WriteThread
 }
 
 // RawStream is a stream [Write] copies as given.
@@ -151,7 +151,7 @@ const (
 	exceptionSize      = 168 // MINIDUMP_EXCEPTION_STREAM
 	miscInfoWriteSize  = MiscInfoSize
 	functionEntrySize  = unwindinfo.RuntimeFunctionSize
-	writeNativeSize    = functable.DynamicFunctionTableSizeWin7
+	writeNativeSize    = record.DynamicFunctionTableSizeWin7
 	writeChunk         = 1 << 20 // bytes of target memory read at a time
 	progressEvery      = 1 << 20 // Progress is called at least this often
 	writeBufferSize    = 64 << 10
@@ -160,7 +160,8 @@ const (
 )
 
 // ELFCodeView returns Breakpad's CodeView record for an ELF module: the
-// signature 'BpEL' (0x4c457042, MD_CVINFOELF_SIGNATURE) and then the build
+// signature MD_CVINFOELF_SIGNATURE (0x4270454c, "BpEL" read as a big-endian
+// constant: the bytes "LEpB" in the file) and then the build
 // ID bytes, as Breakpad's Linux writer stores it.
 func ELFCodeView(buildID []byte) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, CV_SIGNATURE_ELF)
@@ -168,8 +169,10 @@ func ELFCodeView(buildID []byte) []byte {
 }
 
 // CV_SIGNATURE_ELF is the signature of Breakpad's CodeView record for ELF
-// modules, "BpEL" (MD_CVINFOELF_SIGNATURE); the build ID follows it.
-const CV_SIGNATURE_ELF = 0x4c457042
+// modules, MD_CVINFOELF_SIGNATURE of minidump_format.h (its comment calls
+// it 'BpEL'; written little-endian it is the bytes "LEpB", which is what
+// Breakpad, rust-minidump and lldb read); the build ID follows it.
+const CV_SIGNATURE_ELF = 0x4270454c
 
 // region is a run of target memory the file holds: the union of
 // overlapping sources.
@@ -415,11 +418,11 @@ func plan(c *Content, opts WriteOptions) (*layout, error) {
 		b.u64(t.Stack.Addr)
 		b.u32(0, 0)
 		ctxPos[i] = b.off()
-		b.u32(unwind.WindowsContextSize, 0)
+		b.u32(uint32(len(t.Context)), 0)
 	}
 	dir = append(dir, b.dirEntry(ThreadListStream, at))
 	for i := range c.Threads {
-		b.put32(ctxPos[i]+4, b.context(&c.Threads[i].Context))
+		b.put32(ctxPos[i]+4, b.context(c.Threads[i].Context))
 	}
 
 	// ThreadNamesStream.
@@ -490,9 +493,9 @@ func plan(c *Content, opts WriteOptions) (*layout, error) {
 		copy(params[:], e.Parameters)
 		b.u64(params[:]...)
 		ctx := b.off()
-		b.u32(unwind.WindowsContextSize, 0)
+		b.u32(uint32(len(e.Context)), 0)
 		dir = append(dir, b.dirEntry(ExceptionStream, at))
-		b.put32(ctx+4, b.context(&e.Context))
+		b.put32(ctx+4, b.context(e.Context))
 	}
 
 	// FunctionTableStream.
@@ -720,10 +723,10 @@ func (b *builder) str(s string) uint32 {
 
 // context appends ctx as a Windows x64 CONTEXT, 16-byte aligned as in
 // memory, and returns its offset.
-func (b *builder) context(ctx *unwind.Context) uint32 {
+func (b *builder) context(ctx []byte) uint32 {
 	b.pad((16 - len(b.b)%16) % 16)
 	at := len(b.b)
-	b.b = append(b.b, ctx.MarshalWindows()...)
+	b.b = append(b.b, ctx...)
 	return uint32(at)
 }
 

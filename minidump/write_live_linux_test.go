@@ -77,7 +77,7 @@ func captureLive(t *testing.T) *liveCapture {
 		}
 		lc.ctx[uint32(th.ID)] = ctx
 		lc.bytes[lo] = stack
-		c.Threads = append(c.Threads, minidump.WriteThread{ID: uint32(th.ID), Context: ctx, Name: th.Name,
+		c.Threads = append(c.Threads, minidump.WriteThread{ID: uint32(th.ID), Context: ctx.MarshalWindows(), Name: th.Name,
 			Stack: minidump.MemorySource{Addr: lo, Size: uint64(len(stack)), Read: read}})
 	}
 	err = st.Modules(func(m target.Module) bool {
@@ -223,8 +223,8 @@ func checkDump(t *testing.T, lc *liveCapture, name string) {
 // and rsp, the modules and a read of the stack must be what was written.
 func checkLLDB(t *testing.T, lc *liveCapture, name string) {
 	lldb := testenv.Tool(t, "lldb")
-	first := lc.content.Threads[0]
-	rsp := first.Context.Rsp
+	first := lc.ctx[lc.content.Threads[0].ID]
+	rsp := first.Rsp
 	cmd := exec.Command(lldb, "-b", "-c", name, "-o", "thread list", "-o", "register read rip rsp",
 		"-o", "image list", "-o", fmt.Sprintf("memory read --size 8 --count 4 --format x %#x", rsp))
 	cmd.Env = append(os.Environ(), "LLDB_NO_DEBUGINFOD=1")
@@ -238,7 +238,7 @@ func checkLLDB(t *testing.T, lc *liveCapture, name string) {
 			t.Errorf("lldb does not list thread %d:\n%s", th.ID, text)
 		}
 	}
-	for reg, want := range map[string]uint64{"rip": first.Context.Rip, "rsp": rsp} {
+	for reg, want := range map[string]uint64{"rip": first.Rip, "rsp": rsp} {
 		m := regexp.MustCompile(`\b` + reg + ` = (0x[0-9a-f]+)`).FindStringSubmatch(text)
 		if m == nil {
 			t.Errorf("lldb shows no %s:\n%s", reg, text)
@@ -254,7 +254,7 @@ func checkLLDB(t *testing.T, lc *liveCapture, name string) {
 		}
 	}
 	// lldb prints two words a line: "0x7ffd...: 0x... 0x...".
-	stack := lc.bytes[first.Stack.Addr]
+	stack := lc.bytes[lc.content.Threads[0].Stack.Addr]
 	words := map[uint64]string{}
 	for _, line := range strings.Split(text, "\n") {
 		a, rest, ok := strings.Cut(strings.TrimSpace(line), ": ")
@@ -268,7 +268,7 @@ func checkLLDB(t *testing.T, lc *liveCapture, name string) {
 	}
 	for i := range 4 {
 		a := rsp + uint64(8*i)
-		want := fmt.Sprintf("0x%016x", binary.LittleEndian.Uint64(stack[a-first.Stack.Addr:]))
+		want := fmt.Sprintf("0x%016x", binary.LittleEndian.Uint64(stack[a-lc.content.Threads[0].Stack.Addr:]))
 		if words[a] != want {
 			t.Errorf("lldb memory read at %#x: %q, want %q in\n%s", a, words[a], want, text)
 		}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/fntable/fntable/functable"
+	"github.com/fntable/fntable/functable/record"
 	"github.com/fntable/fntable/internal/binread"
 	"github.com/fntable/fntable/unwind"
 	"github.com/fntable/fntable/unwindinfo"
@@ -378,7 +379,7 @@ func (l *list) inside(a, n, align uint64) (uint64, bool) {
 
 // record decodes the record at offset off.
 func (l *list) record(off uint64) (t Table, flink, blink uint64, err error) {
-	rec, err := functable.DecodePublishedRecord(l.b[off : off+l.recordSize])
+	rec, err := record.DecodePublishedRecord(l.b[off : off+l.recordSize])
 	if err != nil {
 		return t, 0, 0, fmt.Errorf("%w: record at offset %#x: %w", ErrMalformed, off, err)
 	}

@@ -1,4 +1,4 @@
-package functable
+package record
 
 import (
 	"bytes"

@@ -1,4 +1,13 @@
-package functable
+// Package record holds the binary layouts of dynamic function tables
+// that several packages read and write: the x64 DYNAMIC_FUNCTION_TABLE
+// record (Windows' layouts and the published list's), its table types, and
+// the offsets of the published list (see package functable/remote for the
+// description). It has no dependencies beyond the standard library, so
+// that format packages (minidump) and the registry (functable) share one
+// codec. Package functable re-exports its names.
+package record
+
+import "fmt"
 
 // The published table list: the memory layout another process reads (see
 // the package documentation of functable/remote for the full description
@@ -72,6 +81,30 @@ const (
 // AddGrowableFunctionTable.
 const RecFlagGrowable = 1
 
-// filetimeEpochDelta is the number of 100 ns intervals from 1601-01-01 to
-// 1970-01-01 (FILETIME to Unix time).
-const filetimeEpochDelta = 116444736000000000
+// Type is the FUNCTION_TABLE_TYPE of a table: how its entries are held.
+type Type uint32
+
+// Function table types (the values of the DYNAMIC_FUNCTION_TABLE Type field).
+const (
+	RF_SORTED   Type = 0 // entries sorted by BeginAddress
+	RF_UNSORTED Type = 1 // entries in no particular order
+	RF_CALLBACK Type = 2 // entries come from a callback, per lookup
+	// RF_KERNEL_DYNAMIC is the type of tables the Windows kernel registers
+	// for its own dynamic code. It appears in kernel dumps only; a
+	// registry never makes one.
+	RF_KERNEL_DYNAMIC Type = 3
+)
+
+func (t Type) String() string {
+	switch t {
+	case RF_SORTED:
+		return "RF_SORTED"
+	case RF_UNSORTED:
+		return "RF_UNSORTED"
+	case RF_CALLBACK:
+		return "RF_CALLBACK"
+	case RF_KERNEL_DYNAMIC:
+		return "RF_KERNEL_DYNAMIC"
+	}
+	return fmt.Sprintf("Type(%d)", uint32(t))
+}
