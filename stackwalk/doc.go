@@ -11,10 +11,17 @@
 //     [unwind.Unwinder.VirtualUnwind];
 //  2. the exception directory (.pdata) of a PE image mapped in the target
 //     (Windows programs under Wine), also through VirtualUnwind;
-//  3. the call-frame information of an ELF module (package cfi);
-//  4. the frame-pointer chain;
+//  3. for Go code, the pclntab's pcsp table (package internal/gopclntab),
+//     what Go's own traceback reads, mapped from the file (a Go program's
+//     .debug_frame only restates it, at a much higher cost to read);
+//  4. the call-frame information of an ELF module (package cfi);
+//  5. the frame-pointer chain;
+//  6. with [Options.Scan], a bounded scan of the stack for a return
+//     address;
 //
-// and stops when none does. Every [Frame] records its PC, SP and CFA, how
+// and stops when none does. A frame in runtime.asmcgocall (Go calling C
+// or JIT code on the thread's system stack) is followed back to the
+// goroutine's stack, as Go's runtime does. Every [Frame] records its PC, SP and CFA, how
 // it was found ([How]), and the address to symbolize.
 //
 // [Sources] gathers the unwind data of a target once; its [Sources.Walk]
@@ -38,7 +45,8 @@
 // ends: a return address of 0 (Windows), an undefined return-address rule
 // in the CFI (glibc's _start and thread start), or, in a Go binary, a
 // function its pclntab flags as a top frame (runtime.goexit,
-// runtime.mstart), where Go's own tracebacks end.
+// runtime.mstart), or a stack switch it flags as writing SP
+// (runtime.mcall, runtime.morestack, ...), where Go's own tracebacks end.
 //
 // Reference: "x64 exception handling" (Microsoft Learn) for the function
 // tables; DWARF 5 §6.4 and the LSB's "Exception Frames" for the CFI;

@@ -409,7 +409,22 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 			return s.virtualUnwind(HowPE, img, img.base, nil, ctx)
 		}
 	}
-	// 3. ELF call-frame information.
+	// 3. Go code: the pclntab's pcsp table, which Go's own traceback
+	// reads and the .debug_frame of a Go program only restates (it is
+	// generated from it), mapped from the file instead of parsed: much
+	// cheaper on a large program than building an index of .debug_frame.
+	if em != nil && em.gotab != nil {
+		saved := *ctx
+		cfa, ok, err := goStep(em.gotab, s.mem, ctx, lookup-em.bias)
+		if err != nil {
+			return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
+		}
+		if ok {
+			return stepResult{how: HowGo, cfa: cfa}, nil
+		}
+		*ctx = saved
+	}
+	// 4. ELF call-frame information.
 	if em != nil {
 		res, ok, err := em.step(s, ctx, lookup)
 		if err != nil {
@@ -418,20 +433,8 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 		if ok {
 			return stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}, nil
 		}
-		// 3b. Go code without .debug_frame: the pclntab.
-		if em.gotab != nil {
-			saved := *ctx
-			cfa, ok, err := goStep(em.gotab, s.mem, ctx, lookup-em.bias)
-			if err != nil {
-				return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
-			}
-			if ok {
-				return stepResult{how: HowGo, cfa: cfa}, nil
-			}
-			*ctx = saved
-		}
 	}
-	// 4. The frame-pointer chain.
+	// 5. The frame-pointer chain.
 	return s.framePointer(ctx)
 }
 

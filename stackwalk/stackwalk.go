@@ -12,14 +12,15 @@ import (
 // unwinder that stepped out of the frame below it.
 type How uint8
 
-// The ways a frame is found, in the order the walker tries the unwinders.
+// The ways a frame is found (the package documentation gives the order
+// in which the walker tries the unwinders).
 const (
 	HowContext How = iota // the thread's registers (the innermost frame, or a start context)
 	HowTable              // a dynamic function table published in the target (RtlAddFunctionTable ...)
 	HowPE                 // the exception directory (.pdata) of a PE image mapped in the target
 	HowCFI                // ELF call-frame information (.eh_frame, .debug_frame)
 	HowFP                 // the frame-pointer chain (rbp)
-	HowGo                 // Go's own unwind data: the pclntab of a Go program without .debug_frame, and the way back from runtime.asmcgocall to the goroutine that called C (or JIT) code
+	HowGo                 // Go's own unwind data: the pclntab's pcsp table for Go code, and the way back from runtime.asmcgocall to the goroutine that called C (or JIT) code
 )
 
 var howNames = [...]string{"context", "table", "pe", "cfi", "fp", "go", "scan"}

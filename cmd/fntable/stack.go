@@ -33,10 +33,12 @@ Each frame is unwound by the first of these that knows its code:
          RtlAddFunctionTable, growable or callback table)
   pe     the .pdata of a PE image mapped in the process (Windows programs
          under Wine)
+  go     Go code: the pclntab's stack-pointer table (what Go's own
+         traceback reads), and the way back from runtime.asmcgocall to
+         the goroutine that called C or JIT code
   cfi    the ELF call-frame information (.eh_frame, .debug_frame)
   fp     the frame-pointer chain
-  go     the way back from runtime.asmcgocall to the goroutine that
-         called C or JIT code (Go programs)
+  scan   (with --scan, dumps) a word of the stack that follows a call
 The innermost frame comes from the thread's registers ("context"). A thread
 whose walk fails keeps the frames found so far, with the reason. A Go
 thread's walk ends where Go's own traceback does: at runtime.goexit,
