@@ -304,3 +304,42 @@ func TestX86DumpRejected(t *testing.T) {
 		t.Errorf("ThreadContext of an x86 thread: %v", err)
 	}
 }
+
+// BenchmarkDumpOpenWalk opens each x64 test dump and walks every thread
+// of it, as "fntable stack FILE.dmp --no-symbols" does.
+func BenchmarkDumpOpenWalk(b *testing.B) {
+	for _, name := range []string{
+		"electron-node-minidump-windows-x64.dmp",
+		"breakpad-tiny-exe-fastfail.dmp",
+		"breakpad-write_av_non_canonical.dmp",
+		"breakpad-tiny-exe-with-cet-xsave.dmp",
+	} {
+		path := winetest.Testdata(b, "minidumps/"+name)
+		b.Run(name, func(b *testing.B) {
+			frames := 0
+			for b.Loop() {
+				d, err := dump.Open(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := stackwalk.NewSources(d, stackwalk.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				threads, err := d.Threads()
+				if err != nil {
+					b.Fatal(err)
+				}
+				frames = 0
+				for _, th := range threads {
+					w := s.WalkThread(th.ID)
+					for w.Next() {
+						frames++
+					}
+				}
+				d.Close()
+			}
+			b.ReportMetric(float64(frames), "frames")
+		})
+	}
+}
