@@ -119,6 +119,12 @@ func (h *Handler) tryLoad(ctx context.Context, m *Module, file string, dsl *Defe
 				return nil, false, fmt.Errorf("load symbols of %s: %w", m.Name, ErrCanceled)
 			}
 			if dr != nil {
+				// llvm-symbolizer names the outermost frame from the
+				// image's own symbol table, not the debug file's.
+				if img, err := elfsym.NewFile(r, symfile.Options{PublicsOnly: true}); err == nil {
+					fm := img.FunctionMap()
+					l.funcMap = func() *elfsym.FunctionMap { return fm }
+				}
 				if c != nil {
 					c.Close()
 				}
@@ -134,6 +140,9 @@ func (h *Handler) tryLoad(ctx context.Context, m *Module, file string, dsl *Defe
 			return nil, false, fmt.Errorf("read symbols of %s from %s: %w", m.Name, describe(or(debugFile, file)), err)
 		}
 		src, c, l.debugFile = f, closers{f, sc}, debugFile
+		if debugFile == "" {
+			l.funcMap = f.FunctionMap
+		}
 		l.typ = SymSym
 		if opts.Lines && (f.Ident().HasDebugInfo) {
 			l.typ = SymDia

@@ -98,21 +98,32 @@ func (h *Handler) locate(ctx context.Context, addr uint64, frames bool) (Locatio
 			}
 		}
 	}
+	outer, named := l.outerName(fa)
 	switch {
+	case len(loc.Frames) > 0 && named:
+		loc.Frames[len(loc.Frames)-1].Function = h.displayName(l, outer)
+	case len(loc.Frames) == 0 && named && l.lines:
+		loc.Frames = []Frame{{Function: h.displayName(l, outer)}}
 	case len(loc.Frames) == 0 && loc.Symbol != nil:
 		loc.Frames = []Frame{{Function: loc.Symbol.Name}}
-	case len(loc.Frames) > 0 && loc.Symbol != nil && l.ident.Format == "elf":
-		// The outermost frame is named after the symbol table, as
-		// llvm-symbolizer does for ELF (LLVM's
-		// shouldOverrideWithSymbolTable): the symbol table has the names
-		// of compiler clones ("f.cold", "f.isra.0") and of C++ template
-		// instances whose DWARF lacks a linkage name.
-		loc.Frames[len(loc.Frames)-1].Function = loc.Symbol.Name
 	}
 	if err != nil {
 		err = fmt.Errorf("symbolize %#x in %s: %w", addr, m.Name, err)
 	}
 	return loc, err
+}
+
+// outerName returns the name llvm-symbolizer 14 gives the function
+// containing the file address fa of an ELF module: the name from the
+// image's own symbol table that LLVM's getNameFromSymbolTable finds
+// (elfsym.FunctionMap). ok is false for other formats and where that
+// table names nothing.
+func (l *loaded) outerName(fa uint64) (name string, ok bool) {
+	if l.funcMap == nil {
+		return "", false
+	}
+	s, ok := l.funcMap().Lookup(fa)
+	return s.Name, ok && s.Name != ""
 }
 
 // moduleFor returns the module containing addr, asking CBA_MAP_JIT_SYMBOL

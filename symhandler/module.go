@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fntable/fntable/symfile"
+	"github.com/fntable/fntable/symfile/elfsym"
 	"github.com/fntable/fntable/target"
 )
 
@@ -133,6 +134,9 @@ type loaded struct {
 	debugFile string
 	lines     bool
 	demangled sync.Map // raw name → demangled name
+	// funcMap returns the map that names the outermost frame of an ELF
+	// module (see Symbolize); nil for other formats.
+	funcMap func() *elfsym.FunctionMap
 }
 
 // Info returns what is known about the module now (SymGetModuleInfo64),

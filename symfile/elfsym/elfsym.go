@@ -57,6 +57,9 @@ type File struct {
 
 	symOnce sync.Once
 	syms    []symfile.Symbol
+
+	fmOnce sync.Once
+	fm     *FunctionMap
 }
 
 var _ symfile.Source = (*File)(nil)
