@@ -1,0 +1,88 @@
+// Package verify checks that Windows x64 unwind information describes the
+// machine code it belongs to: that every unwind code matches the prolog
+// instruction ending at its offset, that every exit of a function is an
+// epilog the Windows unwinder recognizes, and that at every instruction
+// boundary the Windows unwinder (emulated by package unwind) finds the same
+// caller state as a symbolic execution of the code.
+//
+// UNWIND_INFO that decodes fine but does not describe its code is the
+// silent unwind bug of a just-in-time compiler: nothing fails until an
+// exception or a profiler interrupts the function at the wrong
+// instruction. [Function] checks one function from its code bytes; a
+// [Checker] checks whole function tables ([Checker.Table]) and adds the
+// table-level checks: entries sorted and not overlapping, inside the code
+// range, chained entries naming entries of the table, chains that end,
+// handlers in executable memory.
+//
+// References:
+//   - Microsoft, "x64 exception handling"
+//     (https://learn.microsoft.com/cpp/build/exception-handling-x64):
+//     "Unwind data for exception handling", "Unwind codes", "Epilog code".
+//   - Microsoft, "x64 prolog and epilog"
+//     (https://learn.microsoft.com/cpp/build/prolog-and-epilog): the
+//     instructions a prolog and an epilog may contain, __chkstk.
+//   - dotnet/runtime src/coreclr/unwinder/amd64/unwinder.cpp, Microsoft's
+//     copy of RtlVirtualUnwind, which package unwind follows.
+//
+// # What is checked
+//
+// The code of each entry is decoded with golang.org/x/arch/x86/x86asm
+// along its control flow from the entry point (then, for code no branch
+// reaches, such as jump-table targets, linearly with the state of the
+// function's body). A symbolic execution tracks the stack pointer as an
+// offset from its value E at the entry (for a chained fragment, E is the
+// entry stack pointer of the primary function, and the state at the
+// fragment's start is the effect of its parents' unwind codes), the
+// registers that hold E plus a constant (the frame register, or rax before
+// a sub rsp, rax), and the stack slot of every nonvolatile register the
+// prolog saved.
+//
+// Prolog ([KindCodeMismatch], [KindCodeOffset], [KindMissingCode],
+// [KindExtraCode], [KindCodeOrder], [KindPrologSize]): every unwind code
+// is matched to the instruction that ends at its offset: push reg to
+// UWOP_PUSH_NONVOL; sub rsp, n (and mov eax, n; call __chkstk; sub rsp,
+// rax) to UWOP_ALLOC_SMALL/LARGE with the same size; mov [rsp+x], reg to
+// UWOP_SAVE_NONVOL(_FAR) with the offset from the frame base;
+// movaps/movdqa/movups/movdqu [rsp+x], xmm to UWOP_SAVE_XMM128(_FAR);
+// lea fp, [rsp+x] and mov fp, rsp to UWOP_SET_FPREG with the header's
+// frame register and offset. Stores may go through any register holding
+// E plus a constant (MSVC's mov rax, rsp; mov [rax+8], rbx). Codes must
+// be in descending offset order, and no code may lie past SizeOfProlog,
+// which must be an instruction boundary.
+//
+// Exits ([KindEpilog], [KindEpilogRestore], [KindV2Epilog]): every ret,
+// and every jmp that leaves the function (a tail call: a jump outside the
+// entry that does not land in another entry of the same function, a jump
+// to the function's start, jmp [rip+x], a REX.W jmp r/m64), must leave the
+// stack as it was at the entry with every saved register restored, and
+// the unwinder must see an epilog there: for version 1 unwind information
+// by the instruction scan of package unwind (the Windows rules, quirks
+// included); for version 2 from a UWOP_EPILOG code. Every version 2
+// epilog descriptor must describe the pops and the terminator of an exit.
+//
+// Every boundary ([KindUnwindMismatch]): the unwinder is run on a
+// synthetic stack in which every 8-byte word holds a value derived from
+// its address, and must return the caller's RSP (E+8, or the machine
+// frame's), the return address, and every nonvolatile register and XMM6 to
+// XMM15 as the symbolic state says; a disagreement is reported with the
+// offset, the instruction and what each side says, once per distinct
+// disagreement in a function.
+//
+// # Limits
+//
+// Where the symbolic execution loses the stack pointer (an instruction
+// writes rsp in a way it does not model, or a dynamic allocation in a
+// function without frame register), boundaries are not compared until it
+// is known again. Instructions x86asm cannot decode end the check of the
+// code after them until a branch target is reached. Registers the function
+// changes without saving them are not tracked (the check is of the unwind
+// information, not of the calling convention). The problems the checker
+// reports on real images, and why, are listed in the tests.
+//
+// # Robustness
+//
+// Code, unwind information and tables may be corrupt or hostile. The
+// checker never panics and its work is bounded: at most [MaxCodeSize]
+// bytes of code per entry, chains of at most unwindinfo.ChainLimit links.
+// FuzzFunction enforces this.
+package verify
