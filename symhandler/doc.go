@@ -24,6 +24,37 @@
 //     fetched from Microsoft-style symbol stores by timestamp and size.
 //   - Virtual modules: AddSymbol, perf maps.
 //
+// # Function names in frames
+//
+// [Handler.Symbolize] names the frames of an ELF module as llvm-symbolizer
+// 14 does, so that its answers can be checked against that tool:
+//
+//   - inlined frames get DWARF's name for the subprogram (its linkage name
+//     demangled, or DW_AT_name);
+//   - the outermost frame, the function that contains the address, gets
+//     the name the module image's own symbol table gives the address
+//     (.symtab, or .dynsym when the image is stripped; never the separate
+//     debug file's), chosen as LLVM's SymbolizableObjectFile does (see
+//     elfsym.FunctionMap): so pthread_sigmask, not DWARF's linkage name
+//     __GI___pthread_sigmask nor the debug file's pthread_sigmask@GLIBC_2.2.5;
+//     and a weak alias such as msgsnd, or a C++ function's full demangled
+//     signature, where DWARF has only a short name;
+//   - where that table names nothing (libc's static functions and
+//     compiler clones such as fts_stat.isra.0, which only the debug file
+//     lists), DWARF's name: fts_stat, __vsyslog_internal;
+//   - where there is no DWARF either, the symbol table the handler loaded
+//     (the debug file's, when there is one): llvm-symbolizer says "??".
+//
+// The rule follows llvm-symbolizer rather than naming every frame after
+// DWARF, because agreement with llvm-symbolizer is how the handler's
+// frames are measured (symhandler's TestAgreement). Names are demangled by
+// GNU's rules (as c++filt and gdb print them), which LLVM 14 spells
+// differently in places ("{lambda(int)#1}" for "'lambda'(int)",
+// "[clone .cold]" for "(.cold)"). [Location.Symbol], the SymFromAddr
+// answer, is the symbol of the loaded table that contains the address,
+// and carries no ELF version unless the module holds two versions of the
+// name. PE modules name frames from their debug information.
+//
 // Addresses are where the target has them: a module loaded at Base has its
 // file's link-time addresses moved by Base minus the file's link-time base.
 //
