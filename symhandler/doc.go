@@ -35,10 +35,11 @@
 //     the name the module image's own symbol table gives the address
 //     (.symtab, or .dynsym when the image is stripped; never the separate
 //     debug file's), chosen as LLVM's SymbolizableObjectFile does (see
-//     elfsym.FunctionMap): so pthread_sigmask, not DWARF's linkage name
-//     __GI___pthread_sigmask nor the debug file's pthread_sigmask@GLIBC_2.2.5;
-//     and a weak alias such as msgsnd, or a C++ function's full demangled
-//     signature, where DWARF has only a short name;
+//     elfsym.FunctionMap): so _IO_link_in, not DWARF's linkage name
+//     __GI__IO_link_in; pthread_sigmask, not the debug file's
+//     pthread_sigmask@GLIBC_2.2.5; a weak alias such as msgsnd; a C++
+//     function's full demangled signature where DWARF has only a short
+//     name;
 //   - where that table names nothing (libc's static functions and
 //     compiler clones such as fts_stat.isra.0, which only the debug file
 //     lists), DWARF's name: fts_stat, __vsyslog_internal;
