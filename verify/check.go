@@ -49,6 +49,7 @@ type exit struct {
 type mismatch struct {
 	off      int
 	inEpilog bool // the unwinder saw an epilog
+	tearing  bool // the code has begun to take its frame down
 	sig, msg string
 }
 
@@ -556,8 +557,23 @@ func (f *fnCheck) compare(off int, st *state, in *x86asm.Inst) {
 	if len(got) == 0 {
 		return
 	}
-	f.pend = append(f.pend, mismatch{off: off, inEpilog: res.InEpilog, sig: strings.Join(sig, "; "),
+	f.pend = append(f.pend, mismatch{off: off, inEpilog: res.InEpilog, tearing: f.tearing(st), sig: strings.Join(sig, "; "),
 		msg: fmt.Sprintf("at %s: the unwinder gives %s; the code gives %s", text, strings.Join(got, ", "), strings.Join(want, ", "))})
+}
+
+// tearing reports whether st is part way through taking the frame down:
+// the stack pointer above the body's, or a register the body keeps saved
+// popped.
+func (f *fnCheck) tearing(st *state) bool {
+	if st.spOK && f.body.spOK && st.sp < f.body.sp {
+		return true
+	}
+	for r := range st.gpr {
+		if f.body.gpr[r].w == saved && st.gpr[r].w == inReg {
+			return true
+		}
+	}
+	return false
 }
 
 // where describes a value the unwinder returned for register r (-1: the
@@ -703,7 +719,7 @@ func (f *fnCheck) finish() {
 	var order []string
 	for i, m := range f.pend {
 		kind := KindUnwindMismatch
-		if !m.inEpilog && inRegion(m.off) {
+		if !m.inEpilog && (m.tearing || inRegion(m.off)) {
 			kind = KindEpilog
 		}
 		key := string(kind) + "|" + m.sig
