@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/internal/winetest"
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -20,7 +21,7 @@ func goMingwExec(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(runtime.GOROOT(), "src", "debug", "pe", "testdata", "gcc-amd64-mingw-exec")
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("needs Go's debug/pe testdata: %v", err)
+		testenv.Unavailable(t, "needs Go's debug/pe testdata: %v", err)
 	}
 	return path
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/internal/winetest"
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -177,7 +178,7 @@ func TestChainedLoop(t *testing.T) {
 func TestGoMingwExec(t *testing.T) {
 	path := filepath.Join(runtime.GOROOT(), "src/debug/pe/testdata/gcc-amd64-mingw-exec")
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("needs Go's debug/pe testdata: %v", err)
+		testenv.Unavailable(t, "needs Go's debug/pe testdata: %v", err)
 	}
 	img := loadTestImage(t, path)
 	const stackBase = 0x7fff0000

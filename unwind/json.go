@@ -3,6 +3,7 @@ package unwind
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -71,7 +72,7 @@ func xmmHex(v [16]byte) string {
 func (c *Context) UnmarshalJSON(data []byte) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("decode context: %w", err)
+		return errors.New("decode context: want an object of registers")
 	}
 	*c = Context{}
 	others := c.others()
@@ -91,7 +92,7 @@ func (c *Context) UnmarshalJSON(data []byte) error {
 			}
 			b, err := hex.DecodeString(strings.Repeat("0", 32-len(s)) + s)
 			if err != nil {
-				return fmt.Errorf("decode context: %s: %v", k, err)
+				return fmt.Errorf("decode context: %s: %q is not hex digits", k, s)
 			}
 			for i := range b {
 				c.Xmm[n][15-i] = b[i]

@@ -8,7 +8,8 @@
 //
 //	fntable <command> [flags] [arguments]
 //
-// Run "fntable help" for the list of commands and "fntable <command> -h"
+// Flags and arguments may come in any order; after "--" everything is an
+// argument. Run "fntable help" for the list of commands and "fntable <command> -h"
 // for the flags of one. Results go to standard output, diagnostics to
 // standard error. The exit status is 2 for a usage error, 1 for any other
 // failure and 0 otherwise.
@@ -102,18 +103,37 @@ func (c *command) flagSet() *flag.FlagSet {
 	return fs
 }
 
-// parse parses args into fs. For -h or -help it prints c's help to stdout
-// and returns flag.ErrHelp; for a bad flag it returns a *usageError.
+// parse parses args into fs. Flags and arguments may come in any order
+// ("fntable unwindinfo FILE --json"); after "--" everything is an argument.
+// fs.Args() then holds the arguments in their order. For -h or -help it
+// prints c's help to stdout and returns flag.ErrHelp; for a bad flag it
+// returns a *usageError.
 func (c *command) parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	err := fs.Parse(args)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, flag.ErrHelp):
-		c.printHelp(stdout, fs)
-		return flag.ErrHelp
+	var positional []string
+	for {
+		err := fs.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			c.printHelp(stdout, fs)
+			return flag.ErrHelp
+		case err != nil:
+			return &usageError{cmd: c, err: err}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		// The flag package stops at the first argument: keep it and go on
+		// with what follows.
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
-	return &usageError{cmd: c, err: err}
+	// Parse sets no flag after "--": it only leaves fs.Args() as wanted.
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 // printHelp prints the usage line, the help text and the flags of c.
@@ -137,8 +157,8 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, "  help         show this list, or the help of a command\n\n"+
-		"Run \"fntable <command> -h\" for a command's flags. Exit status: 0 success,\n"+
-		"1 failure, 2 usage error.\n")
+		"Flags and arguments may come in any order. Run \"fntable <command> -h\" for\n"+
+		"a command's flags. Exit status: 0 success, 1 failure, 2 usage error.\n")
 }
 
 // lookup returns the command named name.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fntable/fntable/internal/golden"
+	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/internal/winetest"
 )
 
@@ -23,7 +24,7 @@ func goMingwExec(t *testing.T) (dir, name string) {
 	dir = filepath.Join(runtime.GOROOT(), "src", "debug", "pe", "testdata")
 	name = "gcc-amd64-mingw-exec"
 	if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-		t.Skipf("needs Go's debug/pe testdata: %v", err)
+		testenv.Unavailable(t, "needs Go's debug/pe testdata: %v", err)
 	}
 	return dir, name
 }
@@ -149,6 +150,10 @@ func TestUnwindinfoJSON(t *testing.T) {
 func TestCommandLine(t *testing.T) {
 	dir, name := goMingwExec(t)
 	exe := filepath.Join(dir, name)
+	notPE := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(notPE, []byte("not an image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args      []string
 		status    int
@@ -169,6 +174,18 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"unwindinfo", "--bogus", exe}, status: 2, stderr: "fntable unwindinfo: flag provided but not defined: -bogus"},
 		{args: []string{"unwindinfo", filepath.Join(t.TempDir(), "missing.exe")}, status: 1, stderr: "no such file or directory"},
 		{args: []string{"unwindinfo", exe}, status: 0, stdout: "0x1180-0x14b6 unwind 0xb014: v1 flags=0 prolog=0xd frame=none codes=7\n  0x0d ALLOC_LARGE 0x90\n  0x06 PUSH_NONVOL rbx\n"},
+		// Flags and arguments in any order; after "--" all are arguments.
+		{args: []string{"unwindinfo", exe, "--json"}, status: 0, stdout: `"image_base": "0x400000"`},
+		{args: []string{"unwindinfo", exe, "--validate", "--json"}, status: 0, stdout: `"image_base": "0x400000"`},
+		{args: []string{"unwindinfo", "--json", exe, "--bogus"}, status: 2, stderr: "flag provided but not defined: -bogus"},
+		{args: []string{"unwindinfo", "--", "--json"}, status: 1, stderr: "open --json: no such file or directory"},
+		{args: []string{"unwindinfo", exe, "-h"}, status: 0, stdout: "usage: fntable unwindinfo"},
+		// An error names the file it concerns.
+		{args: []string{"unwindinfo", notPE}, status: 1, stderr: "fntable: " + notPE + ": read pe headers: not a pe image"},
+		{args: []string{"unwind", "--image", notPE}, status: 1, stderr: "fntable: " + notPE + ": read pe headers: not a pe image"},
+		{args: []string{"tables", notPE}, status: 1, stderr: "fntable: " + notPE + ": read minidump header"},
+		{args: []string{"stack", notPE}, status: 1, stderr: "fntable: " + notPE + ": read minidump header"},
+		{args: []string{"sym", "--dump", notPE, "0x1"}, status: 1, stderr: "fntable: " + notPE + ": read minidump header"},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			status, stdout, stderr := fntable(c.args...)

@@ -504,7 +504,7 @@ func walkDumpFile(name string, cfg stackConfig, stderr io.Writer) (*stackResult,
 func openDump(name, searchPath string, stderr io.Writer) (*dump.Dump, error) {
 	d, err := dump.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, fileError(name, err)
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) }
 	if _, err := d.LoadImages(context.Background(), dump.ImageOptions{SearchPath: searchPath, Logf: logf}); err != nil {

@@ -174,7 +174,7 @@ func symMain(cfg symConfig, in io.Reader, stdout, stderr io.Writer) error {
 	case cfg.dump != "":
 		d, err := dump.Open(cfg.dump)
 		if err != nil {
-			return err
+			return fileError(cfg.dump, err)
 		}
 		defer d.Close()
 		tgt = d

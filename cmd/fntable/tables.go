@@ -185,7 +185,7 @@ func listOf(snap *remote.Snapshot, providers, fromDump bool) tableList {
 func readDumpTables(name string) (*tablesResult, error) {
 	d, err := dump.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, fileError(name, err)
 	}
 	defer d.Close()
 	res := &tablesResult{Pid: d.ProcessID(), Lists: []tableList{}}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -105,7 +106,7 @@ const maxImageSize = 1 << 30
 func loadImage(name string) (*loadedImage, error) {
 	f, err := peimage.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, fileError(name, err)
 	}
 	defer f.Close()
 	if f.SizeOfImage() > maxImageSize {
@@ -224,7 +225,7 @@ func unwindLine(line []byte, img *loadedImage, ht unwind.HandlerType) (*unwindRe
 	dec := json.NewDecoder(strings.NewReader(string(line)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("decode request: %v", err)
+		return nil, fmt.Errorf("decode request: %v", requestError(err))
 	}
 	if req.Context == nil {
 		return nil, errors.New("decode request: no context")
@@ -239,7 +240,7 @@ func unwindLine(line []byte, img *loadedImage, ht unwind.HandlerType) (*unwindRe
 	for i, r := range req.Memory {
 		b, err := hex.DecodeString(r.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("decode request: memory[%d]: %v", i, err)
+			return nil, fmt.Errorf("decode request: memory[%d]: bytes: want hex digits, two per byte", i)
 		}
 		mem.Add(uint64(r.Address), b)
 	}
@@ -254,7 +255,7 @@ func unwindLine(line []byte, img *loadedImage, ht unwind.HandlerType) (*unwindRe
 		if string(req.Function) != "null" {
 			var f functionJSON
 			if err := json.Unmarshal(req.Function, &f); err != nil {
-				return nil, fmt.Errorf("decode request: function: %v", err)
+				return nil, fmt.Errorf("decode request: function: %v", requestError(err))
 			}
 			if f.Begin > 0xffffffff || f.End > 0xffffffff || f.UnwindData > 0xffffffff {
 				return nil, errors.New("decode request: function: RVAs must fit 32 bits")
@@ -290,4 +291,47 @@ func unwindLine(line []byte, img *loadedImage, ht unwind.HandlerType) (*unwindRe
 		resp.Handler, resp.HandlerData = &h, &d
 	}
 	return resp, nil
+}
+
+// requestError restates an error of encoding/json about a request in the
+// terms of the request, without Go type names.
+func requestError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		have, _, _ := strings.Cut(te.Value, " ") // "number 3" is a number
+		if have == "bool" {
+			have = "true or false"
+		} else {
+			have = map[bool]string{true: "an ", false: "a "}[have == "array" || have == "object"] + have
+		}
+		if te.Field == "" {
+			return fmt.Errorf("want %s, have %s", jsonKind(te.Type), have)
+		}
+		return fmt.Errorf("%s: want %s, have %s", te.Field, jsonKind(te.Type), have)
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid JSON at byte %d: %s", se.Offset, se)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("the line ends inside its JSON object (each request is one line)")
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names the JSON value that decodes into t.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	}
+	return "a number"
 }

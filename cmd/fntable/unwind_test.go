@@ -127,3 +127,33 @@ func TestUnwindCommandWithImage(t *testing.T) {
 		t.Errorf("bad flag: status %d, %s", status, stderr)
 	}
 }
+
+// TestUnwindRequestErrors checks that a malformed request line gets an
+// error in the request's terms: no Go type or package names.
+func TestUnwindRequestErrors(t *testing.T) {
+	for _, c := range []struct{ line, want string }{
+		{`[1]`, "decode request: want an object, have an array"},
+		{`{"context": [1]}`, "decode request: decode context: want an object of registers"},
+		{`{"context": {"rsp": "xyz"}}`, `decode request: decode context: rsp: bad value "xyz"`},
+		{`{"context": {"xmm0": "0xzz"}}`, `decode request: decode context: xmm0: "zz" is not hex digits`},
+		{`{"context": {}, "memory": {}}`, "decode request: memory: want an array, have an object"},
+		{`{"context": {}, "memory": [{"address": "0x1", "bytes": 7}]}`, "decode request: memory.bytes: want a string, have a number"},
+		{`{"context": {}, "memory": [{"address": "0x1", "bytes": "zz"}]}`, "decode request: memory[0]: bytes: want hex digits, two per byte"},
+		{`{"context": {}, "function": 3}`, "decode request: function: want an object, have a number"},
+		{`{"context": {}, "bogus": 1}`, `decode request: unknown field "bogus"`},
+		{`{"context": {"rip": "0x401190"},`, "decode request: the line ends inside its JSON object (each request is one line)"},
+		{`nonsense`, "decode request: invalid JSON at byte 2: invalid character 'o' in literal null (expecting 'u')"},
+	} {
+		_, err := unwindLine([]byte(c.line), nil, 1)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s: error %v\nwant %s", c.line, err, c.want)
+		}
+		if err != nil {
+			for _, bad := range []string{"Go value", "Go struct", "main.", "json:", "encoding/", "strconv."} {
+				if strings.Contains(err.Error(), bad) {
+					t.Errorf("%s: error %q names Go's %q", c.line, err, bad)
+				}
+			}
+		}
+	}
+}

@@ -57,7 +57,7 @@ type unwindinfoListing struct {
 func unwindinfoMain(name string, asJSON, validate bool, stdout, stderr io.Writer) error {
 	f, err := peimage.Open(name)
 	if err != nil {
-		return err
+		return fileError(name, err)
 	}
 	defer f.Close()
 	for _, w := range f.Warnings() {
