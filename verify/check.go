@@ -153,8 +153,12 @@ func (f *fnCheck) run() {
 	// first.
 	f.entry.spOK = true
 	for i := len(infos) - 1; i >= 1; i-- {
-		f.applyCodes(&f.entry, infos[i])
+		f.applyCodes(&f.entry, infos[i], false)
 	}
+	// Codes at offset 0 describe no instruction: they always apply, and
+	// state what is on the stack at the entry (a machine frame; GCC's
+	// .cold parts restate the frame of the function they belong to).
+	f.applyCodes(&f.entry, f.info, true)
 	for _, c := range f.info.Codes {
 		if c.Op == unwindinfo.UWOP_PUSH_MACHFRAME {
 			f.mach, f.machErr = true, c.MachineFrameErrorCode()
@@ -167,8 +171,13 @@ func (f *fnCheck) run() {
 
 // applyCodes applies the prolog codes of a parent's unwind information to
 // st, as executing its prolog would.
-func (f *fnCheck) applyCodes(st *state, info *unwindinfo.Info) {
+//
+// With atEntry, only the codes at offset 0 are applied.
+func (f *fnCheck) applyCodes(st *state, info *unwindinfo.Info, atEntry bool) {
 	codes := info.PrologCodes()
+	if atEntry {
+		codes = slices.DeleteFunc(slices.Clone(codes), func(c unwindinfo.Code) bool { return c.Offset != 0 })
+	}
 	type pending struct {
 		reg int
 		xmm bool
@@ -283,11 +292,12 @@ func (f *fnCheck) prolog() {
 	}
 	for i := len(codes) - 1; i >= 0; i-- {
 		c := codes[i]
-		if c.Op == unwindinfo.UWOP_PUSH_MACHFRAME {
-			if c.Offset != 0 {
-				f.problem(int(c.Offset), KindCodeOffset, "PUSH_MACHFRAME at %#x, but a machine frame is pushed before the first instruction (offset 0)", c.Offset)
-			}
+		if c.Op == unwindinfo.UWOP_PUSH_MACHFRAME && c.Offset != 0 {
+			f.problem(int(c.Offset), KindCodeOffset, "PUSH_MACHFRAME at %#x, but a machine frame is pushed before the first instruction (offset 0)", c.Offset)
 			continue
+		}
+		if c.Offset == 0 {
+			continue // applied to the entry state
 		}
 		if int(c.Offset) > size {
 			f.problem(int(c.Offset), KindPrologSize, "%s at %#x lies past the end of the prolog (SizeOfProlog %#x)", codeText(info, c), c.Offset, size)
@@ -674,7 +684,11 @@ func (f *fnCheck) finish() {
 		st := x.st
 		text := f.asmAt(x.off)
 		if st.spOK && st.sp != 0 && !f.mach {
-			f.problem(x.off, KindEpilogRestore, "%s leaves rsp at CFA%+#x, not at the return address (CFA-0x8)", text, -st.sp-8)
+			if in, _ := f.decode(x.off); in != nil && in.Op == x86asm.JMP {
+				f.problem(x.off, KindEpilogRestore, "%s leaves the function, which the unwinder takes for a tail call, with rsp at CFA%+#x, not at the return address (CFA-0x8)", text, -st.sp-8)
+			} else {
+				f.problem(x.off, KindEpilogRestore, "%s leaves rsp at CFA%+#x, not at the return address (CFA-0x8)", text, -st.sp-8)
+			}
 		}
 		for r := 0; r < 16; r++ {
 			if st.gpr[r].w == saved {

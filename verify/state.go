@@ -289,7 +289,11 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 				if off, ok := st.addr(m); ok {
 					b, _, _ := gpr(m.Base)
 					if r0 == 4 {
+						same := st.spOK && st.sp == off
 						st.sp, st.spOK = off, true
+						if same {
+							return effect{} // lea rsp, [rsp+0]: a nop
+						}
 						return effect{kind: effRSP}
 					}
 					st.clobber(r0)

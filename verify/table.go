@@ -1,0 +1,128 @@
+package verify
+
+import (
+	"debug/pe"
+	"fmt"
+	"io"
+
+	"github.com/fntable/fntable/peimage"
+	"github.com/fntable/fntable/unwind"
+	"github.com/fntable/fntable/unwindinfo"
+)
+
+// Table checks a function table: the entries fns, whose RVAs are relative
+// to base, and every entry's code and unwind information, read from
+// c.Memory. An entry must lie in [lo, hi) (RVAs; hi 0 means no bound) and,
+// when c.Executable is set, in executable memory. All-zero entries, which
+// some linkers leave, are skipped. If c.Functions is nil the table itself
+// serves as the function table.
+func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi uint32) (Report, error) {
+	rep := Report{Problems: []Problem{}}
+	cc := *c
+	if cc.Functions == nil {
+		cc.Functions = unwind.NewSortedTable(base, fns)
+	}
+	entries := map[uint32]unwindinfo.RuntimeFunction{}
+	for _, fn := range fns {
+		if fn != (unwindinfo.RuntimeFunction{}) {
+			entries[fn.BeginAddress] = fn
+		}
+	}
+	full := func() bool {
+		if c.MaxProblems > 0 && len(rep.Problems) >= c.MaxProblems {
+			rep.Problems = rep.Problems[:c.MaxProblems]
+			rep.Truncated = true
+			return true
+		}
+		return false
+	}
+	add := func(fn unwindinfo.RuntimeFunction, kind Kind, format string, args ...any) {
+		rep.Problems = append(rep.Problems, Problem{Function: base + uint64(fn.BeginAddress), Kind: kind, Message: fmt.Sprintf(format, args...)})
+	}
+	var prev unwindinfo.RuntimeFunction
+	for i, fn := range fns {
+		if fn == (unwindinfo.RuntimeFunction{}) {
+			continue
+		}
+		if i > 0 && prev != (unwindinfo.RuntimeFunction{}) {
+			switch {
+			case fn.BeginAddress < prev.BeginAddress:
+				add(fn, KindTableOrder, "entry %d [%#x, %#x) comes after [%#x, %#x): the table is not sorted", i, fn.BeginAddress, fn.EndAddress, prev.BeginAddress, prev.EndAddress)
+			case fn.BeginAddress < prev.EndAddress:
+				add(fn, KindTableOverlap, "entry %d [%#x, %#x) overlaps [%#x, %#x)", i, fn.BeginAddress, fn.EndAddress, prev.BeginAddress, prev.EndAddress)
+			}
+		}
+		prev = fn
+		switch {
+		case fn.EndAddress <= fn.BeginAddress:
+			add(fn, KindTableRange, "entry %d [%#x, %#x) is empty", i, fn.BeginAddress, fn.EndAddress)
+			continue
+		case fn.BeginAddress < lo || hi != 0 && fn.EndAddress > hi:
+			add(fn, KindTableRange, "entry %d [%#x, %#x) lies outside the code range [%#x, %#x)", i, fn.BeginAddress, fn.EndAddress, lo, hi)
+			continue
+		case c.Executable != nil && (!c.Executable(base+uint64(fn.BeginAddress)) || !c.Executable(base+uint64(fn.EndAddress)-1)):
+			add(fn, KindTableRange, "entry %d [%#x, %#x) is not in executable memory", i, fn.BeginAddress, fn.EndAddress)
+			continue
+		}
+		if !fn.Indirect() {
+			fc := newFnCheck(&cc, nil, base, fn)
+			if info, err := fc.readInfo(fn.UnwindData); err == nil {
+				if info.Flags&unwindinfo.UNW_FLAG_CHAININFO != 0 {
+					p, ok := entries[info.Chained.BeginAddress]
+					if !ok || p != info.Chained {
+						add(fn, KindChain, "chained to [%#x, %#x) unwind %#x, which is not an entry of the table", info.Chained.BeginAddress, info.Chained.EndAddress, info.Chained.UnwindData)
+					}
+				} else if info.Flags.HasHandler() && c.Executable != nil && !c.Executable(base+uint64(info.Handler)) {
+					add(fn, KindHandler, "handler %#x is not in executable memory", info.Handler)
+				}
+			}
+		}
+		r, err := cc.Function(nil, base, fn)
+		if err != nil {
+			add(fn, KindUnwindInfo, "%v", err)
+		}
+		rep.Add(r)
+		if full() {
+			return rep, nil
+		}
+	}
+	full()
+	return rep, nil
+}
+
+// Image checks the function table of a PE image at its preferred base.
+// exec reports whether an RVA lies in an executable section (see
+// [ExecutableSections]); nil leaves handlers and ranges unchecked.
+func Image(f *peimage.File, exec func(rva uint32) bool, maxProblems int) (Report, error) {
+	base := f.ImageBase()
+	c := &Checker{Memory: f.Memory(base), MaxProblems: maxProblems}
+	if exec != nil {
+		c.Executable = func(addr uint64) bool { return addr >= base && addr-base < 1<<32 && exec(uint32(addr-base)) }
+	}
+	return c.Table(base, f.Functions(), 0, f.SizeOfImage())
+}
+
+// ExecutableSections reads the section table of the PE image in r and
+// returns a function that reports whether an RVA lies in a section with
+// IMAGE_SCN_MEM_EXECUTE.
+func ExecutableSections(r io.ReaderAt) (func(rva uint32) bool, error) {
+	pf, err := pe.NewFile(r)
+	if err != nil {
+		return nil, fmt.Errorf("read section table: %w", err)
+	}
+	type span struct{ lo, hi uint32 }
+	var spans []span
+	for _, s := range pf.Sections {
+		if s.Characteristics&pe.IMAGE_SCN_MEM_EXECUTE != 0 {
+			spans = append(spans, span{s.VirtualAddress, s.VirtualAddress + max(s.VirtualSize, s.Size)})
+		}
+	}
+	return func(rva uint32) bool {
+		for _, s := range spans {
+			if rva >= s.lo && rva < s.hi {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
