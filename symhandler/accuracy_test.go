@@ -41,6 +41,12 @@ const (
 	// ("entropy/v1%2e0%2e0"), which llvm-symbolizer prints as stored and
 	// ours decodes.
 	catGoEscape = "Go path escapes: LLVM prints %2e, ours decodes it"
+	// catDebugFileSymtab: for the stripped binary llvm-symbolizer reads
+	// the separate debug file as --obj, so it names the outermost frame
+	// from that file's .symtab ("main.cold"); the handler, as
+	// llvm-symbolizer does for an image, from the image's table, and
+	// from DWARF ("main") where that has nothing.
+	catDebugFileSymtab = "outermost name: llvm-symbolizer read the debug file's .symtab"
 )
 
 var (
@@ -154,6 +160,9 @@ func classify(got []symhandler.Frame, want symtest.Result) string {
 			}
 			if g.Function != x.Function && llvmSpelling(g.Function) == x.Function {
 				cat, g.Function = catDemangler, x.Function
+			}
+			if i == len(got)-1 && g.Function != x.Function && strings.HasPrefix(x.Function, g.Function+".") {
+				cat, g.Function = catDebugFileSymtab, x.Function
 			}
 			if g.Function != x.Function || g.File != x.File || g.Line != x.Line || g.Column != x.Column {
 				return ""
