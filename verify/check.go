@@ -473,8 +473,8 @@ func (f *fnCheck) sameFunction(addr uint64) bool {
 // result with the state st.
 func (f *fnCheck) compare(off int, st *state, in *x86asm.Inst) {
 	fr := int(f.info.FrameRegister)
-	if !st.spOK && (fr == 0 || !st.rel[fr].ok) {
-		return
+	if !st.spOK && (fr == 0 || !st.rel[fr].ok || off < int(f.info.SizeOfProlog)) {
+		return // the unwinder's frame base depends on the unknown rsp
 	}
 	f.probed[off] = true
 	var ctx unwind.Context

@@ -78,6 +78,7 @@ func commands() []*command {
 		newTablesCmd(),     // tables.go
 		newDumpCmd(),       // dump.go
 		newProvidersCmd(),  // providers.go
+		newVerifyCmd(),     // verify.go
 	}
 }
 
