@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"log"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,6 +36,11 @@ func goMingwExec(t *testing.T) (dir, name string) {
 func TestMain(m *testing.M) {
 	if status, ok := runAsChild(); ok {
 		os.Exit(status)
+	}
+	if os.Getenv(readmeCLIEnv) != "" { // TestREADME's fntable
+		log.SetFlags(0)
+		log.SetPrefix("fntable: ")
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
