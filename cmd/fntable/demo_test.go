@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,49 @@ func TestDemoNoCompiler(t *testing.T) {
 	}
 	if strings.Contains(out, "{callback table}") {
 		t.Errorf("a frame in a callback table without a provider:\n%s", out)
+	}
+}
+
+// TestVerifyPid verifies the demo target's dynamic function tables from
+// outside: every entry of its static, growable and callback tables (the
+// last through the example provider), code and unwind information read
+// from the process. jitgen's code and unwind information agree, so no
+// problem is expected; without trust, the callback table is skipped with
+// a message.
+func TestVerifyPid(t *testing.T) {
+	stackNeedLive(t)
+	lib, dir, err := demoProvider()
+	if err != nil {
+		t.Skipf("no example provider: %v", err)
+	}
+	if _, err := demoTrust(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := demotarget.Start(context.Background(), demotarget.Options{Provider: lib, Stderr: os.Stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := 0
+	for _, tb := range p.Report.Tables {
+		want += tb.EntryCount
+	}
+	list := dir + "/known-function-table-dlls"
+	pid := strconv.Itoa(p.Pid)
+	status, out, errOut := fntable("verify", "--json", "--trust-list", list, "--trust-provider", lib, "--pid", pid)
+	var rep struct {
+		Functions int   `json:"functions"`
+		Problems  []any `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || status != 0 {
+		t.Fatalf("verify --pid: status %d, %v\n%s\n%s", status, err, out, errOut)
+	}
+	if rep.Functions != want || len(rep.Problems) != 0 {
+		t.Errorf("verify --pid: %d functions, %d problems; want %d functions and none:\n%s", rep.Functions, len(rep.Problems), want, out)
+	}
+	t.Logf("verify --pid %d: %d functions, no problem", p.Pid, rep.Functions)
+	status, out, errOut = fntable("verify", "--json", "--trust-list", list, "--pid", pid)
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || status != 0 || !strings.Contains(errOut, "not verified") || rep.Functions >= want {
+		t.Errorf("verify --pid without trust: status %d, %d functions, stderr %q", status, rep.Functions, errOut)
 	}
 }

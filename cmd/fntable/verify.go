@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -10,7 +11,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fntable/fntable/functable"
+	"github.com/fntable/fntable/functable/remote"
+	"github.com/fntable/fntable/internal/procmaps"
+	"github.com/fntable/fntable/internal/procmem"
 	"github.com/fntable/fntable/peimage"
+	"github.com/fntable/fntable/provider"
 	"github.com/fntable/fntable/unwind"
 	"github.com/fntable/fntable/unwindinfo"
 	"github.com/fntable/fntable/verify"
@@ -19,11 +25,15 @@ import (
 func newVerifyCmd() *command {
 	c := &command{
 		name:    "verify",
-		args:    "[--json] [--max-problems N] (IMAGE | -)",
+		args:    "[--json] [--max-problems N] [provider flags] (IMAGE | --pid PID | -)",
 		summary: "check that unwind information describes the machine code",
 		help: `
-Verify checks every function table entry of a PE32+ x64 image (IMAGE), or of
-the JIT code described on standard input (-): each unwind code against the
+Verify checks every function table entry of a PE32+ x64 image (IMAGE), of
+the dynamic function tables a running process publishes (--pid PID: code
+and UNWIND_INFO read from the process, callback tables through their
+trusted providers, see "fntable providers -h"; the process is not
+stopped, so JIT code that changes meanwhile may be reported), or of the
+JIT code described on standard input (-): each unwind code against the
 prolog instruction ending at its offset, every exit against the epilog
 rules of the Windows unwinder, and, at every instruction boundary, the
 unwinder's result against a symbolic execution of the code. It also checks
@@ -55,15 +65,28 @@ The exit status is 1 when a problem is found.`,
 		fs := c.flagSet()
 		asJSON := fs.Bool("json", false, "write one JSON object instead of text")
 		maxProblems := fs.Int("max-problems", 0, "stop after `N` problems (0: no limit)")
+		pid := fs.Int("pid", 0, "verify the dynamic function tables of process `PID`")
+		var pf providerFlags
+		pf.register(fs)
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
-			return c.usagef("want one IMAGE or -")
+		if (*pid > 0) == (fs.NArg() == 1) || fs.NArg() > 1 {
+			return c.usagef("want one IMAGE, --pid PID, or -")
 		}
 		var rep verify.Report
 		var err error
-		if fs.Arg(0) == "-" {
+		if *pid > 0 {
+			var r *provider.Resolver
+			if r, err = pf.resolver(stderr); err != nil {
+				return err
+			}
+			var p remote.Provider
+			if r != nil {
+				p = r
+			}
+			rep, err = verifyProcess(*pid, p, *maxProblems, stderr)
+		} else if fs.Arg(0) == "-" {
 			rep, err = verifyLines(os.Stdin, *maxProblems)
 		} else {
 			rep, err = verifyImage(fs.Arg(0), *maxProblems)
@@ -86,6 +109,82 @@ The exit status is 1 when a problem is found.`,
 		return nil
 	}
 	return c
+}
+
+// verifyProcess checks the dynamic function tables process pid publishes:
+// every table of every list, callback tables through p (nil: skipped),
+// with code and unwind information read from the process.
+func verifyProcess(pid int, p remote.Provider, maxProblems int, stderr io.Writer) (verify.Report, error) {
+	rep := verify.Report{Problems: []verify.Problem{}}
+	lists, err := remote.Find(pid)
+	if err != nil {
+		return rep, err
+	}
+	mem, err := procmem.Open(pid)
+	if err != nil {
+		return rep, err
+	}
+	defer mem.Close()
+	exec, err := executableMappings(pid)
+	if err != nil {
+		return rep, err
+	}
+	for _, m := range lists {
+		snap, err := remote.Read(mem, m)
+		if err != nil {
+			return rep, err
+		}
+		if p != nil {
+			snap.UseProvider(pid, p)
+		}
+		c := verify.Checker{Memory: mem, Functions: snap, Executable: exec, MaxProblems: maxProblems}
+		for i := range snap.Tables {
+			t := &snap.Tables[i]
+			entries := t.Entries
+			if t.Type == functable.RF_CALLBACK {
+				res := snap.Resolve(t)
+				if res.Err != nil {
+					fmt.Fprintf(stderr, "fntable: callback table %#x not verified: %v\n", t.FunctionTable, res.Err)
+					continue
+				}
+				_, entries, _ = t.Resolution()
+			}
+			hi := uint32(0)
+			if span := t.MaximumAddress - t.BaseAddress; t.MaximumAddress > t.BaseAddress && span <= 1<<32-1 {
+				hi = uint32(span)
+			}
+			r, err := c.Table(t.BaseAddress, entries, uint32(t.MinimumAddress-t.BaseAddress), hi)
+			if err != nil {
+				return rep, fmt.Errorf("table %#x: %w", t.Record, err)
+			}
+			rep.Add(r)
+		}
+	}
+	return rep, nil
+}
+
+// executableMappings returns a test of whether an address is in an
+// executable mapping of process pid.
+func executableMappings(pid int) (func(uint64) bool, error) {
+	maps, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	if err != nil {
+		return nil, err
+	}
+	var exec [][2]uint64
+	procmaps.Scan(bytes.NewReader(maps), func(_ int, l procmaps.Line, err error) error {
+		if err == nil && l.Executable() {
+			exec = append(exec, [2]uint64{l.Start, l.End})
+		}
+		return nil
+	})
+	return func(a uint64) bool {
+		for _, r := range exec {
+			if r[0] <= a && a < r[1] {
+				return true
+			}
+		}
+		return false
+	}, nil
 }
 
 // verifyImage checks a PE image file.
