@@ -73,3 +73,20 @@ func Gone(addr uint64, cause error) error {
 	}
 	return &ReadError{Addr: addr, Err: fmt.Errorf("%w: %w", ErrTargetGone, cause)}
 }
+
+// ReadFull reads len(p) bytes at addr from m, or fails: with m's error, or
+// ErrShortRead when m returned fewer bytes without one. A count m returns
+// outside [0, len(p)] is taken as no bytes.
+func ReadFull(m Reader, p []byte, addr uint64) error {
+	n, err := m.ReadMemory(p, addr)
+	if n > len(p) || n < 0 {
+		n = 0 // a Reader that lies about its count
+	}
+	if n < len(p) {
+		if err == nil {
+			err = ErrShortRead
+		}
+		return fmt.Errorf("read %d bytes at %#x: %w", len(p), addr, err)
+	}
+	return nil
+}

@@ -2,11 +2,13 @@ package minidump
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -166,6 +168,21 @@ const (
 func ELFCodeView(buildID []byte) []byte {
 	b := binary.LittleEndian.AppendUint32(nil, CV_SIGNATURE_ELF)
 	return append(b, buildID...)
+}
+
+// ELFBuildID returns the build ID of Breakpad's CodeView record for ELF
+// (what [ELFCodeView] writes), or nil when cv is not one. Records whose
+// signature bytes spell "BpEL" (the constant written big-endian, as some
+// writers do) are read as well.
+func ELFBuildID(cv []byte) []byte {
+	if len(cv) <= 4 {
+		return nil
+	}
+	switch binary.LittleEndian.Uint32(cv) {
+	case CV_SIGNATURE_ELF, bits.ReverseBytes32(CV_SIGNATURE_ELF):
+		return bytes.Clone(cv[4:])
+	}
+	return nil
 }
 
 // CV_SIGNATURE_ELF is the signature of Breakpad's CodeView record for ELF

@@ -505,6 +505,15 @@ func TestELFCodeView(t *testing.T) {
 	if cv, err := DecodeCodeView(got); cv != nil || err != nil {
 		t.Errorf("DecodeCodeView(ELF record) = %+v, %v", cv, err)
 	}
+	if id := ELFBuildID(got); !bytes.Equal(id, []byte{1, 2, 3}) {
+		t.Errorf("ELFBuildID(ELFCodeView) = % x", id)
+	}
+	if id := ELFBuildID([]byte{'B', 'p', 'E', 'L', 9}); !bytes.Equal(id, []byte{9}) {
+		t.Errorf("ELFBuildID of a \"BpEL\" record = % x", id)
+	}
+	if id := ELFBuildID([]byte{'R', 'S', 'D', 'S', 9}); id != nil {
+		t.Errorf("ELFBuildID of a PDB record = % x", id)
+	}
 }
 
 // FuzzWriteRead mutates files the writer wrote: the reader must never

@@ -2,7 +2,6 @@ package stackwalk
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/fntable/fntable/internal/gopclntab"
 	"github.com/fntable/fntable/memory"
@@ -77,7 +76,7 @@ func goStep(tab *gopclntab.Table, mem unwind.Memory, ctx *unwind.Context, lookup
 	}
 	cfa = uint64(int64(ctx.Rsp) + d + 8)
 	var b [16]byte
-	if err := readFull(mem, b[:], cfa-16); err != nil {
+	if err := memory.ReadFull(mem, b[:], cfa-16); err != nil {
 		return 0, false, err
 	}
 	if d >= 8 {
@@ -113,44 +112,32 @@ const (
 // the CFA (the caller's SP).
 func goCgoCaller(mem unwind.Memory, ctx *unwind.Context, entry uint64) (uint64, error) {
 	var b [16]byte
-	if err := readFull(mem, b[:], ctx.Rsp); err != nil {
+	if err := memory.ReadFull(mem, b[:], ctx.Rsp); err != nil {
 		return 0, err
 	}
 	le := binary.LittleEndian
 	sp, g := le.Uint64(b[0:]), le.Uint64(b[8:])
 	if g != 0 {
 		var hi [8]byte
-		if err := readFull(mem, hi[:], g+goStackHiOff); err != nil {
+		if err := memory.ReadFull(mem, hi[:], g+goStackHiOff); err != nil {
 			return 0, err
 		}
 		sp = le.Uint64(hi[:]) - sp
 	}
 	var op [1]byte
-	if err := readFull(mem, op[:], entry); err != nil {
+	if err := memory.ReadFull(mem, op[:], entry); err != nil {
 		return 0, err
 	}
 	if op[0] == opPushRBP {
-		if err := readFull(mem, b[:], sp); err != nil {
+		if err := memory.ReadFull(mem, b[:], sp); err != nil {
 			return 0, err
 		}
 		ctx.Rbp, ctx.Rip, ctx.Rsp = le.Uint64(b[:8]), le.Uint64(b[8:]), sp+16
 		return sp + 16, nil
 	}
-	if err := readFull(mem, b[:8], sp); err != nil {
+	if err := memory.ReadFull(mem, b[:8], sp); err != nil {
 		return 0, err
 	}
 	ctx.Rip, ctx.Rsp = le.Uint64(b[:8]), sp+8
 	return sp + 8, nil
-}
-
-// readFull reads len(p) bytes at addr or fails.
-func readFull(mem unwind.Memory, p []byte, addr uint64) error {
-	n, err := mem.ReadMemory(p, addr)
-	if err == nil && n < len(p) {
-		err = memory.ErrShortRead
-	}
-	if err != nil {
-		return fmt.Errorf("go stack switch: read %d bytes at %#x: %w", len(p), addr, err)
-	}
-	return nil
 }

@@ -94,7 +94,7 @@ type Sources struct {
 	dyn   unwind.FunctionTable // the hook, then the published tables
 	cfi   *cfi.Cache
 
-	exec [][2]uint64 // a live process's executable mappings, sorted; nil when unknown
+	exec procmaps.Ranges // a live process's executable mappings, sorted; nil when unknown
 
 	mu  sync.Mutex
 	pe  map[uint64]*peImage // by 64 KiB block of a PC: the image there, or nil
@@ -155,7 +155,7 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 			return nil, fmt.Errorf("list modules of process %d: %w", pid, err)
 		}
 		s.mods = mods
-		s.exec = executableRanges(maps)
+		s.exec = procmaps.ExecutableRanges(maps)
 	} else if t != nil {
 		if err := t.Modules(func(m target.Module) bool { s.mods = append(s.mods, m); return true }); err != nil {
 			return nil, fmt.Errorf("list modules: %w", err)
@@ -263,30 +263,10 @@ func (s *Sources) goFunc(pc uint64) (goKind, uint64) {
 	return goFuncKind(f), f.Entry + em.bias
 }
 
-// executableRanges returns the executable mappings of a maps listing,
-// in address order.
-func executableRanges(maps []byte) [][2]uint64 {
-	var r [][2]uint64
-	procmaps.Scan(bytes.NewReader(maps), func(_ int, l procmaps.Line, err error) error {
-		if err == nil && l.Executable() {
-			r = append(r, [2]uint64{l.Start, l.End})
-		}
-		return nil
-	})
-	if r == nil {
-		r = [][2]uint64{}
-	}
-	return r
-}
-
 // executable reports whether pc is in an executable mapping; true when
 // the mappings are not known (a dump).
 func (s *Sources) executable(pc uint64) bool {
-	if s.exec == nil {
-		return true
-	}
-	i := sort.Search(len(s.exec), func(i int) bool { return s.exec[i][1] > pc })
-	return i < len(s.exec) && pc >= s.exec[i][0]
+	return s.exec == nil || s.exec.Contains(pc)
 }
 
 // fpCallerKnown reports whether pc, a return address found through the

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -170,21 +169,7 @@ func executableMappings(pid int) (func(uint64) bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	var exec [][2]uint64
-	procmaps.Scan(bytes.NewReader(maps), func(_ int, l procmaps.Line, err error) error {
-		if err == nil && l.Executable() {
-			exec = append(exec, [2]uint64{l.Start, l.End})
-		}
-		return nil
-	})
-	return func(a uint64) bool {
-		for _, r := range exec {
-			if r[0] <= a && a < r[1] {
-				return true
-			}
-		}
-		return false
-	}, nil
+	return procmaps.ExecutableRanges(maps).Contains, nil
 }
 
 // verifyImage checks a PE image file.

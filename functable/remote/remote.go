@@ -12,6 +12,7 @@ import (
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/record"
 	"github.com/fntable/fntable/internal/binread"
+	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/unwind"
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -169,7 +170,7 @@ func read(mem Memory, m Mapping, cfg readConfig) (*Snapshot, error) {
 			cfg.pause(attempt)
 		}
 		var hdr [minHeaderSize]byte
-		if err := readFull(mem, hdr[:], m.Addr); err != nil {
+		if err := memory.ReadFull(mem, hdr[:], m.Addr); err != nil {
 			return nil, fmt.Errorf("read function table list at %#x: %w", m.Addr, err)
 		}
 		h := binread.New("function table list header", hdr[:], 0)
@@ -220,26 +221,11 @@ func read(mem Memory, m Mapping, cfg readConfig) (*Snapshot, error) {
 // read).
 func changed(mem Memory, addr, gen uint64) bool {
 	var b [8]byte
-	if readFull(mem, b[:], addr+functable.HdrGeneration) != nil {
+	if memory.ReadFull(mem, b[:], addr+functable.HdrGeneration) != nil {
 		return true
 	}
 	r := binread.New("generation", b[:], functable.HdrGeneration)
 	return r.U64() != gen
-}
-
-// readFull reads len(p) bytes at addr or fails.
-func readFull(mem Memory, p []byte, addr uint64) error {
-	n, err := mem.ReadMemory(p, addr)
-	if n > len(p) || n < 0 {
-		n = 0 // a Memory that lies about its count
-	}
-	if n < len(p) {
-		if err == nil {
-			err = unwind.ErrShortRead
-		}
-		return fmt.Errorf("read %d bytes at %#x: %w", len(p), addr, err)
-	}
-	return nil
 }
 
 // readList reads the first used bytes of the mapping into buf: what the
@@ -259,7 +245,7 @@ func readList(mem Memory, m Mapping, buf []byte, used int) ([]byte, error) {
 		buf = slices.Grow(buf, n)
 		at := len(buf)
 		buf = buf[:at+n]
-		if err := readFull(mem, buf[at:], m.Addr+uint64(at)); err != nil {
+		if err := memory.ReadFull(mem, buf[at:], m.Addr+uint64(at)); err != nil {
 			return buf[:at], err
 		}
 	}
@@ -576,7 +562,7 @@ var _ unwind.FunctionTable = (*Snapshot)(nil)
 func Changing(mem Memory, ms []Mapping) bool {
 	for _, m := range ms {
 		var b [8]byte
-		if readFull(mem, b[:], m.Addr+functable.HdrGeneration) != nil {
+		if memory.ReadFull(mem, b[:], m.Addr+functable.HdrGeneration) != nil {
 			return true
 		}
 		r := binread.New("generation", b[:], functable.HdrGeneration)

@@ -2,9 +2,11 @@ package procmaps
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -112,4 +114,27 @@ func Scan(r io.Reader, fn func(n int, l Line, err error) error) error {
 		return fmt.Errorf("read maps: %w", err)
 	}
 	return nil
+}
+
+// Ranges are address ranges [start, end), sorted and disjoint.
+type Ranges [][2]uint64
+
+// ExecutableRanges returns the executable mappings of a maps listing, in
+// address order (as the kernel lists them); malformed lines are skipped.
+// The result is empty, not nil, when there are none.
+func ExecutableRanges(maps []byte) Ranges {
+	r := Ranges{}
+	Scan(bytes.NewReader(maps), func(_ int, l Line, err error) error {
+		if err == nil && l.Executable() {
+			r = append(r, [2]uint64{l.Start, l.End})
+		}
+		return nil
+	})
+	return r
+}
+
+// Contains reports whether addr lies in one of the ranges.
+func (r Ranges) Contains(addr uint64) bool {
+	i := sort.Search(len(r), func(i int) bool { return r[i][1] > addr })
+	return i < len(r) && addr >= r[i][0]
 }

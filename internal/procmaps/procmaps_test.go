@@ -104,3 +104,22 @@ func TestSyntaxError(t *testing.T) {
 		t.Errorf("error %q does not name the line", err)
 	}
 }
+
+func TestExecutableRanges(t *testing.T) {
+	maps := []byte("00400000-00401000 r--p 00000000 08:01 1 /bin/x\n" +
+		"00401000-00405000 r-xp 00001000 08:01 1 /bin/x\n" +
+		"garbage\n" +
+		"7f0000000000-7f0000002000 r-xp 00000000 00:00 0 [vdso]\n")
+	r := ExecutableRanges(maps)
+	if len(r) != 2 {
+		t.Fatalf("ranges %#x", r)
+	}
+	for addr, want := range map[uint64]bool{0x400fff: false, 0x401000: true, 0x404fff: true, 0x405000: false, 0x7f0000001fff: true, 0x7f0000002000: false} {
+		if r.Contains(addr) != want {
+			t.Errorf("Contains(%#x) = %v", addr, !want)
+		}
+	}
+	if r := ExecutableRanges(nil); r == nil || r.Contains(0) {
+		t.Errorf("no maps: %#v", r)
+	}
+}

@@ -77,7 +77,7 @@ func New(f *minidump.File) (*Dump, error) {
 			TimeDateStamp: m.TimeDateStamp,
 			CheckSum:      m.CheckSum,
 			CodeView:      m.CvData,
-			BuildID:       buildIDOf(m.CvData),
+			BuildID:       minidump.ELFBuildID(m.CvData),
 		}
 		if strings.HasPrefix(m.Name, "[") {
 			// A Linux image without a file ("[vdso]"): complete in

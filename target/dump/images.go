@@ -2,10 +2,10 @@ package dump
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"debug/elf"
 	"debug/pe"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -18,27 +18,6 @@ import (
 	"github.com/fntable/fntable/symsrv"
 	"github.com/fntable/fntable/target"
 )
-
-// Signatures of Breakpad's ELF CodeView record, CV_INFO_ELF: the
-// signature, then the build ID. Breakpad's MD_CVINFOELF_SIGNATURE
-// (minidump_format.h) is 0x4270454c, the bytes "LEpB" in the file;
-// records whose bytes spell "BpEL" are read as well.
-const (
-	cvSignatureELF        = 0x4270454c
-	cvSignatureELFSwapped = 0x4c457042
-)
-
-// buildIDOf returns the ELF build ID of a module's CodeView record, or nil.
-func buildIDOf(cv []byte) []byte {
-	if len(cv) <= 4 {
-		return nil
-	}
-	switch binary.LittleEndian.Uint32(cv) {
-	case cvSignatureELF, cvSignatureELFSwapped:
-		return bytes.Clone(cv[4:])
-	}
-	return nil
-}
 
 // ImageOptions configures [Dump.LoadImages].
 type ImageOptions struct {
@@ -144,15 +123,7 @@ func (d *Dump) LoadImages(ctx context.Context, opts ImageOptions) ([]Image, erro
 		d.images = append(d.images, img)
 		out = append(out, img.Image)
 	}
-	slices.SortFunc(d.images, func(a, b *image) int {
-		switch {
-		case a.Module.Base < b.Module.Base:
-			return -1
-		case a.Module.Base > b.Module.Base:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(d.images, func(a, b *image) int { return cmp.Compare(a.Module.Base, b.Module.Base) })
 	return out, nil
 }
 
@@ -305,15 +276,7 @@ func (img *image) finish() error {
 		return err
 	}
 	fsize := uint64(fi.Size())
-	slices.SortStableFunc(img.segs, func(a, b imageSeg) int {
-		switch {
-		case a.addr < b.addr:
-			return -1
-		case a.addr > b.addr:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(img.segs, func(a, b imageSeg) int { return cmp.Compare(a.addr, b.addr) })
 	out := img.segs[:0]
 	for _, s := range img.segs {
 		if s.off >= fsize {
