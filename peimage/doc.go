@@ -37,11 +37,18 @@
 // be resolved — is reported by [File.Warnings] and otherwise tolerated, as
 // Windows tolerates it.
 //
+// [File.ScanTable] reads the table entry by entry through a fixed buffer
+// and keeps none of it, with the same warnings: for listings of tables of
+// any size. A File made by [NewFileLazy] reads and indexes its table only
+// when a method needs it, so one that is only scanned never holds it.
+//
 // # Concurrency
 //
 // A [File] is immutable once made. Its lookups may run concurrently; its
 // reads may when the underlying io.ReaderAt or [Memory] allows concurrent
-// reads, as *os.File does.
+// reads, as *os.File does. A File made by [NewFileLazy] reads its table
+// once, at the first call that needs it, from whichever goroutine makes
+// it.
 //
 // # Robustness
 //

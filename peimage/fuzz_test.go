@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -69,6 +70,19 @@ func exercise(t *testing.T, f *File, b []byte) {
 	}
 	for _, w := range f.Warnings() {
 		_ = w.String()
+	}
+	// Scanning reads the same entries and finds the same warnings.
+	sc := f.ScanTable()
+	for k := 0; sc.Next(); k++ {
+		if k >= len(fns) || sc.Function() != fns[k] {
+			t.Fatalf("scanned entry %d %+v; Functions has %d entries", k, sc.Function(), len(fns))
+		}
+	}
+	if sc.Count() != len(fns) || (sc.Err() != nil) != (uint32(len(fns)) < dirSize/12) {
+		t.Fatalf("scanned %d entries of %d, Err %v; Functions has %d", sc.Count(), dirSize/12, sc.Err(), len(fns))
+	}
+	if !slices.Equal(sc.Warnings(), f.Warnings()) {
+		t.Fatalf("scanner warnings %v; File.Warnings %v", sc.Warnings(), f.Warnings())
 	}
 	p := make([]byte, 64)
 	for i, fn := range fns {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 
 	"github.com/fntable/fntable/internal/binread"
 	"github.com/fntable/fntable/memory"
@@ -139,10 +140,10 @@ type File struct {
 	base   uint64      // mapped images: address of RVA 0
 	closer io.Closer   // what Open opened
 
-	funcs    []unwindinfo.RuntimeFunction // file order
-	idx      index
-	warnings []Warning
-	dropped  int // warnings beyond MaxWarnings
+	tableOnce sync.Once                    // reads funcs, idx and warnings (see table)
+	funcs     []unwindinfo.RuntimeFunction // file order
+	idx       index
+	warnings  warnList
 }
 
 // region maps [rva, rva+size) of a file image: the first raw bytes come
@@ -159,6 +160,43 @@ type index struct {
 	keys    []unwindinfo.RuntimeFunction // nonempty entries sorted by BeginAddress
 	targets []unwindinfo.RuntimeFunction // what a lookup returns: keys with indirect entries resolved
 	overlap bool
+}
+
+// keyed is an entry of the table with its index in file order.
+type keyed struct {
+	rf unwindinfo.RuntimeFunction
+	i  int // index in file order
+}
+
+// warnList collects warnings, keeping the first MaxWarnings.
+type warnList struct {
+	ws      []Warning
+	dropped int // warnings beyond MaxWarnings
+}
+
+func (l *warnList) add(kind WarningKind, i int, format string, args ...any) {
+	if len(l.ws) >= MaxWarnings {
+		l.dropped++
+		return
+	}
+	l.ws = append(l.ws, Warning{Kind: kind, Index: i, Msg: fmt.Sprintf(format, args...)})
+}
+
+// mergeWarnings returns the warnings of lists one after the other, as one
+// list that had received them in that order would hold them: the first
+// MaxWarnings, then a WarnMore warning counting the rest.
+func mergeWarnings(lists ...*warnList) []Warning {
+	var ws []Warning
+	dropped := 0
+	for _, l := range lists {
+		k := min(len(l.ws), MaxWarnings-len(ws))
+		ws = append(ws, l.ws[:k]...)
+		dropped += len(l.ws) - k + l.dropped
+	}
+	if dropped > 0 {
+		ws = append(ws, Warning{Kind: WarnMore, Index: -1, Msg: fmt.Sprintf("%d more warnings not listed", dropped)})
+	}
+	return ws
 }
 
 // Open opens the named image file. Close closes it.
@@ -190,6 +228,21 @@ func (f *File) Close() error {
 // NewFile reads an image file from r, which must stay readable while the
 // File is used. It parses the headers and the function table.
 func NewFile(r io.ReaderAt) (*File, error) {
+	f, err := NewFileLazy(r)
+	if err != nil {
+		return nil, err
+	}
+	f.table()
+	return f, nil
+}
+
+// NewFileLazy reads the headers of an image file from r, like [NewFile],
+// but reads the function table only when a method needs it:
+// [File.Functions], [File.Warnings] and [File.LookupFunctionEntry] read
+// and index it at the first call of any of them. [File.ScanTable] reads it
+// entry by entry without keeping it, so a File that is only scanned never
+// holds its table, however large.
+func NewFileLazy(r io.ReaderAt) (*File, error) {
 	f := &File{r: r}
 	read := func(p []byte, off uint32) error {
 		n, err := r.ReadAt(p, int64(off))
@@ -204,7 +257,6 @@ func NewFile(r io.ReaderAt) (*File, error) {
 	if err := f.parseHeaders(read); err != nil {
 		return nil, err
 	}
-	f.readTable()
 	return f, nil
 }
 
@@ -226,7 +278,7 @@ func NewMapped(m Memory, base uint64) (*File, error) {
 	if err := f.parseHeaders(read); err != nil {
 		return nil, err
 	}
-	f.readTable()
+	f.table()
 	return f, nil
 }
 
@@ -382,23 +434,18 @@ func (f *File) ExceptionDirectory() (rva, size uint32) { return f.excRVA, f.excS
 // Functions returns the entries of the function table in file order,
 // including all-zero and otherwise unusual entries. The caller must not
 // modify them.
-func (f *File) Functions() []unwindinfo.RuntimeFunction { return f.funcs }
+func (f *File) Functions() []unwindinfo.RuntimeFunction {
+	f.table()
+	return f.funcs
+}
 
 // Warnings returns what is unusual about the function table.
 func (f *File) Warnings() []Warning {
-	if f.dropped == 0 {
-		return f.warnings
+	f.table()
+	if f.warnings.dropped == 0 {
+		return f.warnings.ws
 	}
-	return append(slices.Clip(f.warnings), Warning{Kind: WarnMore, Index: -1,
-		Msg: fmt.Sprintf("%d more warnings not listed", f.dropped)})
-}
-
-func (f *File) warn(kind WarningKind, i int, format string, args ...any) {
-	if len(f.warnings) >= MaxWarnings {
-		f.dropped++
-		return
-	}
-	f.warnings = append(f.warnings, Warning{Kind: kind, Index: i, Msg: fmt.Sprintf(format, args...)})
+	return mergeWarnings(&f.warnings)
 }
 
 // ReadRVA reads len(p) bytes of the mapped image at rva into p: the
@@ -495,42 +542,18 @@ func (f *File) backedEnd(rva, end uint32) uint32 {
 	return last
 }
 
+// table reads the function table and builds the lookup index, once.
+func (f *File) table() { f.tableOnce.Do(f.readTable) }
+
 // readTable reads the function table and builds the lookup index.
 func (f *File) readTable() {
-	size := f.excSize
-	if size == 0 {
+	sc := f.newScanner(false)
+	for sc.Next() {
+		f.funcs = append(f.funcs, sc.Function())
+	}
+	f.warnings = sc.tableWarnings // those of the directory come first
+	if f.funcs == nil {
 		return
-	}
-	if size%unwindinfo.RuntimeFunctionSize != 0 {
-		f.warn(WarnTableSize, -1, "exception directory size %#x is not a multiple of %d; the last %d bytes are ignored",
-			size, unwindinfo.RuntimeFunctionSize, size%unwindinfo.RuntimeFunctionSize)
-	}
-	count := size / unwindinfo.RuntimeFunctionSize
-	want := count
-	if f.mem == nil {
-		// Entries past the file data would all be zero: drop them.
-		backed := (f.backedEnd(f.excRVA, f.excRVA+size) - f.excRVA + unwindinfo.RuntimeFunctionSize - 1) / unwindinfo.RuntimeFunctionSize
-		count = min(count, backed)
-	}
-	count = min(count, MaxFunctions)
-	var buf [4096 * unwindinfo.RuntimeFunctionSize]byte
-	for i := uint32(0); i < count; {
-		k := min(count-i, 4096)
-		b := buf[:k*unwindinfo.RuntimeFunctionSize]
-		n, err := f.ReadRVA(b, f.excRVA+i*unwindinfo.RuntimeFunctionSize)
-		for j := 0; j+unwindinfo.RuntimeFunctionSize <= n; j += unwindinfo.RuntimeFunctionSize {
-			rf, _ := unwindinfo.DecodeRuntimeFunction(b[j:])
-			f.funcs = append(f.funcs, rf)
-		}
-		if err != nil {
-			f.warn(WarnTableTruncated, -1, "read function table entry %d at rva %#x: %v", len(f.funcs),
-				f.excRVA+uint32(len(f.funcs))*unwindinfo.RuntimeFunctionSize, err)
-			break
-		}
-		i += k
-	}
-	if got := uint32(len(f.funcs)); got < want {
-		f.warn(WarnTableTruncated, -1, "function table has %d entries of the %d its size announces", got, want)
 	}
 	f.check()
 	f.buildIndex()
@@ -538,71 +561,63 @@ func (f *File) readTable() {
 
 // check reports unusual entries.
 func (f *File) check() {
-	var prev *unwindinfo.RuntimeFunction
-	prevIdx := 0
-	unsorted := false
-	for i := range f.funcs {
-		rf := &f.funcs[i]
-		if *rf == (unwindinfo.RuntimeFunction{}) {
-			continue
-		}
-		if rf.EndAddress <= rf.BeginAddress {
-			f.warn(WarnEmptyRange, i, "entry %d (%#x-%#x) has an empty range", i, rf.BeginAddress, rf.EndAddress)
-		}
-		if rf.EndAddress > f.sizeOfImage || rf.BeginAddress >= f.sizeOfImage {
-			f.warn(WarnOutsideImage, i, "entry %d (%#x-%#x) lies outside the image (SizeOfImage %#x)", i, rf.BeginAddress, rf.EndAddress, f.sizeOfImage)
-		} else if ud := rf.UnwindData &^ unwindinfo.RUNTIME_FUNCTION_INDIRECT; uint64(ud)+unwindinfo.HeaderSize > uint64(f.sizeOfImage) {
-			f.warn(WarnOutsideImage, i, "entry %d (%#x-%#x) has unwind data at %#x outside the image (SizeOfImage %#x)", i, rf.BeginAddress, rf.EndAddress, ud, f.sizeOfImage)
-		}
-		if prev != nil && rf.BeginAddress < prev.BeginAddress && !unsorted {
-			unsorted = true
-			f.warn(WarnUnsorted, i, "function table is not sorted: entry %d begins at %#x, before entry %d at %#x", i, rf.BeginAddress, prevIdx, prev.BeginAddress)
-		}
-		prev, prevIdx = rf, i
+	var c entryCheck
+	for i, rf := range f.funcs {
+		c.add(f, &f.warnings, i, rf)
 	}
+}
+
+// entryCheck holds the state of the checks of the entries in file order.
+type entryCheck struct {
+	prev     unwindinfo.RuntimeFunction // the last entry that is not all zero
+	prevIdx  int                        // its index
+	started  bool                       // prev is set
+	unsorted bool                       // an entry began before the one before it
+}
+
+// add checks entry i of the table, rf, after the entries before it.
+func (c *entryCheck) add(f *File, w *warnList, i int, rf unwindinfo.RuntimeFunction) {
+	if rf == (unwindinfo.RuntimeFunction{}) {
+		return
+	}
+	if rf.EndAddress <= rf.BeginAddress {
+		w.add(WarnEmptyRange, i, "entry %d (%#x-%#x) has an empty range", i, rf.BeginAddress, rf.EndAddress)
+	}
+	if rf.EndAddress > f.sizeOfImage || rf.BeginAddress >= f.sizeOfImage {
+		w.add(WarnOutsideImage, i, "entry %d (%#x-%#x) lies outside the image (SizeOfImage %#x)", i, rf.BeginAddress, rf.EndAddress, f.sizeOfImage)
+	} else if ud := rf.UnwindData &^ unwindinfo.RUNTIME_FUNCTION_INDIRECT; uint64(ud)+unwindinfo.HeaderSize > uint64(f.sizeOfImage) {
+		w.add(WarnOutsideImage, i, "entry %d (%#x-%#x) has unwind data at %#x outside the image (SizeOfImage %#x)", i, rf.BeginAddress, rf.EndAddress, ud, f.sizeOfImage)
+	}
+	if c.started && rf.BeginAddress < c.prev.BeginAddress && !c.unsorted {
+		c.unsorted = true
+		w.add(WarnUnsorted, i, "function table is not sorted: entry %d begins at %#x, before entry %d at %#x", i, rf.BeginAddress, c.prevIdx, c.prev.BeginAddress)
+	}
+	c.prev, c.prevIdx, c.started = rf, i, true
 }
 
 // buildIndex builds the sorted lookup index and resolves indirect entries.
 func (f *File) buildIndex() {
-	type keyed struct {
-		rf unwindinfo.RuntimeFunction
-		i  int // index in funcs
-	}
 	keys := make([]keyed, 0, len(f.funcs))
 	for i, rf := range f.funcs {
 		if rf.EndAddress > rf.BeginAddress {
 			keys = append(keys, keyed{rf, i})
 		}
 	}
-	slices.SortStableFunc(keys, func(a, b keyed) int {
-		switch {
-		case a.rf.BeginAddress < b.rf.BeginAddress:
-			return -1
-		case a.rf.BeginAddress > b.rf.BeginAddress:
-			return 1
-		}
-		return 0
-	})
+	sortKeys(keys)
 	idx := index{begins: make([]uint32, 0, len(keys)), keys: make([]unwindinfo.RuntimeFunction, 0, len(keys))}
 	var targets []unwindinfo.RuntimeFunction // allocated at the first indirect entry
 	for k, e := range keys {
-		if k > 0 && e.rf.BeginAddress < keys[k-1].rf.EndAddress {
-			idx.overlap = true
-			p := keys[k-1]
-			f.warn(WarnOverlap, e.i, "entry %d (%#x-%#x) overlaps entry %d (%#x-%#x)",
-				e.i, e.rf.BeginAddress, e.rf.EndAddress, p.i, p.rf.BeginAddress, p.rf.EndAddress)
+		var p *keyed
+		if k > 0 {
+			p = &keys[k-1]
 		}
-		target := e.rf
-		if e.rf.Indirect() {
-			t, err := f.Resolve(e.rf)
-			if err != nil {
-				f.warn(WarnIndirect, e.i, "entry %d (%#x-%#x) is indirect and cannot be resolved: %v", e.i, e.rf.BeginAddress, e.rf.EndAddress, err)
-				continue // never matches
-			}
-			target = t
-			if targets == nil {
-				targets = slices.Clone(idx.keys)
-			}
+		target, overlap, ok := f.checkKey(&f.warnings, p, e)
+		idx.overlap = idx.overlap || overlap
+		if !ok {
+			continue // never matches
+		}
+		if e.rf.Indirect() && targets == nil {
+			targets = slices.Clone(idx.keys)
 		}
 		idx.begins = append(idx.begins, e.rf.BeginAddress)
 		idx.keys = append(idx.keys, e.rf)
@@ -615,6 +630,42 @@ func (f *File) buildIndex() {
 		idx.targets = targets
 	}
 	f.idx = idx
+}
+
+// sortKeys sorts keys by BeginAddress, keeping the file order of entries
+// that begin at the same address.
+func sortKeys(keys []keyed) {
+	slices.SortStableFunc(keys, func(a, b keyed) int {
+		switch {
+		case a.rf.BeginAddress < b.rf.BeginAddress:
+			return -1
+		case a.rf.BeginAddress > b.rf.BeginAddress:
+			return 1
+		}
+		return 0
+	})
+}
+
+// checkKey checks e, an entry with a nonempty range that comes after p
+// (nil for the first) in address order, and returns what a lookup in e
+// finds: e itself, or the entry it points to when it is indirect. overlap
+// reports that e begins before p ends; ok is false for an indirect entry
+// that cannot be resolved, which never matches.
+func (f *File) checkKey(w *warnList, p *keyed, e keyed) (target unwindinfo.RuntimeFunction, overlap, ok bool) {
+	if p != nil && e.rf.BeginAddress < p.rf.EndAddress {
+		overlap = true
+		w.add(WarnOverlap, e.i, "entry %d (%#x-%#x) overlaps entry %d (%#x-%#x)",
+			e.i, e.rf.BeginAddress, e.rf.EndAddress, p.i, p.rf.BeginAddress, p.rf.EndAddress)
+	}
+	if !e.rf.Indirect() {
+		return e.rf, overlap, true
+	}
+	t, err := f.Resolve(e.rf)
+	if err != nil {
+		w.add(WarnIndirect, e.i, "entry %d (%#x-%#x) is indirect and cannot be resolved: %v", e.i, e.rf.BeginAddress, e.rf.EndAddress, err)
+		return e.rf, overlap, false
+	}
+	return t, overlap, true
 }
 
 // Resolve follows an indirect entry (RUNTIME_FUNCTION_INDIRECT set in
@@ -644,6 +695,7 @@ func (f *File) Resolve(rf unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFunctio
 // false when no entry contains rva. Where entries overlap, the one with
 // the greatest BeginAddress <= rva that contains rva is found.
 func (f *File) LookupFunctionEntry(rva uint32) (fn unwindinfo.RuntimeFunction, ok bool) {
+	f.table()
 	b := f.idx.begins
 	lo, hi := 0, len(b)
 	for lo < hi { // find the first entry with BeginAddress > rva

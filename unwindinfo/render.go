@@ -379,6 +379,10 @@ func (f *Function) WriteText(w io.Writer) error {
 	return err
 }
 
+// AppendText appends the text form of f (see [Function.WriteText]) to b
+// and returns the extended buffer.
+func (f *Function) AppendText(b []byte) []byte { return f.appendText(b, "", "") }
+
 func (f *Function) appendText(b []byte, indent, prefix string) []byte {
 	b = append(b, indent...)
 	b = append(b, prefix...)
