@@ -49,6 +49,9 @@ type File struct {
 	mu     sync.Mutex
 	debug  []*section // .debug_frame sections: the file's own, then added ones
 	closed bool
+
+	memoMu sync.Mutex
+	memo   map[any]any // see Memo
 }
 
 // ErrUnsupported is returned for an ELF file that is not x86-64 (64-bit,
@@ -127,6 +130,26 @@ func (f *File) Close() error {
 		return f.closer.Close()
 	}
 	return nil
+}
+
+// Memo returns the value compute returned for key the first time Memo
+// was called with key on f, calling compute now if this is that time. It
+// keeps what a caller derives from the same file (Go's pclntab, say) for
+// as long as the File is kept, so that a [Cache] saves that work along
+// with the CFI. Calls with one key are serialized; compute must not call
+// Memo on f. Use an unexported type of the calling package as the key.
+func (f *File) Memo(key any, compute func() any) any {
+	f.memoMu.Lock()
+	defer f.memoMu.Unlock()
+	if v, ok := f.memo[key]; ok {
+		return v
+	}
+	v := compute()
+	if f.memo == nil {
+		f.memo = map[any]any{}
+	}
+	f.memo[key] = v
+	return v
 }
 
 // LoadBias returns what to add to the file's link-time addresses to get

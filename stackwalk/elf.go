@@ -103,16 +103,39 @@ func (s *Sources) loadELF(m target.Module) (*elfModule, error) {
 	}
 	em := &elfModule{f: f, bias: bias, path: path}
 	if path != "" {
-		if ef, err := elf.Open(path); err == nil {
-			if tab, err := gopclntab.OpenFile(path, ef); err == nil {
-				em.gotab = tab
-			} else if !errors.Is(err, gopclntab.ErrNotGo) {
-				s.logf("%s: %v", m.Name, err)
-			}
-			ef.Close()
+		// The pclntab is kept with the CFI file, so that a walk through a
+		// warm cache opens no file again.
+		g := f.Memo(goTabKey{}, func() any { return openGoTab(path) }).(goTab)
+		em.gotab = g.tab
+		if g.err != nil {
+			s.logf("%s: %v", m.Name, g.err)
 		}
 	}
 	return em, nil
+}
+
+// goTabKey is the key of a file's goTab in its cfi.File's memo.
+type goTabKey struct{}
+
+// goTab is the pclntab of a Go binary (nil for another file), or why it
+// could not be read.
+type goTab struct {
+	tab *gopclntab.Table
+	err error
+}
+
+// openGoTab reads the pclntab of the ELF file at path, if it has one.
+func openGoTab(path string) goTab {
+	ef, err := elf.Open(path)
+	if err != nil {
+		return goTab{}
+	}
+	defer ef.Close()
+	tab, err := gopclntab.OpenFile(path, ef)
+	if errors.Is(err, gopclntab.ErrNotGo) {
+		err = nil
+	}
+	return goTab{tab, err}
 }
 
 // modulePath returns the path to read m's file from: m.Path itself when
