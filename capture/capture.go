@@ -349,6 +349,9 @@ func setStackReads(c *minidump.Content) {
 		m := c.Memory[j]
 		s.Size = min(s.Size, m.Addr+m.Size-s.Addr)
 		s.Read = m.Read
+		if m.Data != nil {
+			s.Data = m.Data[s.Addr-m.Addr:][:s.Size]
+		}
 	}
 }
 
@@ -602,17 +605,7 @@ func (g *gatherer) copyMemory(pm *procmem.Process) ([]minidump.MemorySource, err
 			if len(b) == 0 {
 				continue
 			}
-			data := b
-			out = append(out, minidump.MemorySource{Addr: lo, Size: uint64(len(data)), Read: func(p []byte, addr uint64) (int, error) {
-				if addr < lo || addr-lo >= uint64(len(data)) {
-					return 0, &memory.UnmappedError{Addr: addr}
-				}
-				n := copy(p, data[addr-lo:])
-				if n < len(p) {
-					return n, &memory.UnmappedError{Addr: addr + uint64(n)}
-				}
-				return n, nil
-			}})
+			out = append(out, minidump.MemorySource{Addr: lo, Size: uint64(len(b)), Data: b})
 		}
 	}
 	return out, nil

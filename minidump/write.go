@@ -97,6 +97,9 @@ type MemorySource struct {
 	// it on its own goroutine, for pieces of at most 1 MiB, and fails if
 	// it cannot read the whole range.
 	Read func(p []byte, addr uint64) (int, error)
+	// Data, if not nil, holds the range's Size bytes, already read; Write
+	// writes them as they are, without a copy, and Read is not used.
+	Data []byte
 }
 
 // WriteFunctionTable is a dynamic function table for [Write]'s
@@ -237,13 +240,16 @@ func Write(w io.Writer, c *Content, opts WriteOptions) (int64, error) {
 		return cw.n, fmt.Errorf("write minidump: %w", err)
 	}
 	off := uint64(len(l.meta))
-	buf := make([]byte, min(writeChunk, maxRegion(l.regions)))
+	var buf []byte // for the sources that are read, made when first needed
 	for i := range l.regions {
 		r := &l.regions[i]
 		if pad := r.rva - off; pad > 0 {
 			if _, err := bw.Write(make([]byte, pad)); err != nil {
 				return cw.n, fmt.Errorf("write minidump: %w", err)
 			}
+		}
+		if buf == nil && r.reads() {
+			buf = make([]byte, min(writeChunk, maxReadRegion(l.regions)))
 		}
 		if err := writeRegion(bw, r, buf); err != nil {
 			return cw.n, err
@@ -262,10 +268,19 @@ func Write(w io.Writer, c *Content, opts WriteOptions) (int64, error) {
 	return cw.n, nil
 }
 
-func maxRegion(rs []region) uint64 {
+// reads reports whether a source of r is read (has no Data).
+func (r *region) reads() bool {
+	return slices.ContainsFunc(r.srcs, func(s MemorySource) bool { return s.Data == nil })
+}
+
+// maxReadRegion returns the size of the largest region with a source
+// that is read.
+func maxReadRegion(rs []region) uint64 {
 	var m uint64
-	for _, r := range rs {
-		m = max(m, r.size)
+	for i := range rs {
+		if rs[i].reads() {
+			m = max(m, rs[i].size)
+		}
 	}
 	return m
 }
@@ -276,6 +291,16 @@ func writeRegion(w io.Writer, r *region, buf []byte) error {
 	end := r.addr + r.size
 	for _, s := range r.srcs {
 		send := s.Addr + s.Size
+		if s.Data != nil && at < send && at < end {
+			if at < s.Addr {
+				panic("minidump: memory sources do not cover their region")
+			}
+			if _, err := w.Write(s.Data[at-s.Addr : min(send, end)-s.Addr]); err != nil {
+				return fmt.Errorf("write minidump: %w", err)
+			}
+			at = min(send, end)
+			continue
+		}
 		for at < send && at < end {
 			if at < s.Addr {
 				panic("minidump: memory sources do not cover their region")
@@ -644,7 +669,10 @@ func memoryRegions(c *Content) ([]region, error) {
 		if m.Addr+m.Size < m.Addr {
 			return fmt.Errorf("write minidump: %s at %#x: size %#x wraps the address space", what, m.Addr, m.Size)
 		}
-		if m.Read == nil {
+		switch {
+		case m.Data != nil && uint64(len(m.Data)) != m.Size:
+			return fmt.Errorf("write minidump: %s %#x-%#x has %d bytes of Data", what, m.Addr, m.Addr+m.Size, len(m.Data))
+		case m.Data == nil && m.Read == nil:
 			return fmt.Errorf("write minidump: %s %#x-%#x has no Read", what, m.Addr, m.Addr+m.Size)
 		}
 		srcs = append(srcs, src{m, stack})

@@ -120,6 +120,9 @@ func sampleContent() (*Content, fakeMemory) {
 // readSource reads a whole source.
 func readSource(t testing.TB, s MemorySource) []byte {
 	t.Helper()
+	if s.Data != nil {
+		return s.Data
+	}
 	b := make([]byte, s.Size)
 	if n, err := s.Read(b, s.Addr); n != len(b) {
 		t.Fatalf("read source %#x: %d bytes, %v", s.Addr, n, err)
@@ -465,6 +468,7 @@ func TestWriteInvalid(t *testing.T) {
 		"16 parameters":  func(c *Content) { c.Exception.Parameters = make([]uint64, 16) },
 		"wrapping range": func(c *Content) { c.Memory[0].Addr = ^uint64(0) - 10 },
 		"no Read":        func(c *Content) { c.Memory[0].Read = nil },
+		"short Data":     func(c *Content) { c.Memory[0].Data = make([]byte, c.Memory[0].Size-1) },
 		"beyond 4 GiB": func(c *Content) {
 			c.Memory = append(c.Memory, MemorySource{Addr: 1 << 40, Size: 1 << 32, Read: func(p []byte, _ uint64) (int, error) { return len(p), nil }})
 		},
@@ -475,6 +479,30 @@ func TestWriteInvalid(t *testing.T) {
 		var buf bytes.Buffer
 		if _, err := Write(&buf, c, WriteOptions{}); err == nil || buf.Len() != 0 {
 			t.Errorf("%s: Write wrote %d bytes, error %v", name, buf.Len(), err)
+		}
+	}
+}
+
+// TestWriteData: memory given as Data (already read) is written as the
+// same bytes as memory given by Read, also where the two kinds overlap
+// (thread stacks inside memory ranges) and with Full.
+func TestWriteData(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		c, _ := sampleContent()
+		want := writeBytes(t, c, WriteOptions{Full: full})
+		d, _ := sampleContent()
+		for i := range d.Memory {
+			if i%2 == 0 {
+				d.Memory[i].Data, d.Memory[i].Read = readSource(t, d.Memory[i]), nil
+			}
+		}
+		for i := range d.Threads {
+			if s := d.Threads[i].Stack; s.Size > 0 && i%2 == 1 {
+				d.Threads[i].Stack.Data, d.Threads[i].Stack.Read = readSource(t, s), nil
+			}
+		}
+		if got := writeBytes(t, d, WriteOptions{Full: full}); !bytes.Equal(got, want) {
+			t.Errorf("full=%v: the dump from Data differs from the one from Read", full)
 		}
 	}
 }
