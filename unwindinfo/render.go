@@ -226,94 +226,125 @@ func (f *Function) JSON() *FunctionJSON {
 	return j
 }
 
-// flagNames returns the UNW_FLAG_* bits without the prefix, joined by
-// "|" ("EHANDLER|UHANDLER"), or "0".
-func flagNames(f Flags) string {
+// appendHex appends v as %#x formats it ("0x1a", "0x0").
+func appendHex(b []byte, v uint64) []byte {
+	return strconv.AppendUint(append(b, "0x"...), v, 16)
+}
+
+// appendFlagNames appends the UNW_FLAG_* bits without the prefix, joined
+// by "|" ("EHANDLER|UHANDLER"), or "0".
+func appendFlagNames(b []byte, f Flags) []byte {
 	if f == 0 {
-		return "0"
+		return append(b, '0')
 	}
-	var names []string
-	for _, b := range []struct {
+	n := len(b)
+	for _, bit := range []struct {
 		bit  Flags
 		name string
 	}{{UNW_FLAG_EHANDLER, "EHANDLER"}, {UNW_FLAG_UHANDLER, "UHANDLER"}, {UNW_FLAG_CHAININFO, "CHAININFO"}} {
-		if f&b.bit != 0 {
-			names = append(names, b.name)
-			f &^= b.bit
+		if f&bit.bit != 0 {
+			if len(b) > n {
+				b = append(b, '|')
+			}
+			b = append(b, bit.name...)
+			f &^= bit.bit
 		}
 	}
 	if f != 0 {
-		names = append(names, fmt.Sprintf("%#x", uint8(f)))
+		if len(b) > n {
+			b = append(b, '|')
+		}
+		b = appendHex(b, uint64(f))
 	}
-	return strings.Join(names, "|")
+	return b
 }
 
-// frameText returns the frame register and offset ("rbp+0x30", "none").
-func frameText(info *Info) string {
-	reg := "none"
-	if info.FrameRegister != 0 {
-		reg = info.FrameRegister.String()
-	} else if info.FrameOffset == 0 {
-		return reg
+// appendFrameText appends the frame register and offset ("rbp+0x30",
+// "none").
+func appendFrameText(b []byte, info *Info) []byte {
+	if info.FrameRegister == 0 && info.FrameOffset == 0 {
+		return append(b, "none"...)
 	}
-	return fmt.Sprintf("%s+%#x", reg, 16*uint32(info.FrameOffset))
+	if info.FrameRegister != 0 {
+		b = append(b, info.FrameRegister.String()...)
+	} else {
+		b = append(b, "none"...)
+	}
+	return appendHex(append(b, '+'), 16*uint64(info.FrameOffset))
 }
 
 // headerText returns the one-line summary of the header of info.
-func headerText(info *Info) string {
-	return fmt.Sprintf("v%d flags=%s prolog=%#x frame=%s codes=%d",
-		info.Version, flagNames(info.Flags), info.SizeOfProlog, frameText(info), info.CountOfCodes())
+func headerText(info *Info) string { return string(appendHeaderText(nil, info)) }
+
+// appendHeaderText appends the one-line summary of the header of info:
+// "v1 flags=EHANDLER prolog=0x4 frame=none codes=1".
+func appendHeaderText(b []byte, info *Info) []byte {
+	b = strconv.AppendUint(append(b, 'v'), uint64(info.Version), 10)
+	b = appendFlagNames(append(b, " flags="...), info.Flags)
+	b = appendHex(append(b, " prolog="...), uint64(info.SizeOfProlog))
+	b = appendFrameText(append(b, " frame="...), info)
+	return strconv.AppendInt(append(b, " codes="...), int64(info.CountOfCodes()), 10)
 }
 
-// codeText returns the text of code i of info: the code offset (omitted
-// for UWOP_EPILOG, whose offset field means something else), the
-// operation and its operands in bytes.
-func codeText(info *Info, i int) string {
+// codeText returns the text of code i of info (see appendCodeText).
+func codeText(info *Info, i int) string { return string(appendCodeText(nil, info, i)) }
+
+// appendCodeText appends the text of code i of info: the code offset
+// (omitted for UWOP_EPILOG, whose offset field means something else), the
+// operation and its operands in bytes ("0x04 ALLOC_SMALL 0x38").
+func appendCodeText(b []byte, info *Info, i int) []byte {
 	c := info.Codes[i]
-	var s string
-	switch c.Op {
-	case UWOP_PUSH_NONVOL:
-		s = c.Register().String()
-	case UWOP_ALLOC_SMALL, UWOP_ALLOC_LARGE:
-		s = fmt.Sprintf("%#x", c.AllocSize())
-		if c.Op == UWOP_ALLOC_LARGE && c.OpInfo > 1 {
-			s += fmt.Sprintf(" info=%d", c.OpInfo)
-		}
-	case UWOP_SET_FPREG:
-		s = frameText(info)
-		if c.OpInfo != 0 {
-			s += fmt.Sprintf(" info=%d", c.OpInfo)
-		}
-	case UWOP_SAVE_NONVOL, UWOP_SAVE_NONVOL_FAR:
-		s = fmt.Sprintf("%s [frame+%#x]", c.Register(), c.StackOffset())
-	case UWOP_SAVE_XMM128, UWOP_SAVE_XMM128_FAR:
-		s = fmt.Sprintf("xmm%d [frame+%#x]", c.XMM(), c.StackOffset())
-	case UWOP_PUSH_MACHFRAME:
-		if c.MachineFrameErrorCode() {
-			s = "error_code"
-		}
-		if c.OpInfo > 1 {
-			s += fmt.Sprintf(" info=%d", c.OpInfo)
-		}
-	case UWOP_EPILOG:
+	if c.Op == UWOP_EPILOG {
 		if firstEpilog(info, i) {
-			s = fmt.Sprintf("EPILOG length=%#x", c.Offset)
+			b = appendHex(append(b, "EPILOG length="...), uint64(c.Offset))
 			if c.OpInfo&1 != 0 {
-				s += " at_end"
+				b = append(b, " at_end"...)
 			}
 			if c.OpInfo > 1 {
-				s += fmt.Sprintf(" info=%d", c.OpInfo)
+				b = strconv.AppendUint(append(b, " info="...), uint64(c.OpInfo), 10)
 			}
-			return s
+			return b
 		}
 		if c.EpilogOffset() == 0 {
-			return "EPILOG padding"
+			return append(b, "EPILOG padding"...)
 		}
-		return fmt.Sprintf("EPILOG offset=%#x", c.EpilogOffset())
-	default:
-		s = fmt.Sprintf("info=%d operand=%#x", c.OpInfo, c.Operand)
+		return appendHex(append(b, "EPILOG offset="...), uint64(c.EpilogOffset()))
 	}
-	return strings.TrimSpace(fmt.Sprintf("0x%02x %s %s", c.Offset, c.Op.Name(), s))
+	const digits = "0123456789abcdef"
+	b = append(b, '0', 'x', digits[c.Offset>>4], digits[c.Offset&0xf], ' ')
+	b = append(b, c.Op.Name()...)
+	info4 := func(b []byte) []byte { return strconv.AppendUint(append(b, " info="...), uint64(c.OpInfo), 10) }
+	switch c.Op {
+	case UWOP_PUSH_NONVOL:
+		b = append(append(b, ' '), c.Register().String()...)
+	case UWOP_ALLOC_SMALL, UWOP_ALLOC_LARGE:
+		b = appendHex(append(b, ' '), uint64(c.AllocSize()))
+		if c.Op == UWOP_ALLOC_LARGE && c.OpInfo > 1 {
+			b = info4(b)
+		}
+	case UWOP_SET_FPREG:
+		b = appendFrameText(append(b, ' '), info)
+		if c.OpInfo != 0 {
+			b = info4(b)
+		}
+	case UWOP_SAVE_NONVOL, UWOP_SAVE_NONVOL_FAR:
+		b = append(append(b, ' '), c.Register().String()...)
+		b = append(appendHex(append(b, " [frame+"...), uint64(c.StackOffset())), ']')
+	case UWOP_SAVE_XMM128, UWOP_SAVE_XMM128_FAR:
+		b = strconv.AppendInt(append(b, " xmm"...), int64(c.XMM()), 10)
+		b = append(appendHex(append(b, " [frame+"...), uint64(c.StackOffset())), ']')
+	case UWOP_PUSH_MACHFRAME:
+		if c.MachineFrameErrorCode() {
+			b = append(b, " error_code"...)
+		}
+		if c.OpInfo > 1 {
+			b = info4(b)
+		}
+	default:
+		b = strconv.AppendUint(append(b, " info="...), uint64(c.OpInfo), 10)
+		b = appendHex(append(b, " operand="...), uint64(c.Operand))
+	}
+	return b
 }
 
 // String returns a one-line rendering of info: the header, each code and
@@ -356,8 +387,13 @@ func trailerText(info *Info) []string {
 	return t
 }
 
-func entryText(rf RuntimeFunction) string {
-	return fmt.Sprintf("%#x-%#x unwind %#x", rf.BeginAddress, rf.EndAddress, rf.UnwindData)
+func entryText(rf RuntimeFunction) string { return string(appendEntryText(nil, rf)) }
+
+// appendEntryText appends rf as "0x1000-0x1035 unwind 0x2000".
+func appendEntryText(b []byte, rf RuntimeFunction) []byte {
+	b = append(appendHex(b, uint64(rf.BeginAddress)), '-')
+	b = append(appendHex(b, uint64(rf.EndAddress)), " unwind "...)
+	return appendHex(b, uint64(rf.UnwindData))
 }
 
 // String returns the text form of f (see [Function.WriteText]).
@@ -386,7 +422,7 @@ func (f *Function) AppendText(b []byte) []byte { return f.appendText(b, "", "") 
 func (f *Function) appendText(b []byte, indent, prefix string) []byte {
 	b = append(b, indent...)
 	b = append(b, prefix...)
-	b = append(b, entryText(f.Entry)...)
+	b = appendEntryText(b, f.Entry)
 	in := indent + "  "
 	switch {
 	case f.Indirect != nil:
@@ -395,45 +431,52 @@ func (f *Function) appendText(b []byte, indent, prefix string) []byte {
 	case f.Info != nil:
 		info := f.Info
 		b = append(b, ": "...)
-		b = append(b, headerText(info)...)
+		b = appendHeaderText(b, info)
 		b = append(b, '\n')
 		for i := range info.Codes {
 			b = append(b, in...)
-			b = append(b, codeText(info, i)...)
+			b = appendCodeText(b, info, i)
 			b = append(b, '\n')
 		}
 		if e, ok := info.Epilogs(); ok {
-			b = fmt.Appendf(b, "%sepilogs length=%#x:", in, e.Length)
+			b = append(b, in...)
+			b = append(appendHex(append(b, "epilogs length="...), uint64(e.Length)), ':')
 			if e.AtEnd {
-				b = fmt.Appendf(b, " %#x(end)", f.Entry.EndAddress-uint32(e.Length))
+				b = append(appendHex(append(b, ' '), uint64(f.Entry.EndAddress-uint32(e.Length))), "(end)"...)
 			}
 			for _, off := range e.Offsets {
-				b = fmt.Appendf(b, " %#x", f.Entry.EndAddress-off)
+				b = appendHex(append(b, ' '), uint64(f.Entry.EndAddress-off))
 			}
 			b = append(b, '\n')
 		}
 		if info.Pad != 0 {
-			b = fmt.Appendf(b, "%spad %#x\n", in, info.Pad)
+			b = append(b, in...)
+			b = append(appendHex(append(b, "pad "...), uint64(info.Pad)), '\n')
 		}
 		if info.Flags.HasHandler() {
 			data := f.Entry.UnwindData + uint32(info.Header().TrailerOffset()) + 4
-			b = fmt.Appendf(b, "%shandler %#x data %#x\n", in, info.Handler, data)
+			b = append(b, in...)
+			b = appendHex(append(b, "handler "...), uint64(info.Handler))
+			b = append(appendHex(append(b, " data "...), uint64(data)), '\n')
 		}
 		if info.Flags&UNW_FLAG_CHAININFO != 0 {
 			if f.Chained != nil {
 				b = f.Chained.appendText(b, in, "chained ")
 			} else {
-				b = fmt.Appendf(b, "%schained %s\n", in, entryText(info.Chained))
+				b = append(b, in...)
+				b = append(appendEntryText(append(b, "chained "...), info.Chained), '\n')
 			}
 		}
 	default:
 		b = append(b, '\n')
 	}
 	if f.Err != nil {
-		b = fmt.Appendf(b, "%serror: %v\n", in, f.Err)
+		b = append(b, in...)
+		b = append(append(append(b, "error: "...), f.Err.Error()...), '\n')
 	}
 	if f.Invalid != nil {
-		b = fmt.Appendf(b, "%sinvalid: %v\n", in, f.Invalid)
+		b = append(b, in...)
+		b = append(append(append(b, "invalid: "...), f.Invalid.Error()...), '\n')
 	}
 	return b
 }
