@@ -140,6 +140,8 @@ type File struct {
 	base   uint64      // mapped images: address of RVA 0
 	closer io.Closer   // what Open opened
 
+	unwindBufs sync.Pool // of *[unwindinfo.MaxSize]byte: UnwindInfo and Chain read into one (see unwindBuf)
+
 	tableOnce sync.Once                    // reads funcs, idx and warnings (see table)
 	funcs     []unwindinfo.RuntimeFunction // file order
 	idx       index
@@ -726,9 +728,10 @@ func (f *File) UnwindInfo(rf unwindinfo.RuntimeFunction) (*unwindinfo.Info, erro
 	if err != nil {
 		return nil, err
 	}
-	var buf [unwindinfo.MaxSize]byte
+	buf := f.unwindBuf()
+	defer f.unwindBufs.Put(buf)
 	n, rerr := f.ReadRVA(buf[:], rf.UnwindData)
-	info, err := unwindinfo.Decode(buf[:n])
+	info, err := unwindinfo.Decode(buf[:n]) // the Info shares no memory with buf
 	if err != nil {
 		if n == 0 && rerr != nil {
 			return nil, fmt.Errorf("read unwind info at rva %#x: %w", rf.UnwindData, rerr)
@@ -739,6 +742,17 @@ func (f *File) UnwindInfo(rf unwindinfo.RuntimeFunction) (*unwindinfo.Info, erro
 		return info, fmt.Errorf("read unwind info at rva %#x: %w", rf.UnwindData, err)
 	}
 	return info, nil
+}
+
+// unwindBuf returns a buffer for one UNWIND_INFO, to be put back in
+// f.unwindBufs after use. A buffer on the stack would not stay there: the
+// image is read through an interface. Describing every entry of a large
+// table allocated two a time, most of what it allocated.
+func (f *File) unwindBuf() *[unwindinfo.MaxSize]byte {
+	if b, ok := f.unwindBufs.Get().(*[unwindinfo.MaxSize]byte); ok {
+		return b
+	}
+	return new([unwindinfo.MaxSize]byte)
 }
 
 // Chain returns the chain of entries whose unwind codes apply to rf: rf
@@ -754,7 +768,8 @@ func (f *File) Chain(rf unwindinfo.RuntimeFunction) ([]unwindinfo.RuntimeFunctio
 		return nil, err
 	}
 	chain := []unwindinfo.RuntimeFunction{rf}
-	var buf [unwindinfo.MaxSize]byte
+	buf := f.unwindBuf()
+	defer f.unwindBufs.Put(buf)
 	for cur := rf; ; {
 		n, rerr := f.ReadRVA(buf[:], cur.UnwindData)
 		v, err := unwindinfo.NewView(buf[:n])
