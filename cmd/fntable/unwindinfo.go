@@ -26,10 +26,13 @@ the image, a directory size that is not a multiple of 12) go to standard
 error. An entry whose unwind information cannot be decoded, or whose chain
 loops, is listed with the error; the exit status is then 1. A table that
 ends before the last entry its directory announces (a truncated file) is
-listed as far as it goes, and the exit status is 1. With
---validate, entries that break a rule of the format that Windows tolerates
-(code order, offsets beyond the prolog, reserved operation info...) are
-listed as invalid, and also make the exit status 1.
+listed as far as it goes, and the exit status is 1 too. With --validate,
+entries that break a rule of the format that Windows tolerates (code
+order, offsets beyond the prolog, reserved operation info...) are listed
+as invalid, and also make the exit status 1.
+
+The listing is written as the entries are read: its memory does not grow
+with the size of the table.
 
 With --json the output is one JSON document:
 {"image_base": "0x...", "functions": [{"begin", "end", "unwind_data",
