@@ -254,7 +254,7 @@ func TestMutations(t *testing.T) {
 			bad := notUnwindable(&f.Entry)
 			found := false
 			for _, p := range rep.Problems {
-				if !(bad[p.Offset] && (p.Kind == KindEpilog || p.Kind == KindUnwindMismatch)) {
+				if !(bad[p.Offset] && boundaryKind(p.Kind)) {
 					found = true
 					kinds[m.name][p.Kind]++
 				}

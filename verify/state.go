@@ -29,8 +29,8 @@ type where uint8
 
 const (
 	inReg    where = iota // in the register (not saved, or popped)
-	saved                 // in its stack slot only
-	reloaded              // in the slot and in the register (reloaded with mov)
+	saved                 // in its stack slot only: the register has changed since
+	reloaded              // in the slot and in the register (saved and not changed since, or reloaded)
 )
 
 type save struct {
@@ -53,7 +53,60 @@ type state struct {
 	rax   uint64
 	gpr   [16]save
 	xmm   [16]save
+	// dirty has bit r set for a general-purpose register r, and bit 16+x
+	// for xmm x, that was written while it held the caller's value and no
+	// save: its caller value is lost, so a later store of it saves
+	// nothing.
+	dirty uint32
 }
+
+// frameDown reports whether the stack pointer is back at the return
+// address and no register is saved but changed: the frame is taken down.
+func (st *state) frameDown() bool {
+	if !st.spOK || st.sp != 0 {
+		return false
+	}
+	for r := range st.gpr {
+		if st.gpr[r].w == saved || st.xmm[r].w == saved {
+			return false
+		}
+	}
+	return true
+}
+
+// probeKey is what the unwinder's result and the comparison with it depend
+// on in a state: the stack pointer, the frame register, and the values
+// and slots of the nonvolatile registers, packed into words (an array of
+// words hashes fast).
+type probeKey [2 + 2 + 8*3 + 10*2]uint64
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (st *state) probeKey(fr int) probeKey {
+	var k probeKey
+	k[0], k[1] = b2u(st.spOK), uint64(st.sp)
+	k[2], k[3] = b2u(st.rel[fr].ok), uint64(st.rel[fr].off)
+	i := 4
+	for _, r := range nonvolatileRegs {
+		k[i] = uint64(st.gpr[r].w) | b2u(st.rel[r].ok)<<8
+		k[i+1], k[i+2] = uint64(st.gpr[r].slot), uint64(st.rel[r].off)
+		i += 3
+	}
+	for x := 6; x < 16; x++ {
+		k[i], k[i+1] = uint64(st.xmm[x].w), uint64(st.xmm[x].slot)
+		i += 2
+	}
+	return k
+}
+
+// nonvolatileRegs are the numbers of the nonvolatile general-purpose
+// registers.
+var nonvolatileRegs = [8]int{3, 5, 6, 7, 12, 13, 14, 15}
 
 // Windows x64 nonvolatile registers ("x64 calling convention",
 // "Caller/callee saved registers"): rbx, rbp, rdi, rsi, rsp, r12–r15 and
@@ -87,9 +140,16 @@ func gpr(r x86asm.Reg) (int, int, bool) {
 	return 0, 0, false
 }
 
+// xmmReg returns the number of an XMM register, or of the XMM register
+// that is the low part of a YMM or ZMM register (writing those writes it).
 func xmmReg(r x86asm.Reg) (int, bool) {
-	if r >= x86asm.X0 && r <= x86asm.X15 {
+	switch {
+	case r >= x86asm.X0 && r <= x86asm.X15:
 		return int(r - x86asm.X0), true
+	case r >= x86asm.Y0 && r <= x86asm.Y15:
+		return int(r - x86asm.Y0), true
+	case r >= x86asm.Z0 && r <= x86asm.Z15:
+		return int(r - x86asm.Z0), true
 	}
 	return 0, false
 }
@@ -141,7 +201,9 @@ func (st *state) addr(m x86asm.Mem) (int64, bool) {
 // processor does in 64-bit addressing (x86asm leaves a disp32 unextended).
 func disp(m x86asm.Mem) int64 { return int64(int32(m.Disp)) }
 
-// clobber records that register r was written with an unknown value.
+// clobber records that general-purpose register r was written with a
+// value the state does not know: a register that still held its saved
+// caller value no longer does.
 func (st *state) clobber(r int) {
 	if r == 4 {
 		st.spOK = false
@@ -151,6 +213,39 @@ func (st *state) clobber(r int) {
 	if r == 0 {
 		st.raxOK = false
 	}
+	switch st.gpr[r].w {
+	case reloaded:
+		st.gpr[r].w = saved
+	case inReg:
+		st.dirty |= 1 << r
+	}
+}
+
+// clobberXMM is clobber for xmm x.
+func (st *state) clobberXMM(x int) {
+	switch st.xmm[x].w {
+	case reloaded:
+		st.xmm[x].w = saved
+	case inReg:
+		st.dirty |= 1 << (16 + x)
+	}
+}
+
+// store records that nonvolatile register r (xmm r if xmm) was stored
+// at the slot E − off, and reports whether that saved the caller's value:
+// only a register that still holds it saves it; the store of a register
+// already saved or changed is a spill of the function's own value. A save
+// outside the prolog is one no unwind code can describe.
+func (st *state) store(r int, xmm bool, off int64) bool {
+	s, bit := &st.gpr[r], uint32(1)<<r
+	if xmm {
+		s, bit = &st.xmm[r], 1<<(16+r)
+	}
+	if s.w != inReg || st.dirty&bit != 0 {
+		return false
+	}
+	*s = save{reloaded, off}
+	return true
 }
 
 // readOnlyFirst are operations whose first operand is not written.
@@ -158,7 +253,8 @@ func readOnlyFirst(op x86asm.Op) bool {
 	switch op {
 	case x86asm.CMP, x86asm.TEST, x86asm.PUSH, x86asm.BT, x86asm.JMP, x86asm.CALL,
 		x86asm.NOP, x86asm.UCOMISS, x86asm.UCOMISD, x86asm.COMISS, x86asm.COMISD,
-		x86asm.PTEST, x86asm.PREFETCHT0, x86asm.PREFETCHT1, x86asm.PREFETCHT2, x86asm.PREFETCHNTA:
+		x86asm.PTEST, x86asm.PREFETCHT0, x86asm.PREFETCHT1, x86asm.PREFETCHT2, x86asm.PREFETCHNTA,
+		x86asm.VUCOMISS, x86asm.VUCOMISD, x86asm.VCOMISS, x86asm.VCOMISD, x86asm.VPTEST, x86asm.VTESTPS, x86asm.VTESTPD:
 		return true
 	}
 	return false
@@ -175,9 +271,10 @@ func isJcc(op x86asm.Op) bool {
 }
 
 // exec applies in to st. prolog tells whether in lies in the prolog of the
-// entry (or a fragment's own prolog): only there do pushes and stores of
-// nonvolatile registers save the caller's values. It returns the unwind
-// effect of the instruction.
+// entry (or a fragment's own prolog): there, pushes and stores of
+// nonvolatile registers save the caller's values, as the unwind codes
+// describe; in the body they do so only while the register still holds
+// the caller's value. It returns the unwind effect of the instruction.
 func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 	a0, a1 := in.Args[0], in.Args[1]
 	r0, w0, isR0 := regArg(a0)
@@ -191,21 +288,23 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 			}
 		}
 		if isR0 && w0 == 8 {
-			if prolog && nonvolatile(r0) && st.gpr[r0].w == inReg && st.spOK {
-				st.gpr[r0] = save{saved, st.sp}
+			if nonvolatile(r0) && st.spOK {
+				st.store(r0, false, st.sp)
 			}
 			return effect{kind: effPush, reg: r0}
 		}
 		return effect{kind: effRSP}
 	case x86asm.POP:
 		if isR0 && w0 == 8 {
-			if st.spOK && st.gpr[r0].w != inReg && st.gpr[r0].slot == st.sp {
+			restore := st.spOK && st.gpr[r0].w != inReg && st.gpr[r0].slot == st.sp
+			st.clobber(r0)
+			if restore {
 				st.gpr[r0] = save{}
+				st.dirty &^= 1 << r0
 			}
 			if st.spOK {
 				st.sp -= 8
 			}
-			st.clobber(r0)
 			return effect{}
 		}
 		if st.spOK {
@@ -228,10 +327,16 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 		} else {
 			st.spOK = false
 		}
-		if st.spOK && st.gpr[5].w != inReg && st.gpr[5].slot == st.sp {
+		restore := st.spOK && st.gpr[5].w != inReg && st.gpr[5].slot == st.sp
+		st.clobber(5)
+		if restore {
 			st.gpr[5] = save{}
+			st.dirty &^= 1 << 5
 		}
 		st.sp -= 8
+		return effect{kind: effRSP}
+	case x86asm.ENTER:
+		st.spOK = false
 		st.clobber(5)
 		return effect{kind: effRSP}
 	case x86asm.CALL:
@@ -272,14 +377,14 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 		}
 		if isR0 && w0 == 8 && st.rel[r0].ok {
 			if imm, ok := a1.(x86asm.Imm); ok {
+				v := st.rel[r0]
 				if in.Op == x86asm.ADD {
-					st.rel[r0].off -= int64(imm)
+					v.off -= int64(imm)
 				} else {
-					st.rel[r0].off += int64(imm)
+					v.off += int64(imm)
 				}
-				if r0 == 0 {
-					st.raxOK = false
-				}
+				st.clobber(r0)
+				st.rel[r0] = v
 				return effect{}
 			}
 		}
@@ -289,10 +394,15 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 				if off, ok := st.addr(m); ok {
 					b, _, _ := gpr(m.Base)
 					if r0 == 4 {
-						same := st.spOK && st.sp == off
+						old, known := st.sp, st.spOK
 						st.sp, st.spOK = off, true
-						if same {
+						switch {
+						case known && off == old:
 							return effect{} // lea rsp, [rsp+0]: a nop
+						case known && off > old:
+							// An allocation (perlasm's lea rax, [rsp-x];
+							// lea rsp, [rax-y]).
+							return effect{kind: effAlloc, size: off - old}
 						}
 						return effect{kind: effRSP}
 					}
@@ -349,37 +459,34 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 				}
 				return effect{}
 			case x86asm.Mem:
+				reload := false
 				if w0 == 8 {
-					if off, ok := st.addr(b); ok && st.gpr[r0].w != inReg && st.gpr[r0].slot == off {
-						st.gpr[r0].w = reloaded
-					}
+					off, ok := st.addr(b)
+					reload = ok && st.gpr[r0].w != inReg && st.gpr[r0].slot == off
 				}
 				st.clobber(r0)
+				if reload {
+					st.gpr[r0].w = reloaded
+				}
 				return effect{}
 			}
 		case x86asm.Mem:
 			r1, w1, ok := regArg(a1)
 			if ok && w1 == 8 {
-				if off, ok := st.addr(a); ok && nonvolatile(r1) {
-					if prolog && st.gpr[r1].w == inReg {
-						st.gpr[r1] = save{saved, off}
-					}
-					if prolog {
-						return effect{kind: effSave, reg: r1, slot: off}
-					}
+				if off, ok := st.addr(a); ok && nonvolatile(r1) && st.store(r1, false, off) && prolog {
+					return effect{kind: effSave, reg: r1, slot: off}
 				}
 			}
 			return effect{}
 		}
-	case x86asm.MOVAPS, x86asm.MOVAPD, x86asm.MOVDQA, x86asm.MOVUPS, x86asm.MOVUPD, x86asm.MOVDQU:
+	case x86asm.MOVAPS, x86asm.MOVAPD, x86asm.MOVDQA, x86asm.MOVUPS, x86asm.MOVUPD, x86asm.MOVDQU,
+		x86asm.VMOVAPS, x86asm.VMOVAPD, x86asm.VMOVDQA, x86asm.VMOVUPS, x86asm.VMOVUPD, x86asm.VMOVDQU,
+		x86asm.VMOVDQA32, x86asm.VMOVDQA64, x86asm.VMOVDQU8, x86asm.VMOVDQU16, x86asm.VMOVDQU32, x86asm.VMOVDQU64:
 		switch a := a0.(type) {
 		case x86asm.Mem:
 			if b, ok := a1.(x86asm.Reg); ok {
 				if x, ok := xmmReg(b); ok && x >= 6 {
-					if off, ok := st.addr(a); ok && prolog {
-						if st.xmm[x].w == inReg {
-							st.xmm[x] = save{saved, off}
-						}
+					if off, ok := st.addr(a); ok && st.store(x, true, off) && prolog {
 						return effect{kind: effSaveXMM, reg: x, slot: off}
 					}
 				}
@@ -387,22 +494,31 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 			return effect{}
 		case x86asm.Reg:
 			if x, ok := xmmReg(a); ok {
+				reload := false
 				if m, ok := a1.(x86asm.Mem); ok {
-					if off, ok := st.addr(m); ok && st.xmm[x].w != inReg && st.xmm[x].slot == off {
-						st.xmm[x].w = reloaded
-					}
+					off, ok := st.addr(m)
+					reload = ok && st.xmm[x].w != inReg && st.xmm[x].slot == off
 				}
+				st.clobberXMM(x)
+				if reload {
+					st.xmm[x].w = reloaded
+				}
+				return effect{}
 			}
-			return effect{}
 		}
-	case x86asm.XCHG:
+	case x86asm.XCHG, x86asm.XADD:
 		if r1, _, ok := regArg(a1); ok {
 			st.clobber(r1)
 		}
-	case x86asm.MUL, x86asm.IMUL, x86asm.DIV, x86asm.IDIV, x86asm.CPUID, x86asm.RDTSC, x86asm.RDTSCP,
-		x86asm.CQO, x86asm.CDQ, x86asm.CWD:
+	case x86asm.CMPXCHG:
 		st.clobber(0)
-		st.clobber(2)
+	case x86asm.VZEROALL:
+		for x := range st.xmm {
+			st.clobberXMM(x)
+		}
+	}
+	for _, r := range implicitWrites(in) {
+		st.clobber(r)
 	}
 	if isR0 && !readOnlyFirst(in.Op) {
 		st.clobber(r0)
@@ -410,7 +526,74 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 			return effect{kind: effRSP}
 		}
 	}
+	if r, ok := a0.(x86asm.Reg); ok && !readOnlyFirst(in.Op) {
+		if x, ok := xmmReg(r); ok {
+			st.clobberXMM(x)
+		}
+	}
 	return effect{}
+}
+
+// Registers that instructions write without naming them (Intel SDM
+// Vol. 2): string instructions (rsi, rdi; rcx with a REP prefix), CPUID,
+// the widening multiplications and divisions, sign extensions of rax,
+// RDTSC(P), XGETBV, CMPXCHG8B/16B, SYSCALL, LOOP and LAHF.
+var (
+	regsRSIRDI  = []int{6, 7}
+	regsRSI     = []int{6}
+	regsRDI     = []int{7}
+	regsRAXRDX  = []int{0, 2}
+	regsRAX     = []int{0}
+	regsRDX     = []int{2}
+	regsCPUID   = []int{0, 1, 2, 3}
+	regsRDTSCP  = []int{0, 1, 2}
+	regsSyscall = []int{1, 11}
+	regsRCX     = []int{1}
+)
+
+// implicitWrites returns the general-purpose registers in writes besides
+// its first operand (string instructions: besides the count register of a
+// REP prefix, which is returned too).
+func implicitWrites(in *x86asm.Inst) []int {
+	rep := func(regs []int) []int {
+		for _, p := range in.Prefix {
+			if p == 0 {
+				break
+			}
+			if p&0xff == x86asm.PrefixREP || p&0xff == x86asm.PrefixREPN {
+				return append(regs[:len(regs):len(regs)], 1)
+			}
+		}
+		return regs
+	}
+	switch in.Op {
+	case x86asm.MOVSB, x86asm.MOVSW, x86asm.MOVSQ, x86asm.CMPSB, x86asm.CMPSW, x86asm.CMPSD, x86asm.CMPSQ:
+		return rep(regsRSIRDI)
+	case x86asm.MOVSD:
+		if _, ok := in.Args[0].(x86asm.Mem); ok { // the string form; SSE's has an xmm register
+			return rep(regsRSIRDI)
+		}
+	case x86asm.STOSB, x86asm.STOSW, x86asm.STOSD, x86asm.STOSQ, x86asm.SCASB, x86asm.SCASW, x86asm.SCASD, x86asm.SCASQ,
+		x86asm.INSB, x86asm.INSW, x86asm.INSD:
+		return rep(regsRDI)
+	case x86asm.LODSB, x86asm.LODSW, x86asm.LODSD, x86asm.LODSQ, x86asm.OUTSB, x86asm.OUTSW, x86asm.OUTSD:
+		return rep(regsRSI)
+	case x86asm.MUL, x86asm.IMUL, x86asm.DIV, x86asm.IDIV, x86asm.RDTSC, x86asm.XGETBV, x86asm.CMPXCHG8B, x86asm.CMPXCHG16B:
+		return regsRAXRDX
+	case x86asm.CQO, x86asm.CDQ, x86asm.CWD:
+		return regsRDX
+	case x86asm.CDQE, x86asm.CWDE, x86asm.CBW, x86asm.LAHF:
+		return regsRAX
+	case x86asm.CPUID:
+		return regsCPUID
+	case x86asm.RDTSCP:
+		return regsRDTSCP
+	case x86asm.SYSCALL:
+		return regsSyscall
+	case x86asm.LOOP, x86asm.LOOPE, x86asm.LOOPNE:
+		return regsRCX
+	}
+	return nil
 }
 
 func regArg(a x86asm.Arg) (int, int, bool) {
@@ -429,4 +612,103 @@ func asm(in *x86asm.Inst, pc uint64) string {
 		s = strings.ReplaceAll(s, q, "")
 	}
 	return s
+}
+
+// flows carries, through the check of a table, the states in which
+// control leaves an entry for the start of a chained entry. The code of
+// such a fragment may use registers its parent set and its unwind codes
+// say nothing of: MSVC sets rax or r11 to rsp in a prolog and saves
+// registers through it in the fragments that follow.
+type flows struct {
+	at map[uint64]flow
+	// scratch is the check of the table's current entry, whose buffers
+	// serve the next.
+	scratch fnCheck
+}
+
+// flow is what all the ways into one address agree on: the whole state
+// if they all arrive with the same one, else the stack pointer and the
+// registers that hold E plus a constant.
+type flow struct {
+	st    state
+	agree bool
+}
+
+func (fl *flows) add(addr uint64, st *state) {
+	if fl.at == nil {
+		fl.at = map[uint64]flow{}
+	}
+	old, seen := fl.at[addr]
+	if !seen {
+		fl.at[addr] = flow{*st, true}
+		return
+	}
+	// Agreement is on the stack pointer and where the caller's registers
+	// are: a register in its slot and in the register on one way and in
+	// the register only on the other is in the register. Of the rest the
+	// flow keeps what all ways agree on.
+	if old.st.spOK != st.spOK || old.st.sp != st.sp || !meet(&old.st.gpr, &st.gpr) || !meet(&old.st.xmm, &st.xmm) {
+		old.agree = false
+	}
+	if !st.spOK || old.st.sp != st.sp {
+		old.st.spOK = false
+	}
+	for r := range old.st.rel {
+		if old.st.rel[r] != st.rel[r] {
+			old.st.rel[r] = rel{}
+		}
+	}
+	if old.st.raxOK != st.raxOK || old.st.rax != st.rax {
+		old.st.raxOK = false
+	}
+	old.st.dirty |= st.dirty
+	fl.at[addr] = old
+}
+
+// meet sets a to what a and b agree on, and reports whether they agree
+// (up to a register reloaded on one way only).
+func meet(a, b *[16]save) bool {
+	for r := range a {
+		if a[r] == b[r] {
+			continue
+		}
+		x, y := a[r], b[r]
+		switch {
+		case x.w == reloaded && y.w == inReg || x.w == inReg && y.w == reloaded:
+			a[r] = save{}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// take returns and forgets the flow into addr.
+func (fl *flows) take(addr uint64) (flow, bool) {
+	f, ok := fl.at[addr]
+	delete(fl.at, addr)
+	return f, ok
+}
+
+// merge updates st, the state at a fragment's start that its parents'
+// codes give, with the flow into it. If the code reaches the fragment
+// with the stack pointer elsewhere than the codes say (an epilog that
+// continues in the fragment: MSVC splits a ret off into a fragment of its
+// own), the flow's state is the fragment's; otherwise the flow adds the
+// registers it knows to hold E plus a constant.
+func (f flow) merge(st *state) {
+	if !f.st.spOK || !st.spOK {
+		return
+	}
+	if f.st.sp != st.sp {
+		if f.agree {
+			*st = f.st
+		}
+		return
+	}
+	for r := range st.rel {
+		if r != 4 && !st.rel[r].ok && f.st.rel[r].ok {
+			st.rel[r] = f.st.rel[r]
+		}
+	}
 }

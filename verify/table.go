@@ -39,6 +39,7 @@ func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi ui
 	add := func(fn unwindinfo.RuntimeFunction, kind Kind, format string, args ...any) {
 		rep.Problems = append(rep.Problems, Problem{Function: base + uint64(fn.BeginAddress), Kind: kind, Message: fmt.Sprintf(format, args...)})
 	}
+	var fl flows
 	var prev unwindinfo.RuntimeFunction
 	for i, fn := range fns {
 		if fn == (unwindinfo.RuntimeFunction{}) {
@@ -77,7 +78,7 @@ func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi ui
 				}
 			}
 		}
-		r, err := cc.Function(nil, base, fn)
+		r, err := cc.function(nil, base, fn, &fl)
 		if err != nil {
 			add(fn, KindUnwindInfo, "%v", err)
 		}
@@ -90,16 +91,63 @@ func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi ui
 	return rep, nil
 }
 
-// Image checks the function table of a PE image at its preferred base.
-// exec reports whether an RVA lies in an executable section (see
-// [ExecutableSections]); nil leaves handlers and ranges unchecked.
-func Image(f *peimage.File, exec func(rva uint32) bool, maxProblems int) (Report, error) {
+// Image checks the function table of the PE32+ x64 image in r, mapped at
+// its preferred base: entries must lie in executable sections, and so must
+// handlers. The image is read into memory first (its headers and
+// sections, up to [MaxImageSize] bytes; a larger one is read as needed).
+func Image(r io.ReaderAt, maxProblems int) (Report, error) {
+	f, err := peimage.NewFile(r)
+	if err != nil {
+		return Report{Problems: []Problem{}}, err
+	}
+	pf, err := pe.NewFile(r)
+	if err != nil {
+		return Report{Problems: []Problem{}}, fmt.Errorf("read section table: %w", err)
+	}
 	base := f.ImageBase()
+	exec := executable(pf)
 	c := &Checker{Memory: f.Memory(base), MaxProblems: maxProblems}
-	if exec != nil {
-		c.Executable = func(addr uint64) bool { return addr >= base && addr-base < 1<<32 && exec(uint32(addr-base)) }
+	c.Executable = func(addr uint64) bool { return addr >= base && addr-base < 1<<32 && exec(uint32(addr-base)) }
+	if m := mapImage(f, pf); m != nil {
+		c.Memory = m
 	}
 	return c.Table(base, f.Functions(), 0, f.SizeOfImage())
+}
+
+// MaxImageSize bounds the bytes of an image [Image] reads into memory.
+const MaxImageSize = 1 << 30
+
+// mapImage reads the headers and sections of f into memory at its
+// preferred base, or returns nil if they are larger than MaxImageSize or
+// cannot be read. Bytes outside them stay unmapped, as in f.Memory.
+func mapImage(f *peimage.File, pf *pe.File) *unwind.SplicedMemory {
+	type span struct{ rva, size uint32 }
+	var spans []span
+	if oh, ok := pf.OptionalHeader.(*pe.OptionalHeader64); ok {
+		spans = append(spans, span{0, oh.SizeOfHeaders})
+	}
+	for _, s := range pf.Sections {
+		spans = append(spans, span{s.VirtualAddress, max(s.VirtualSize, s.Size)})
+	}
+	total := uint64(0)
+	for _, s := range spans {
+		total += uint64(s.size)
+	}
+	if total > MaxImageSize {
+		return nil
+	}
+	m := new(unwind.SplicedMemory)
+	for _, s := range spans {
+		if s.size == 0 || uint64(s.rva)+uint64(s.size) > uint64(f.SizeOfImage()) {
+			continue
+		}
+		b := make([]byte, s.size)
+		n, _ := f.ReadRVA(b, s.rva)
+		if n > 0 {
+			m.Add(f.ImageBase()+uint64(s.rva), b[:n])
+		}
+	}
+	return m
 }
 
 // ExecutableSections reads the section table of the PE image in r and
@@ -110,6 +158,10 @@ func ExecutableSections(r io.ReaderAt) (func(rva uint32) bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read section table: %w", err)
 	}
+	return executable(pf), nil
+}
+
+func executable(pf *pe.File) func(rva uint32) bool {
 	type span struct{ lo, hi uint32 }
 	var spans []span
 	for _, s := range pf.Sections {
@@ -124,5 +176,5 @@ func ExecutableSections(r io.ReaderAt) (func(rva uint32) bool, error) {
 			}
 		}
 		return false
-	}, nil
+	}
 }

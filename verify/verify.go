@@ -42,6 +42,26 @@ const (
 	// KindEpilogRestore: an exit leaves the stack pointer elsewhere than
 	// at the return address, or a saved register not restored.
 	KindEpilogRestore Kind = "epilog-restore"
+	// KindFragmentEpilog: an epilog in a chained entry without unwind
+	// codes of its own, in which the unwinder looks for no epilog, so
+	// that it unwinds the epilog's instructions as the body.
+	KindFragmentEpilog Kind = "fragment-epilog"
+	// KindPrologEpilog: an epilog inside the prolog's range (SizeOfProlog),
+	// where the unwinder looks for no version 1 epilog (MSVC defers saves
+	// past an early return and counts the return in the prolog).
+	KindPrologEpilog Kind = "prolog-epilog"
+	// KindTailJump: an indirect jmp without REX.W (other than jmp
+	// [rip+x]) leaves the function with its frame taken down, as a tail
+	// call, but the unwinder does not take it for one and unwinds it as
+	// the body (Wine's delay-load thunks end so; MSVC marks such a jump
+	// with REX.W).
+	KindTailJump Kind = "tail-jump"
+	// KindSplitJump: a jmp with the frame on the stack continues the
+	// function in another entry whose unwind information describes that
+	// frame, but the two are not chained, so the unwinder takes the jump
+	// for a tail call (GCC's .cold parts and the jumps into and out of
+	// them). Only the jmp instruction itself is unwound wrongly.
+	KindSplitJump Kind = "split-jump"
 	// KindV2Epilog: a version 2 UWOP_EPILOG code describes no epilog.
 	KindV2Epilog Kind = "v2-epilog"
 	// KindUnwindMismatch: at an instruction boundary the unwinder's result
@@ -149,6 +169,12 @@ func Function(code []byte, base uint64, fn unwindinfo.RuntimeFunction, mem unwin
 // Function checks one entry, like the function [Function]. code may be
 // nil: it is then read from c.Memory.
 func (c *Checker) Function(code []byte, base uint64, fn unwindinfo.RuntimeFunction) (Report, error) {
+	return c.function(code, base, fn, nil)
+}
+
+// function is Function; fl, if not nil, carries the states in which the
+// entries checked before left for later ones.
+func (c *Checker) function(code []byte, base uint64, fn unwindinfo.RuntimeFunction, fl *flows) (Report, error) {
 	rep := Report{Problems: []Problem{}}
 	if code == nil {
 		var err error
@@ -156,7 +182,14 @@ func (c *Checker) Function(code []byte, base uint64, fn unwindinfo.RuntimeFuncti
 			return rep, err
 		}
 	}
-	fc := newFnCheck(c, code, base, fn)
+	var fc *fnCheck
+	if fl != nil {
+		fc = &fl.scratch
+		fc.reset(c, code, base, fn)
+	} else {
+		fc = newFnCheck(c, code, base, fn)
+	}
+	fc.flows = fl
 	fc.run()
 	rep.Functions = 1
 	rep.Instructions = fc.ninst

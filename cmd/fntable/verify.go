@@ -14,7 +14,6 @@ import (
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/procmaps"
 	"github.com/fntable/fntable/internal/procmem"
-	"github.com/fntable/fntable/peimage"
 	"github.com/fntable/fntable/provider"
 	"github.com/fntable/fntable/unwind"
 	"github.com/fntable/fntable/unwindinfo"
@@ -46,8 +45,13 @@ With --json the output is one object:
    "offset":N,"kind":"...","message":"..."}]}
 Kinds are stable strings (code-mismatch, code-offset, missing-code,
 extra-code, code-order, prolog-size, epilog, epilog-restore, v2-epilog,
-unwind-mismatch, unwind-info, instruction, table-order, table-overlap,
-table-range, chain, handler).
+fragment-epilog, prolog-epilog, tail-jump, split-jump, unwind-mismatch,
+unwind-info, instruction, table-order, table-overlap, table-range, chain,
+handler). fragment-epilog, prolog-epilog, tail-jump and split-jump name
+patterns compilers emit that the unwinder gets wrong at a few
+instructions only: an epilog in a chained entry without codes of its own
+or inside SizeOfProlog, an indirect tail jump without REX.W, a jump into
+or out of a split part (GCC's .cold) that is not chained.
 
 Input for "-": JSON lines, each one code region with its table:
   {"base": "0x...",                        image or table base address
@@ -174,21 +178,13 @@ func executableMappings(pid int) (func(uint64) bool, error) {
 
 // verifyImage checks a PE image file.
 func verifyImage(name string, maxProblems int) (verify.Report, error) {
-	f, err := peimage.Open(name)
-	if err != nil {
-		return verify.Report{}, err
-	}
-	defer f.Close()
 	fh, err := os.Open(name)
 	if err != nil {
 		return verify.Report{}, err
 	}
 	defer fh.Close()
-	exec, err := verify.ExecutableSections(fh)
-	if err != nil {
-		return verify.Report{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return verify.Image(f, exec, maxProblems)
+	rep, err := verify.Image(fh, maxProblems)
+	return rep, fileError(name, err)
 }
 
 // verifyInput is one line of "fntable verify -".

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fntable/fntable/internal/winetest"
 	"github.com/fntable/fntable/verify"
 )
 
@@ -32,5 +33,27 @@ func TestVerifyLines(t *testing.T) {
 	}
 	if _, err := verifyLines(strings.NewReader(`{"base":"12"}`), 0); err == nil {
 		t.Error("a base without 0x: no error")
+	}
+}
+
+// TestVerifyImage checks PE images of ../shared/testdata/pe: MSVC's
+// CrashWithException.exe verifies clean, and a file that is not an image
+// is an error that names it.
+func TestVerifyImage(t *testing.T) {
+	exe := winetest.Testdata(t, "pe/symbolic-CrashWithException.exe")
+	rep, err := verifyImage(exe, 0)
+	if err != nil || rep.Functions != 41 || len(rep.Problems) != 0 {
+		t.Errorf("%s: %d functions, problems %v, error %v; want 41 functions and no problem", exe, rep.Functions, rep.Problems, err)
+	}
+	obj := winetest.Testdata(t, "pe/go-gcc-amd64-mingw-obj")
+	if _, err := verifyImage(obj, 0); err == nil || !strings.Contains(err.Error(), obj) {
+		t.Errorf("%s: error %v, want one that names the file", obj, err)
+	}
+	// The zero-filled .text of the LLDB fixture contradicts its unwind
+	// codes; --max-problems keeps the first ones.
+	lldb := winetest.Testdata(t, "pe/lldb-pecallframeinfo.exe")
+	rep, err = verifyImage(lldb, 2)
+	if err != nil || len(rep.Problems) != 2 || !rep.Truncated {
+		t.Errorf("%s with --max-problems 2: %d problems, truncated %v, error %v", lldb, len(rep.Problems), rep.Truncated, err)
 	}
 }
