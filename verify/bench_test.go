@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/fntable/fntable/internal/winetest"
 )
 
 // benchImages adds images to BenchmarkImage, for example the largest image
@@ -23,7 +21,8 @@ func BenchmarkImage(b *testing.B) {
 	if *benchImages != "" {
 		names = strings.Split(*benchImages, ",")
 	}
-	names = append(names, winetest.Testdata(b, "pe/symbolic-CrashWithException.exe"))
+	// The shared MSVC image, from this package's directory.
+	names = append(names, filepath.Join("..", "..", "shared", "testdata", "pe", "symbolic-CrashWithException.exe"))
 	if dir := wineDLLDir(); dir != "" {
 		names = append(names, filepath.Join(dir, "ntdll.dll"), filepath.Join(dir, "msvcr120.dll"))
 	}

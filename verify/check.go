@@ -84,12 +84,6 @@ const (
 	dataOff                      // a jump table holds this byte
 )
 
-func newFnCheck(c *Checker, code []byte, base uint64, fn unwindinfo.RuntimeFunction) *fnCheck {
-	f := new(fnCheck)
-	f.reset(c, code, base, fn)
-	return f
-}
-
 // reset makes f the check of another entry, keeping its buffers.
 func (f *fnCheck) reset(c *Checker, code []byte, base uint64, fn unwindinfo.RuntimeFunction) {
 	if len(code) > MaxCodeSize {
@@ -526,12 +520,11 @@ func (f *fnCheck) prolog() {
 			f.matchSetFP(c, insts[:at+1])
 		default:
 			p := &insts[at]
-			text := f.asmAt(p.off)
 			switch {
 			case p.used || p.eff.kind == effNone:
-				f.problem(p.off, KindExtraCode, "%s at %#x, but the instruction is %s, which needs no other code", codeText(info, c), c.Offset, text)
+				f.problem(p.off, KindExtraCode, "%s at %#x, but the instruction is %s, which needs no other code", codeText(info, c), c.Offset, f.asmAt(p.off))
 			case !f.matches(c, p.eff):
-				f.problem(p.off, KindCodeMismatch, "%s at %#x, but the instruction is %s", codeText(info, c), c.Offset, text)
+				f.problem(p.off, KindCodeMismatch, "%s at %#x, but the instruction is %s", codeText(info, c), c.Offset, f.asmAt(p.off))
 				p.used = true
 			default:
 				p.used = true
@@ -756,7 +749,13 @@ func (f *fnCheck) jumpTables(atStart bool) []int {
 		if v >= lo && v < hi {
 			return v, true
 		}
-		return v, v != 0 && f.sameFunction(f.base+uint64(v)) && v-lo >= uint32(len(f.code))
+		if v == 0 || f.c.Functions == nil {
+			return v, false
+		}
+		if _, _, ok := f.c.Functions.LookupFunctionEntry(f.base + uint64(v)); !ok {
+			return v, false // the quick test: no entry holds it
+		}
+		return v, f.sameFunction(f.base+uint64(v)) && v-lo >= uint32(len(f.code))
 	}
 	off := int((4 - (f.begin & 3)) & 3)
 	for off+8 <= len(f.code) {
@@ -788,8 +787,8 @@ func (f *fnCheck) jumpTables(atStart bool) []int {
 }
 
 // leave records that control leaves the entry with state st for the code
-// at offset t, if that is the start of a chained entry of the table being
-// checked.
+// at offset t, if that is the start of another entry of this function
+// (chained to it), in the table being checked.
 func (f *fnCheck) leave(t int, st *state) {
 	if f.flows == nil || f.c.Functions == nil || f.c.Memory == nil {
 		return
@@ -803,7 +802,11 @@ func (f *fnCheck) leave(t int, st *state) {
 	if _, err := f.c.Memory.ReadMemory(h[:], f.base+uint64(tfn.UnwindData)); err != nil {
 		return
 	}
-	if unwindinfo.Flags(h[0]>>3)&unwindinfo.UNW_FLAG_CHAININFO != 0 {
+	if unwindinfo.Flags(h[0]>>3)&unwindinfo.UNW_FLAG_CHAININFO == 0 {
+		return
+	}
+	// Only a part of this function continues this frame.
+	if p, _, err := f.primaryOf(*tfn); err == nil && p.BeginAddress == f.primary.BeginAddress {
 		f.flows.add(addr, st)
 	}
 }
@@ -903,8 +906,10 @@ func (f *fnCheck) sameEverywhere(off int) bool {
 		return 0
 	}
 	switch b0, b1 := at(0), at(1); {
-	case b0&0xf0 == 0x40: // REX: add rsp, lea rsp, pop, jmp r/m64
-		if b1&0xf8 == 0x58 || b1 == 0x8d || b1 == 0xff || (b1 == 0x83 || b1 == 0x81) && at(2) == 0xc4 {
+	case b0&0xf0 == 0x40: // REX: add rsp, lea rsp, [r+disp], pop, jmp r/m64
+		b2 := at(2)
+		if b1&0xf8 == 0x58 || (b1 == 0x83 || b1 == 0x81) && b2 == 0xc4 ||
+			b1 == 0x8d && (b2&0xf8 == 0x60 || b2&0xf8 == 0xa0) || b1 == 0xff && b2&0x38 == 0x20 {
 			return false
 		}
 	case b0&0xf8 == 0x58, b0 == 0xc2, b0 == 0xc3, b0 == 0xf3, b0 == 0xf2, b0 == 0xeb, b0 == 0xe9, b0 == 0xff && b1 == 0x25:

@@ -621,9 +621,6 @@ func asm(in *x86asm.Inst, pc uint64) string {
 // registers through it in the fragments that follow.
 type flows struct {
 	at map[uint64]flow
-	// scratch is the check of the table's current entry, whose buffers
-	// serve the next.
-	scratch fnCheck
 }
 
 // flow is what all the ways into one address agree on: the whole state

@@ -4,6 +4,8 @@ import (
 	"debug/pe"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 
 	"github.com/fntable/fntable/peimage"
 	"github.com/fntable/fntable/unwind"
@@ -16,6 +18,12 @@ import (
 // when c.Executable is set, in executable memory. All-zero entries, which
 // some linkers leave, are skipped. If c.Functions is nil the table itself
 // serves as the function table.
+//
+// The entries of one function (a primary entry and the chained entries
+// that lead to it) are checked in table order, so that a fragment starts
+// with the state its parent's code reaches it with; with c.Workers > 1
+// and no c.MaxProblems, functions are checked on that many goroutines.
+// The report is the same either way.
 func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi uint32) (Report, error) {
 	rep := Report{Problems: []Problem{}}
 	cc := *c
@@ -28,19 +36,16 @@ func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi ui
 			entries[fn.BeginAddress] = fn
 		}
 	}
-	full := func() bool {
-		if c.MaxProblems > 0 && len(rep.Problems) >= c.MaxProblems {
-			rep.Problems = rep.Problems[:c.MaxProblems]
-			rep.Truncated = true
-			return true
-		}
-		return false
+	// The table checks, and which entries have code to check and of
+	// which function.
+	pre := make([][]Problem, len(fns))
+	check := make([]bool, len(fns))
+	primary := make([]uint32, len(fns))
+	add := func(i int, kind Kind, format string, args ...any) {
+		pre[i] = append(pre[i], Problem{Function: base + uint64(fns[i].BeginAddress), Kind: kind, Message: fmt.Sprintf(format, args...)})
 	}
-	add := func(fn unwindinfo.RuntimeFunction, kind Kind, format string, args ...any) {
-		rep.Problems = append(rep.Problems, Problem{Function: base + uint64(fn.BeginAddress), Kind: kind, Message: fmt.Sprintf(format, args...)})
-	}
-	var fl flows
 	var prev unwindinfo.RuntimeFunction
+	scratch := new(fnCheck)
 	for i, fn := range fns {
 		if fn == (unwindinfo.RuntimeFunction{}) {
 			continue
@@ -48,52 +53,127 @@ func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi ui
 		if i > 0 && prev != (unwindinfo.RuntimeFunction{}) {
 			switch {
 			case fn.BeginAddress < prev.BeginAddress:
-				add(fn, KindTableOrder, "entry %d [%#x, %#x) comes after [%#x, %#x): the table is not sorted", i, fn.BeginAddress, fn.EndAddress, prev.BeginAddress, prev.EndAddress)
+				add(i, KindTableOrder, "entry %d [%#x, %#x) comes after [%#x, %#x): the table is not sorted", i, fn.BeginAddress, fn.EndAddress, prev.BeginAddress, prev.EndAddress)
 			case fn.BeginAddress < prev.EndAddress:
-				add(fn, KindTableOverlap, "entry %d [%#x, %#x) overlaps [%#x, %#x)", i, fn.BeginAddress, fn.EndAddress, prev.BeginAddress, prev.EndAddress)
+				add(i, KindTableOverlap, "entry %d [%#x, %#x) overlaps [%#x, %#x)", i, fn.BeginAddress, fn.EndAddress, prev.BeginAddress, prev.EndAddress)
 			}
 		}
 		prev = fn
 		switch {
 		case fn.EndAddress <= fn.BeginAddress:
-			add(fn, KindTableRange, "entry %d [%#x, %#x) is empty", i, fn.BeginAddress, fn.EndAddress)
+			add(i, KindTableRange, "entry %d [%#x, %#x) is empty", i, fn.BeginAddress, fn.EndAddress)
 			continue
 		case fn.BeginAddress < lo || hi != 0 && fn.EndAddress > hi:
-			add(fn, KindTableRange, "entry %d [%#x, %#x) lies outside the code range [%#x, %#x)", i, fn.BeginAddress, fn.EndAddress, lo, hi)
+			add(i, KindTableRange, "entry %d [%#x, %#x) lies outside the code range [%#x, %#x)", i, fn.BeginAddress, fn.EndAddress, lo, hi)
 			continue
 		case c.Executable != nil && (!c.Executable(base+uint64(fn.BeginAddress)) || !c.Executable(base+uint64(fn.EndAddress)-1)):
-			add(fn, KindTableRange, "entry %d [%#x, %#x) is not in executable memory", i, fn.BeginAddress, fn.EndAddress)
+			add(i, KindTableRange, "entry %d [%#x, %#x) is not in executable memory", i, fn.BeginAddress, fn.EndAddress)
 			continue
 		}
+		check[i], primary[i] = true, fn.BeginAddress
+		scratch.reset(&cc, nil, base, fn)
 		if !fn.Indirect() {
-			fc := newFnCheck(&cc, nil, base, fn)
-			if info, err := fc.readInfo(fn.UnwindData); err == nil {
+			if info, err := scratch.readInfo(fn.UnwindData); err == nil {
 				if info.Flags&unwindinfo.UNW_FLAG_CHAININFO != 0 {
 					p, ok := entries[info.Chained.BeginAddress]
 					if !ok || p != info.Chained {
-						add(fn, KindChain, "chained to [%#x, %#x) unwind %#x, which is not an entry of the table", info.Chained.BeginAddress, info.Chained.EndAddress, info.Chained.UnwindData)
+						add(i, KindChain, "chained to [%#x, %#x) unwind %#x, which is not an entry of the table", info.Chained.BeginAddress, info.Chained.EndAddress, info.Chained.UnwindData)
 					}
 				} else if info.Flags.HasHandler() && c.Executable != nil && !c.Executable(base+uint64(info.Handler)) {
-					add(fn, KindHandler, "handler %#x is not in executable memory", info.Handler)
+					add(i, KindHandler, "handler %#x is not in executable memory", info.Handler)
 				}
 			}
 		}
-		r, err := cc.function(nil, base, fn, &fl)
-		if err != nil {
-			add(fn, KindUnwindInfo, "%v", err)
-		}
-		rep.Add(r)
-		if full() {
-			return rep, nil
+		if r, err := scratch.resolve(fn); err == nil {
+			if p, _, err := scratch.primaryOf(r); err == nil {
+				primary[i] = p.BeginAddress
+			}
 		}
 	}
-	full()
+	// The entry checks.
+	reps := make([]Report, len(fns))
+	errs := make([]error, len(fns))
+	run := func(group []int, scratch *fnCheck) {
+		var fl flows
+		for _, i := range group {
+			reps[i], errs[i] = cc.function(nil, base, fns[i], &fl, scratch)
+		}
+	}
+	merge := func(i int) bool {
+		rep.Problems = append(rep.Problems, pre[i]...)
+		if errs[i] != nil {
+			rep.Problems = append(rep.Problems, Problem{Function: base + uint64(fns[i].BeginAddress), Kind: KindUnwindInfo, Message: errs[i].Error()})
+		}
+		rep.Add(reps[i])
+		if c.MaxProblems > 0 && len(rep.Problems) >= c.MaxProblems {
+			rep.Problems = rep.Problems[:c.MaxProblems]
+			rep.Truncated = true
+			return false
+		}
+		return true
+	}
+	if c.Workers <= 1 || c.MaxProblems > 0 {
+		// In table order, stopping at MaxProblems: one function's entries
+		// are still checked in order, each with the states of the
+		// function's entries before it.
+		flowsOf := map[uint32]*flows{}
+		for i := range fns {
+			if check[i] {
+				fl := flowsOf[primary[i]]
+				if fl == nil {
+					fl = new(flows)
+					flowsOf[primary[i]] = fl
+				}
+				reps[i], errs[i] = cc.function(nil, base, fns[i], fl, scratch)
+			}
+			if !merge(i) {
+				return rep, nil
+			}
+		}
+		return rep, nil
+	}
+	groupOf := map[uint32]int{}
+	var groups [][]int
+	for i := range fns {
+		if !check[i] {
+			continue
+		}
+		g, ok := groupOf[primary[i]]
+		if !ok {
+			g = len(groups)
+			groupOf[primary[i]] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	next := make(chan []int)
+	var wg sync.WaitGroup
+	for range min(c.Workers, len(groups)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scratch := new(fnCheck)
+			for g := range next {
+				run(g, scratch)
+			}
+		}()
+	}
+	for _, g := range groups {
+		next <- g
+	}
+	close(next)
+	wg.Wait()
+	for i := range fns {
+		if !merge(i) {
+			break
+		}
+	}
 	return rep, nil
 }
 
 // Image checks the function table of the PE32+ x64 image in r, mapped at
-// its preferred base: entries must lie in executable sections, and so must
-// handlers. The image is read into memory first (its headers and
+// its preferred base, on GOMAXPROCS goroutines: entries must lie in
+// executable sections, and so must handlers. The image is read into memory first (its headers and
 // sections, up to [MaxImageSize] bytes; a larger one is read as needed).
 func Image(r io.ReaderAt, maxProblems int) (Report, error) {
 	f, err := peimage.NewFile(r)
@@ -106,7 +186,7 @@ func Image(r io.ReaderAt, maxProblems int) (Report, error) {
 	}
 	base := f.ImageBase()
 	exec := executable(pf)
-	c := &Checker{Memory: f.Memory(base), MaxProblems: maxProblems}
+	c := &Checker{Memory: f.Memory(base), MaxProblems: maxProblems, Workers: runtime.GOMAXPROCS(0)}
 	c.Executable = func(addr uint64) bool { return addr >= base && addr-base < 1<<32 && exec(uint32(addr-base)) }
 	if m := mapImage(f, pf); m != nil {
 		c.Memory = m

@@ -150,6 +150,10 @@ type Checker struct {
 	// MaxProblems, if positive, stops a table check after that many
 	// problems (Report.Truncated is then set).
 	MaxProblems int
+	// Workers, if more than 1 and MaxProblems is not set, is how many
+	// goroutines a table check uses. Memory and Functions must then be
+	// safe for concurrent use.
+	Workers int
 }
 
 // MaxCodeSize bounds the code of one entry that is checked. Larger entries
@@ -169,12 +173,13 @@ func Function(code []byte, base uint64, fn unwindinfo.RuntimeFunction, mem unwin
 // Function checks one entry, like the function [Function]. code may be
 // nil: it is then read from c.Memory.
 func (c *Checker) Function(code []byte, base uint64, fn unwindinfo.RuntimeFunction) (Report, error) {
-	return c.function(code, base, fn, nil)
+	return c.function(code, base, fn, nil, nil)
 }
 
 // function is Function; fl, if not nil, carries the states in which the
-// entries checked before left for later ones.
-func (c *Checker) function(code []byte, base uint64, fn unwindinfo.RuntimeFunction, fl *flows) (Report, error) {
+// entries of the same function checked before left for later ones;
+// scratch, if not nil, is reused for the check.
+func (c *Checker) function(code []byte, base uint64, fn unwindinfo.RuntimeFunction, fl *flows, scratch *fnCheck) (Report, error) {
 	rep := Report{Problems: []Problem{}}
 	if code == nil {
 		var err error
@@ -182,13 +187,11 @@ func (c *Checker) function(code []byte, base uint64, fn unwindinfo.RuntimeFuncti
 			return rep, err
 		}
 	}
-	var fc *fnCheck
-	if fl != nil {
-		fc = &fl.scratch
-		fc.reset(c, code, base, fn)
-	} else {
-		fc = newFnCheck(c, code, base, fn)
+	fc := scratch
+	if fc == nil {
+		fc = new(fnCheck)
 	}
+	fc.reset(c, code, base, fn)
 	fc.flows = fl
 	fc.run()
 	rep.Functions = 1
