@@ -10,7 +10,8 @@ import (
 // FuzzFunction checks arbitrary code against arbitrary unwind information:
 // no panic, and a bounded amount of work (the fuzzer's per-input time).
 // The entry is [0, len(code)) at base 0x10000; the unwind information
-// lies after the code, at an RVA the input chooses.
+// lies after the code, at an RVA the input chooses. The code is also
+// checked as a table of two entries.
 func FuzzFunction(f *testing.F) {
 	// push rbx; sub rsp, 0x20; ... add rsp, 0x20; pop rbx; ret, with its
 	// UNWIND_INFO (prolog 5 bytes, ALLOC_SMALL 0x20 at 5, PUSH_NONVOL rbx at 1).
@@ -35,6 +36,20 @@ func FuzzFunction(f *testing.F) {
 		rep, err := Function(code, base, fn, mem)
 		if err == nil && rep.Functions != 1 {
 			t.Fatalf("report of %d functions for one entry", rep.Functions)
+		}
+		// The same code as a table of two entries (split where gap says),
+		// which the table check follows from one to the other, sequentially
+		// and on two goroutines.
+		split := 1 + uint32(gap)%uint32(len(code))
+		if split == uint32(len(code)) {
+			return
+		}
+		fns := []unwindinfo.RuntimeFunction{{BeginAddress: 0, EndAddress: split, UnwindData: infoRVA}, {BeginAddress: split, EndAddress: uint32(len(code)), UnwindData: infoRVA}}
+		one, err1 := (&Checker{Memory: mem}).Table(base, fns, 0, 0)
+		two, err2 := (&Checker{Memory: mem, Workers: 2}).Table(base, fns, 0, 0)
+		if (err1 == nil) != (err2 == nil) || len(one.Problems) != len(two.Problems) || one.Functions != two.Functions {
+			t.Fatalf("one goroutine: %d functions, %d problems, %v; two: %d functions, %d problems, %v",
+				one.Functions, len(one.Problems), err1, two.Functions, len(two.Problems), err2)
 		}
 	})
 }
