@@ -42,7 +42,7 @@ type fnCheck struct {
 	ninst int
 
 	// Buffers of the traversal, kept for the next entry of a table.
-	seen  []uint8 // per offset: visitedOff, coveredOff
+	seen  []uint8 // per offset: visitedOff, coveredOff, dataOff
 	stack []work
 	insts []prologInst
 

@@ -1,6 +1,6 @@
 // Package verify checks that Windows x64 unwind information describes the
 // machine code it belongs to: that every unwind code matches the prolog
-// instruction ending at its offset, that every exit of a function is an
+// instruction it describes, that every exit of a function is an
 // epilog the Windows unwinder recognizes, and that at every instruction
 // boundary the Windows unwinder (emulated by package unwind) finds the same
 // caller state as a symbolic execution of the code.
