@@ -15,8 +15,10 @@
 #   eu-stack -q -p PID
 #   gdb -nx -batch -iex 'set debuginfod enabled off' -p PID -ex 'thread apply all bt'
 #   $FNTABLE PID   (default: "fntable stack --no-symbols", with fntable built
-#                   from ./cmd/fntable into the temporary directory, static:
-#                   CGO_ENABLED=0, which starts about 3 ms sooner here)
+#                   from ./cmd/fntable into the temporary directory as
+#                   go build makes it; CGO_ENABLED=0 no longer makes it
+#                   static, as the provider loader (purego) links libc
+#                   either way, and it starts slower)
 #   eu-stack -p PID and fntable stack PID: the same with function names
 #                   (eu-stack) and with names, inline frames and lines (fntable)
 # and, for the start-up floor, /bin/true, a Go hello world and fntable help.
@@ -66,7 +68,7 @@ gcc -g -pthread -O1 -fomit-frame-pointer -o "$work/threads" "$root/internal/test
 
 fnt=
 if [ -z "${FNTABLE:-}" ]; then
-	(cd "$root" && CGO_ENABLED=0 go build -o "$work/fntable" ./cmd/fntable)
+	(cd "$root" && go build -o "$work/fntable" ./cmd/fntable)
 	fnt=$work/fntable
 	FNTABLE="$fnt stack --no-symbols"
 fi
