@@ -44,52 +44,12 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-readobj=
-for r in llvm-readobj llvm-readobj-19 llvm-readobj-18 llvm-readobj-17 llvm-readobj-16 llvm-readobj-15 llvm-readobj-14; do
-	if command -v "$r" >/dev/null 2>&1; then
-		readobj=$(command -v "$r")
-		break
-	fi
-done
-if [ -z "$readobj" ]; then
-	echo "$0: needs llvm-readobj (Debian: apt-get install -y --no-install-recommends llvm-14)" >&2
-	exit 1
-fi
-for tool in hyperfine go /usr/bin/time; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "$0: needs $tool (Debian: apt-get install -y --no-install-recommends hyperfine time)" >&2
-		exit 1
-	fi
-done
-
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-if [ -n "$keep" ]; then
-	mkdir -p "$keep"
-	work=$(cd "$keep" && pwd)
-else
-	work=$(mktemp -d)
-	trap 'rm -rf "$work"' EXIT
-fi
+. "$(dirname "$0")/npmimage.sh"
 
 if [ -z "$image" ]; then
-	cache=${XDG_CACHE_HOME:-$HOME/.cache}/fntable/bench/biome-$version
-	image=$cache/package/biome.exe
-	if [ ! -f "$image" ]; then
-		if ! command -v npm >/dev/null 2>&1; then
-			echo "$0: needs npm to fetch @biomejs/cli-win32-x64@$version (or give -image FILE)" >&2
-			exit 1
-		fi
-		mkdir -p "$cache"
-		(cd "$cache" && npm pack --silent "@biomejs/cli-win32-x64@$version" >/dev/null && tar xzf biomejs-cli-win32-x64-"$version".tgz)
-	fi
+	image=$(fetch biome @biomejs/cli-win32-x64 "$version")/package/biome.exe
 fi
-
-fnt=$bin
-if [ -z "$fnt" ]; then
-	fnt=$work/fntable
-	(cd "$root" && go build -o "$fnt" ./cmd/fntable)
-fi
+build_fntable
 
 # Check what is measured: every entry listed, as text and JSON.
 "$fnt" unwindinfo "$image" >"$work/list.txt"

@@ -46,59 +46,12 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-readobj=
-for r in llvm-readobj llvm-readobj-19 llvm-readobj-18 llvm-readobj-17 llvm-readobj-16 llvm-readobj-15 llvm-readobj-14; do
-	if command -v "$r" >/dev/null 2>&1; then
-		readobj=$(command -v "$r")
-		break
-	fi
-done
-if [ -z "$readobj" ]; then
-	echo "$0: needs llvm-readobj (Debian: apt-get install -y --no-install-recommends llvm-14)" >&2
-	exit 1
-fi
-for tool in hyperfine go /usr/bin/time; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "$0: needs $tool (Debian: apt-get install -y --no-install-recommends hyperfine time)" >&2
-		exit 1
-	fi
-done
-
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-if [ -n "$keep" ]; then
-	mkdir -p "$keep"
-	work=$(cd "$keep" && pwd)
-else
-	work=$(mktemp -d)
-	trap 'rm -rf "$work"' EXIT
-fi
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/fntable/bench
-
-# fetch DIR PACKAGE VERSION: unpacks PACKAGE@VERSION into $cache/DIR-VERSION
-# once and prints the directory.
-fetch() {
-	local dir=$cache/$1-$3
-	if [ ! -d "$dir/package" ]; then
-		if ! command -v npm >/dev/null 2>&1; then
-			echo "$0: needs npm to fetch $2@$3 (or give -image FILE)" >&2
-			exit 1
-		fi
-		mkdir -p "$dir"
-		(cd "$dir" && npm pack --silent "$2@$3" >/dev/null && tar xzf ./*.tgz)
-	fi
-	echo "$dir"
-}
+. "$(dirname "$0")/npmimage.sh"
 
 if [ -z "$image" ]; then
 	image=$(fetch biome @biomejs/cli-win32-x64 2.6.9)/package/biome.exe
 fi
-
-fnt=$bin
-if [ -z "$fnt" ]; then
-	fnt=$work/fntable
-	(cd "$root" && go build -o "$fnt" ./cmd/fntable)
-fi
+build_fntable
 
 # Check what is measured: every entry checked, llvm-readobj reads them all.
 "$fnt" verify --json "$image" >"$work/verify.json" || true
