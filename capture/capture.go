@@ -119,6 +119,8 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 		opts.StackLimit = DefaultStackLimit
 	}
 	lists, _ := remote.Find(pid) // Stop says why when the maps cannot be read
+	g := &gatherer{pid: pid, opts: opts, sum: &Summary{Pid: pid, Full: opts.Full}}
+	g.machine = readMachine(g.logf)
 	sopts := live.StopOptions{}
 	if len(lists) > 0 {
 		sopts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
@@ -132,7 +134,7 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 	if testHookStopped != nil {
 		testHookStopped(pid)
 	}
-	g := &gatherer{pid: pid, st: st, opts: opts, sum: &Summary{Pid: pid, Full: opts.Full}}
+	g.st = st
 	c, err := g.gather()
 	if err != nil {
 		return nil, fmt.Errorf("capture process %d: %w", pid, err)
@@ -182,8 +184,9 @@ type gatherer struct {
 	opts Options
 	sum  *Summary
 
-	maps  []procmaps.Line // the process's mappings, in address order
-	spans spanSet         // memory to keep (without Full)
+	machine machine         // read before the process was stopped
+	maps    []procmaps.Line // the process's mappings, in address order
+	spans   spanSet         // memory to keep (without Full)
 }
 
 func (g *gatherer) logf(format string, args ...any) {
@@ -208,7 +211,7 @@ func (g *gatherer) gather() (*minidump.Content, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.SystemInfo = systemInfo()
+	c.SystemInfo = g.machine.info
 	c.Streams = g.procStreams(mapsText)
 
 	// The walks, with every byte they read recorded.
@@ -366,18 +369,15 @@ func (g *gatherer) procStreams(maps []byte) []minidump.RawStream {
 		{minidump.BreakpadLinuxAuxvStream, procPath(g.pid, "auxv")},
 		{minidump.BreakpadLinuxCmdLineStream, procPath(g.pid, "cmdline")},
 		{minidump.BreakpadLinuxEnvironStream, procPath(g.pid, "environ")},
-		{minidump.BreakpadLinuxCPUInfoStream, "/proc/cpuinfo"},
-		{minidump.BreakpadLinuxLSBReleaseStream, "/etc/lsb-release"},
 	} {
 		b, err := os.ReadFile(f.path)
 		if err != nil {
-			if !errors.Is(err, os.ErrNotExist) || f.t != minidump.BreakpadLinuxLSBReleaseStream {
-				g.logf("%v", err)
-			}
+			g.logf("%v", err)
 			continue
 		}
 		out = append(out, minidump.RawStream{Type: f.t, Data: b})
 	}
+	out = append(out, g.machine.streams...)
 	g.sum.Streams = len(out)
 	return out
 }

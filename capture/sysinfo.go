@@ -3,6 +3,7 @@ package capture
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,10 +21,38 @@ var cpuidEDX1 = [32]string{
 	"fxsr", "sse", "sse2", "ss", "ht", "tm", "ia64", "pbe",
 }
 
+// machine is what a dump says of this machine rather than of the
+// process: read before the process is stopped, as it does not change
+// while it is.
+type machine struct {
+	info    minidump.WriteSystemInfo
+	streams []minidump.RawStream // /proc/cpuinfo and /etc/lsb-release, as they are
+}
+
+// readMachine reads the machine's part of a dump; logf hears of a file
+// that cannot be read (a missing /etc/lsb-release is not news).
+func readMachine(logf func(format string, args ...any)) machine {
+	var m machine
+	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		logf("%v", err)
+	} else {
+		m.streams = append(m.streams, minidump.RawStream{Type: minidump.BreakpadLinuxCPUInfoStream, Data: cpuinfo})
+	}
+	if lsb, err := os.ReadFile("/etc/lsb-release"); err == nil {
+		m.streams = append(m.streams, minidump.RawStream{Type: minidump.BreakpadLinuxLSBReleaseStream, Data: lsb})
+	} else if !errors.Is(err, os.ErrNotExist) {
+		logf("%v", err)
+	}
+	m.info = systemInfo(cpuinfo)
+	return m
+}
+
 // systemInfo describes this machine as Breakpad's Linux writer does: the
 // kernel release in the version numbers and the uname line in
-// CSDVersion; the CPU from /proc/cpuinfo.
-func systemInfo() minidump.WriteSystemInfo {
+// CSDVersion; the CPU from cpuinfo, the contents of /proc/cpuinfo (nil
+// if it could not be read).
+func systemInfo(cpuinfo []byte) minidump.WriteSystemInfo {
 	si := minidump.WriteSystemInfo{PlatformID: minidump.MD_OS_LINUX, NumberOfProcessors: uint8(min(runtime.NumCPU(), 255))}
 	sysname, release, version, machine := uname()
 	si.CSDVersion = strings.Join(nonEmpty(sysname, release, version, machine), " ")
@@ -34,11 +63,10 @@ func systemInfo() minidump.WriteSystemInfo {
 			*p = uint32(n)
 		}
 	}
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
+	if cpuinfo == nil {
 		return si
 	}
-	cpu := parseCPUInfo(b)
+	cpu := parseCPUInfo(cpuinfo)
 	copy(si.VendorID[:], cpu.vendor)
 	si.VersionInformation = cpu.signature()
 	si.FeatureInformation = cpu.features
