@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fntable/fntable/functable/record"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -225,7 +226,7 @@ func dllUTF16(dll string) ([]uint16, error) {
 // filetime converts t's registration time to FILETIME.
 func (t *Table) filetime() uint64 {
 	ns := t.registered.UnixNano()
-	return uint64(ns/100 + filetimeEpochDelta)
+	return uint64(ns/100 + record.FiletimeEpochDelta)
 }
 
 func (p *mapPublisher) add(t *Table) error {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf16"
 	"unsafe"
 
+	"github.com/fntable/fntable/functable/record"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -198,7 +199,7 @@ func TestPublishRecords(t *testing.T) {
 				t.Errorf("entry %d: %+v, want %+v", i, r.entries[i], want[i])
 			}
 		}
-		reg := time.Unix(0, (int64(r.ts)-filetimeEpochDelta)*100)
+		reg := time.Unix(0, (int64(r.ts)-record.FiletimeEpochDelta)*100)
 		if d := reg.Sub(t0); d < -time.Millisecond || d > time.Minute {
 			t.Errorf("timestamp %v, test started %v", reg, t0)
 		}

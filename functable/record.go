@@ -65,7 +65,3 @@ const (
 	DynamicFunctionTableSizeWin10 = record.DynamicFunctionTableSizeWin10
 	DynamicFunctionTableSizeWin11 = record.DynamicFunctionTableSizeWin11
 )
-
-// filetimeEpochDelta is the number of 100 ns intervals from 1601-01-01 to
-// 1970-01-01 (FILETIME to Unix time).
-const filetimeEpochDelta = 116444736000000000

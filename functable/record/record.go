@@ -33,6 +33,10 @@ const (
 // and [DecodePublishedRecord] for a record too short for its layout.
 var ErrShortRecord = errors.New("dynamic function table record too short")
 
+// FiletimeEpochDelta is the number of 100 ns intervals from 1601-01-01,
+// the epoch of a FILETIME such as TimeStamp, to 1970-01-01 (Unix time).
+const FiletimeEpochDelta = 116444736000000000
+
 // DynamicFunctionTable is the x64 DYNAMIC_FUNCTION_TABLE: the record of a
 // registered table in ntdll's list (what a minidump's function-table
 // stream copies raw), and the record of a table in a published list (see

@@ -104,17 +104,13 @@ func (t *Table) Identifier() uint64 {
 	return 0
 }
 
-// filetimeEpochDelta is the number of 100 ns intervals from 1601-01-01 to
-// 1970-01-01.
-const filetimeEpochDelta = 116444736000000000
-
 // Registered returns TimeStamp as a time.
 func (t *Table) Registered() time.Time {
 	ft := int64(t.TimeStamp)
 	if ft < 0 {
 		ft = 0
 	}
-	ft -= filetimeEpochDelta
+	ft -= record.FiletimeEpochDelta
 	return time.Unix(ft/1e7, ft%1e7*100).UTC()
 }
 
