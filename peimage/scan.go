@@ -30,9 +30,8 @@ type TableScanner struct {
 	b     []byte // the entries of buf not yet returned
 	cur   unwindinfo.RuntimeFunction
 	n     int   // entries returned by Next
-	stop  bool  // read nothing more: a read failed
 	done  bool  // Next has returned false
-	rerr  error // the failed read
+	rerr  error // the failed read: nothing more is read
 	rerrN int   // index of the first entry of the failed read that was not read
 	err   error
 
@@ -115,7 +114,7 @@ func (s *TableScanner) Err() error { return s.err }
 // reading the rest of the table if Next has not yet returned false. The
 // checks run as the entries pass, in memory of fixed size, except for an
 // unsorted table: the overlaps of entries are then found in address
-// order, which Warnings reads the table again to sort, with 16 bytes an
+// order, which Warnings reads the table again to sort, with 24 bytes an
 // entry.
 func (s *TableScanner) Warnings() []Warning {
 	for s.Next() {
@@ -129,7 +128,7 @@ func (s *TableScanner) Warnings() []Warning {
 
 // fill reads the next entries into s.b and reports whether it holds one.
 func (s *TableScanner) fill() bool {
-	if s.stop || s.next >= s.count {
+	if s.rerr != nil || s.next >= s.count {
 		return false
 	}
 	f := s.f
@@ -139,7 +138,6 @@ func (s *TableScanner) fill() bool {
 	n -= n % unwindinfo.RuntimeFunctionSize
 	s.b = b[:n]
 	if err != nil {
-		s.stop = true
 		s.rerr = err
 		s.rerrN = int(s.next) + n/unwindinfo.RuntimeFunctionSize
 		s.tableWarnings.add(WarnTableTruncated, -1, "read function table entry %d at rva %#x: %v", s.rerrN,

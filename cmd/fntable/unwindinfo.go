@@ -32,7 +32,9 @@ order, offsets beyond the prolog, reserved operation info...) are listed
 as invalid, and also make the exit status 1.
 
 The listing is written as the entries are read: its memory does not grow
-with the size of the table.
+with the size of the table, except that the overlaps of an unsorted table
+(which linkers do not write) are checked in address order, at 24 bytes
+an entry.
 
 With --json the output is one JSON document:
 {"image_base": "0x...", "functions": [{"begin", "end", "unwind_data",
@@ -145,7 +147,8 @@ const listFlushSize = 64 << 10
 // listUnwindinfo lists the image file r, named name. It reads the function
 // table twice, entry by entry, and keeps none of it: first for the
 // warnings and the count, which come before the listing, then to list
-// each entry as it is described. Memory does not grow with the table.
+// each entry as it is described. Memory does not grow with the table but
+// for an unsorted one, whose overlaps are checked in address order.
 //
 // The JSON document is the one encoding/json writes, with an indent of
 // two spaces, for
