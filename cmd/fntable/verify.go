@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -119,19 +120,22 @@ The exit status is 1 when a problem is found.`,
 // with code and unwind information read from the process.
 func verifyProcess(pid int, p remote.Provider, maxProblems int, stderr io.Writer) (verify.Report, error) {
 	rep := verify.Report{Problems: []verify.Problem{}}
-	lists, err := remote.Find(pid)
+	// One read of the maps gives both the published lists and the
+	// executable mappings.
+	maps, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("read the mappings of process %d: %w", pid, err)
 	}
+	lists, err := remote.ParseMaps(bytes.NewReader(maps))
+	if err != nil {
+		return rep, fmt.Errorf("find function table lists of process %d: %w", pid, err)
+	}
+	exec := procmaps.ExecutableRanges(maps).Contains
 	mem, err := procmem.Open(pid)
 	if err != nil {
 		return rep, err
 	}
 	defer mem.Close()
-	exec, err := executableMappings(pid)
-	if err != nil {
-		return rep, err
-	}
 	for _, m := range lists {
 		snap, err := remote.Read(mem, m)
 		if err != nil {
@@ -166,16 +170,6 @@ func verifyProcess(pid int, p remote.Provider, maxProblems int, stderr io.Writer
 	return rep, nil
 }
 
-// executableMappings returns a test of whether an address is in an
-// executable mapping of process pid.
-func executableMappings(pid int) (func(uint64) bool, error) {
-	maps, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
-	if err != nil {
-		return nil, err
-	}
-	return procmaps.ExecutableRanges(maps).Contains, nil
-}
-
 // verifyImage checks a PE image file.
 func verifyImage(name string, maxProblems int) (verify.Report, error) {
 	fh, err := os.Open(name)
@@ -207,7 +201,7 @@ type verifyInput struct {
 func verifyLines(r io.Reader, maxProblems int) (verify.Report, error) {
 	total := verify.Report{Problems: []verify.Problem{}}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
 	for sc.Scan() {
 		line++
