@@ -409,11 +409,7 @@ func (f *File) Symbols() []symfile.Symbol {
 				f.syms = nil
 			}
 		}()
-		syms, err := f.f.Symbols()
-		fromSymtab := err == nil && len(syms) > 0
-		if !fromSymtab {
-			syms, _ = f.f.DynamicSymbols()
-		}
+		syms, fromSymtab := elfSymbols(f.f)
 		out := make([]symfile.Symbol, 0, len(syms))
 		for _, s := range syms {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {
@@ -509,4 +505,15 @@ func unversioned(name string) (base string, ok bool) {
 		return name, false
 	}
 	return name[:i], true
+}
+
+// elfSymbols returns the ELF symbols of ef: .symtab's (fromSymtab), or
+// .dynsym's when the file was stripped of .symtab.
+func elfSymbols(ef *elf.File) (syms []elf.Symbol, fromSymtab bool) {
+	syms, err := ef.Symbols()
+	if err == nil && len(syms) > 0 {
+		return syms, true
+	}
+	syms, _ = ef.DynamicSymbols()
+	return syms, false
 }

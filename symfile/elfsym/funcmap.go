@@ -82,10 +82,7 @@ func newFunctionMap(ef *elf.File) (m *FunctionMap) {
 			m = &FunctionMap{}
 		}
 	}()
-	syms, err := ef.Symbols()
-	if err != nil || len(syms) == 0 {
-		syms, _ = ef.DynamicSymbols()
-	}
+	syms, _ := elfSymbols(ef)
 	fs := make([]symfile.Symbol, 0, len(syms))
 	for _, s := range syms {
 		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || int(s.Section) >= len(ef.Sections) {

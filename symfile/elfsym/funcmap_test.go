@@ -68,10 +68,7 @@ func TestFunctionMapLLVM(t *testing.T) {
 			if m.Len() == 0 {
 				t.Fatal("empty map")
 			}
-			syms, err := f.f.Symbols()
-			if err != nil || len(syms) == 0 {
-				syms, _ = f.f.DynamicSymbols()
-			}
+			syms, _ := elfSymbols(f.f)
 			starts := map[uint64]int{}
 			for _, s := range syms {
 				if s.Section != elf.SHN_UNDEF && s.Section < elf.SHN_LORESERVE && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
