@@ -47,6 +47,10 @@ func (e epilogCode) i32(i int) int32 {
 	return int32(uint32(e.at(i)) | uint32(e.at(i+1))<<8 | uint32(e.at(i+2))<<16 | uint32(e.at(i+3))<<24)
 }
 
+// MayStartEpilog reports whether an epilog RtlVirtualUnwind recognizes can
+// start with the bytes b0 b1.
+func MayStartEpilog(b0, b1 byte) bool { return mayStartEpilog(b0, b1) }
+
 // mayStartEpilog reports whether an epilog can start with the bytes b0 b1:
 // a REX prefix before add, lea, pop or jmp; a pop; ret; rep ret; the F2
 // prefix; a jump. It is a quick test that rejects most body instructions.
@@ -216,6 +220,14 @@ func (u *Unwinder) samePrimary(r *reader, imageBase uint64, entry unwindinfo.Run
 		return 0, false
 	}
 	return uint64(p.BeginAddress), true
+}
+
+// PrimaryEntry follows indirect entries and chained unwind information
+// from fn, read from mem, to the primary entry, as the unwinder does.
+func PrimaryEntry(mem Memory, imageBase uint64, fn unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFunction, error) {
+	r := newReader(mem)
+	defer r.release()
+	return primaryEntry(&r, imageBase, fn)
 }
 
 // primaryEntry follows chained unwind information to the primary entry.

@@ -229,6 +229,14 @@ func (u *Unwinder) virtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn
 	return nil
 }
 
+// ResolveIndirect follows indirect entries (RUNTIME_FUNCTION_INDIRECT)
+// from fn, read from mem, as the unwinder does.
+func ResolveIndirect(mem Memory, imageBase uint64, fn unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFunction, error) {
+	r := newReader(mem)
+	defer r.release()
+	return resolveIndirect(&r, imageBase, fn)
+}
+
 // resolveIndirect follows indirect entries (RUNTIME_FUNCTION_INDIRECT).
 func resolveIndirect(r *reader, imageBase uint64, fn unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFunction, error) {
 	for i := 0; fn.Indirect(); i++ {

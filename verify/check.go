@@ -138,22 +138,6 @@ func (f *fnCheck) readInfo(rva uint32) (*unwindinfo.Info, error) {
 	return info, nil
 }
 
-// resolve follows an indirect entry.
-func (f *fnCheck) resolve(fn unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFunction, error) {
-	for i := 0; fn.Indirect(); i++ {
-		if i == unwindinfo.ChainLimit || f.c.Memory == nil {
-			return fn, fmt.Errorf("resolve indirect entry at %#x: %w", f.base+uint64(fn.BeginAddress), unwind.ErrIndirectLoop)
-		}
-		var b [unwindinfo.RuntimeFunctionSize]byte
-		addr := f.base + uint64(fn.UnwindData&^unwindinfo.RUNTIME_FUNCTION_INDIRECT)
-		if _, err := f.c.Memory.ReadMemory(b[:], addr); err != nil {
-			return fn, fmt.Errorf("resolve indirect entry at %#x: %w", addr, err)
-		}
-		fn, _ = unwindinfo.DecodeRuntimeFunction(b[:])
-	}
-	return fn, nil
-}
-
 // primaryOf follows the chain of fn to its primary entry.
 func (f *fnCheck) primaryOf(fn unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFunction, []*unwindinfo.Info, error) {
 	var infos []*unwindinfo.Info
@@ -176,15 +160,17 @@ func (f *fnCheck) primaryOf(fn unwindinfo.RuntimeFunction) (unwindinfo.RuntimeFu
 func (f *fnCheck) run() {
 	f.begin = f.base + uint64(f.fn.BeginAddress)
 	f.mem.code, f.mem.codeAddr = f.code, f.begin
-	fn, err := f.resolve(f.fn)
-	if err != nil {
-		f.problem(0, KindUnwindInfo, "%v", err)
-		return
+	if f.c.Memory != nil { // without it, readInfo below reports the problem
+		fn, err := unwind.ResolveIndirect(f.c.Memory, f.base, f.fn)
+		if err != nil {
+			f.problem(0, KindUnwindInfo, "%v", err)
+			return
+		}
+		f.fn = fn
 	}
-	f.fn = fn
 	f.begin = f.base + uint64(f.fn.BeginAddress)
 	f.mem.codeAddr = f.begin
-	primary, infos, err := f.primaryOf(fn)
+	primary, infos, err := f.primaryOf(f.fn)
 	if err != nil {
 		kind := KindUnwindInfo
 		if len(infos) > 0 {
@@ -661,12 +647,13 @@ func (f *fnCheck) traverse() {
 				}
 				f.ninst++
 				f.compare(off, &st, in)
-				pre := st
+				// exec leaves st unchanged for RET and JMP, so the exits
+				// below record the state before them.
 				st.exec(in, off < int(f.info.SizeOfProlog))
 				next := off + in.Len
 				switch {
 				case in.Op == x86asm.RET:
-					f.exits = append(f.exits, exit{off, next, pre, exitReturn})
+					f.exits = append(f.exits, exit{off, next, st, exitReturn})
 					next = -1
 				case in.Op == x86asm.IRETQ || in.Op == x86asm.IRETD || in.Op == x86asm.IRET ||
 					in.Op == x86asm.UD2 || in.Op == x86asm.INT || in.Op == x86asm.HLT:
@@ -676,25 +663,25 @@ func (f *fnCheck) traverse() {
 						t := next + int(r)
 						switch {
 						case t == 0 && !f.chained:
-							f.exits = append(f.exits, exit{off, next, pre, exitJump}) // recursive tail call
+							f.exits = append(f.exits, exit{off, next, st, exitJump}) // recursive tail call
 							next = -1
 						case t >= 0 && t < len(f.code) && t < int(f.fn.EndAddress-f.fn.BeginAddress):
 							next = t
 						default:
 							if !f.sameFunction(f.begin + uint64(int64(t))) {
-								f.exits = append(f.exits, exit{off, next, pre, exitJump})
+								f.exits = append(f.exits, exit{off, next, st, exitJump})
 							}
-							f.leave(t, &pre)
+							f.leave(t, &st)
 							next = -1
 						}
 					} else {
 						switch {
 						case tailJump(in):
-							f.exits = append(f.exits, exit{off, next, pre, exitJump})
-						case pre.frameDown():
+							f.exits = append(f.exits, exit{off, next, st, exitJump})
+						case st.frameDown():
 							// A tail call through a register, which the
 							// unwinder does not take for one.
-							f.exits = append(f.exits, exit{off, next, pre, exitUntagged})
+							f.exits = append(f.exits, exit{off, next, st, exitUntagged})
 						}
 						next = -1 // or a jump table: its targets are reached linearly
 					}
@@ -806,7 +793,7 @@ func (f *fnCheck) leave(t int, st *state) {
 		return
 	}
 	// Only a part of this function continues this frame.
-	if p, _, err := f.primaryOf(*tfn); err == nil && p.BeginAddress == f.primary.BeginAddress {
+	if p, err := unwind.PrimaryEntry(f.c.Memory, f.base, *tfn); err == nil && p.BeginAddress == f.primary.BeginAddress {
 		f.flows.add(addr, st)
 	}
 }
@@ -817,20 +804,20 @@ func tailJump(in *x86asm.Inst) bool {
 	if m, ok := in.Args[0].(x86asm.Mem); ok && m.Base == x86asm.RIP && m.Index == 0 {
 		return true
 	}
-	return in.Prefix[0]&0xff == 0x48 || slices.ContainsFunc(in.Prefix[:], func(p x86asm.Prefix) bool { return p&0xf0 == x86asm.PrefixREX && p&x86asm.PrefixREXW != 0 })
+	return slices.ContainsFunc(in.Prefix[:], func(p x86asm.Prefix) bool { return p&0xf0 == x86asm.PrefixREX && p&x86asm.PrefixREXW != 0 })
 }
 
 // sameFunction reports whether addr lies in another entry of this
 // function, not at its primary start ([clr] SameFunction).
 func (f *fnCheck) sameFunction(addr uint64) bool {
-	if f.c.Functions == nil {
+	if f.c.Functions == nil || f.c.Memory == nil {
 		return false
 	}
 	tfn, tbase, ok := f.c.Functions.LookupFunctionEntry(addr)
 	if !ok || tfn == nil || tbase != f.base {
 		return false
 	}
-	tp, _, err := f.primaryOf(*tfn)
+	tp, err := unwind.PrimaryEntry(f.c.Memory, f.base, *tfn)
 	if err != nil {
 		return false
 	}
@@ -891,10 +878,8 @@ type probe struct {
 // depends on the machine state only, not on off: off lies past the
 // prolog and past every code of the entry and its parents, so that all
 // codes apply, and the instruction there cannot begin a version 1 epilog
-// (the unwinder's instruction scan starts with add rsp, lea, pop, ret,
-// rep, the F2 prefix or a jump; unwind/epilog.go). Version 2 unwind
-// information, whose
-// epilogs are ranges of offsets, is never cached.
+// (unwind.MayStartEpilog). Version 2 unwind information, whose epilogs
+// are ranges of offsets, is never cached.
 func (f *fnCheck) sameEverywhere(off int) bool {
 	if f.info.Version != 1 || off < f.allApply || off >= len(f.code) {
 		return false
@@ -905,14 +890,7 @@ func (f *fnCheck) sameEverywhere(off int) bool {
 		}
 		return 0
 	}
-	switch b0, b1 := at(0), at(1); {
-	case b0&0xf0 == 0x40: // REX: add rsp, lea rsp, [r+disp], pop, jmp r/m64
-		b2 := at(2)
-		if b1&0xf8 == 0x58 || (b1 == 0x83 || b1 == 0x81) && b2 == 0xc4 ||
-			b1 == 0x8d && (b2&0xf8 == 0x60 || b2&0xf8 == 0xa0) || b1 == 0xff && b2&0x38 == 0x20 {
-			return false
-		}
-	case b0&0xf8 == 0x58, b0 == 0xc2, b0 == 0xc3, b0 == 0xf3, b0 == 0xf2, b0 == 0xeb, b0 == 0xe9, b0 == 0xff && b1 == 0x25:
+	if unwind.MayStartEpilog(at(0), at(1)) {
 		return false
 	}
 	pc := f.fn.BeginAddress + uint32(off)

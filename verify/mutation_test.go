@@ -251,10 +251,10 @@ func TestMutations(t *testing.T) {
 			}
 			// Problems where the generator says Windows cannot unwind
 			// anyway do not count.
-			bad := notUnwindable(&f.Entry)
+			expected := expectedProblem(&f.Entry)
 			found := false
 			for _, p := range rep.Problems {
-				if !(bad[p.Offset] && boundaryKind(p.Kind)) {
+				if !expected(p) {
 					found = true
 					kinds[m.name][p.Kind]++
 				}

@@ -248,6 +248,36 @@ func (st *state) store(r int, xmm bool, off int64) bool {
 	return true
 }
 
+// load records that r (xmm r if xmm) was loaded from the slot E − off,
+// if ok, or from elsewhere: a load from the slot that holds the caller's
+// value reloads it, which the register then holds until written again.
+func (st *state) load(r int, xmm bool, off int64, ok bool) {
+	s := &st.gpr[r]
+	if xmm {
+		s = &st.xmm[r]
+	}
+	reload := ok && s.w != inReg && s.slot == off
+	if xmm {
+		st.clobberXMM(r)
+	} else {
+		st.clobber(r)
+	}
+	if reload {
+		s.w = reloaded
+	}
+}
+
+// pop records that r was popped from the slot E − st.sp: if the
+// caller's value was saved there, r holds it again, as if never saved.
+func (st *state) pop(r int) {
+	restore := st.spOK && st.gpr[r].w != inReg && st.gpr[r].slot == st.sp
+	st.clobber(r)
+	if restore {
+		st.gpr[r] = save{}
+		st.dirty &^= 1 << r
+	}
+}
+
 // readOnlyFirst are operations whose first operand is not written.
 func readOnlyFirst(op x86asm.Op) bool {
 	switch op {
@@ -296,12 +326,7 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 		return effect{kind: effRSP}
 	case x86asm.POP:
 		if isR0 && w0 == 8 {
-			restore := st.spOK && st.gpr[r0].w != inReg && st.gpr[r0].slot == st.sp
-			st.clobber(r0)
-			if restore {
-				st.gpr[r0] = save{}
-				st.dirty &^= 1 << r0
-			}
+			st.pop(r0)
 			if st.spOK {
 				st.sp -= 8
 			}
@@ -327,12 +352,7 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 		} else {
 			st.spOK = false
 		}
-		restore := st.spOK && st.gpr[5].w != inReg && st.gpr[5].slot == st.sp
-		st.clobber(5)
-		if restore {
-			st.gpr[5] = save{}
-			st.dirty &^= 1 << 5
-		}
+		st.pop(5)
 		st.sp -= 8
 		return effect{kind: effRSP}
 	case x86asm.ENTER:
@@ -459,15 +479,8 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 				}
 				return effect{}
 			case x86asm.Mem:
-				reload := false
-				if w0 == 8 {
-					off, ok := st.addr(b)
-					reload = ok && st.gpr[r0].w != inReg && st.gpr[r0].slot == off
-				}
-				st.clobber(r0)
-				if reload {
-					st.gpr[r0].w = reloaded
-				}
+				off, ok := st.addr(b)
+				st.load(r0, false, off, ok && w0 == 8)
 				return effect{}
 			}
 		case x86asm.Mem:
@@ -494,15 +507,9 @@ func (st *state) exec(in *x86asm.Inst, prolog bool) effect {
 			return effect{}
 		case x86asm.Reg:
 			if x, ok := xmmReg(a); ok {
-				reload := false
-				if m, ok := a1.(x86asm.Mem); ok {
-					off, ok := st.addr(m)
-					reload = ok && st.xmm[x].w != inReg && st.xmm[x].slot == off
-				}
-				st.clobberXMM(x)
-				if reload {
-					st.xmm[x].w = reloaded
-				}
+				m, ok := a1.(x86asm.Mem)
+				off, ok2 := st.addr(m)
+				st.load(x, true, off, ok && ok2)
 				return effect{}
 			}
 		}

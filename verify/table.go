@@ -84,8 +84,8 @@ func (c *Checker) Table(base uint64, fns []unwindinfo.RuntimeFunction, lo, hi ui
 				}
 			}
 		}
-		if r, err := scratch.resolve(fn); err == nil {
-			if p, _, err := scratch.primaryOf(r); err == nil {
+		if c.Memory != nil {
+			if p, err := unwind.PrimaryEntry(c.Memory, base, fn); err == nil {
 				primary[i] = p.BeginAddress
 			}
 		}
@@ -228,17 +228,6 @@ func mapImage(f *peimage.File, pf *pe.File) *unwind.SplicedMemory {
 		}
 	}
 	return m
-}
-
-// ExecutableSections reads the section table of the PE image in r and
-// returns a function that reports whether an RVA lies in a section with
-// IMAGE_SCN_MEM_EXECUTE.
-func ExecutableSections(r io.ReaderAt) (func(rva uint32) bool, error) {
-	pf, err := pe.NewFile(r)
-	if err != nil {
-		return nil, fmt.Errorf("read section table: %w", err)
-	}
-	return executable(pf), nil
 }
 
 func executable(pf *pe.File) func(rva uint32) bool {
