@@ -10,6 +10,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/fntable/fntable/internal/binread"
+	"github.com/fntable/fntable/internal/blockcache"
 	"github.com/fntable/fntable/memory"
 )
 
@@ -156,14 +157,7 @@ type File struct {
 	closer io.Closer
 	dir    []Directory
 
-	blocks [numBlocks]block // cache of small reads, see readAt
-	evict  int              // the block to replace next
-}
-
-// block is a cached run of the file.
-type block struct {
-	off int64  // file offset of b[0], a multiple of blockSize; -1 if unused
-	b   []byte // blockSize bytes, fewer at the end of the file
+	cache *blockcache.Reader // of r, for small reads, see readAt
 }
 
 // Open opens the named minidump. Close closes it.
@@ -199,9 +193,7 @@ func (f *File) Close() error {
 // is allocated; otherwise sizes are bounded by reading in chunks.
 func NewFile(r io.ReaderAt) (*File, error) {
 	f := &File{r: r, size: sizeOf(r)}
-	for i := range f.blocks {
-		f.blocks[i].off = -1
-	}
+	f.cache = blockcache.NewSized(r, f.size, blockSize, numBlocks)
 	var hb [headerSize]byte
 	n, err := r.ReadAt(hb[:], 0)
 	if n < 4 {
@@ -283,8 +275,10 @@ func (f *File) readAt(off, n uint64) ([]byte, error) {
 			return nil, &FormatError{Off: int64(off), Msg: fmt.Sprintf("read %d bytes: file has %d", n, f.size), Err: ErrTruncated}
 		}
 		b := make([]byte, n)
-		if n <= smallRead && f.cached(b, off) {
-			return b, nil
+		if n <= smallRead {
+			if k, _ := f.cache.ReadAt(b, int64(off)); k == len(b) {
+				return b, nil
+			}
 		}
 		if err := f.fill(b, off); err != nil {
 			return nil, err
@@ -309,43 +303,6 @@ func (f *File) readAt(off, n uint64) ([]byte, error) {
 		b = []byte{}
 	}
 	return b, nil
-}
-
-// cached fills p with the bytes at off from the block cache, loading the
-// block that holds them if needed, and reports whether it could. The
-// caller has checked that the bytes are inside the file.
-func (f *File) cached(p []byte, off uint64) bool {
-	start := int64(off &^ (blockSize - 1))
-	if off+uint64(len(p)) > uint64(start)+blockSize {
-		return false // spans two blocks
-	}
-	var blk *block
-	for i := range f.blocks {
-		if f.blocks[i].off == start {
-			blk = &f.blocks[i]
-			break
-		}
-	}
-	if blk == nil {
-		blk = &f.blocks[f.evict]
-		f.evict = (f.evict + 1) % numBlocks
-		want := min(blockSize, f.size-start)
-		if int64(cap(blk.b)) < want {
-			blk.b = make([]byte, want)
-		}
-		n, _ := f.r.ReadAt(blk.b[:want], start)
-		if n != int(want) {
-			blk.off = -1
-			return false
-		}
-		blk.off, blk.b = start, blk.b[:want]
-	}
-	i := int64(off) - start
-	if i+int64(len(p)) > int64(len(blk.b)) {
-		return false
-	}
-	copy(p, blk.b[i:])
-	return true
 }
 
 // fill reads exactly len(p) bytes at off.

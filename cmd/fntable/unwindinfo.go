@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/fntable/fntable/internal/blockcache"
 	"github.com/fntable/fntable/peimage"
 	"github.com/fntable/fntable/unwindinfo"
 )
@@ -62,83 +63,17 @@ func unwindinfoMain(name string, asJSON, validate bool, stdout, stderr io.Writer
 		return err
 	}
 	defer fh.Close()
-	return listUnwindinfo(name, newBlockReader(fh), asJSON, validate, stdout, stderr)
+	return listUnwindinfo(name, blockcache.New(fh, readBlockSize, readBlocks), asJSON, validate, stdout, stderr)
 }
 
-// Sizes of the cache of a blockReader: 512 KiB.
+// The cache the listing reads the image through: 8 blocks of 64 KiB. The
+// listing reads the table and the unwind information in small pieces,
+// each mostly in file order: from the cache, an image of 200,000 entries
+// takes a few hundred reads of the file instead of a million.
 const (
 	readBlockSize = 64 << 10
 	readBlocks    = 8
 )
-
-// blockReader reads r in aligned blocks of readBlockSize bytes and keeps
-// the readBlocks it used last. The listing reads the table and the unwind
-// information in small pieces, each mostly in file order: from the cache,
-// an image of 200,000 entries takes a few hundred reads of the file
-// instead of a million. A blockReader is not safe for concurrent use.
-type blockReader struct {
-	r      io.ReaderAt
-	blocks [readBlocks]readBlock
-	clock  uint64 // counts uses, for the choice of the block to replace
-}
-
-// readBlock is one block of a blockReader.
-type readBlock struct {
-	off  int64  // offset in the file of data; -1 for none
-	data []byte // the bytes read: readBlockSize, fewer where the file ends; capacity readBlockSize
-	err  error  // why data is short, or nil
-	used uint64 // clock at the last use
-}
-
-func newBlockReader(r io.ReaderAt) *blockReader {
-	c := &blockReader{r: r}
-	slab := make([]byte, readBlocks*readBlockSize) // all at once: the memory used is the same for every file
-	for i := range c.blocks {
-		c.blocks[i].data = slab[i*readBlockSize : i*readBlockSize : (i+1)*readBlockSize]
-		c.blocks[i].off = -1
-	}
-	return c
-}
-
-// ReadAt implements io.ReaderAt.
-func (c *blockReader) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || len(p) >= readBlockSize {
-		return c.r.ReadAt(p, off)
-	}
-	n := 0
-	for n < len(p) {
-		o := off + int64(n)
-		b := c.block(o &^ (readBlockSize - 1))
-		i := int(o - b.off)
-		if i >= len(b.data) {
-			return n, b.err
-		}
-		n += copy(p[n:], b.data[i:])
-	}
-	return n, nil
-}
-
-// block returns the block at off, reading it if it is not in the cache.
-func (c *blockReader) block(off int64) *readBlock {
-	c.clock++
-	victim := &c.blocks[0]
-	for i := range c.blocks {
-		b := &c.blocks[i]
-		if b.off == off {
-			b.used = c.clock
-			return b
-		}
-		if b.used < victim.used {
-			victim = b
-		}
-	}
-	n, err := c.r.ReadAt(victim.data[:readBlockSize], off)
-	if n < readBlockSize && err == nil {
-		err = io.ErrUnexpectedEOF // a ReaderAt that breaks its contract
-	}
-	victim.off, victim.data, victim.err, victim.used = off, victim.data[:max(n, 0)], err, c.clock
-	return victim
-}
 
 // listFlushSize is how many bytes of the listing are gathered before they
 // are written.
