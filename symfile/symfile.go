@@ -111,6 +111,14 @@ type Options struct {
 	// reader indexes large debug information, with bytes done and total.
 	// Returning false cancels the load with ErrCanceled.
 	Progress func(done, total int64) bool
+	// CacheDir, if not "", is where the ELF reader keeps decompressed
+	// copies of compressed debug sections (SHF_COMPRESSED, .zdebug_*), by
+	// build ID, and where it looks for them first: the next process that
+	// opens the file maps the copy instead of decompressing the section
+	// again, as GDB's index cache spares it re-reading DWARF. Copies are
+	// written atomically (a synced temporary file, renamed) and must not
+	// be modified in place; deleting the directory is always safe.
+	CacheDir string
 }
 
 // Ident is what identifies a module's file to symbol servers and separate

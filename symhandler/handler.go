@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,12 @@ type Config struct {
 	// DebugDirs are the global debug directories searched for separate
 	// debug files by build ID and debuglink; nil means /usr/lib/debug.
 	DebugDirs []string
+	// CacheDir, if not "", is where decompressed copies of compressed
+	// debug sections are kept between processes (symfile.Options.CacheDir):
+	// a module whose debug file has compressed DWARF, as distributions
+	// ship them, then loads in milliseconds after the first time. ""
+	// means no cache; DefaultCacheDir is the conventional place.
+	CacheDir string
 	// Progress, if not nil, receives every event as a typed value (the
 	// idiomatic form of the CBA_* callbacks), after the registered
 	// callback and on the same goroutine, inside the same delivery: it
@@ -329,4 +337,22 @@ func (h *Handler) removeModule(base uint64) *Module {
 	mods := slices.Delete(slices.Clone(old), i, i+1)
 	h.modules.Store(&mods)
 	return m
+}
+
+// DefaultCacheDir returns the conventional Config.CacheDir: the directory
+// named by $FNTABLE_CACHE_DIR, else "fntable/dwarf" under the user's cache
+// directory ($XDG_CACHE_HOME, else ~/.cache). It returns "" when
+// $FNTABLE_CACHE_DIR is "off" or no cache directory is known.
+func DefaultCacheDir() string {
+	if d, ok := os.LookupEnv("FNTABLE_CACHE_DIR"); ok {
+		if d == "off" {
+			return ""
+		}
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "fntable", "dwarf")
 }

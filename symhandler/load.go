@@ -196,6 +196,7 @@ func (h *Handler) readerOptions(ctx context.Context, file string, dsl *DeferredS
 		PublicsOnly: o&SYMOPT_PUBLICS_ONLY != 0,
 		Context:     ctx,
 		Progress:    h.progress(ctx, "index", describe(file), dsl),
+		CacheDir:    h.cfg.CacheDir,
 	}
 }
 

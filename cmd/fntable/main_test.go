@@ -42,7 +42,17 @@ func TestMain(m *testing.M) {
 		log.SetPrefix("fntable: ")
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	// Decompressed debug sections go to a directory of the test run's,
+	// which the fntable processes the tests start inherit.
+	dir, err := os.MkdirTemp("", "fntable-cache-")
+	if err == nil && os.Getenv("FNTABLE_CACHE_DIR") == "" {
+		os.Setenv("FNTABLE_CACHE_DIR", dir)
+	}
+	status := m.Run()
+	if err == nil {
+		os.RemoveAll(dir)
+	}
+	os.Exit(status)
 }
 
 func fntable(args ...string) (status int, stdout, stderr string) {

@@ -395,7 +395,8 @@ func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
 // symbolizeFrames names every frame of res with the modules of tgt and
 // the perf map at perfMap, if there is one.
 func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfMap string, stderr io.Writer) {
-	h, err := symhandler.New(symhandler.Config{Target: tgt, Invade: true, SearchPath: cfg.searchPath, Options: symhandler.DefaultOptions | cfg.options})
+	h, err := symhandler.New(symhandler.Config{Target: tgt, Invade: true, SearchPath: cfg.searchPath,
+		Options: symhandler.DefaultOptions | cfg.options, CacheDir: symhandler.DefaultCacheDir()})
 	if err != nil {
 		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
 		return

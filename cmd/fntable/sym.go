@@ -60,6 +60,11 @@ cache*DIR, debuginfod*URL. Without it, _NT_SYMBOL_PATH and DEBUGINFOD_URLS
 are used. Downloads show a progress bar on standard error when it is a
 terminal.
 
+Debug files with compressed DWARF (as distributions ship them) are
+decompressed once: the copy is kept under $XDG_CACHE_HOME/fntable/dwarf
+(~/.cache/fntable/dwarf), or in $FNTABLE_CACHE_DIR; FNTABLE_CACHE_DIR=off
+turns the cache off. Deleting the directory is always safe.
+
 With --json the output is one JSON object per address and line:
 {"address": "0x...", "module": "..." | null, "symbol": "..." | null,
 "displacement": N, "frames": [{"function": "...", "file": "..." | null,
@@ -184,6 +189,7 @@ func symMain(cfg symConfig, in io.Reader, stdout, stderr io.Writer) error {
 		Target:     tgt,
 		Options:    symhandler.DefaultOptions | cfg.options,
 		SearchPath: cfg.searchPath,
+		CacheDir:   symhandler.DefaultCacheDir(),
 		Invade:     tgt != nil,
 		Progress:   rep.event,
 	})

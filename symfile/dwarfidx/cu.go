@@ -1,6 +1,7 @@
 package dwarfidx
 
 import (
+	"cmp"
 	"debug/dwarf"
 	"errors"
 	"io"
@@ -92,6 +93,73 @@ func descend(t dwarf.Tag) bool {
 	return false
 }
 
+// walker reads one unit's DIEs in pre-order: from debug/dwarf for
+// indexes made by [New], from the raw sections for [NewSections].
+type walker interface {
+	// next reads the next DIE into e (a null entry has tag 0); it
+	// reports false at the end of the unit or on an error.
+	next(e *entry) bool
+	// skipChildren moves past the children of e, the DIE just read.
+	skipChildren(e *entry)
+	// ranges returns the DW_AT_ranges of e, the DIE just read.
+	ranges(e *entry) ([][2]uint64, error)
+	err() error
+}
+
+// stdWalker is a walker over debug/dwarf.
+type stdWalker struct {
+	r    *dwarf.Reader
+	d    *dwarf.Data
+	last *dwarf.Entry
+	e    error
+}
+
+func (w *stdWalker) next(e *entry) bool {
+	de, err := w.r.Next()
+	if err != nil {
+		w.e = err
+		return false
+	}
+	if de == nil {
+		return false
+	}
+	w.last = de
+	*e = entry{off: de.Offset, tag: de.Tag, children: de.Children}
+	if de.Tag == dwarf.TagSubprogram || de.Tag == dwarf.TagInlinedSubroutine {
+		e.names = namesOf(de)
+		e.lo, e.hi, e.hasLo = lowHigh(de)
+		e.hasHi = e.hasLo
+		if de.Val(dwarf.AttrRanges) != nil {
+			e.rangesCls = clsSecOff
+		}
+		e.callFile = u32(de.Val(dwarf.AttrCallFile))
+		e.callLine = u32(de.Val(dwarf.AttrCallLine))
+		e.callCol = u32(de.Val(dwarf.AttrCallColumn))
+	}
+	return true
+}
+
+func (w *stdWalker) skipChildren(*entry) { w.r.SkipChildren() }
+
+func (w *stdWalker) ranges(*entry) ([][2]uint64, error) { return w.d.Ranges(w.last) }
+
+func (w *stdWalker) err() error { return w.e }
+
+// rawWalker is a walker over the raw sections.
+type rawWalker struct {
+	d *decoder
+	u *unitHdr
+	b buf
+}
+
+func (w *rawWalker) next(e *entry) bool { return w.d.read(w.u, &w.b, e, modeWalk) }
+
+func (w *rawWalker) skipChildren(e *entry) { w.d.skipChildren(w.u, &w.b, e) }
+
+func (w *rawWalker) ranges(e *entry) ([][2]uint64, error) { return w.d.ranges(w.u, e) }
+
+func (w *rawWalker) err() error { return w.b.err }
+
 // parseUnit reads a unit's DIEs and line table. On malformed input it
 // returns what it read with an error.
 func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
@@ -101,22 +169,42 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 			err = &FormatError{Section: ".debug_info", Off: int64(u.off), Msg: "decoder panic reading unit"}
 		}
 	}()
-	r := x.d.Reader()
-	r.Seek(u.off)
-	cuEntry, err := r.Next()
-	if err != nil || cuEntry == nil {
-		if err == nil {
-			err = &FormatError{Section: ".debug_info", Off: int64(u.off), Msg: "missing unit entry"}
+	missing := &FormatError{Section: ".debug_info", Off: int64(u.off), Msg: "missing unit entry"}
+	var (
+		w        walker
+		r        *dwarf.Reader // for names in other DIEs, without raw sections
+		children bool
+		lerr     error
+	)
+	if h := u.hdr; h != nil {
+		if err := x.dec.load(h); err != nil {
+			return cu, err
 		}
-		return cu, err
-	}
-	var lerr error
-	if x.opts.Lines && u.stmtList >= 0 {
-		if x.ls != nil {
+		u.compDir, u.stmtList, u.addrSize = h.attrs.compDir, h.attrs.stmtList, h.addrSize
+		rw := &rawWalker{d: x.dec, u: h, b: newBuf(".debug_info", x.dec.order, x.dec.s.Info[:h.end], h.first)}
+		var e entry
+		if !x.dec.read(h, &rw.b, &e, modeSkip) || e.tag == 0 {
+			return cu, cmp.Or(rw.b.err, error(missing))
+		}
+		w, children = rw, e.children
+		if x.opts.Lines && u.stmtList >= 0 {
 			cu.lines, lerr = parseLineTable(x.ls, uint64(u.stmtList), u.addrSize, u.compDir)
-		} else {
-			cu.lines, lerr = lineReaderTable(x.d, cuEntry)
 		}
+	} else {
+		r = x.d.Reader()
+		r.Seek(u.off)
+		cuEntry, err := r.Next()
+		if err != nil || cuEntry == nil {
+			return cu, cmp.Or(err, error(missing))
+		}
+		if x.opts.Lines && u.stmtList >= 0 {
+			if x.ls != nil {
+				cu.lines, lerr = parseLineTable(x.ls, uint64(u.stmtList), u.addrSize, u.compDir)
+			} else {
+				cu.lines, lerr = lineReaderTable(x.d, cuEntry)
+			}
+		}
+		w, children = &stdWalker{r: r, d: x.d}, cuEntry.Children
 	}
 
 	local := map[dwarf.Offset]dieNames{}
@@ -124,18 +212,15 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 	stack := make([]int32, 1, 64)
 	stack[0] = -1
 	werr := func() error {
-		if !cuEntry.Children {
+		if !children {
 			return nil
 		}
+		var e entry
 		for {
-			e, err := r.Next()
-			if err != nil {
-				return err
+			if !w.next(&e) {
+				return w.err()
 			}
-			if e == nil {
-				return nil
-			}
-			if e.Tag == 0 {
+			if e.tag == 0 {
 				stack = stack[:len(stack)-1]
 				if len(stack) == 0 {
 					return nil
@@ -143,27 +228,22 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 				continue
 			}
 			cur := stack[len(stack)-1]
-			if e.Tag == dwarf.TagSubprogram || e.Tag == dwarf.TagInlinedSubroutine {
-				names := namesOf(e)
-				if e.Tag == dwarf.TagSubprogram {
-					local[e.Offset] = names
+			if e.tag == dwarf.TagSubprogram || e.tag == dwarf.TagInlinedSubroutine {
+				if e.tag == dwarf.TagSubprogram {
+					local[e.off] = e.names
 				}
-				n := node{parent: cur, subprogram: e.Tag == dwarf.TagSubprogram, attrs: names}
-				if e.Tag == dwarf.TagInlinedSubroutine {
-					n.callFile = u32(e.Val(dwarf.AttrCallFile))
-					n.callLine = u32(e.Val(dwarf.AttrCallLine))
-					n.callCol = u32(e.Val(dwarf.AttrCallColumn))
+				n := node{parent: cur, subprogram: e.tag == dwarf.TagSubprogram, attrs: e.names}
+				if e.tag == dwarf.TagInlinedSubroutine {
+					n.callFile, n.callLine, n.callCol = e.callFile, e.callLine, e.callCol
 				}
 				idx := int32(len(cu.nodes))
-				if lo, hi, ok := lowHigh(e); ok {
-					// The common case, decoded here: debug/dwarf's
-					// Ranges reads the unit's DIE again on every call.
-					if lo < hi {
-						ranges = append(ranges, rangeOf{lo, hi, idx})
+				if e.hasLo && e.hasHi {
+					if e.lo < e.hi {
+						ranges = append(ranges, rangeOf{e.lo, e.hi, idx})
 						n.hasCode = true
 					}
-				} else if e.Val(dwarf.AttrRanges) != nil {
-					rs, err := x.d.Ranges(e)
+				} else if e.rangesCls != clsNone {
+					rs, err := w.ranges(&e)
 					if err == nil {
 						for _, rg := range rs {
 							if rg[0] < rg[1] {
@@ -176,11 +256,11 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 				cu.nodes = append(cu.nodes, n)
 				cur = idx
 			}
-			if e.Children {
-				if descend(e.Tag) && len(stack) < maxDepth {
+			if e.children {
+				if descend(e.tag) && len(stack) < maxDepth {
 					stack = append(stack, cur)
 				} else {
-					r.SkipChildren()
+					w.skipChildren(&e)
 				}
 			}
 		}
@@ -319,9 +399,13 @@ func (x *Index) dieAt(r *dwarf.Reader, local map[dwarf.Offset]dieNames, off dwar
 	if ok {
 		return n
 	}
-	r.Seek(off)
-	if e, err := r.Next(); err == nil && e != nil && e.Offset == off {
-		n = namesOf(e)
+	if x.dec != nil {
+		n = x.dec.namesAt(off)
+	} else {
+		r.Seek(off)
+		if e, err := r.Next(); err == nil && e != nil && e.Offset == off {
+			n = namesOf(e)
+		}
 	}
 	x.mu.Lock()
 	x.names[off] = n

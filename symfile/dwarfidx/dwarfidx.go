@@ -59,7 +59,8 @@ type Sections struct {
 // Index answers address queries over one file's DWARF. It is safe for
 // concurrent use.
 type Index struct {
-	d    *dwarf.Data
+	d    *dwarf.Data // nil when built by NewSections
+	dec  *decoder    // nil when built by New
 	opts symfile.Options
 	ls   *lineSections // nil when built by New: line tables then come from debug/dwarf
 
@@ -75,6 +76,7 @@ type Index struct {
 // unit is one compilation unit, its DIEs parsed on first use.
 type unit struct {
 	off      dwarf.Offset // offset of the unit's DIE
+	hdr      *unitHdr     // the unit's header, for NewSections; it gives the next three
 	compDir  string
 	stmtList int64 // offset of the line table; -1 when absent
 	addrSize int
@@ -120,33 +122,19 @@ func New(d *dwarf.Data, opts symfile.Options) (*Index, error) {
 	return x, err
 }
 
-// NewSections is [New] for a file whose raw sections are at hand: it makes
-// the dwarf.Data itself and decodes line tables with its own reader, which
-// keeps file paths exactly as llvm-symbolizer prints them.
+// NewSections is [New] for a file whose raw sections are at hand: it
+// decodes DIEs and line tables itself, which keeps file paths exactly as
+// llvm-symbolizer prints them, and reads only the unit headers and
+// .debug_aranges up front: a unit's abbreviations and DIEs are read on
+// the first query in it (units that .debug_aranges does not cover have
+// their own DIE read here, for its ranges).
 func NewSections(s *Sections, opts symfile.Options) (x *Index, err error) {
 	defer recoverError(&err, "index dwarf")
-	d, err := dwarf.New(s.Abbrev, s.Aranges, nil, s.Info, s.Line, nil, s.Ranges, s.Str)
-	if err != nil {
-		return nil, fmt.Errorf("index dwarf: %w", err)
-	}
-	for _, sec := range []struct {
-		name string
-		data []byte
-	}{
-		{".debug_addr", s.Addr}, {".debug_line_str", s.LineStr},
-		{".debug_str_offsets", s.StrOffsets}, {".debug_rnglists", s.RngLists},
-	} {
-		if len(sec.data) > 0 {
-			if err := d.AddSection(sec.name, sec.data); err != nil {
-				return nil, fmt.Errorf("index dwarf: %w", err)
-			}
-		}
-	}
 	order := s.Order
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	x = &Index{d: d, opts: opts, names: map[dwarf.Offset]dieNames{},
+	x = &Index{opts: opts, names: map[dwarf.Offset]dieNames{},
 		ls: &lineSections{order: order, line: s.Line, str: s.Str, lineStr: s.LineStr}}
 	err = x.indexUnits(s)
 	return x, err
@@ -199,32 +187,44 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		}
 		x.units = append(x.units, &u)
 	}
-	r := x.d.Reader()
 	if s != nil {
-		offs, headers, total, herr := unitOffsets(s)
+		order := s.Order
+		if order == nil {
+			order = binary.LittleEndian
+		}
+		dec, herr := newDecoder(s, order)
+		x.dec = dec
 		if len(s.Aranges) > 0 {
 			aranges = parseAranges(s)
 		}
-		for i, off := range offs {
-			header, haveHeader = headers[i], true
+		total := int64(len(s.Info))
+		for i, h := range dec.units {
 			if i%64 == 0 {
 				if err := ctx.Err(); err != nil {
 					return fmt.Errorf("%w: %w", symfile.ErrCanceled, err)
 				}
-				if x.opts.Progress != nil && !x.opts.Progress(int64(off), total) {
+				if x.opts.Progress != nil && !x.opts.Progress(int64(h.start), total) {
 					return symfile.ErrCanceled
 				}
 			}
-			r.Seek(off)
-			e, err := r.Next()
-			if err != nil {
-				herr = cmp.Or(herr, err)
-				break
-			}
-			if e == nil || (e.Tag != dwarf.TagCompileUnit && e.Tag != dwarf.TagPartialUnit) {
+			if !h.cu {
 				continue
 			}
-			add(e, r)
+			idx := int32(len(x.units))
+			ar, ok := aranges[dwarf.Offset(h.start)]
+			if !ok {
+				if err := dec.load(h); err != nil {
+					herr = cmp.Or(herr, err)
+					break
+				}
+				ar = h.attrs.ranges
+			}
+			for _, rg := range ar {
+				if rg[0] < rg[1] {
+					ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
+				}
+			}
+			x.units = append(x.units, &unit{off: dwarf.Offset(h.first), hdr: h, stmtList: -1})
 		}
 		if herr != nil {
 			x.cus = segment(ranges, false)
@@ -234,6 +234,7 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 			return symfile.ErrCanceled
 		}
 	} else {
+		r := x.d.Reader()
 		for n := 0; ; n++ {
 			if n%64 == 0 {
 				if err := ctx.Err(); err != nil {

@@ -28,28 +28,6 @@ const (
 
 	lnctPath           = 1
 	lnctDirectoryIndex = 2
-
-	formBlock2    = 0x03
-	formBlock4    = 0x04
-	formData2     = 0x05
-	formData4     = 0x06
-	formData8     = 0x07
-	formString    = 0x08
-	formBlock     = 0x09
-	formBlock1    = 0x0a
-	formData1     = 0x0b
-	formFlag      = 0x0c
-	formSdata     = 0x0d
-	formStrp      = 0x0e
-	formUdata     = 0x0f
-	formData16    = 0x1e
-	formLineStrp  = 0x1f
-	formStrx      = 0x1a
-	formStrx1     = 0x25
-	formStrx2     = 0x26
-	formStrx3     = 0x27
-	formStrx4     = 0x28
-	formSecOffset = 0x17
 )
 
 // Limits on what a line table header may declare, so that a corrupt header

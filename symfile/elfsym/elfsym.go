@@ -44,6 +44,7 @@ func (e *FormatError) Unwrap() []error { return []error{ErrMalformed, e.Err} }
 // safe for concurrent use.
 type File struct {
 	f      *elf.File
+	r      io.ReaderAt
 	closer io.Closer
 	opts   symfile.Options
 	ident  symfile.Ident
@@ -91,7 +92,7 @@ func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &File{f: ef, opts: opts, ident: identify(ef)}
+	f := &File{f: ef, r: r, opts: opts, ident: identify(ef)}
 	if opts.PublicsOnly {
 		return f, nil
 	}
@@ -266,16 +267,6 @@ func parseNotes(data []byte, order binary.ByteOrder) []note {
 	return out
 }
 
-func sectionData(s *elf.Section, limit uint64) ([]byte, error) {
-	if s.Type == elf.SHT_NOBITS {
-		return nil, nil
-	}
-	if s.Size > limit || (s.Flags&elf.SHF_COMPRESSED == 0 && s.FileSize > limit) {
-		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, s.Size)
-	}
-	return s.Data()
-}
-
 // loadDWARF indexes the DWARF, if the file has any.
 func (f *File) loadDWARF() error {
 	info := f.section(".debug_info")
@@ -311,7 +302,7 @@ func (f *File) loadDWARF() error {
 			}
 			wg.Go(func() {
 				defer recoverError(&errs[i], "read "+sec.Name)
-				*p.dst, errs[i] = sectionData(sec, maxSectionSize)
+				*p.dst, errs[i] = f.debugSection(sec, maxSectionSize)
 			})
 		}
 		wg.Wait()

@@ -1,0 +1,219 @@
+package elfsym
+
+import (
+	"bufio"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// Compressed debug sections come in two forms: SHF_COMPRESSED with an
+// Elf64_Chdr (gABI "Section Compression": ELFCOMPRESS_ZLIB or
+// ELFCOMPRESS_ZSTD), and the older GNU .zdebug_* sections, which start
+// with "ZLIB" and the uncompressed size as a big-endian 64-bit number.
+const (
+	compressZlib = 1 // ELFCOMPRESS_ZLIB
+	compressZstd = 2 // ELFCOMPRESS_ZSTD
+)
+
+// compression says how section s is compressed: its kind (0 when it is
+// not), the offset of the compressed stream from the section's start and
+// the uncompressed size.
+func (f *File) compression(s *elf.Section) (kind int, start int64, size uint64, err error) {
+	switch {
+	case s.Flags&elf.SHF_COMPRESSED != 0:
+		var hdr [24]byte
+		n := 24
+		if f.f.Class == elf.ELFCLASS32 {
+			n = 12
+		}
+		if _, err := f.r.ReadAt(hdr[:n], int64(s.Offset)); err != nil {
+			return 0, 0, 0, fmt.Errorf("section %s: compression header: %w", s.Name, err)
+		}
+		le := binary.LittleEndian
+		if n == 12 {
+			kind, size = int(le.Uint32(hdr[0:])), uint64(le.Uint32(hdr[4:]))
+		} else {
+			kind, size = int(le.Uint32(hdr[0:])), le.Uint64(hdr[8:])
+		}
+		if kind != compressZlib && kind != compressZstd {
+			return 0, 0, 0, fmt.Errorf("section %s: %w: compression type %d", s.Name, ErrUnsupported, kind)
+		}
+		return kind, int64(n), size, nil
+	case strings.HasPrefix(s.Name, ".zdebug_"):
+		var hdr [12]byte
+		if _, err := f.r.ReadAt(hdr[:], int64(s.Offset)); err != nil || string(hdr[:4]) != "ZLIB" {
+			return 0, 0, 0, fmt.Errorf("section %s: no ZLIB header", s.Name)
+		}
+		return compressZlib, 12, binary.BigEndian.Uint64(hdr[4:]), nil
+	}
+	return 0, 0, s.Size, nil
+}
+
+// sectionData returns the contents of a small section, decompressed by
+// debug/elf.
+func sectionData(s *elf.Section, limit uint64) ([]byte, error) {
+	if s.Type == elf.SHT_NOBITS {
+		return nil, nil
+	}
+	if s.Size > limit || (s.Flags&elf.SHF_COMPRESSED == 0 && s.FileSize > limit) {
+		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, s.Size)
+	}
+	return s.Data()
+}
+
+// debugSection returns the contents of debug section s, decompressed. A
+// compressed section is taken from Options.CacheDir when an earlier
+// process left its decompressed copy there, and is put there otherwise.
+func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
+	if s.Type == elf.SHT_NOBITS {
+		return nil, nil
+	}
+	kind, start, size, err := f.compression(s)
+	if err != nil {
+		return nil, err
+	}
+	if size > limit || s.FileSize > limit {
+		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, max(size, s.FileSize))
+	}
+	if kind == 0 {
+		return s.Data()
+	}
+	if uint64(start) > s.FileSize {
+		return nil, fmt.Errorf("section %s: compressed section shorter than its header", s.Name)
+	}
+	cache := f.cachePath(s, size)
+	if cache != "" {
+		if b, err := mapCached(cache, size); err == nil {
+			return b, nil
+		}
+	}
+	sr := io.NewSectionReader(f.r, int64(s.Offset)+start, int64(s.FileSize)-start)
+	out := make([]byte, size)
+	switch kind {
+	case compressZlib:
+		var zr io.ReadCloser
+		zr, err = zlib.NewReader(bufio.NewReaderSize(sr, 256<<10))
+		if err == nil {
+			_, err = io.ReadFull(zr, out)
+			zr.Close()
+		}
+	case compressZstd:
+		var zr *zstd.Decoder
+		zr, err = zstd.NewReader(bufio.NewReaderSize(sr, 256<<10), zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderMaxMemory(limit), zstd.WithDecoderLowmem(true))
+		if err == nil {
+			_, err = io.ReadFull(zr, out)
+			zr.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("section %s: decompress: %w", s.Name, err)
+	}
+	if cache != "" {
+		storeCached(cache, out)
+	}
+	return out, nil
+}
+
+// cachePath names the cached copy of compressed section s: the build ID,
+// then the section's name with its compressed and uncompressed sizes, so
+// that two files with one build ID but different debug information (one
+// rewritten by dwz, say) do not share a copy. Files without a build ID
+// are not cached.
+func (f *File) cachePath(s *elf.Section, size uint64) string {
+	id := f.ident.BuildID
+	if f.opts.CacheDir == "" || len(id) < 2 {
+		return ""
+	}
+	h := hex.EncodeToString(id)
+	name := s.Name
+	if strings.HasPrefix(name, ".zdebug_") {
+		name = ".debug_" + name[len(".zdebug_"):]
+	}
+	name += "-" + strconv.FormatUint(s.FileSize, 16) + "-" + strconv.FormatUint(size, 16)
+	return filepath.Join(f.opts.CacheDir, h[:2], h[2:], name)
+}
+
+// storeCached writes data to path atomically: a temporary file in the same
+// directory, synced, then renamed, so that a reader never maps a partial
+// copy. Failures are ignored: the cache is an optimization.
+func storeCached(path string, data []byte) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+}
+
+// mapped holds the cached copies this process has mapped, by file
+// identity. A mapping is never unmapped: the slices a file's index keeps
+// point into it, and an index may be in use on another goroutine after
+// its File is closed. Each cached file is mapped once per process however
+// often it is opened, so the address space this takes is bounded by the
+// distinct debug files read.
+var mapped struct {
+	sync.Mutex
+	m map[[2]uint64][]byte // device, inode → contents
+}
+
+// mapCached maps the cached copy at path read-only, if it exists and has
+// the expected size. Cached copies are replaced only by rename, never
+// rewritten in place, so the mapping's pages stay valid.
+func mapCached(path string, size uint64) ([]byte, error) {
+	fd, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fd.Fd()), &st); err != nil {
+		return nil, err
+	}
+	if uint64(st.Size) != size || size == 0 || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, errors.New("cached copy has the wrong size")
+	}
+	key := [2]uint64{uint64(st.Dev), st.Ino}
+	mapped.Lock()
+	defer mapped.Unlock()
+	if b, ok := mapped.m[key]; ok && uint64(len(b)) == size {
+		return b, nil
+	}
+	b, err := unix.Mmap(int(fd.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	if mapped.m == nil {
+		mapped.m = map[[2]uint64][]byte{}
+	}
+	mapped.m[key] = b
+	return b, nil
+}

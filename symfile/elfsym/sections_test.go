@@ -1,0 +1,142 @@
+package elfsym
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/fntable/fntable/internal/symtest"
+	"github.com/fntable/fntable/internal/testenv"
+	"github.com/fntable/fntable/symfile"
+)
+
+// compressedVariants builds the C++ test program once without compressed
+// debug sections and then copies it with objcopy in each compressed form:
+// SHF_COMPRESSED with zlib and with zstd, and GNU's .zdebug_ sections.
+func compressedVariants(t *testing.T) (plain string, variants map[string]string) {
+	t.Helper()
+	for _, tool := range []string{"objcopy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testenv.Unavailable(t, "needs %s (binutils)", tool)
+		}
+	}
+	plain = symtest.CPP(t)
+	dir := t.TempDir()
+	variants = map[string]string{}
+	for _, form := range []string{"zlib", "zstd", "zlib-gnu"} {
+		out := filepath.Join(dir, "cpp-"+form)
+		cmd := exec.Command("objcopy", "--compress-debug-sections="+form, plain, out)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("objcopy %s: %v\n%s", form, err, b)
+		}
+		variants[form] = out
+	}
+	return plain, variants
+}
+
+func framesAt(t *testing.T, f *File, addrs []uint64) [][]symfile.Frame {
+	t.Helper()
+	out := make([][]symfile.Frame, len(addrs))
+	for i, a := range addrs {
+		fr, err := f.Frames(nil, a)
+		if err != nil {
+			t.Fatalf("%#x: %v", a, err)
+		}
+		out[i] = fr
+	}
+	return out
+}
+
+// TestCompressedSections checks that each form of compressed debug
+// sections gives the frames of the uncompressed file, decompressed on the
+// first open and mapped from the cache on the next.
+func TestCompressedSections(t *testing.T) {
+	plain, variants := compressedVariants(t)
+	addrs := symtest.RandomAddrs(t, plain, 500, 3)
+	pf, err := Open(plain, symfile.Options{Lines: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	want := framesAt(t, pf, addrs)
+	if pf.DWARFError() != nil {
+		t.Fatal(pf.DWARFError())
+	}
+	for form, file := range variants {
+		t.Run(form, func(t *testing.T) {
+			cache := t.TempDir()
+			for _, pass := range []string{"decompressed", "cached"} {
+				f, err := Open(file, symfile.Options{Lines: true, CacheDir: cache})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := f.DWARFError(); err != nil {
+					t.Fatalf("%s: %v", pass, err)
+				}
+				if got := framesAt(t, f, addrs); !slices.EqualFunc(got, want, slices.Equal) {
+					t.Errorf("%s: frames differ from the uncompressed file's", pass)
+				}
+				f.Close()
+				copies, _ := filepath.Glob(filepath.Join(cache, "*", "*", ".debug_*"))
+				if len(copies) < 3 { // info, abbrev, line at least
+					t.Fatalf("%s: cached copies %v", pass, copies)
+				}
+			}
+		})
+	}
+}
+
+// TestCacheMismatch checks that a cached copy of the wrong size is not
+// used but replaced, and that no cache is written without a build ID or a
+// directory.
+func TestCacheMismatch(t *testing.T) {
+	plain, variants := compressedVariants(t)
+	addrs := symtest.RandomAddrs(t, plain, 200, 4)
+	pf, err := Open(plain, symfile.Options{Lines: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	want := framesAt(t, pf, addrs)
+
+	cache := t.TempDir()
+	f, err := Open(variants["zlib"], symfile.Options{Lines: true, CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	copies, _ := filepath.Glob(filepath.Join(cache, "*", "*", ".debug_info-*"))
+	if len(copies) != 1 {
+		t.Fatalf("cached .debug_info copies: %v", copies)
+	}
+	// A truncated copy (written by something else) must not be mapped.
+	if err := os.WriteFile(copies[0], []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err = Open(variants["zlib"], symfile.Options{Lines: true, CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.DWARFError() != nil {
+		t.Fatal(f.DWARFError())
+	}
+	if got := framesAt(t, f, addrs); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Error("frames differ after a bad cached copy")
+	}
+	if fi, err := os.Stat(copies[0]); err != nil || fi.Size() <= 5 {
+		t.Errorf("the bad copy was not replaced: %v %v", fi, err)
+	}
+	// An uncompressed file leaves nothing in the cache.
+	empty := t.TempDir()
+	g, err := Open(plain, symfile.Options{Lines: true, CacheDir: empty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Errorf("cache written for an uncompressed file: %v", ents)
+	}
+}
