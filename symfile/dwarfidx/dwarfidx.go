@@ -261,54 +261,6 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 	return nil
 }
 
-// unitOffsets walks the unit headers of .debug_info (DWARF5.pdf §7.5.1)
-// and returns the offset of each compilation unit's first DIE.
-func unitOffsets(s *Sections) (offs, headers []dwarf.Offset, total int64, err error) {
-	order := s.Order
-	if order == nil {
-		order = binary.LittleEndian
-	}
-	b := newBuf(".debug_info", order, s.Info, 0)
-	for b.left() > 0 {
-		start := b.pos
-		length, dwarf64 := b.unitLength()
-		if b.err != nil {
-			return offs, headers, int64(len(s.Info)), b.err
-		}
-		if length > uint64(b.left()) {
-			return offs, headers, int64(len(s.Info)), &FormatError{Section: ".debug_info", Off: int64(start), Msg: "unit length exceeds section", Val: length}
-		}
-		next := b.pos + int(length)
-		version := b.u16()
-		offSize := 4
-		if dwarf64 {
-			offSize = 8
-		}
-		hdr := 0
-		switch {
-		case version >= 2 && version <= 4:
-			hdr = offSize + 1 // abbrev offset, address size
-		case version == 5:
-			switch b.u8() { // unit type
-			case 0x01, 0x03: // DW_UT_compile, DW_UT_partial
-				hdr = 1 + offSize // address size, abbrev offset
-			case 0x04, 0x05: // DW_UT_skeleton, DW_UT_split_compile
-				hdr = 1 + offSize + 8 // and the DWO id
-			default: // type units: not compilation units
-				hdr = -1
-			}
-		default:
-			hdr = -1
-		}
-		if hdr >= 0 && b.pos+hdr < next {
-			offs = append(offs, dwarf.Offset(b.pos+hdr))
-			headers = append(headers, dwarf.Offset(start))
-		}
-		b.pos = next
-	}
-	return offs, headers, int64(len(s.Info)), nil
-}
-
 // parseAranges decodes .debug_aranges (DWARF5.pdf §6.1.2): for each set,
 // the offset of its unit's header in .debug_info and the address ranges
 // of the unit. It returns the ranges by header offset, and stops at the

@@ -1,6 +1,7 @@
 package dwarfidx
 
 import (
+	"debug/dwarf"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
@@ -475,18 +476,25 @@ func TestAranges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, headers, _, _ := unitOffsets(s)
+	dec, err := newDecoder(s, binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ar := parseAranges(s)
-	used := 0
-	for _, h := range headers {
-		if len(ar[h]) > 0 {
+	used, headers := 0, 0
+	for _, u := range dec.units {
+		if !u.cu {
+			continue
+		}
+		headers++
+		if len(ar[dwarf.Offset(u.start)]) > 0 {
 			used++
 		}
 	}
-	if used == 0 || used == len(headers) {
+	if used == 0 || used == headers {
 		// The binary mixes gcc's units, which have aranges, and Go's,
 		// which do not: both paths are taken.
-		t.Errorf("%d of %d units have aranges", used, len(headers))
+		t.Errorf("%d of %d units have aranges", used, headers)
 	}
 	s.Aranges = nil
 	without, err := NewSections(s, symfile.Options{})
