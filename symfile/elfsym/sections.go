@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,29 +102,58 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 		}
 	}
 	sr := io.NewSectionReader(f.r, int64(s.Offset)+start, int64(s.FileSize)-start)
-	out := make([]byte, size)
+	var zr io.ReadCloser
 	switch kind {
 	case compressZlib:
-		var zr io.ReadCloser
 		zr, err = zlib.NewReader(bufio.NewReaderSize(sr, 256<<10))
-		if err == nil {
-			_, err = io.ReadFull(zr, out)
-			zr.Close()
-		}
 	case compressZstd:
-		var zr *zstd.Decoder
-		zr, err = zstd.NewReader(bufio.NewReaderSize(sr, 256<<10), zstd.WithDecoderConcurrency(1),
+		var zd *zstd.Decoder
+		zd, err = zstd.NewReader(bufio.NewReaderSize(sr, 256<<10), zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderMaxMemory(limit), zstd.WithDecoderLowmem(true))
 		if err == nil {
-			_, err = io.ReadFull(zr, out)
-			zr.Close()
+			zr = zd.IOReadCloser()
 		}
+	}
+	var out []byte
+	if err == nil {
+		out, err = readSized(zr, size, uint64(sr.Size()))
+		zr.Close()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("section %s: decompress: %w", s.Name, err)
 	}
 	if cache != "" {
 		storeCached(cache, out)
+	}
+	return out, nil
+}
+
+// readSized reads exactly size bytes from the decompressor r, which was
+// given compressed bytes. The size comes from the file, so the buffer is
+// not allocated at that size up front: it starts at a multiple of the
+// compressed size (DWARF compresses 3 to 5 times) and doubles as data
+// arrives, so a header that lies costs no more memory than the data.
+func readSized(r io.Reader, size, compressed uint64) ([]byte, error) {
+	out := make([]byte, 0, min(size, max(8*compressed, 64<<10)))
+	for uint64(len(out)) < size {
+		if len(out) == cap(out) {
+			out = slices.Grow(out, int(min(size, 2*uint64(cap(out)))-uint64(len(out))))
+		}
+		n, err := r.Read(out[len(out):min(uint64(cap(out)), size)])
+		out = out[:len(out)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if uint64(len(out)) != size {
+		return nil, fmt.Errorf("%d bytes where the header says %d", len(out), size)
+	}
+	var one [1]byte
+	if n, _ := r.Read(one[:]); n > 0 {
+		return nil, fmt.Errorf("more than the %d bytes the header says", size)
 	}
 	return out, nil
 }
