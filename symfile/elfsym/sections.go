@@ -108,8 +108,11 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 		zr, err = zlib.NewReader(bufio.NewReaderSize(sr, 256<<10))
 	case compressZstd:
 		var zd *zstd.Decoder
+		// The window a frame may declare is bounded by the section's
+		// size and 128 MiB: zstd's levels use 8 MiB at most without
+		// long-distance matching, which no ELF tool turns on.
 		zd, err = zstd.NewReader(bufio.NewReaderSize(sr, 256<<10), zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderMaxMemory(limit), zstd.WithDecoderLowmem(true))
+			zstd.WithDecoderMaxWindow(min(max(size, 1<<20), 1<<27)), zstd.WithDecoderLowmem(true))
 		if err == nil {
 			zr = zd.IOReadCloser()
 		}
