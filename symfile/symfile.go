@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 )
 
@@ -68,6 +69,47 @@ func Compare(a, b Symbol) int {
 		return c
 	}
 	return cmp.Compare(a.Kind, b.Kind)
+}
+
+// Sort sorts syms as [Compare] orders them. It sorts keys that hold no
+// pointers (address, size and position) and then moves the symbols: on a
+// symbol table of thousands this is several times faster than
+// slices.SortFunc(syms, Compare), which swaps the names' pointers under
+// the garbage collector's write barriers and compares names it need not.
+func Sort(syms []Symbol) {
+	if slices.IsSortedFunc(syms, Compare) {
+		return
+	}
+	type key struct {
+		addr, size uint64
+		i          int
+	}
+	keys := make([]key, len(syms))
+	for i, s := range syms {
+		keys[i] = key{s.Addr, s.Size, i}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(a.addr, b.addr); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.size, a.size)
+	})
+	sorted := make([]Symbol, len(syms))
+	for i, k := range keys {
+		sorted[i] = syms[k.i]
+	}
+	copy(syms, sorted)
+	// Symbols of one address and size: by name, then kind.
+	for i := 0; i < len(syms); {
+		j := i + 1
+		for j < len(syms) && syms[j].Addr == syms[i].Addr && syms[j].Size == syms[i].Size {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(syms[i:j], Compare)
+		}
+		i = j
+	}
 }
 
 // Frame is one level of the inline chain at an address.

@@ -177,7 +177,7 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 		lerr     error
 	)
 	if h := u.hdr; h != nil {
-		if err := x.dec.load(h); err != nil {
+		if err := x.dec.ready(h); err != nil {
 			return cu, err
 		}
 		u.compDir, u.stmtList, u.addrSize = h.attrs.compDir, h.attrs.stmtList, h.addrSize

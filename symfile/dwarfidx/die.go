@@ -1,6 +1,7 @@
 package dwarfidx
 
 import (
+	"cmp"
 	"debug/dwarf"
 	"encoding/binary"
 	"sort"
@@ -23,7 +24,8 @@ type unitHdr struct {
 	abbrevOff  uint64 // offset of the abbreviation table in .debug_abbrev
 	cu         bool   // a compile or partial unit (not a type or skeleton unit)
 
-	once  sync.Once
+	once  sync.Once // load: the unit DIE's attributes
+	full  sync.Once // ready: the whole abbreviation table
 	abbr  *abbrevTable
 	attrs unitAttrs // from the unit's own DIE
 	err   error
@@ -43,9 +45,17 @@ type unitAttrs struct {
 
 // abbrevTable is one abbreviation table: declarations by code, in a slice
 // when the codes are dense (as producers number them), else in a map.
+//
+// A table is read as far as the codes asked for so far: the unit DIE's
+// declaration is often among the first, so indexing a unit that
+// .debug_aranges does not cover reads little of its table. [decoder.ready]
+// reads the rest before the table is shared between goroutines.
 type abbrevTable struct {
 	dense  []abbrev // code c at dense[c-1]
 	sparse map[uint64]*abbrev
+	b      buf  // where reading resumes
+	n      int  // declarations read
+	done   bool // the whole table is read
 }
 
 type abbrev struct {
@@ -60,11 +70,18 @@ type abbrevAttr struct {
 	implicit int64 // DW_FORM_implicit_const's value
 }
 
+// get returns the declaration of code, reading the table further if it
+// is not read to the end yet.
 func (t *abbrevTable) get(code uint64) *abbrev {
-	if code-1 < uint64(len(t.dense)) {
-		return &t.dense[code-1]
+	for {
+		if code-1 < uint64(len(t.dense)) {
+			return &t.dense[code-1]
+		}
+		if a := t.sparse[code]; a != nil || t.done {
+			return a
+		}
+		t.next()
 	}
-	return t.sparse[code]
 }
 
 // Limits on what one abbreviation table may hold, against hostile input.
@@ -222,18 +239,20 @@ func (d *decoder) unitAt(off int) *unitHdr {
 	return d.units[i]
 }
 
-// load reads a unit's abbreviation table and its own DIE's attributes,
-// once.
+// load reads a unit's own DIE's attributes, once, and as much of its
+// abbreviation table as that takes.
 func (d *decoder) load(u *unitHdr) error {
 	u.once.Do(func() {
 		u.attrs.stmtList = -1
-		if u.abbr, u.err = d.parseAbbrevs(u.abbrevOff); u.err != nil {
+		if u.abbrevOff > uint64(len(d.s.Abbrev)) {
+			u.err = &FormatError{Section: ".debug_abbrev", Off: int64(u.abbrevOff), Msg: "offset outside section", Val: u.abbrevOff}
 			return
 		}
+		u.abbr = &abbrevTable{b: newBuf(".debug_abbrev", d.order, d.s.Abbrev, int(u.abbrevOff))}
 		var e entry
 		b := newBuf(".debug_info", d.order, d.s.Info[:u.end], u.first)
 		if !d.read(u, &b, &e, modeUnit) {
-			u.err = b.err
+			u.err = cmp.Or(u.abbr.b.err, b.err)
 			if u.err == nil {
 				u.err = &FormatError{Section: ".debug_info", Off: int64(u.first), Msg: "missing unit entry"}
 			}
@@ -253,56 +272,72 @@ func (d *decoder) load(u *unitHdr) error {
 	return u.err
 }
 
-// parseAbbrevs reads the abbreviation table at off (DWARF5.pdf §7.5.3).
-func (d *decoder) parseAbbrevs(off uint64) (*abbrevTable, error) {
-	if off > uint64(len(d.s.Abbrev)) {
-		return nil, &FormatError{Section: ".debug_abbrev", Off: int64(off), Msg: "offset outside section", Val: off}
+// ready loads u and reads the rest of its abbreviation table, once, so
+// that the table is read-only from then on and its DIEs can be read by
+// many goroutines.
+func (d *decoder) ready(u *unitHdr) error {
+	if err := d.load(u); err != nil {
+		return err
 	}
-	t := &abbrevTable{}
-	b := newBuf(".debug_abbrev", d.order, d.s.Abbrev, int(off))
-	for n := 0; ; n++ {
-		code := b.uleb()
-		if code == 0 || b.err != nil {
+	u.full.Do(func() {
+		for !u.abbr.done {
+			u.abbr.next()
+		}
+	})
+	return nil
+}
+
+// next reads one more declaration of the table (DWARF5.pdf §7.5.3), or
+// marks the table done at its end or at malformed input.
+func (t *abbrevTable) next() {
+	b := &t.b
+	code := b.uleb()
+	if code == 0 || b.err != nil {
+		t.done = true
+		return
+	}
+	if t.n == maxAbbrevs {
+		b.fail("too many abbreviations", t.n)
+		t.done = true
+		return
+	}
+	t.n++
+	a := abbrev{tag: dwarf.Tag(b.uleb()), children: b.u8() != 0}
+	for {
+		at, form := b.uleb(), b.uleb()
+		if b.err != nil || (at == 0 && form == 0) {
 			break
 		}
-		if n == maxAbbrevs {
-			b.fail("too many abbreviations", n)
+		aa := abbrevAttr{attr: dwarf.Attr(at), form: form}
+		if form == formImplicitConst {
+			aa.implicit = b.sleb()
+		}
+		if len(a.attrs) == maxAbbrevAttrs {
+			b.fail("too many attributes in an abbreviation", len(a.attrs))
 			break
 		}
-		a := abbrev{tag: dwarf.Tag(b.uleb()), children: b.u8() != 0}
-		for {
-			at, form := b.uleb(), b.uleb()
-			if b.err != nil || (at == 0 && form == 0) {
-				break
-			}
-			aa := abbrevAttr{attr: dwarf.Attr(at), form: form}
-			if form == formImplicitConst {
-				aa.implicit = b.sleb()
-			}
-			if len(a.attrs) == maxAbbrevAttrs {
-				b.fail("too many attributes in an abbreviation", len(a.attrs))
-				break
-			}
-			a.attrs = append(a.attrs, aa)
-		}
-		if code == uint64(len(t.dense))+1 && t.sparse == nil {
-			t.dense = append(t.dense, a)
-			continue
-		}
-		if t.sparse == nil {
-			t.sparse = make(map[uint64]*abbrev, len(t.dense)+1)
-			for i := range t.dense {
-				t.sparse[uint64(i)+1] = &t.dense[i]
-			}
-		}
-		if _, dup := t.sparse[code]; !dup {
-			t.sparse[code] = &a
-		}
+		a.attrs = append(a.attrs, aa)
 	}
-	if t.sparse != nil {
+	if b.err != nil {
+		t.done = true
+		return
+	}
+	if code == uint64(len(t.dense))+1 && t.sparse == nil {
+		t.dense = append(t.dense, a)
+		return
+	}
+	if t.sparse == nil {
+		// From here on declarations go to the map; the slice is no
+		// longer appended to, so pointers into it stay valid.
+		t.sparse = make(map[uint64]*abbrev, len(t.dense)+1)
+		for i := range t.dense {
+			t.sparse[uint64(i)+1] = &t.dense[i]
+		}
 		t.dense = nil
 	}
-	return t, b.err
+	if _, dup := t.sparse[code]; !dup {
+		t.sparse[code] = &a
+	}
 }
 
 // entry is what the index needs from one DIE.
@@ -779,7 +814,7 @@ func (d *decoder) skipChildren(u *unitHdr, b *buf, e *entry) {
 // namesAt reads the names of the DIE at .debug_info offset off.
 func (d *decoder) namesAt(off dwarf.Offset) dieNames {
 	u := d.unitAt(int(off))
-	if u == nil || d.load(u) != nil {
+	if u == nil || d.ready(u) != nil {
 		return dieNames{}
 	}
 	b := newBuf(".debug_info", d.order, d.s.Info[:u.end], int(off))

@@ -510,6 +510,6 @@ func (x *Index) Functions() []symfile.Symbol {
 		}
 		out = append(out, cu.funcs...)
 	}
-	slices.SortFunc(out, symfile.Compare)
+	symfile.Sort(out)
 	return slices.CompactFunc(out, func(a, b symfile.Symbol) bool { return a == b })
 }

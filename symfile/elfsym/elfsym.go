@@ -434,7 +434,7 @@ func (f *File) Symbols() []symfile.Symbol {
 				}
 			}
 		}
-		slices.SortFunc(out, symfile.Compare)
+		symfile.Sort(out)
 		f.syms = slices.Compact(out)
 	})
 	return f.syms
@@ -498,13 +498,76 @@ func unversioned(name string) (base string, ok bool) {
 	return name[:i], true
 }
 
-// elfSymbols returns the ELF symbols of ef: .symtab's (fromSymtab), or
-// .dynsym's when the file was stripped of .symtab.
-func elfSymbols(ef *elf.File) (syms []elf.Symbol, fromSymtab bool) {
-	syms, err := ef.Symbols()
-	if err == nil && len(syms) > 0 {
+// elfSymbols returns the symbols of .symtab, or of .dynsym when .symtab
+// is absent or empty, and whether they came from .symtab. It decodes the
+// table itself rather than through debug/elf, which allocates a string per
+// name: here the names are substrings of one copy of the string table.
+// Names carry no version from .gnu.version (debug/elf keeps those apart
+// too).
+func elfSymbols(ef *elf.File) (syms []rawSym, fromSymtab bool) {
+	if syms = readSymbols(ef, elf.SHT_SYMTAB); len(syms) > 0 {
 		return syms, true
 	}
-	syms, _ = ef.DynamicSymbols()
-	return syms, false
+	return readSymbols(ef, elf.SHT_DYNSYM), false
+}
+
+// rawSym is an ELF symbol table entry, with the fields of elf.Symbol that
+// this package reads (in 40 bytes rather than 80).
+type rawSym struct {
+	Name        string
+	Value, Size uint64
+	Info, Other byte
+	Section     elf.SectionIndex
+}
+
+// readSymbols decodes the first section of type typ (ELF gABI, "Symbol
+// Table"), without its null first entry. An unreadable table gives none.
+func readSymbols(ef *elf.File, typ elf.SectionType) []rawSym {
+	var sec *elf.Section
+	for _, s := range ef.Sections {
+		if s.Type == typ {
+			sec = s
+			break
+		}
+	}
+	if sec == nil || sec.Link == 0 || int(sec.Link) >= len(ef.Sections) {
+		return nil
+	}
+	size := 24
+	if ef.Class == elf.ELFCLASS32 {
+		size = 16
+	}
+	data, err := sectionData(sec, maxSectionSize)
+	if err != nil || len(data) < 2*size {
+		return nil
+	}
+	strData, err := sectionData(ef.Sections[sec.Link], maxSectionSize)
+	if err != nil {
+		return nil
+	}
+	strs := string(strData)
+	name := func(off uint32) string {
+		if uint64(off) >= uint64(len(strs)) {
+			return ""
+		}
+		if n := strings.IndexByte(strs[off:], 0); n >= 0 {
+			return strs[off : int(off)+n]
+		}
+		return ""
+	}
+	le := ef.ByteOrder
+	out := make([]rawSym, 0, len(data)/size-1)
+	for p := size; p+size <= len(data); p += size {
+		e := data[p : p+size]
+		var sym rawSym
+		if size == 24 {
+			sym = rawSym{Name: name(le.Uint32(e[0:])), Info: e[4], Other: e[5],
+				Section: elf.SectionIndex(le.Uint16(e[6:])), Value: le.Uint64(e[8:]), Size: le.Uint64(e[16:])}
+		} else {
+			sym = rawSym{Name: name(le.Uint32(e[0:])), Value: uint64(le.Uint32(e[4:])), Size: uint64(le.Uint32(e[8:])),
+				Info: e[12], Other: e[13], Section: elf.SectionIndex(le.Uint16(e[14:]))}
+		}
+		out = append(out, sym)
+	}
+	return out
 }

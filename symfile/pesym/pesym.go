@@ -206,7 +206,7 @@ func (f *File) dedupe(syms []symfile.Symbol) []symfile.Symbol {
 		out = append(out, k.s)
 	}
 	// Address and name are now unique: this order is total too.
-	slices.SortFunc(out, symfile.Compare)
+	symfile.Sort(out)
 	return slices.Clip(out)
 }
 
