@@ -94,11 +94,25 @@ func Sort(syms []Symbol) {
 		}
 		return cmp.Compare(b.size, a.size)
 	})
-	sorted := make([]Symbol, len(syms))
-	for i, k := range keys {
-		sorted[i] = syms[k.i]
+	// Move the symbols in place, one cycle of the permutation at a time;
+	// a key's i becomes -1 once its place is filled.
+	for i := range keys {
+		if keys[i].i < 0 {
+			continue
+		}
+		tmp := syms[i]
+		j := i
+		for {
+			k := keys[j].i
+			keys[j].i = -1
+			if k == i {
+				syms[j] = tmp
+				break
+			}
+			syms[j] = syms[k]
+			j = k
+		}
 	}
-	copy(syms, sorted)
 	// Symbols of one address and size: by name, then kind.
 	for i := 0; i < len(syms); {
 		j := i + 1

@@ -159,23 +159,12 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		ctx = context.Background()
 	}
 	var ranges []rangeOf
-	// aranges are the units' ranges from .debug_aranges, by the offset
-	// of the unit's header; as in LLVM's DWARFDebugAranges, a unit that
-	// has none there is indexed by its DIE's ranges.
-	var aranges map[dwarf.Offset][][2]uint64
-	header, haveHeader := dwarf.Offset(0), false
+	// add indexes a unit found through debug/dwarf by its DIE's ranges.
 	add := func(e *dwarf.Entry, r *dwarf.Reader) {
 		u := unit{off: e.Offset, stmtList: -1, addrSize: r.AddressSize()}
 		u.compDir, _ = e.Val(dwarf.AttrCompDir).(string)
 		if v, ok := e.Val(dwarf.AttrStmtList).(int64); ok {
 			u.stmtList = v
-		}
-		if ar, ok := aranges[header]; ok && haveHeader {
-			for _, rg := range ar {
-				ranges = append(ranges, rangeOf{rg[0], rg[1], int32(len(x.units))})
-			}
-			x.units = append(x.units, &u)
-			return
 		}
 		rs, rerr := x.d.Ranges(e)
 		if rerr == nil {
@@ -194,9 +183,11 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		}
 		dec, herr := newDecoder(s, order)
 		x.dec = dec
-		if len(s.Aranges) > 0 {
-			aranges = parseAranges(s)
-		}
+		// The units' ranges from .debug_aranges, sorted by the offset of
+		// the unit's header; as in LLVM's DWARFDebugAranges, a unit that
+		// has none there is indexed by its DIE's ranges.
+		aranges := parseAranges(s)
+		j := 0
 		total := int64(len(s.Info))
 		for i, h := range dec.units {
 			if i%64 == 0 {
@@ -211,19 +202,26 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 				continue
 			}
 			idx := int32(len(x.units))
-			ar, ok := aranges[dwarf.Offset(h.start)]
-			if !ok {
+			for j < len(aranges) && aranges[j].unit < h.start {
+				j++
+			}
+			k := j
+			for k < len(aranges) && aranges[k].unit == h.start {
+				ranges = append(ranges, rangeOf{aranges[k].lo, aranges[k].hi, idx})
+				k++
+			}
+			if k == j {
 				if err := dec.load(h); err != nil {
 					herr = cmp.Or(herr, err)
 					break
 				}
-				ar = h.attrs.ranges
-			}
-			for _, rg := range ar {
-				if rg[0] < rg[1] {
-					ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
+				for _, rg := range h.attrs.ranges {
+					if rg[0] < rg[1] {
+						ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
+					}
 				}
 			}
+			j = k
 			x.units = append(x.units, &unit{off: dwarf.Offset(h.first), hdr: h, stmtList: -1})
 		}
 		if herr != nil {
@@ -261,16 +259,27 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 	return nil
 }
 
-// parseAranges decodes .debug_aranges (DWARF5.pdf §6.1.2): for each set,
-// the offset of its unit's header in .debug_info and the address ranges
-// of the unit. It returns the ranges by header offset, and stops at the
-// first malformed set.
-func parseAranges(s *Sections) map[dwarf.Offset][][2]uint64 {
+// arange is one address range of .debug_aranges, with the offset of its
+// unit's header in .debug_info.
+type arange struct {
+	unit   int
+	lo, hi uint64
+}
+
+// parseAranges decodes .debug_aranges (DWARF5.pdf §6.1.2): each set's
+// ranges, sorted by the offset of their unit's header (a stable sort, so
+// that a unit's ranges keep their order). It stops at the first malformed
+// set.
+func parseAranges(s *Sections) []arange {
+	if len(s.Aranges) == 0 {
+		return nil
+	}
 	order := s.Order
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	out := map[dwarf.Offset][][2]uint64{}
+	var out []arange
+	sorted := true
 	b := newBuf(".debug_aranges", order, s.Aranges, 0)
 	for b.left() > 0 {
 		length, dwarf64 := b.unitLength()
@@ -289,7 +298,7 @@ func parseAranges(s *Sections) map[dwarf.Offset][][2]uint64 {
 			info = uint64(b.u32())
 		}
 		addrSize, segSize := int(b.u8()), int(b.u8())
-		if (addrSize != 4 && addrSize != 8) || segSize != 0 {
+		if (addrSize != 4 && addrSize != 8) || segSize != 0 || info > uint64(len(s.Info)) {
 			b.pos = next
 			continue
 		}
@@ -307,13 +316,19 @@ func parseAranges(s *Sections) map[dwarf.Offset][][2]uint64 {
 				break
 			}
 			if n > 0 && lo+n > lo {
-				out[dwarf.Offset(info)] = append(out[dwarf.Offset(info)], [2]uint64{lo, lo + n})
+				if len(out) > 0 && out[len(out)-1].unit > int(info) {
+					sorted = false
+				}
+				out = append(out, arange{int(info), lo, lo + n})
 			}
 		}
 		if b.err != nil {
 			break
 		}
 		b.pos = next
+	}
+	if !sorted {
+		slices.SortStableFunc(out, func(a, b arange) int { return cmp.Compare(a.unit, b.unit) })
 	}
 	return out
 }

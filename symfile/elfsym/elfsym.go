@@ -400,21 +400,20 @@ func (f *File) Symbols() []symfile.Symbol {
 				f.syms = nil
 			}
 		}()
-		syms, fromSymtab := elfSymbols(f.f)
-		out := make([]symfile.Symbol, 0, len(syms))
-		for _, s := range syms {
+		out := make([]symfile.Symbol, 0, symbolCount(f.f))
+		fromSymtab := eachSymbol(f.f, func(s rawSym) {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {
-				continue
+				return
 			}
 			if i := int(s.Section); s.Section < elf.SHN_LORESERVE && i < len(f.f.Sections) && f.f.Sections[i].Flags&elf.SHF_ALLOC == 0 {
 				// In a section that is not loaded (glibc's .gnu.warning.*
 				// markers): its value is no address.
-				continue
+				return
 			}
 			var k symfile.Kind
 			switch elf.ST_TYPE(s.Info) {
 			case elf.STT_SECTION, elf.STT_FILE:
-				continue
+				return
 			case elf.STT_FUNC, elf.STT_GNU_IFUNC:
 				k = symfile.KindFunction
 			case elf.STT_OBJECT, elf.STT_COMMON:
@@ -423,7 +422,7 @@ func (f *File) Symbols() []symfile.Symbol {
 				k = symfile.KindThreadLocal
 			}
 			out = append(out, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: k})
-		}
+		})
 		stripVersions(out)
 		if !fromSymtab {
 			if f.dw != nil {
@@ -498,21 +497,41 @@ func unversioned(name string) (base string, ok bool) {
 	return name[:i], true
 }
 
-// elfSymbols returns the symbols of .symtab, or of .dynsym when .symtab
-// is absent or empty, and whether they came from .symtab. It decodes the
-// table itself rather than through debug/elf, which allocates a string per
-// name: here the names are substrings of one copy of the string table.
-// Names carry no version from .gnu.version (debug/elf keeps those apart
-// too).
-func elfSymbols(ef *elf.File) (syms []rawSym, fromSymtab bool) {
-	if syms = readSymbols(ef, elf.SHT_SYMTAB); len(syms) > 0 {
-		return syms, true
+// eachSymbol calls fn with each symbol of .symtab, or of .dynsym when
+// .symtab is absent or empty, and reports whether they came from .symtab.
+// It decodes the table itself rather than through debug/elf, which
+// allocates a string per name and a slice of all the symbols: here the
+// names are substrings of one copy of the string table, and nothing else
+// is kept. Names carry no version from .gnu.version (debug/elf keeps those
+// apart too).
+func eachSymbol(ef *elf.File, fn func(rawSym)) (fromSymtab bool) {
+	if walkSymbols(ef, elf.SHT_SYMTAB, fn) > 0 {
+		return true
 	}
-	return readSymbols(ef, elf.SHT_DYNSYM), false
+	walkSymbols(ef, elf.SHT_DYNSYM, fn)
+	return false
+}
+
+// symbolCount returns how many entries the table eachSymbol reads has,
+// from the section headers (a capacity hint: the table may be unreadable).
+func symbolCount(ef *elf.File) int {
+	n := 0
+	for _, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
+		for _, s := range ef.Sections {
+			if s.Type == typ && s.Size >= 48 && s.Size <= maxSectionSize {
+				n = int(s.Size/24) - 1
+				break
+			}
+		}
+		if n > 0 {
+			return min(n, 1<<22)
+		}
+	}
+	return 0
 }
 
 // rawSym is an ELF symbol table entry, with the fields of elf.Symbol that
-// this package reads (in 40 bytes rather than 80).
+// this package reads.
 type rawSym struct {
 	Name        string
 	Value, Size uint64
@@ -520,9 +539,10 @@ type rawSym struct {
 	Section     elf.SectionIndex
 }
 
-// readSymbols decodes the first section of type typ (ELF gABI, "Symbol
-// Table"), without its null first entry. An unreadable table gives none.
-func readSymbols(ef *elf.File, typ elf.SectionType) []rawSym {
+// walkSymbols decodes the first section of type typ (ELF gABI, "Symbol
+// Table"), without its null first entry, and returns how many symbols it
+// gave fn. An unreadable table gives none.
+func walkSymbols(ef *elf.File, typ elf.SectionType, fn func(rawSym)) int {
 	var sec *elf.Section
 	for _, s := range ef.Sections {
 		if s.Type == typ {
@@ -531,7 +551,7 @@ func readSymbols(ef *elf.File, typ elf.SectionType) []rawSym {
 		}
 	}
 	if sec == nil || sec.Link == 0 || int(sec.Link) >= len(ef.Sections) {
-		return nil
+		return 0
 	}
 	size := 24
 	if ef.Class == elf.ELFCLASS32 {
@@ -539,11 +559,11 @@ func readSymbols(ef *elf.File, typ elf.SectionType) []rawSym {
 	}
 	data, err := sectionData(sec, maxSectionSize)
 	if err != nil || len(data) < 2*size {
-		return nil
+		return 0
 	}
 	strData, err := sectionData(ef.Sections[sec.Link], maxSectionSize)
 	if err != nil {
-		return nil
+		return 0
 	}
 	strs := string(strData)
 	name := func(off uint32) string {
@@ -556,18 +576,17 @@ func readSymbols(ef *elf.File, typ elf.SectionType) []rawSym {
 		return ""
 	}
 	le := ef.ByteOrder
-	out := make([]rawSym, 0, len(data)/size-1)
+	n := 0
 	for p := size; p+size <= len(data); p += size {
 		e := data[p : p+size]
-		var sym rawSym
 		if size == 24 {
-			sym = rawSym{Name: name(le.Uint32(e[0:])), Info: e[4], Other: e[5],
-				Section: elf.SectionIndex(le.Uint16(e[6:])), Value: le.Uint64(e[8:]), Size: le.Uint64(e[16:])}
+			fn(rawSym{Name: name(le.Uint32(e[0:])), Info: e[4], Other: e[5],
+				Section: elf.SectionIndex(le.Uint16(e[6:])), Value: le.Uint64(e[8:]), Size: le.Uint64(e[16:])})
 		} else {
-			sym = rawSym{Name: name(le.Uint32(e[0:])), Value: uint64(le.Uint32(e[4:])), Size: uint64(le.Uint32(e[8:])),
-				Info: e[12], Other: e[13], Section: elf.SectionIndex(le.Uint16(e[14:]))}
+			fn(rawSym{Name: name(le.Uint32(e[0:])), Value: uint64(le.Uint32(e[4:])), Size: uint64(le.Uint32(e[8:])),
+				Info: e[12], Other: e[13], Section: elf.SectionIndex(le.Uint16(e[14:]))})
 		}
-		out = append(out, sym)
+		n++
 	}
-	return out
+	return n
 }

@@ -82,19 +82,16 @@ func newFunctionMap(ef *elf.File) (m *FunctionMap) {
 			m = &FunctionMap{}
 		}
 	}()
-	syms, _ := elfSymbols(ef)
-	fs := make([]symfile.Symbol, 0, len(syms))
-	for _, s := range syms {
+	fs := make([]symfile.Symbol, 0, symbolCount(ef))
+	eachSymbol(ef, func(s rawSym) {
 		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || int(s.Section) >= len(ef.Sections) {
-			continue
+			return
 		}
 		switch elf.ST_TYPE(s.Info) {
 		case elf.STT_FUNC, elf.STT_GNU_IFUNC, elf.STT_NOTYPE:
-		default:
-			continue
+			fs = append(fs, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: symfile.KindFunction})
 		}
-		fs = append(fs, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: symfile.KindFunction})
-	}
+	})
 	// A stable sort by address, then size: keys without pointers, with
 	// the table position as the last key, then the symbols moved.
 	type key struct {

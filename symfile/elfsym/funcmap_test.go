@@ -68,13 +68,12 @@ func TestFunctionMapLLVM(t *testing.T) {
 			if m.Len() == 0 {
 				t.Fatal("empty map")
 			}
-			syms, _ := elfSymbols(f.f)
 			starts := map[uint64]int{}
-			for _, s := range syms {
+			eachSymbol(f.f, func(s rawSym) {
 				if s.Section != elf.SHN_UNDEF && s.Section < elf.SHN_LORESERVE && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
 					starts[s.Value]++
 				}
-			}
+			})
 			var addrs []uint64
 			ties := 0
 			for a, n := range starts {
