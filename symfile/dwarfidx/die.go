@@ -24,7 +24,13 @@ type unitHdr struct {
 	abbrevOff  uint64 // offset of the abbreviation table in .debug_abbrev
 	cu         bool   // a compile or partial unit (not a type or skeleton unit)
 
-	once  sync.Once // load: the unit DIE's attributes
+	once sync.Once // load: allocates and fills the unit's state
+	*unitState     // nil until load
+}
+
+// unitState is what a unit's first use reads, apart from its header so
+// that the headers of a file's thousands of units stay small.
+type unitState struct {
 	full  sync.Once // ready: the whole abbreviation table
 	abbr  *abbrevTable
 	attrs unitAttrs // from the unit's own DIE
@@ -46,16 +52,18 @@ type unitAttrs struct {
 // abbrevTable is one abbreviation table: declarations by code, in a slice
 // when the codes are dense (as producers number them), else in a map.
 //
-// A table is read as far as the codes asked for so far: the unit DIE's
-// declaration is often among the first, so indexing a unit that
-// .debug_aranges does not cover reads little of its table. [decoder.ready]
-// reads the rest before the table is shared between goroutines.
+// To read a unit's own DIE, which is all that indexing a unit that
+// .debug_aranges does not cover takes, a table in scan mode finds the one
+// declaration asked for and keeps nothing else; [decoder.ready] reads the
+// whole table before the unit's other DIEs are read.
 type abbrevTable struct {
 	dense  []abbrev // code c at dense[c-1]
 	sparse map[uint64]*abbrev
-	b      buf  // where reading resumes
-	n      int  // declarations read
-	done   bool // the whole table is read
+	attrs  []abbrevAttr // backing store of the declarations' attributes
+	b      buf          // where reading resumes
+	n      int          // declarations read
+	done   bool         // the whole table is read
+	scan   bool         // find declarations one at a time, keeping none
 }
 
 type abbrev struct {
@@ -73,6 +81,9 @@ type abbrevAttr struct {
 // get returns the declaration of code, reading the table further if it
 // is not read to the end yet.
 func (t *abbrevTable) get(code uint64) *abbrev {
+	if t.scan {
+		return t.find(code)
+	}
 	for {
 		if code-1 < uint64(len(t.dense)) {
 			return &t.dense[code-1]
@@ -180,6 +191,8 @@ type decoder struct {
 func newDecoder(s *Sections, order binary.ByteOrder) (*decoder, error) {
 	d := &decoder{s: s, order: order}
 	b := newBuf(".debug_info", order, s.Info, 0)
+	// Headers are allocated in blocks: a file has thousands of units.
+	var block []unitHdr
 	for b.left() > 0 {
 		start := b.pos
 		length, dwarf64 := b.unitLength()
@@ -190,7 +203,12 @@ func newDecoder(s *Sections, order binary.ByteOrder) (*decoder, error) {
 			return d, &FormatError{Section: ".debug_info", Off: int64(start), Msg: "unit length exceeds section", Val: length}
 		}
 		next := b.pos + int(length)
-		u := &unitHdr{start: start, end: next, offSize: 4}
+		if len(block) == cap(block) {
+			block = make([]unitHdr, 0, 256)
+		}
+		block = block[:len(block)+1]
+		u := &block[len(block)-1]
+		u.start, u.end, u.offSize, u.cu = start, next, 4, false
 		if dwarf64 {
 			u.offSize = 8
 		}
@@ -224,6 +242,8 @@ func newDecoder(s *Sections, order binary.ByteOrder) (*decoder, error) {
 		u.first = b.pos
 		if ok && u.first < next && (u.addrSize == 4 || u.addrSize == 8) {
 			d.units = append(d.units, u)
+		} else {
+			block = block[:len(block)-1]
 		}
 		b.pos = next
 	}
@@ -243,12 +263,13 @@ func (d *decoder) unitAt(off int) *unitHdr {
 // abbreviation table as that takes.
 func (d *decoder) load(u *unitHdr) error {
 	u.once.Do(func() {
+		u.unitState = &unitState{}
 		u.attrs.stmtList = -1
 		if u.abbrevOff > uint64(len(d.s.Abbrev)) {
 			u.err = &FormatError{Section: ".debug_abbrev", Off: int64(u.abbrevOff), Msg: "offset outside section", Val: u.abbrevOff}
 			return
 		}
-		u.abbr = &abbrevTable{b: newBuf(".debug_abbrev", d.order, d.s.Abbrev, int(u.abbrevOff))}
+		u.abbr = &abbrevTable{b: newBuf(".debug_abbrev", d.order, d.s.Abbrev, int(u.abbrevOff)), scan: true}
 		var e entry
 		b := newBuf(".debug_info", d.order, d.s.Info[:u.end], u.first)
 		if !d.read(u, &b, &e, modeUnit) {
@@ -280,11 +301,71 @@ func (d *decoder) ready(u *unitHdr) error {
 		return err
 	}
 	u.full.Do(func() {
-		for !u.abbr.done {
-			u.abbr.next()
+		t := &abbrevTable{b: newBuf(".debug_abbrev", d.order, d.s.Abbrev, int(u.abbrevOff))}
+		for !t.done {
+			t.next()
 		}
+		u.abbr = t
 	})
 	return nil
+}
+
+// find returns the declaration of code, reading the table from its start
+// and keeping only that declaration.
+func (t *abbrevTable) find(code uint64) *abbrev {
+	b := t.b // a copy: each search starts at the table's start
+	for n := 0; n < maxAbbrevs; n++ {
+		c := b.uleb()
+		if c == 0 || b.err != nil {
+			break
+		}
+		if c == code {
+			t.attrs = t.attrs[:0]
+			a := t.read(&b)
+			return &a
+		}
+		b.uleb() // tag
+		b.u8()   // children
+		for {
+			at, form := b.uleb(), b.uleb()
+			if b.err != nil || (at == 0 && form == 0) {
+				break
+			}
+			if form == formImplicitConst {
+				b.sleb()
+			}
+		}
+	}
+	if b.err != nil {
+		t.b.err = b.err
+	}
+	return nil
+}
+
+// read reads a declaration after its code: tag, children flag and
+// attribute specifications, the latter into the table's backing store.
+func (t *abbrevTable) read(b *buf) abbrev {
+	a := abbrev{tag: dwarf.Tag(b.uleb()), children: b.u8() != 0}
+	start := len(t.attrs)
+	for {
+		at, form := b.uleb(), b.uleb()
+		if b.err != nil || (at == 0 && form == 0) {
+			break
+		}
+		aa := abbrevAttr{attr: dwarf.Attr(at), form: form}
+		if form == formImplicitConst {
+			aa.implicit = b.sleb()
+		}
+		if len(t.attrs)-start == maxAbbrevAttrs {
+			b.fail("too many attributes in an abbreviation", maxAbbrevAttrs)
+			break
+		}
+		t.attrs = append(t.attrs, aa)
+	}
+	// A full slice expression: a later append to the store must not
+	// write into this declaration's attributes.
+	a.attrs = t.attrs[start:len(t.attrs):len(t.attrs)]
+	return a
 }
 
 // next reads one more declaration of the table (DWARF5.pdf §7.5.3), or
@@ -302,22 +383,7 @@ func (t *abbrevTable) next() {
 		return
 	}
 	t.n++
-	a := abbrev{tag: dwarf.Tag(b.uleb()), children: b.u8() != 0}
-	for {
-		at, form := b.uleb(), b.uleb()
-		if b.err != nil || (at == 0 && form == 0) {
-			break
-		}
-		aa := abbrevAttr{attr: dwarf.Attr(at), form: form}
-		if form == formImplicitConst {
-			aa.implicit = b.sleb()
-		}
-		if len(a.attrs) == maxAbbrevAttrs {
-			b.fail("too many attributes in an abbreviation", len(a.attrs))
-			break
-		}
-		a.attrs = append(a.attrs, aa)
-	}
+	a := t.read(b)
 	if b.err != nil {
 		t.done = true
 		return

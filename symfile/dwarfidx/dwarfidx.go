@@ -188,6 +188,7 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		// has none there is indexed by its DIE's ranges.
 		aranges := parseAranges(s)
 		j := 0
+		var block []unit // units are allocated in blocks
 		total := int64(len(s.Info))
 		for i, h := range dec.units {
 			if i%64 == 0 {
@@ -222,7 +223,13 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 				}
 			}
 			j = k
-			x.units = append(x.units, &unit{off: dwarf.Offset(h.first), hdr: h, stmtList: -1})
+			if len(block) == cap(block) {
+				block = make([]unit, 0, 256)
+			}
+			block = block[:len(block)+1]
+			u := &block[len(block)-1]
+			u.off, u.hdr, u.stmtList = dwarf.Offset(h.first), h, -1
+			x.units = append(x.units, u)
 		}
 		if herr != nil {
 			x.cus = segment(ranges, false)
