@@ -331,11 +331,15 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 // walkThreads walks threads (those of cfg.tids, if any) with src and
 // appends their stacks to res; tableAt gives the table of a frame's PC.
 func walkThreads(res *stackResult, src *stackwalk.Sources, threads []target.Thread, cfg stackConfig, tableAt func(pc uint64) *frameTable) {
+	// Frames are collected in scratch and each thread's are copied out
+	// at their exact size: new memory costs a page fault a page, and a
+	// slice grown by appends leaves as much again behind.
+	var scratch []stackFrame
 	for _, th := range threads {
 		if len(cfg.tids) > 0 && !slices.Contains(cfg.tids, th.ID) {
 			continue
 		}
-		ts := threadStack{Tid: th.ID, Name: th.Name, State: th.State, Frames: make([]stackFrame, 0, 64)}
+		ts := threadStack{Tid: th.ID, Name: th.Name, State: th.State, Frames: []stackFrame{}}
 		if th.Err != nil {
 			ts.Error = ptr(th.Err.Error())
 			res.Threads = append(res.Threads, ts)
@@ -353,7 +357,11 @@ func walkThreads(res *stackResult, src *stackwalk.Sources, threads []target.Thre
 				sf.ModuleOffset = optAddr{f.PC - m.Base, true}
 			}
 			sf.Table = tableAt(f.SymbolPC)
-			ts.Frames = append(ts.Frames, sf)
+			scratch = append(scratch, sf)
+		}
+		if len(scratch) > 0 {
+			ts.Frames = slices.Clone(scratch)
+			scratch = scratch[:0]
 		}
 		if err := w.Err(); err != nil {
 			ts.Error = ptr(err.Error())
@@ -439,47 +447,93 @@ func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfM
 	}
 }
 
+// writeStacksText writes res as text, one line a frame. Lines are built
+// with strconv's appends into one buffer: a stack of thousands of frames
+// would otherwise spend more on fmt than on walking.
 func writeStacksText(w io.Writer, res *stackResult) {
+	b := make([]byte, 0, 256)
 	for i, t := range res.Threads {
+		b = b[:0]
 		if i > 0 {
-			fmt.Fprintln(w)
+			b = append(b, '\n')
 		}
-		fmt.Fprintf(w, "Thread %d %q", t.Tid, t.Name)
+		b = append(b, "Thread "...)
+		b = strconv.AppendInt(b, int64(t.Tid), 10)
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, t.Name)
 		if t.State != "" {
-			fmt.Fprintf(w, " %s", t.State)
+			b = append(b, ' ')
+			b = append(b, t.State...)
 		}
-		fmt.Fprintln(w, ":")
+		b = append(b, ":\n"...)
+		w.Write(b)
 		for j, f := range t.Frames {
-			fmt.Fprintf(w, "#%-2d 0x%016x", j, uint64(f.PC))
-			switch {
-			case f.Symbol.ok:
-				fmt.Fprintf(w, " %s+%#x", f.Symbol.s, f.Displacement)
-			default:
-				fmt.Fprint(w, " ??")
+			b = append(b[:0], '#')
+			b = strconv.AppendInt(b, int64(j), 10)
+			if j < 10 {
+				b = append(b, ' ')
+			}
+			b = append(b, " 0x"...)
+			b = appendHex16(b, uint64(f.PC))
+			if f.Symbol.ok {
+				b = append(b, ' ')
+				b = append(b, f.Symbol.s...)
+				b = append(b, "+0x"...)
+				b = strconv.AppendUint(b, f.Displacement, 16)
+			} else {
+				b = append(b, " ??"...)
 			}
 			if f.Module.ok {
-				fmt.Fprintf(w, " (%s)", f.Module.s)
+				b = append(b, " ("...)
+				b = append(b, f.Module.s...)
+				b = append(b, ')')
 			}
-			fmt.Fprintf(w, " [%s]", f.How)
+			b = append(b, " ["...)
+			b = append(b, f.How...)
+			b = append(b, ']')
 			if f.Table != nil {
-				fmt.Fprintf(w, " {%s table}", f.Table.kind())
+				b = append(b, " {"...)
+				b = append(b, f.Table.kind()...)
+				b = append(b, " table}"...)
 			}
 			if n := len(f.Inline); n > 0 && f.Inline[n-1].File.ok {
-				fmt.Fprintf(w, " at %s:%d", f.Inline[n-1].File.s, f.Inline[n-1].Line)
+				b = appendAt(b, f.Inline[n-1].File.s, f.Inline[n-1].Line)
 			}
-			fmt.Fprintln(w)
+			b = append(b, '\n')
 			for _, in := range f.Inline[:max(len(f.Inline)-1, 0)] {
-				fmt.Fprintf(w, "      inlined %s", in.Function)
+				b = append(b, "      inlined "...)
+				b = append(b, in.Function...)
 				if in.File.ok {
-					fmt.Fprintf(w, " at %s:%d", in.File.s, in.Line)
+					b = appendAt(b, in.File.s, in.Line)
 				}
-				fmt.Fprintln(w)
+				b = append(b, '\n')
 			}
+			w.Write(b)
 		}
 		if t.Error != nil {
-			fmt.Fprintf(w, "    (walk ended: %s)\n", *t.Error)
+			b = append(b[:0], "    (walk ended: "...)
+			b = append(b, *t.Error...)
+			b = append(b, ")\n"...)
+			w.Write(b)
 		}
 	}
+}
+
+// appendHex16 appends v as 16 hexadecimal digits, zero-padded (%016x).
+func appendHex16(b []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, digits[v>>uint(shift)&0xf])
+	}
+	return b
+}
+
+// appendAt appends " at FILE:LINE".
+func appendAt(b []byte, file string, line int) []byte {
+	b = append(b, " at "...)
+	b = append(b, file...)
+	b = append(b, ':')
+	return strconv.AppendInt(b, int64(line), 10)
 }
 
 // walkDumpFile walks the threads of the minidump name offline and, with
