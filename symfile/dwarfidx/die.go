@@ -24,8 +24,8 @@ type unitHdr struct {
 	abbrevOff  uint64 // offset of the abbreviation table in .debug_abbrev
 	cu         bool   // a compile or partial unit (not a type or skeleton unit)
 
-	once sync.Once // load: allocates and fills the unit's state
-	*unitState     // nil until load
+	once       sync.Once // load: allocates and fills the unit's state
+	*unitState           // nil until load
 }
 
 // unitState is what a unit's first use reads, apart from its header so

@@ -2,6 +2,7 @@ package elfsym
 
 import (
 	"bufio"
+	"compress/zlib"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
@@ -15,8 +16,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/zlib"
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,26 +100,22 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 			return b, nil
 		}
 	}
-	sr := io.NewSectionReader(f.r, int64(s.Offset)+start, int64(s.FileSize)-start)
-	var zr io.ReadCloser
-	switch kind {
-	case compressZlib:
-		zr, err = zlib.NewReader(bufio.NewReaderSize(sr, 256<<10))
-	case compressZstd:
-		var zd *zstd.Decoder
-		// The window a frame may declare is bounded by the section's
-		// size and 128 MiB: zstd's levels use 8 MiB at most without
-		// long-distance matching, which no ELF tool turns on.
-		zd, err = zstd.NewReader(bufio.NewReaderSize(sr, 256<<10), zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderMaxWindow(min(max(size, 1<<20), 1<<27)), zstd.WithDecoderLowmem(true))
-		if err == nil {
-			zr = zd.IOReadCloser()
+	// debug/elf decompresses SHF_COMPRESSED sections (zlib and zstd) as a
+	// stream; .zdebug_ sections are a zlib stream after their header.
+	var zr io.Reader
+	if s.Flags&elf.SHF_COMPRESSED != 0 {
+		zr = s.Open()
+	} else {
+		var zc io.ReadCloser
+		sr := io.NewSectionReader(f.r, int64(s.Offset)+start, int64(s.FileSize)-start)
+		if zc, err = zlib.NewReader(bufio.NewReaderSize(sr, 64<<10)); err == nil {
+			defer zc.Close()
+			zr = zc
 		}
 	}
 	var out []byte
 	if err == nil {
-		out, err = readSized(zr, size, uint64(sr.Size()))
-		zr.Close()
+		out, err = readSized(zr, size, s.FileSize)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("section %s: decompress: %w", s.Name, err)
