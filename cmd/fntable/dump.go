@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/fntable/fntable/capture"
@@ -78,27 +77,18 @@ holds are printed when done.`,
 		if resolver != nil {
 			opts.Provider = remote.Provider(resolver)
 		}
-		var bar *progressbar.ProgressBar
+		var pb *bar
 		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 			opts.Progress = func(written, total int64) {
-				if bar == nil {
-					bar = progressbar.NewOptions64(total,
-						progressbar.OptionSetWriter(stderr),
-						progressbar.OptionSetDescription("writing "+name),
-						progressbar.OptionShowBytes(true),
-						progressbar.OptionSetWidth(30),
-						progressbar.OptionThrottle(100_000_000),
-						progressbar.OptionClearOnFinish())
+				if pb == nil {
+					pb = newBar(stderr, "writing "+name, total)
 				}
-				bar.Set64(written)
-				if written >= total {
-					bar.Finish()
-				}
+				pb.set(written)
 			}
 		}
 		sum, err := capture.WriteFile(pid, name, opts)
-		if bar != nil {
-			bar.Exit()
+		if pb != nil {
+			pb.clear()
 		}
 		if err != nil {
 			return err

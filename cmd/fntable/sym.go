@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/fntable/fntable/symhandler"
@@ -468,12 +467,12 @@ type reporter struct {
 	stderr io.Writer
 	tty    bool
 	mu     sync.Mutex
-	bars   map[string]*progressbar.ProgressBar
+	bars   map[string]*bar
 	failed map[string]bool
 }
 
 func newReporter(stderr io.Writer) *reporter {
-	r := &reporter{stderr: stderr, bars: map[string]*progressbar.ProgressBar{}, failed: map[string]bool{}}
+	r := &reporter{stderr: stderr, bars: map[string]*bar{}, failed: map[string]bool{}}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		r.tty = true
 	}
@@ -497,20 +496,14 @@ func (r *reporter) event(ev symhandler.Event) bool {
 		if ev.Stage != "download" || !r.tty || r.h != nil && r.h.Options()&symhandler.SYMOPT_NO_PROMPTS != 0 {
 			break
 		}
-		bar := r.bars[ev.File]
-		if bar == nil {
-			bar = progressbar.NewOptions64(ev.Total,
-				progressbar.OptionSetWriter(r.stderr),
-				progressbar.OptionSetDescription("downloading "+ev.Module),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionSetWidth(30),
-				progressbar.OptionThrottle(100_000_000),
-				progressbar.OptionClearOnFinish())
-			r.bars[ev.File] = bar
+		b := r.bars[ev.File]
+		if b == nil {
+			b = newBar(r.stderr, "downloading "+ev.Module, ev.Total)
+			r.bars[ev.File] = b
 		}
-		bar.Set64(ev.Done)
+		b.set(ev.Done)
 		if ev.Total >= 0 && ev.Done >= ev.Total {
-			bar.Finish()
+			b.clear()
 			delete(r.bars, ev.File)
 		}
 	}

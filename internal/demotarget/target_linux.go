@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/metrics"
 	"sort"
 	"strconv"
 	"strings"
@@ -578,13 +577,12 @@ func collect() {
 }
 
 // numGC returns the number of completed garbage collections.
+// (runtime.ReadMemStats rather than runtime/metrics: fntable links this
+// package, and runtime/metrics's initialization would cost every command.)
 func numGC() uint32 {
-	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return uint32(s[0].Value.Uint64())
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
 }
 
 // startChurn places the churn images and starts the goroutine that keeps
