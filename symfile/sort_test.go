@@ -1,6 +1,7 @@
 package symfile
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -21,6 +22,34 @@ func TestSort(t *testing.T) {
 		Sort(syms)
 		if !slices.Equal(syms, want) {
 			t.Fatalf("n=%d: %v, want %v", n, syms, want)
+		}
+	}
+}
+
+// TestSortByAddr checks that SortByAddr is a stable sort by address, then
+// size either way.
+func TestSortByAddr(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, largeFirst := range []bool{false, true} {
+		for n := range 200 {
+			syms := make([]Symbol, n)
+			for i := range syms {
+				syms[i] = Symbol{Name: strconv.Itoa(i), Addr: rng.Uint64N(20), Size: rng.Uint64N(3)}
+			}
+			want := slices.Clone(syms)
+			slices.SortStableFunc(want, func(a, b Symbol) int {
+				if c := cmp.Compare(a.Addr, b.Addr); c != 0 {
+					return c
+				}
+				if largeFirst {
+					return cmp.Compare(b.Size, a.Size)
+				}
+				return cmp.Compare(a.Size, b.Size)
+			})
+			SortByAddr(syms, largeFirst)
+			if !slices.Equal(syms, want) {
+				t.Fatalf("largeFirst=%v n=%d: %v, want %v", largeFirst, n, syms, want)
+			}
 		}
 	}
 }

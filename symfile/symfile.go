@@ -71,15 +71,34 @@ func Compare(a, b Symbol) int {
 	return cmp.Compare(a.Kind, b.Kind)
 }
 
-// Sort sorts syms as [Compare] orders them. It sorts keys that hold no
-// pointers (address, size and position) and then moves the symbols: on a
-// symbol table of thousands this is several times faster than
-// slices.SortFunc(syms, Compare), which swaps the names' pointers under
-// the garbage collector's write barriers and compares names it need not.
+// Sort sorts syms as [Compare] orders them. It sorts by address and size
+// with [SortByAddr] and then orders the symbols of one address and size
+// by name and kind: on a symbol table of thousands this is several times
+// faster than slices.SortFunc(syms, Compare), which swaps the names'
+// pointers under the garbage collector's write barriers and compares
+// names it need not.
 func Sort(syms []Symbol) {
 	if slices.IsSortedFunc(syms, Compare) {
 		return
 	}
+	SortByAddr(syms, true)
+	for i := 0; i < len(syms); {
+		j := i + 1
+		for j < len(syms) && syms[j].Addr == syms[i].Addr && syms[j].Size == syms[i].Size {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(syms[i:j], Compare)
+		}
+		i = j
+	}
+}
+
+// SortByAddr sorts syms by address, then by size (largest first when
+// largeFirst), keeping the order syms had among symbols of one address
+// and size. It sorts keys that hold no pointers and then moves each
+// symbol once, in place.
+func SortByAddr(syms []Symbol, largeFirst bool) {
 	type key struct {
 		addr, size uint64
 		i          int
@@ -87,15 +106,21 @@ func Sort(syms []Symbol) {
 	keys := make([]key, len(syms))
 	for i, s := range syms {
 		keys[i] = key{s.Addr, s.Size, i}
+		if largeFirst {
+			keys[i].size = ^s.Size
+		}
 	}
 	slices.SortFunc(keys, func(a, b key) int {
 		if c := cmp.Compare(a.addr, b.addr); c != 0 {
 			return c
 		}
-		return cmp.Compare(b.size, a.size)
+		if c := cmp.Compare(a.size, b.size); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
 	})
-	// Move the symbols in place, one cycle of the permutation at a time;
-	// a key's i becomes -1 once its place is filled.
+	// Move the symbols one cycle of the permutation at a time; a key's i
+	// becomes -1 once its place is filled.
 	for i := range keys {
 		if keys[i].i < 0 {
 			continue
@@ -112,17 +137,6 @@ func Sort(syms []Symbol) {
 			syms[j] = syms[k]
 			j = k
 		}
-	}
-	// Symbols of one address and size: by name, then kind.
-	for i := 0; i < len(syms); {
-		j := i + 1
-		for j < len(syms) && syms[j].Addr == syms[i].Addr && syms[j].Size == syms[i].Size {
-			j++
-		}
-		if j-i > 1 {
-			slices.SortFunc(syms[i:j], Compare)
-		}
-		i = j
 	}
 }
 

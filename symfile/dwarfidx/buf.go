@@ -199,4 +199,31 @@ func (b *buf) unitLength() (length uint64, dwarf64 bool) {
 	return uint64(l), false
 }
 
+// unitEnd reads an initial length field and returns the offset at which
+// the unit it starts ends, and whether it uses the 64-bit DWARF format; a
+// length beyond the section is an error that names what the unit is.
+func (b *buf) unitEnd(what string) (end int, dwarf64 bool, err error) {
+	start := b.pos
+	length, dwarf64 := b.unitLength()
+	if b.err != nil {
+		return 0, false, b.err
+	}
+	if length > uint64(b.left()) {
+		return 0, false, &FormatError{Section: b.name, Off: int64(start), Msg: what + " length exceeds section", Val: length}
+	}
+	return b.pos + int(length), dwarf64, nil
+}
+
+// u24 reads a 3-byte unsigned value (DW_FORM_strx3, DW_FORM_addrx3).
+func (b *buf) u24() uint64 {
+	p := b.bytes(3)
+	if p == nil {
+		return 0
+	}
+	if b.order == binary.BigEndian {
+		return uint64(p[0])<<16 | uint64(p[1])<<8 | uint64(p[2])
+	}
+	return uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16
+}
+
 func (b *buf) String() string { return fmt.Sprintf("%s+%#x", b.name, b.pos) }

@@ -195,14 +195,10 @@ func newDecoder(s *Sections, order binary.ByteOrder) (*decoder, error) {
 	var block []unitHdr
 	for b.left() > 0 {
 		start := b.pos
-		length, dwarf64 := b.unitLength()
-		if b.err != nil {
-			return d, b.err
+		next, dwarf64, err := b.unitEnd("unit")
+		if err != nil {
+			return d, err
 		}
-		if length > uint64(b.left()) {
-			return d, &FormatError{Section: ".debug_info", Off: int64(start), Msg: "unit length exceeds section", Val: length}
-		}
-		next := b.pos + int(length)
 		if len(block) == cap(block) {
 			block = make([]unitHdr, 0, 256)
 		}
@@ -667,11 +663,7 @@ func (d *decoder) value(u *unitHdr, b *buf, form uint64, implicit int64) (cls cl
 	case formAddrx2:
 		return clsAddrx, uint64(b.u16()), 0
 	case formAddrx3:
-		p := b.bytes(3)
-		if p == nil {
-			return clsNone, 0, 0
-		}
-		return clsAddrx, uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16, 0
+		return clsAddrx, b.u24(), 0
 	case formAddrx4:
 		return clsAddrx, uint64(b.u32()), 0
 	case formData1:
@@ -723,11 +715,7 @@ func (d *decoder) value(u *unitHdr, b *buf, form uint64, implicit int64) (cls cl
 	case formStrx2:
 		return clsStrx, uint64(b.u16()), 0
 	case formStrx3:
-		p := b.bytes(3)
-		if p == nil {
-			return clsNone, 0, 0
-		}
-		return clsStrx, uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16, 0
+		return clsStrx, b.u24(), 0
 	case formStrx4:
 		return clsStrx, uint64(b.u32()), 0
 	case formStrpSup, formGNUStrpAlt, formGNURefAlt:

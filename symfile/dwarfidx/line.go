@@ -104,14 +104,10 @@ func parseLineTable(s *lineSections, off uint64, addrSize int, compDir string) (
 		return nil, &FormatError{Section: ".debug_line", Off: int64(off), Msg: "line table offset outside section", Val: off}
 	}
 	b := newBuf(".debug_line", s.order, s.line, int(off))
-	length, dwarf64 := b.unitLength()
-	if b.err != nil {
-		return nil, b.err
+	end, dwarf64, err := b.unitEnd("line table")
+	if err != nil {
+		return nil, err
 	}
-	if length > uint64(b.left()) {
-		return nil, &FormatError{Section: ".debug_line", Off: int64(off), Msg: "line table length exceeds section", Val: length}
-	}
-	end := b.pos + int(length)
 	b.data = b.data[:end]
 	version := b.u16()
 	if version < 2 || version > 5 {
@@ -365,10 +361,7 @@ func (s *lineSections) readEntries(b *buf, dwarf64 bool, dirIdx *[]uint64) []str
 			case formStrx2, formData2:
 				val = uint64(b.u16())
 			case formStrx3:
-				p := b.bytes(3)
-				if p != nil {
-					val = uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16
-				}
+				val = b.u24()
 			case formStrx4, formData4:
 				val = uint64(b.u32())
 			case formData8:

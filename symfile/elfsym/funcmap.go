@@ -1,9 +1,7 @@
 package elfsym
 
 import (
-	"cmp"
 	"debug/elf"
-	"slices"
 	"sort"
 
 	"github.com/fntable/fntable/symfile"
@@ -92,30 +90,7 @@ func newFunctionMap(ef *elf.File) (m *FunctionMap) {
 			fs = append(fs, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: symfile.KindFunction})
 		}
 	})
-	// A stable sort by address, then size: keys without pointers, with
-	// the table position as the last key, then the symbols moved.
-	type key struct {
-		addr, size uint64
-		i          int
-	}
-	keys := make([]key, len(fs))
-	for i, s := range fs {
-		keys[i] = key{s.Addr, s.Size, i}
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if c := cmp.Compare(a.addr, b.addr); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.size, b.size); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.i, b.i)
-	})
-	sorted := make([]symfile.Symbol, len(fs))
-	for i, k := range keys {
-		sorted[i] = fs[k.i]
-	}
-	fs = sorted
+	symfile.SortByAddr(fs, false)
 	// Keep the last symbol of each address.
 	j := 0
 	for i := range fs {
