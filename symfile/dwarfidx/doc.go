@@ -2,12 +2,18 @@
 // a file's DWARF, for the ELF reader (symfile/elfsym) and for PE images
 // with DWARF (MinGW).
 //
-// [New] or [NewSections] index the compilation units cheaply: only each
-// unit's own DIE is read, for its address ranges, line table offset and
-// compilation directory. The first query that lands in a unit reads the
-// unit's DIEs and line table and keeps them as sorted arrays; later
-// queries in the unit are two binary searches and do not allocate beyond
-// the frames they return.
+// [New] and [NewSections] index the compilation units cheaply. New, over
+// a debug/dwarf.Data, reads each unit's own DIE for its address ranges,
+// line table offset and compilation directory. NewSections, over the raw
+// sections, decodes DIEs itself and reads less: the unit headers and
+// .debug_aranges, and the own DIE of a unit that .debug_aranges does not
+// cover (with its abbreviation table read only up to that DIE's code).
+// The first query that lands in a unit reads the unit's abbreviations,
+// DIEs and line table and keeps them as sorted arrays; later queries in
+// the unit are two binary searches and do not allocate beyond the frames
+// they return. TestNewMatchesNewSections checks that both give the same
+// frames and functions on GCC's DWARF 4 and 5, Go's, libc's separate debug
+// file and libstdc++'s debug build.
 //
 // The answers follow llvm-symbolizer --inlines --no-demangle, which the
 // tests use as the oracle:
@@ -49,12 +55,13 @@
 // # Robustness
 //
 // DWARF comes from files of unknown origin. Malformed DWARF gives an error
-// or a partial result, never a panic or a hang: the unit headers and line
-// tables are decoded with a bounds-checked cursor that stops at the first
-// error (*[FormatError], wrapping [ErrMalformed]); the references a name
-// lookup follows and the DIE nesting the walk follows are bounded. DIEs
-// are decoded by debug/dwarf, which can panic on some malformed inputs;
-// those panics are recovered at this package's boundary and reported as a
-// *FormatError. A unit that fails part way keeps what was read before the
+// or a partial result, never a panic or a hang: unit headers,
+// abbreviations, DIEs, range lists and line tables are decoded with a
+// bounds-checked cursor that stops at the first error (*[FormatError],
+// wrapping [ErrMalformed]); the references a name lookup follows, the DIE
+// nesting the walk follows and the size of an abbreviation table are
+// bounded. Indexes made by New decode DIEs with debug/dwarf, which can
+// panic on some malformed inputs; those panics, and any of this package's
+// own, are recovered at its boundary and reported as a *FormatError. A unit that fails part way keeps what was read before the
 // error. The fuzz test FuzzElfsym in symfile/elfsym exercises this.
 package dwarfidx
