@@ -187,7 +187,8 @@ type Options struct {
 	// opens the file maps the copy instead of decompressing the section
 	// again, as GDB's index cache spares it re-reading DWARF. Copies are
 	// written atomically (a synced temporary file, renamed) and must not
-	// be modified in place; deleting the directory is always safe.
+	// be modified in place; copies unused for 30 days are deleted, and
+	// deleting the directory is always safe.
 	CacheDir string
 }
 

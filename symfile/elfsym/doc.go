@@ -23,7 +23,8 @@
 // temporary file, synced and renamed) and the next open maps them
 // read-only instead of inflating again: libc's debug file opens in about
 // 4 ms instead of 68. A cached copy whose size is wrong is ignored and
-// replaced. A mapping stays for the life of the process (once per cached
+// replaced; copies unused for 30 days are deleted by a sweep made at most
+// daily when a copy is stored. A mapping stays for the life of the process (once per cached
 // file): an index may still be in use on another goroutine after its File
 // is closed.
 //

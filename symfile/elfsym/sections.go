@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -122,6 +123,7 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 	}
 	if cache != "" {
 		storeCached(cache, out)
+		pruneCache(f.opts.CacheDir, time.Now())
 	}
 	return out, nil
 }
@@ -202,6 +204,60 @@ func storeCached(path string, data []byte) {
 	}
 }
 
+// Cache upkeep: a copy not used for cacheMaxUnused is deleted, by a
+// sweep made at most once per cacheSweepEvery when a copy is stored (a
+// use refreshes a copy's modification time, at most once a day, so
+// read-only uses cost no write). debuginfod's client cleans its cache
+// the same way, by age.
+const (
+	cacheMaxUnused  = 30 * 24 * time.Hour
+	cacheSweepEvery = 24 * time.Hour
+	cacheTouchEvery = 24 * time.Hour
+	cacheStamp      = ".swept" // its modification time is the last sweep's
+)
+
+// pruneCache deletes the copies under dir unused since before now -
+// cacheMaxUnused, and the directories they leave empty, if the last sweep
+// is older than cacheSweepEvery. Only the cache's own layout (xx/rest/
+// files) is looked at; failures are ignored.
+func pruneCache(dir string, now time.Time) {
+	stamp := filepath.Join(dir, cacheStamp)
+	if fi, err := os.Stat(stamp); err == nil && now.Sub(fi.ModTime()) < cacheSweepEvery {
+		return
+	}
+	if f, err := os.Create(stamp); err == nil {
+		f.Close()
+		os.Chtimes(stamp, now, now)
+	}
+	tops, _ := os.ReadDir(dir)
+	for _, top := range tops {
+		if !top.IsDir() || len(top.Name()) != 2 {
+			continue
+		}
+		topDir := filepath.Join(dir, top.Name())
+		ids, _ := os.ReadDir(topDir)
+		for _, id := range ids {
+			if !id.IsDir() {
+				continue
+			}
+			idDir := filepath.Join(topDir, id.Name())
+			files, _ := os.ReadDir(idDir)
+			left := len(files)
+			for _, f := range files {
+				fi, err := f.Info()
+				if err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > cacheMaxUnused &&
+					os.Remove(filepath.Join(idDir, f.Name())) == nil {
+					left--
+				}
+			}
+			if left == 0 {
+				os.Remove(idDir)
+			}
+		}
+		os.Remove(topDir) // fails unless empty
+	}
+}
+
 // mapped holds the cached copies this process has mapped, by file
 // identity. A mapping is never unmapped: the slices a file's index keeps
 // point into it, and an index may be in use on another goroutine after
@@ -228,6 +284,10 @@ func mapCached(path string, size uint64) ([]byte, error) {
 	}
 	if uint64(st.Size) != size || size == 0 || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, errors.New("cached copy has the wrong size")
+	}
+	if mtime := time.Unix(st.Mtim.Unix()); time.Since(mtime) > cacheTouchEvery {
+		now := time.Now()
+		os.Chtimes(path, now, now) // in use: kept by pruneCache
 	}
 	key := [2]uint64{uint64(st.Dev), st.Ino}
 	mapped.Lock()

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/fntable/fntable/internal/symtest"
 	"github.com/fntable/fntable/internal/testenv"
@@ -138,5 +139,68 @@ func TestCacheMismatch(t *testing.T) {
 	g.Close()
 	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
 		t.Errorf("cache written for an uncompressed file: %v", ents)
+	}
+}
+
+// TestCacheUpkeep checks that a sweep deletes copies unused for longer
+// than cacheMaxUnused and the directories they leave, keeps the others
+// and files that are not the cache's, runs at most once per
+// cacheSweepEvery, and that mapping an old copy refreshes it.
+func TestCacheUpkeep(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	old := now.Add(-cacheMaxUnused - time.Hour)
+	write := func(rel string, mtime time.Time) string {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("0123456789"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stale := write("ab/cdef/.debug_info-10-a", old)
+	fresh := write("12/3456/.debug_info-10-a", now)
+	mixedOld := write("12/7777/.debug_line-10-a", old)
+	mixedNew := write("12/7777/.debug_info-10-a", now)
+	other := write("notes.txt", old)
+
+	pruneCache(dir, now)
+	for _, p := range []string{stale, mixedOld} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s not deleted: %v", p, err)
+		}
+	}
+	for _, p := range []string{fresh, mixedNew, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s deleted: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ab")); !os.IsNotExist(err) {
+		t.Errorf("empty directories left: %v", err)
+	}
+
+	// Within cacheSweepEvery of the last sweep nothing is deleted.
+	again := write("cd/efef/.debug_info-10-a", old)
+	pruneCache(dir, now.Add(time.Hour))
+	if _, err := os.Stat(again); err != nil {
+		t.Errorf("swept twice within %v: %v", cacheSweepEvery, err)
+	}
+	pruneCache(dir, now.Add(cacheSweepEvery+time.Hour))
+	if _, err := os.Stat(again); !os.IsNotExist(err) {
+		t.Errorf("not swept after %v: %v", cacheSweepEvery, err)
+	}
+
+	// Mapping a copy last used long ago marks it used.
+	used := write("ef/0101/.debug_info-10-a", old)
+	if _, err := mapCached(used, 10); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(used); err != nil || now.Sub(fi.ModTime()) > time.Minute {
+		t.Errorf("mapped copy not refreshed: %v %v", fi.ModTime(), err)
 	}
 }
