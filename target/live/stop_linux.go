@@ -459,8 +459,7 @@ func (s *Stopped) detachAll() error {
 			// for its tracer to reap it, and its process's exit waits
 			// for that.
 			if t.ID != s.pid {
-				var ws unix.WaitStatus
-				unix.Wait4(t.ID, &ws, unix.WNOHANG|unix.WALL, nil)
+				reapDying(t.ID)
 			}
 			t.attached, t.stopped = false, false
 		default:
@@ -469,6 +468,24 @@ func (s *Stopped) detachAll() error {
 	}
 	return errors.Join(errs...)
 }
+
+// reapDying collects the exit of traced thread tid, which a detach found
+// gone: killed, it exits within microseconds, but may not have yet. It
+// waits at most dyingWait, polling.
+func reapDying(tid int) {
+	deadline := time.Now().Add(dyingWait)
+	for {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		if err != nil || wpid == tid && !ws.Stopped() || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// dyingWait bounds how long Close waits for a killed thread to exit.
+const dyingWait = 200 * time.Millisecond
 
 // readPages implements fetchFunc with one process_vm_readv, one remote
 // iovec per page.
@@ -501,6 +518,7 @@ func (s *Stopped) readPages(bufs [][]byte, addr uint64) (int, error) {
 // the tracer and accepts requests from it only.
 type tracer struct {
 	reqs chan func()
+	tid  int // the thread that serves requests, set before the first
 }
 
 // idleTracer keeps the tracer of the last Stopped closed cleanly (one
@@ -544,12 +562,41 @@ func newTracer() *tracer {
 // serve runs requests until stop. It never unlocks its thread: when it
 // returns the runtime ends the thread, and the kernel then detaches
 // anything still traced.
+//
+// The runtime never ends the main thread, though: a goroutine locked to it
+// that returns leaves it parked, still the tracer of whatever it traced,
+// so that a traced thread killed meanwhile stays a zombie and its
+// process's parent waits for it forever. A tracer that finds itself on
+// the main thread therefore starts its loop on a goroutine of its own
+// while it holds the main thread (so that the new goroutine cannot run
+// there), and lets the main thread go.
 func (t *tracer) serve() {
 	runtime.LockOSThread()
+	if testHookMainThread != nil && testHookMainThread() || unix.Gettid() == unix.Getpid() {
+		locked := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			t.tid = unix.Gettid()
+			close(locked)
+			t.loop()
+		}()
+		<-locked
+		runtime.UnlockOSThread()
+		return
+	}
+	t.tid = unix.Gettid()
+	t.loop()
+}
+
+func (t *tracer) loop() {
 	for f := range t.reqs {
 		f()
 	}
 }
+
+// testHookMainThread, if set, makes serve take the thread it runs on for
+// the main thread.
+var testHookMainThread func() bool
 
 // do runs f on the tracer thread and returns its error. A panic in f is
 // returned as an error, and the tracer goes on serving (Close must still

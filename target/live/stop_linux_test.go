@@ -874,3 +874,51 @@ func TestStopPanic(t *testing.T) {
 	t.Log(err)
 	c.checkRunning(t)
 }
+
+// TestTracerOffMainThread checks that a tracer whose goroutine starts on
+// the main thread (made so by the test hook) moves to another thread
+// before it serves: the runtime never ends the main thread, so a tracer
+// there would keep the threads it could not detach (a killed process's)
+// as zombies, and their process's parent would wait for them forever.
+// Then a killed target is reaped by its parent after Close.
+func TestTracerOffMainThread(t *testing.T) {
+	var first int
+	testHookMainThread = func() bool { first = unix.Gettid(); return true }
+	defer func() { testHookMainThread = nil }()
+	tr := newTracer()
+	var served int
+	if err := tr.do(func() error { served = unix.Gettid(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	tr.stop()
+	if served == 0 || served == first || served != tr.tid {
+		t.Errorf("tracer started on thread %d serves on %d (recorded %d)", first, served, tr.tid)
+	}
+
+	// The same through Stop, with the idle tracer set aside.
+	idleTracer.mu.Lock()
+	idle := idleTracer.tr
+	idleTracer.tr = nil
+	idleTracer.mu.Unlock()
+	defer putTracer(idle)
+	c := startChild(t, 2)
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Process.Kill()
+	for i := 0; !strings.HasPrefix(procState(c.pid), "Z"); i++ {
+		if i == 5000 {
+			t.Fatalf("the killed child did not die: %q", procState(c.pid))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the killed child's parent still cannot reap it 10 s after Close")
+	}
+}
