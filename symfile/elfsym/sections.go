@@ -16,8 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Compressed debug sections come in two forms: SHF_COMPRESSED with an
@@ -269,39 +267,42 @@ var mapped struct {
 	m map[[2]uint64][]byte // device, inode → contents
 }
 
-// mapCached maps the cached copy at path read-only, if it exists and has
-// the expected size. Cached copies are replaced only by rename, never
-// rewritten in place, so the mapping's pages stay valid.
+// mapCached maps the cached copy at path read-only (reads it, where the
+// system has no mmap), if it exists and has the expected size. Cached
+// copies are replaced only by rename, never rewritten in place, so the
+// mapping's pages stay valid.
 func mapCached(path string, size uint64) ([]byte, error) {
 	fd, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fd.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(fd.Fd()), &st); err != nil {
-		return nil, err
-	}
-	if uint64(st.Size) != size || size == 0 || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, errors.New("cached copy has the wrong size")
-	}
-	if mtime := time.Unix(st.Mtim.Unix()); time.Since(mtime) > cacheTouchEvery {
-		now := time.Now()
-		os.Chtimes(path, now, now) // in use: kept by pruneCache
-	}
-	key := [2]uint64{uint64(st.Dev), st.Ino}
-	mapped.Lock()
-	defer mapped.Unlock()
-	if b, ok := mapped.m[key]; ok && uint64(len(b)) == size {
-		return b, nil
-	}
-	b, err := unix.Mmap(int(fd.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	fi, err := fd.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if mapped.m == nil {
-		mapped.m = map[[2]uint64][]byte{}
+	if !fi.Mode().IsRegular() || uint64(fi.Size()) != size || size == 0 || size > maxSectionSize {
+		return nil, errors.New("cached copy has the wrong size")
 	}
-	mapped.m[key] = b
+	if time.Since(fi.ModTime()) > cacheTouchEvery {
+		now := time.Now()
+		os.Chtimes(path, now, now) // in use: kept by pruneCache
+	}
+	key, keyed := fileKey(fi)
+	mapped.Lock()
+	defer mapped.Unlock()
+	if b, ok := mapped.m[key]; keyed && ok && uint64(len(b)) == size {
+		return b, nil
+	}
+	b, err := mapFile(fd, int(size))
+	if err != nil {
+		return nil, err
+	}
+	if keyed {
+		if mapped.m == nil {
+			mapped.m = map[[2]uint64][]byte{}
+		}
+		mapped.m[key] = b
+	}
 	return b, nil
 }
