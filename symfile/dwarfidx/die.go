@@ -460,11 +460,6 @@ func (d *decoder) read(u *unitHdr, b *buf, e *entry, mode readMode) bool {
 	names := mode == modeNames || mode == modeWalk && (a.tag == dwarf.TagSubprogram || a.tag == dwarf.TagInlinedSubroutine)
 	// A unit DIE may give its string and address bases after the
 	// attributes that use them; those are resolved at the end.
-	type pending struct {
-		attr dwarf.Attr
-		cls  class
-		val  uint64
-	}
 	var late [4]pending
 	nlate := 0
 	for i := range a.attrs {
@@ -482,8 +477,7 @@ func (d *decoder) read(u *unitHdr, b *buf, e *entry, mode readMode) bool {
 			e.lo, e.hasLo = val, cls == clsAddr
 			if cls == clsAddrx {
 				if unit {
-					late[nlate] = pending{at.attr, cls, val}
-					nlate++
+					nlate = addLate(late[:], nlate, pending{at.attr, cls, val})
 				} else {
 					e.lo, e.hasLo = d.addrx(u, val)
 				}
@@ -494,8 +488,7 @@ func (d *decoder) read(u *unitHdr, b *buf, e *entry, mode readMode) bool {
 				e.hi, e.hasHi = val, true
 			case clsAddrx:
 				if unit {
-					late[nlate] = pending{at.attr, cls, val}
-					nlate++
+					nlate = addLate(late[:], nlate, pending{at.attr, cls, val})
 				} else {
 					e.hi, e.hasHi = d.addrx(u, val)
 				}
@@ -511,8 +504,7 @@ func (d *decoder) read(u *unitHdr, b *buf, e *entry, mode readMode) bool {
 				continue
 			}
 			if unit && cls == clsStrx {
-				late[nlate] = pending{at.attr, cls, val}
-				nlate++
+				nlate = addLate(late[:], nlate, pending{at.attr, cls, val})
 				continue
 			}
 			d.setString(u, e, at.attr, cls, val, n)
@@ -566,6 +558,24 @@ func (d *decoder) read(u *unitHdr, b *buf, e *entry, mode readMode) bool {
 	}
 	e.names.valid = true
 	return true
+}
+
+// pending is an attribute of a unit DIE resolved after the others.
+type pending struct {
+	attr dwarf.Attr
+	cls  class
+	val  uint64
+}
+
+// addLate appends p to late[:n] unless it is full (a unit DIE has three
+// such attributes at most; more are repeats, which are dropped) and
+// returns the new count.
+func addLate(late []pending, n int, p pending) int {
+	if n == len(late) {
+		return n
+	}
+	late[n] = p
+	return n + 1
 }
 
 // setString stores a string attribute: the first linkage name, the last

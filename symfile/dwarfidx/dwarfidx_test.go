@@ -559,3 +559,40 @@ func TestSparseIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedUnitAttrs feeds a DWARF 5 unit DIE that gives
+// DW_AT_comp_dir ten times as DW_FORM_strx1, before its
+// DW_AT_str_offsets_base: the index must read it without error, and the
+// directory is the string the offsets table names.
+func TestRepeatedUnitAttrs(t *testing.T) {
+	var abbrev []byte
+	abbrev = append(abbrev, 1, 0x11, 0) // code 1, DW_TAG_compile_unit, no children
+	for range 10 {
+		abbrev = append(abbrev, 0x1b, 0x25) // DW_AT_comp_dir, DW_FORM_strx1
+	}
+	abbrev = append(abbrev, 0x72, 0x17, 0, 0, 0) // DW_AT_str_offsets_base, sec_offset; end; end of table
+	die := []byte{1}
+	die = append(die, make([]byte, 10)...)         // ten times string index 0
+	die = binary.LittleEndian.AppendUint32(die, 8) // offsets start after the table's header
+	unit := []byte{5, 0, 1, 8, 0, 0, 0, 0}         // version 5, DW_UT_compile, address size 8, abbrev offset 0
+	unit = append(unit, die...)
+	info := binary.LittleEndian.AppendUint32(nil, uint32(len(unit)))
+	info = append(info, unit...)
+	strOffsets := []byte{8, 0, 0, 0, 5, 0, 0, 0} // unit length 8, version 5, padding
+	strOffsets = binary.LittleEndian.AppendUint32(strOffsets, 0)
+	s := &Sections{Info: info, Abbrev: abbrev, StrOffsets: strOffsets, Str: []byte("dir\x00")}
+	x, err := NewSections(s, symfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.dec.units) != 1 {
+		t.Fatalf("%d units", len(x.dec.units))
+	}
+	u := x.dec.units[0]
+	if err := x.dec.load(u); err != nil {
+		t.Fatal(err)
+	}
+	if u.attrs.compDir != "dir" {
+		t.Errorf("compilation directory %q, want %q", u.attrs.compDir, "dir")
+	}
+}
