@@ -1,0 +1,58 @@
+package dwarfidx
+
+import (
+	"debug/elf"
+	"testing"
+
+	"github.com/fntable/fntable/internal/symtest"
+	"github.com/fntable/fntable/symfile"
+)
+
+// FuzzSections gives NewSections raw sections, each its own input, and
+// asks for the frames at the start, middle and end of every unit's
+// ranges and for every function: none of it may panic, hang or allocate
+// without bound. Seeds: the C++ test program's sections (not in -short
+// mode, since it is built with g++) and a DWARF 5 unit whose DIE repeats
+// an attribute resolved after its bases.
+func FuzzSections(f *testing.F) {
+	if !testing.Short() {
+		if ef, err := elf.Open(symtest.CPP(f)); err == nil {
+			sec := func(name string) []byte {
+				if s := ef.Section(name); s != nil {
+					if b, err := s.Data(); err == nil {
+						return b
+					}
+				}
+				return nil
+			}
+			f.Add(sec(".debug_info"), sec(".debug_abbrev"), sec(".debug_str"), sec(".debug_str_offsets"),
+				sec(".debug_line"), sec(".debug_line_str"), sec(".debug_rnglists"), sec(".debug_ranges"),
+				sec(".debug_addr"), sec(".debug_aranges"))
+			ef.Close()
+		}
+	}
+	// A unit DIE with DW_AT_comp_dir as strx1, and DW_AT_low_pc and
+	// DW_AT_high_pc as addrx1, before its bases.
+	f.Add([]byte{0x14, 0, 0, 0, 5, 0, 1, 8, 0, 0, 0, 0, 1, 0, 0, 1, 8, 0, 0, 0, 8, 0, 0, 0},
+		[]byte{1, 0x11, 0, 0x1b, 0x25, 0x11, 0x29, 0x12, 0x29, 0x72, 0x17, 0x73, 0x17, 0, 0, 0},
+		[]byte("dir\x00"), []byte{8, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0}, []byte(nil), []byte(nil),
+		[]byte(nil), []byte(nil), []byte{0x14, 0, 0, 0, 5, 0, 8, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 0}, []byte(nil))
+	f.Fuzz(func(t *testing.T, info, abbrev, str, strOffsets, line, lineStr, rngLists, ranges, addr, aranges []byte) {
+		s := &Sections{Info: info, Abbrev: abbrev, Str: str, StrOffsets: strOffsets, Line: line,
+			LineStr: lineStr, RngLists: rngLists, Ranges: ranges, Addr: addr, Aranges: aranges}
+		x, _ := NewSections(s, symfile.Options{Lines: true})
+		if x == nil {
+			return
+		}
+		var frames []symfile.Frame
+		for i, sp := range x.cus {
+			if i == 64 {
+				break
+			}
+			for _, pc := range []uint64{sp.lo, sp.lo + (sp.hi-sp.lo)/2, sp.hi - 1} {
+				frames, _ = x.Frames(frames[:0], pc)
+			}
+		}
+		x.Functions()
+	})
+}
