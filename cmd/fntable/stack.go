@@ -71,6 +71,10 @@ with the containing function (as "fntable sym" gives them); it is empty
 without debug information. "table" is the dynamic function table whose
 range holds the frame's address.
 
+Symbols are found as "fntable sym" finds them, separate debug files
+included; a debug file with compressed DWARF is decompressed once and kept
+in ~/.cache/fntable/dwarf ($FNTABLE_CACHE_DIR; "off" turns it off).
+
 The process is stopped only while the stacks are walked (symbolization
 happens after it resumes), and it is always resumed: after errors, and when
 this command is interrupted. Attaching needs the right to trace the
