@@ -514,13 +514,7 @@ func TestReadGone(t *testing.T) {
 	if _, err := s.ReadMemory(w[:], ctx.Rsp); err != nil {
 		t.Fatal(err)
 	}
-	c.cmd.Process.Kill()
-	for i := 0; !strings.HasPrefix(procState(c.pid), "Z"); i++ {
-		if i == 5000 {
-			t.Fatalf("the killed child did not die: %q", procState(c.pid))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	killAndWaitZombie(t, c)
 	// Cached pages still read; others say the target is gone.
 	if _, err := s.ReadMemory(w[:], ctx.Rsp); err != nil {
 		t.Errorf("cached read after the kill: %v", err)
@@ -535,6 +529,18 @@ func TestReadGone(t *testing.T) {
 	// Close reaped the traced threads, so the parent can reap the child.
 	if err := c.cmd.Wait(); err == nil {
 		t.Error("the killed child exited with status 0")
+	}
+}
+
+// killAndWaitZombie kills the child and waits until it is a zombie.
+func killAndWaitZombie(t *testing.T, c *child) {
+	t.Helper()
+	c.cmd.Process.Kill()
+	for i := 0; !strings.HasPrefix(procState(c.pid), "Z"); i++ {
+		if i == 5000 {
+			t.Fatalf("the killed child did not die: %q", procState(c.pid))
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -906,13 +912,7 @@ func TestTracerOffMainThread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cmd.Process.Kill()
-	for i := 0; !strings.HasPrefix(procState(c.pid), "Z"); i++ {
-		if i == 5000 {
-			t.Fatalf("the killed child did not die: %q", procState(c.pid))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	killAndWaitZombie(t, c)
 	s.Close()
 	done := make(chan error, 1)
 	go func() { done <- c.cmd.Wait() }()
