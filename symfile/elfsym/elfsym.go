@@ -400,8 +400,9 @@ func (f *File) Symbols() []symfile.Symbol {
 				f.syms = nil
 			}
 		}()
-		out := make([]symfile.Symbol, 0, symbolCount(f.f))
-		fromSymtab := eachSymbol(f.f, func(s rawSym) {
+		tab, fromSymtab := symbolTable(f.f)
+		out := make([]symfile.Symbol, 0, tab.len())
+		tab.each(func(s rawSym) {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {
 				return
 			}
@@ -497,37 +498,16 @@ func unversioned(name string) (base string, ok bool) {
 	return name[:i], true
 }
 
-// eachSymbol calls fn with each symbol of .symtab, or of .dynsym when
-// .symtab is absent or empty, and reports whether they came from .symtab.
-// It decodes the table itself rather than through debug/elf, which
-// allocates a string per name and a slice of all the symbols: here the
-// names are substrings of one copy of the string table, and nothing else
-// is kept. Names carry no version from .gnu.version (debug/elf keeps those
-// apart too).
-func eachSymbol(ef *elf.File, fn func(rawSym)) (fromSymtab bool) {
-	if walkSymbols(ef, elf.SHT_SYMTAB, fn) > 0 {
-		return true
-	}
-	walkSymbols(ef, elf.SHT_DYNSYM, fn)
-	return false
-}
-
-// symbolCount returns how many entries the table eachSymbol reads has,
-// from the section headers (a capacity hint: the table may be unreadable).
-func symbolCount(ef *elf.File) int {
-	n := 0
-	for _, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
-		for _, s := range ef.Sections {
-			if s.Type == typ && s.Size >= 48 && s.Size <= maxSectionSize {
-				n = int(s.Size/24) - 1
-				break
-			}
-		}
-		if n > 0 {
-			return min(n, 1<<22)
-		}
-	}
-	return 0
+// symTable is a symbol table (ELF gABI, "Symbol Table") read for
+// decoding without debug/elf, which allocates a string per name and a
+// slice of all the symbols: here the names are substrings of one copy of
+// the string table, and each entry is decoded as it is visited. Names
+// carry no version from .gnu.version (debug/elf keeps those apart too).
+type symTable struct {
+	data  []byte // the entries, without the null first one
+	strs  string // the string table
+	size  int    // of an entry: 24, or 16 for ELFCLASS32
+	order binary.ByteOrder
 }
 
 // rawSym is an ELF symbol table entry, with the fields of elf.Symbol that
@@ -539,10 +519,21 @@ type rawSym struct {
 	Section     elf.SectionIndex
 }
 
-// walkSymbols decodes the first section of type typ (ELF gABI, "Symbol
-// Table"), without its null first entry, and returns how many symbols it
-// gave fn. An unreadable table gives none.
-func walkSymbols(ef *elf.File, typ elf.SectionType, fn func(rawSym)) int {
+// symbolTable returns .symtab, or .dynsym when .symtab is absent or
+// empty, and whether it is .symtab. An unreadable table has no entries.
+func symbolTable(ef *elf.File) (t symTable, fromSymtab bool) {
+	if t = readSymTable(ef, elf.SHT_SYMTAB); t.len() > 0 {
+		return t, true
+	}
+	return readSymTable(ef, elf.SHT_DYNSYM), false
+}
+
+// readSymTable reads the first section of type typ and its string table.
+func readSymTable(ef *elf.File, typ elf.SectionType) symTable {
+	t := symTable{size: 24, order: ef.ByteOrder}
+	if ef.Class == elf.ELFCLASS32 {
+		t.size = 16
+	}
 	var sec *elf.Section
 	for _, s := range ef.Sections {
 		if s.Type == typ {
@@ -551,42 +542,43 @@ func walkSymbols(ef *elf.File, typ elf.SectionType, fn func(rawSym)) int {
 		}
 	}
 	if sec == nil || sec.Link == 0 || int(sec.Link) >= len(ef.Sections) {
-		return 0
-	}
-	size := 24
-	if ef.Class == elf.ELFCLASS32 {
-		size = 16
+		return t
 	}
 	data, err := sectionData(sec, maxSectionSize)
-	if err != nil || len(data) < 2*size {
-		return 0
+	if err != nil || len(data) < 2*t.size {
+		return t
 	}
 	strData, err := sectionData(ef.Sections[sec.Link], maxSectionSize)
 	if err != nil {
-		return 0
+		return t
 	}
-	strs := string(strData)
+	t.data, t.strs = data[t.size:], string(strData)
+	return t
+}
+
+// len returns the number of entries.
+func (t symTable) len() int { return len(t.data) / t.size }
+
+// each calls fn with each entry.
+func (t symTable) each(fn func(rawSym)) {
 	name := func(off uint32) string {
-		if uint64(off) >= uint64(len(strs)) {
+		if uint64(off) >= uint64(len(t.strs)) {
 			return ""
 		}
-		if n := strings.IndexByte(strs[off:], 0); n >= 0 {
-			return strs[off : int(off)+n]
+		if n := strings.IndexByte(t.strs[off:], 0); n >= 0 {
+			return t.strs[off : int(off)+n]
 		}
 		return ""
 	}
-	le := ef.ByteOrder
-	n := 0
-	for p := size; p+size <= len(data); p += size {
-		e := data[p : p+size]
-		if size == 24 {
+	le := t.order
+	for p := 0; p+t.size <= len(t.data); p += t.size {
+		e := t.data[p : p+t.size]
+		if t.size == 24 {
 			fn(rawSym{Name: name(le.Uint32(e[0:])), Info: e[4], Other: e[5],
 				Section: elf.SectionIndex(le.Uint16(e[6:])), Value: le.Uint64(e[8:]), Size: le.Uint64(e[16:])})
 		} else {
 			fn(rawSym{Name: name(le.Uint32(e[0:])), Value: uint64(le.Uint32(e[4:])), Size: uint64(le.Uint32(e[8:])),
 				Info: e[12], Other: e[13], Section: elf.SectionIndex(le.Uint16(e[14:]))})
 		}
-		n++
 	}
-	return n
 }

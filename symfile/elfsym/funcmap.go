@@ -80,8 +80,9 @@ func newFunctionMap(ef *elf.File) (m *FunctionMap) {
 			m = &FunctionMap{}
 		}
 	}()
-	fs := make([]symfile.Symbol, 0, symbolCount(ef))
-	eachSymbol(ef, func(s rawSym) {
+	tab, _ := symbolTable(ef)
+	fs := make([]symfile.Symbol, 0, tab.len())
+	tab.each(func(s rawSym) {
 		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || int(s.Section) >= len(ef.Sections) {
 			return
 		}

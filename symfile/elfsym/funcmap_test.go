@@ -69,7 +69,8 @@ func TestFunctionMapLLVM(t *testing.T) {
 				t.Fatal("empty map")
 			}
 			starts := map[uint64]int{}
-			eachSymbol(f.f, func(s rawSym) {
+			tab, _ := symbolTable(f.f)
+			tab.each(func(s rawSym) {
 				if s.Section != elf.SHN_UNDEF && s.Section < elf.SHN_LORESERVE && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
 					starts[s.Value]++
 				}

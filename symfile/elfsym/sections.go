@@ -1,8 +1,6 @@
 package elfsym
 
 import (
-	"bufio"
-	"compress/zlib"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
@@ -18,47 +16,25 @@ import (
 	"time"
 )
 
-// Compressed debug sections come in two forms: SHF_COMPRESSED with an
-// Elf64_Chdr (gABI "Section Compression": ELFCOMPRESS_ZLIB or
-// ELFCOMPRESS_ZSTD), and the older GNU .zdebug_* sections, which start
-// with "ZLIB" and the uncompressed size as a big-endian 64-bit number.
-const (
-	compressZlib = 1 // ELFCOMPRESS_ZLIB
-	compressZstd = 2 // ELFCOMPRESS_ZSTD
-)
-
-// compression says how section s is compressed: its kind (0 when it is
-// not), the offset of the compressed stream from the section's start and
-// the uncompressed size.
-func (f *File) compression(s *elf.Section) (kind int, start int64, size uint64, err error) {
+// inflatedSize returns the size of debug section s once inflated, and
+// whether it is compressed. Compressed sections come in two forms:
+// SHF_COMPRESSED, whose header (gABI "Section Compression") debug/elf
+// reads when it opens the file, setting Size to the inflated size; and
+// GNU's older .zdebug_ sections, which start with "ZLIB" and the inflated
+// size as a big-endian 64-bit number. debug/elf's Section.Open inflates
+// both.
+func (f *File) inflatedSize(s *elf.Section) (size uint64, compressed bool, err error) {
 	switch {
 	case s.Flags&elf.SHF_COMPRESSED != 0:
-		var hdr [24]byte
-		n := 24
-		if f.f.Class == elf.ELFCLASS32 {
-			n = 12
-		}
-		if _, err := f.r.ReadAt(hdr[:n], int64(s.Offset)); err != nil {
-			return 0, 0, 0, fmt.Errorf("section %s: compression header: %w", s.Name, err)
-		}
-		le := binary.LittleEndian
-		if n == 12 {
-			kind, size = int(le.Uint32(hdr[0:])), uint64(le.Uint32(hdr[4:]))
-		} else {
-			kind, size = int(le.Uint32(hdr[0:])), le.Uint64(hdr[8:])
-		}
-		if kind != compressZlib && kind != compressZstd {
-			return 0, 0, 0, fmt.Errorf("section %s: %w: compression type %d", s.Name, ErrUnsupported, kind)
-		}
-		return kind, int64(n), size, nil
+		return s.Size, true, nil
 	case strings.HasPrefix(s.Name, ".zdebug_"):
 		var hdr [12]byte
 		if _, err := f.r.ReadAt(hdr[:], int64(s.Offset)); err != nil || string(hdr[:4]) != "ZLIB" {
-			return 0, 0, 0, fmt.Errorf("section %s: no ZLIB header", s.Name)
+			return 0, false, fmt.Errorf("section %s: no ZLIB header", s.Name)
 		}
-		return compressZlib, 12, binary.BigEndian.Uint64(hdr[4:]), nil
+		return binary.BigEndian.Uint64(hdr[4:]), true, nil
 	}
-	return 0, 0, s.Size, nil
+	return s.Size, false, nil
 }
 
 // sectionData returns the contents of a small section, decompressed by
@@ -80,18 +56,15 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 	if s.Type == elf.SHT_NOBITS {
 		return nil, nil
 	}
-	kind, start, size, err := f.compression(s)
+	size, compressed, err := f.inflatedSize(s)
 	if err != nil {
 		return nil, err
 	}
 	if size > limit || s.FileSize > limit {
 		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, max(size, s.FileSize))
 	}
-	if kind == 0 {
+	if !compressed {
 		return s.Data()
-	}
-	if uint64(start) > s.FileSize {
-		return nil, fmt.Errorf("section %s: compressed section shorter than its header", s.Name)
 	}
 	cache := f.cachePath(s, size)
 	if cache != "" {
@@ -99,23 +72,7 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 			return b, nil
 		}
 	}
-	// debug/elf decompresses SHF_COMPRESSED sections (zlib and zstd) as a
-	// stream; .zdebug_ sections are a zlib stream after their header.
-	var zr io.Reader
-	if s.Flags&elf.SHF_COMPRESSED != 0 {
-		zr = s.Open()
-	} else {
-		var zc io.ReadCloser
-		sr := io.NewSectionReader(f.r, int64(s.Offset)+start, int64(s.FileSize)-start)
-		if zc, err = zlib.NewReader(bufio.NewReaderSize(sr, 64<<10)); err == nil {
-			defer zc.Close()
-			zr = zc
-		}
-	}
-	var out []byte
-	if err == nil {
-		out, err = readSized(zr, size, s.FileSize)
-	}
+	out, err := readSized(s.Open(), size, s.FileSize)
 	if err != nil {
 		return nil, fmt.Errorf("section %s: decompress: %w", s.Name, err)
 	}
