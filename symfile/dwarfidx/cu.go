@@ -180,15 +180,14 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 		if err := x.dec.ready(h); err != nil {
 			return cu, err
 		}
-		u.compDir, u.stmtList, u.addrSize = h.attrs.compDir, h.attrs.stmtList, h.addrSize
 		rw := &rawWalker{d: x.dec, u: h, b: newBuf(".debug_info", x.dec.order, x.dec.s.Info[:h.end], h.first)}
 		var e entry
 		if !x.dec.read(h, &rw.b, &e, modeSkip) || e.tag == 0 {
 			return cu, cmp.Or(rw.b.err, error(missing))
 		}
 		w, children = rw, e.children
-		if x.opts.Lines && u.stmtList >= 0 {
-			cu.lines, lerr = parseLineTable(x.ls, uint64(u.stmtList), u.addrSize, u.compDir)
+		if x.opts.Lines && h.attrs.stmtList >= 0 {
+			cu.lines, lerr = parseLineTable(x.ls, uint64(h.attrs.stmtList), h.addrSize, h.attrs.compDir)
 		}
 	} else {
 		r = x.d.Reader()

@@ -76,7 +76,7 @@ type Index struct {
 // unit is one compilation unit, its DIEs parsed on first use.
 type unit struct {
 	off      dwarf.Offset // offset of the unit's DIE
-	hdr      *unitHdr     // the unit's header, for NewSections; it gives the next three
+	hdr      *unitHdr     // the unit's header, for NewSections, whose attributes replace the next three
 	compDir  string
 	stmtList int64 // offset of the line table; -1 when absent
 	addrSize int

@@ -518,7 +518,6 @@ func (s *Stopped) readPages(bufs [][]byte, addr uint64) (int, error) {
 // the tracer and accepts requests from it only.
 type tracer struct {
 	reqs chan func()
-	tid  int // the thread that serves requests, set before the first
 }
 
 // idleTracer keeps the tracer of the last Stopped closed cleanly (one
@@ -576,7 +575,6 @@ func (t *tracer) serve() {
 		locked := make(chan struct{})
 		go func() {
 			runtime.LockOSThread()
-			t.tid = unix.Gettid()
 			close(locked)
 			t.loop()
 		}()
@@ -584,7 +582,6 @@ func (t *tracer) serve() {
 		runtime.UnlockOSThread()
 		return
 	}
-	t.tid = unix.Gettid()
 	t.loop()
 }
 

