@@ -1,8 +1,8 @@
 # npmimage.sh: what unwindinfo.sh and verify.sh share. Source it once the
-# flags are parsed (it reads keep and bin): it checks for llvm-readobj
-# (readobj), hyperfine, go and GNU time, sets here, root, work (kept in
-# $keep if set, else a temporary directory removed on exit) and cache, and
-# defines fetch and build_fntable.
+# flags are parsed (it reads keep, bin, mem, runs and warmup): it checks
+# for llvm-readobj (readobj), hyperfine, go and GNU time, sets here, root,
+# work (kept in $keep if set, else a temporary directory removed on exit)
+# and cache, and defines fetch, build_fntable and measure.
 
 readobj=
 for r in llvm-readobj llvm-readobj-19 llvm-readobj-18 llvm-readobj-17 llvm-readobj-16 llvm-readobj-15 llvm-readobj-14; do
@@ -55,4 +55,34 @@ build_fntable() {
 		fnt=$work/fntable
 		(cd "$root" && go build -o "$fnt" ./cmd/fntable)
 	fi
+}
+
+# measure NAME CMD [NAME CMD]...: each command's peak memory and time
+# (/usr/bin/time, $mem runs each), then hyperfine's table of them ($runs
+# runs after $warmup). Exit statuses are ignored: fntable verify exits 1
+# when it finds a problem, as it does on these images.
+measure() {
+	local names=() cmds=() args=() cmd i
+	while [ $# -gt 1 ]; do
+		names+=("$1")
+		cmds+=("$2")
+		shift 2
+	done
+	echo "### peak memory and time (/usr/bin/time, $mem runs each)"
+	echo
+	for cmd in "${cmds[@]}"; do
+		for _ in $(seq "$mem"); do
+			/usr/bin/time -f "%M KB %e s %U s user  $cmd" $cmd >/dev/null 2>"$work/err.txt" || true
+			tail -1 "$work/err.txt"
+		done
+	done | sed 's/^/    /'
+	echo
+	echo "### time (hyperfine)"
+	echo
+	for i in "${!cmds[@]}"; do
+		args+=(-n "${names[$i]}" "${cmds[$i]}")
+	done
+	hyperfine -N -i --style basic --warmup "$warmup" --runs "$runs" \
+		--export-markdown "$work/table.md" "${args[@]}" >"$work/hyperfine.txt"
+	cat "$work/table.md"
 }

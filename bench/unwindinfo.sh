@@ -70,21 +70,6 @@ echo "$entries entries; output: text $(size "$work/list.txt") bytes, JSON $(size
 rm -f "$work/list.txt" "$work/list.json" "$work/readobj.txt"
 echo
 
-text="$fnt unwindinfo $image"
-json="$fnt unwindinfo --json $image"
-llvm="$readobj --unwind $image"
-echo "### peak memory and time (/usr/bin/time, $mem runs each)"
-echo
-for cmd in "$json" "$text" "$llvm"; do
-	for _ in $(seq "$mem"); do
-		/usr/bin/time -f "%M KB %e s  $cmd" $cmd >/dev/null
-	done
-done 2>&1 | sed 's/^/    /'
-echo
-echo "### time (hyperfine)"
-echo
-hyperfine -N --style basic --warmup "$warmup" --runs "$runs" \
-	--export-markdown "$work/table.md" \
-	-n "fntable unwindinfo --json" "$json" -n "fntable unwindinfo" "$text" -n "llvm-readobj --unwind" "$llvm" \
-	>"$work/hyperfine.txt"
-cat "$work/table.md"
+measure "fntable unwindinfo --json" "$fnt unwindinfo --json $image" \
+	"fntable unwindinfo" "$fnt unwindinfo $image" \
+	"llvm-readobj --unwind" "$readobj --unwind $image"

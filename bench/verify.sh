@@ -70,25 +70,9 @@ echo "$1 functions and $2 instructions checked, $flagged functions flagged; llvm
 rm -f "$work/verify.json" "$work/readobj.txt"
 echo
 
-verify="$fnt verify $image"
-one="env GOMAXPROCS=1 $fnt verify $image"
-llvm="$readobj --unwind $image"
-echo "### peak memory and time (/usr/bin/time, $mem runs each)"
-echo
-for cmd in "$verify" "$one" "$llvm"; do
-	for _ in $(seq "$mem"); do
-		/usr/bin/time -f "%M KB %e s %U s user  $cmd" $cmd >/dev/null 2>"$work/err.txt" || true
-		tail -1 "$work/err.txt"
-	done
-done | sed 's/^/    /'
-echo
-echo "### time (hyperfine)"
-echo
-hyperfine -N -i --style basic --warmup "$warmup" --runs "$runs" \
-	--export-markdown "$work/table.md" \
-	-n "fntable verify" "$verify" -n "fntable verify, GOMAXPROCS=1" "$one" -n "llvm-readobj --unwind" "$llvm" \
-	>"$work/hyperfine.txt"
-cat "$work/table.md"
+measure "fntable verify" "$fnt verify $image" \
+	"fntable verify, GOMAXPROCS=1" "env GOMAXPROCS=1 $fnt verify $image" \
+	"llvm-readobj --unwind" "$readobj --unwind $image"
 echo
 echo "### BenchmarkImage"
 echo
