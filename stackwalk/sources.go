@@ -425,7 +425,7 @@ func (s *Sources) virtualUnwind(how How, ft unwind.FunctionTable, base uint64, f
 	if err != nil {
 		return stepResult{}, err
 	}
-	return stepResult{how: how, cfa: ctx.Rsp, interrupted: res.MachineFrame}, nil
+	return stepResult{how: how, cfa: ctx.Rsp, interrupted: res.MachineFrame()}, nil
 }
 
 // maxFrameSize bounds the distance from RSP to RBP that the frame-pointer

@@ -280,8 +280,8 @@ func (f *benchFrame) check(b *testing.B, prep, ctx *unwind.Context, res unwind.R
 	if res.HandlerRoutine != wantHandler || res.HandlerData != wantData {
 		b.Fatalf("%s: handler %#x data %#x, want %#x %#x", f.name, res.HandlerRoutine, res.HandlerData, wantHandler, wantData)
 	}
-	if f.name == "epilog" != res.InEpilog {
-		b.Fatalf("%s: InEpilog %v", f.name, res.InEpilog)
+	if f.name == "epilog" != res.InEpilog() {
+		b.Fatalf("%s: InEpilog %v", f.name, res.InEpilog())
 	}
 }
 

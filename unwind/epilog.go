@@ -151,7 +151,7 @@ func (u *Unwinder) unwindV1Epilog(r *reader, imageBase, controlPC uint64, entry 
 	}
 
 	// Emulate the epilog from controlPC.
-	res.InEpilog = true
+	res.Flags |= StepInEpilog
 	i = 0
 	if code.at(0)&0xf8 == rexW {
 		switch code.at(1) {
@@ -295,7 +295,7 @@ func unwindV2Epilog(r *reader, imageBase, controlPC uint64, entry unwindinfo.Run
 	if !found {
 		return false, nil
 	}
-	res.InEpilog = true
+	res.Flags |= StepInEpilog
 	return true, unwindEpilogue(r, imageBase, controlPC, relPC-start, entry, in, ctx, res, ptrs)
 }
 
@@ -376,7 +376,7 @@ func unwindEpilogue(r *reader, imageBase, controlPC uint64, offset uint32, entry
 			return err
 		}
 		ctx.Rip, ctx.Rsp = rip, rsp
-		res.MachineFrame = true
+		res.Flags |= StepMachineFrame
 		return nil
 	}
 	// Any other code here breaks the epilog rules; the Windows unwinder

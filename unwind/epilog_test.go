@@ -74,8 +74,8 @@ func TestEpilogForms(t *testing.T) {
 			t.Errorf("%s: %v", f.hex, err)
 			continue
 		}
-		if res.InEpilog != f.in {
-			t.Errorf("%s (%s): in epilog = %v, want %v", f.hex, f.asm, res.InEpilog, f.in)
+		if res.InEpilog() != f.in {
+			t.Errorf("%s (%s): in epilog = %v, want %v", f.hex, f.asm, res.InEpilog(), f.in)
 		}
 	}
 }

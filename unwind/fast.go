@@ -8,18 +8,6 @@ import (
 	"github.com/fntable/fntable/unwindinfo"
 )
 
-// stepArgs are the arguments of a step, for fastStep: one pointer to pass,
-// and where VirtualUnwind finds them again if fastStep declines the step.
-type stepArgs struct {
-	sm        *SplicedMemory
-	fn        *unwindinfo.RuntimeFunction
-	ctx       *Context
-	ptrs      *ContextPointers
-	imageBase uint64
-	pc        uint64
-	ht        HandlerType
-}
-
 // fastUnwind performs the common unwind step in Go — version 1 unwind
 // information without chaining, integer register saves only, an epilog
 // (if any) that ends in a return, code, unwind information and stack each
@@ -426,6 +414,6 @@ func fastEpilog(ip unsafe.Pointer, codes, end, po, rsp uint64, sseg *segment, ct
 	if frameReg != 0 {
 		res.EstablisherFrame = rsp
 	}
-	res.InEpilog = true
+	res.Flags |= StepInEpilog
 	return true
 }

@@ -9,25 +9,24 @@
 #include "go_asm.h"
 #include "textflag.h"
 
-// func fastStep(a *stepArgs, res *Result) bool
+// func fastStep(sm *SplicedMemory, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers, imageBase, pc uint64, ht HandlerType) (handler, handlerData, frame uint64, flags StepFlags, ok bool)
 //
 // Locals: 0(SP) to 120(SP), where each register is restored from, as an
 // offset in the stack's run, valid where its bit is set in R9; 128(SP),
 // the unwind header; 136(SP) to 160(SP), the body's registers while an
 // epilog is matched.
-TEXT ·fastStep(SB), NOSPLIT, $168-17
-	MOVQ	a+0(FP), BX
-	MOVQ	stepArgs_fn(BX), SI
-	MOVQ	stepArgs_imageBase(BX), R8
+TEXT ·fastStep(SB), NOSPLIT, $168-82
+	MOVQ	fn+8(FP), SI
+	MOVQ	imageBase+32(FP), R8
 	MOVL	const_rfUnwindData(SI), R9
 	TESTL	$1, R9
 	JNZ	fail                    // indirect entry
 	ADDQ	R8, R9                  // R9 = address of the unwind information
-	MOVQ	stepArgs_ctx(BX), DI
+	MOVQ	ctx+16(FP), DI
 	MOVQ	Context_Rsp(DI), R10    // R10 = RSP
 
 	// The runs that hold the unwind information (R11) and RSP (R12).
-	MOVQ	stepArgs_sm(BX), SI
+	MOVQ	sm+0(FP), SI
 	MOVQ	SplicedMemory_flat+8(SI), CX
 	MOVQ	SplicedMemory_flat(SI), SI
 	XORL	R11, R11
@@ -82,11 +81,10 @@ sized:
 	JB	fail
 
 	// Past the prolog (else the Go path), less than 4 GiB into the function.
-	MOVQ	a+0(FP), CX
-	MOVQ	stepArgs_fn(CX), R15
+	MOVQ	fn+8(FP), R15
 	MOVL	const_rfBeginAddress(R15), R15
 	ADDQ	R8, R15
-	MOVQ	stepArgs_pc(CX), CX
+	MOVQ	pc+40(FP), CX
 	SUBQ	R15, CX                 // CX = prolog offset
 	MOVQ	CX, R15
 	SHRQ	$32, R15
@@ -109,14 +107,15 @@ sized:
 	SHLL	$4, R8
 	SUBQ	R8, R15
 frame:
-	MOVQ	res+8(FP), R8
-	MOVQ	R15, Result_EstablisherFrame(R8)
+	MOVQ	R15, frame+72(FP)
+	MOVQ	$0, handler+56(FP)
+	MOVQ	$0, handlerData+64(FP)
+	MOVB	$0, flags+80(FP)
 
 	// The handler, if its type is asked for: (flags & ht) != 0, in the
 	// header as (header & ht<<3) & 0xf8. BX (the run's length) is still
 	// needed.
-	MOVQ	a+0(FP), R8
-	MOVL	stepArgs_ht(R8), R8
+	MOVL	ht+48(FP), R8
 	SHLL	$3, R8
 	ANDL	AX, R8
 	ANDL	$0xf8, R8
@@ -126,11 +125,9 @@ frame:
 	ADDQ	R14, R9                 // the handler's data
 	ADDQ	DX, R14
 	MOVL	-4(SI)(R14*1), R14
-	MOVQ	a+0(FP), R8
-	ADDQ	stepArgs_imageBase(R8), R14 // the handler
-	MOVQ	res+8(FP), R8
-	MOVQ	R14, Result_HandlerRoutine(R8)
-	MOVQ	R9, Result_HandlerData(R8)
+	ADDQ	imageBase+32(FP), R14 // the handler
+	MOVQ	R14, handler+56(FP)
+	MOVQ	R9, handlerData+64(FP)
 nohandler:
 
 	// The codes are at [DX, R14) of the run at SI.
@@ -144,8 +141,7 @@ nohandler:
 	XORL	R8, R8
 	TESTL	R13, R13
 	JZ	stack
-	MOVQ	a+0(FP), R8
-	MOVQ	stepArgs_pc(R8), R8
+	MOVQ	pc+40(FP), R8
 	SUBQ	segment_start(R11), R8  // offset of the PC in the run
 	CMPQ	R8, BX
 	JAE	fail
@@ -310,8 +306,7 @@ codesdone:
 	// run: load the registers, record where they came from, pop the
 	// return address.
 commit:
-	MOVQ	a+0(FP), SI
-	MOVQ	stepArgs_ptrs(SI), SI
+	MOVQ	ptrs+24(FP), SI
 	TESTL	R9, R9
 	JZ	popped
 	TESTQ	SI, SI
@@ -340,7 +335,7 @@ popped:
 	MOVQ	CX, Context_Rip(DI)
 	LEAQ	8(R10)(R13*1), R10
 	MOVQ	R10, Context_Rsp(DI)
-	MOVB	$1, ret+16(FP)
+	MOVB	$1, ok+81(FP)
 	RET
 
 	// The bytes at R8 may start an epilog. Match them as scanEpilog and
@@ -484,16 +479,15 @@ epilogdone:
 	JCS	fail
 	CMPQ	R10, R11
 	JA	fail
-	MOVQ	res+8(FP), R8
-	MOVQ	$0, Result_HandlerRoutine(R8)
-	MOVQ	$0, Result_HandlerData(R8)
-	MOVB	$1, Result_InEpilog(R8)
+	MOVQ	$0, handler+56(FP)
+	MOVQ	$0, handlerData+64(FP)
+	MOVB	$const_StepInEpilog, flags+80(FP)
 	TESTB	$15, 131(SP)
 	JZ	commit
 	LEAQ	(R10)(R13*1), DX
-	MOVQ	DX, Result_EstablisherFrame(R8)
+	MOVQ	DX, frame+72(FP)
 	JMP	commit
 
 fail:
-	MOVB	$0, ret+16(FP)
+	MOVB	$0, ok+81(FP)
 	RET

@@ -80,7 +80,11 @@ func fastCompare(mem *SplicedMemory, fns FunctionTable, ht HandlerType, imageBas
 		took *int
 	}{
 		{"fastStep", func(c *Context, res *Result, ptrs *ContextPointers) bool {
-			return fastStep(&stepArgs{mem, fn, c, ptrs, imageBase, ctx.Rip, ht}, res)
+			h, d, f, fl, ok := fastStep(mem, fn, c, ptrs, imageBase, ctx.Rip, ht)
+			if ok {
+				*res = Result{h, d, f, fl}
+			}
+			return ok
 		}, &st.asm},
 		{"fastUnwind", func(c *Context, res *Result, ptrs *ContextPointers) bool {
 			return fastUnwind(mem, ht, imageBase, ctx.Rip, fn, c, res, ptrs)
@@ -292,7 +296,7 @@ func TestCodeSpareCapacity(t *testing.T) {
 	}
 	c := ctx
 	res, err := (&Unwinder{Memory: &mem}).VirtualUnwind(HandlerNone, base, c.Rip, &fn, &c, nil)
-	if err != nil || res.InEpilog || c.Rsp != stackBase+24 {
-		t.Fatalf("unwound as an epilog, or wrongly: in epilog %v, rsp %#x, err %v", res.InEpilog, c.Rsp, err)
+	if err != nil || res.InEpilog() || c.Rsp != stackBase+24 {
+		t.Fatalf("unwound as an epilog, or wrongly: in epilog %v, rsp %#x, err %v", res.InEpilog(), c.Rsp, err)
 	}
 }

@@ -83,8 +83,8 @@ func TestV2Epilogs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !res.InEpilog || ctx.Rsp != c.rsp || ctx.Rip != c.rip {
-					t.Errorf("two=%v start %#x k=%d: in=%v rsp %#x rip %#x, want %#x %#x", two, start, c.k, res.InEpilog, ctx.Rsp, ctx.Rip, c.rsp, c.rip)
+				if !res.InEpilog() || ctx.Rsp != c.rsp || ctx.Rip != c.rip {
+					t.Errorf("two=%v start %#x k=%d: in=%v rsp %#x rip %#x, want %#x %#x", two, start, c.k, res.InEpilog(), ctx.Rsp, ctx.Rip, c.rsp, c.rip)
 				}
 				if (ctx.R12 != 2) != c.r12 || (ctx.Rbp != 1) != c.rbp {
 					t.Errorf("two=%v k=%d: r12 %#x rbp %#x", two, c.k, ctx.R12, ctx.Rbp)
@@ -95,8 +95,8 @@ func TestV2Epilogs(t *testing.T) {
 			pc := 0x10001000 + uint64(start-4)
 			ctx := Context{Rsp: 0x7000}
 			res, err := VirtualUnwind(HandlerException, 0x10000000, pc, &fn, &ctx, nil, mem)
-			if err != nil || res.InEpilog || ctx.Rsp != 0x7040 || ctx.Rip != 0x7038 || ctx.R12 != 0x7028 || ctx.Rbp != 0x7030 {
-				t.Errorf("two=%v at add: err %v in=%v %+v", two, err, res.InEpilog, ctx)
+			if err != nil || res.InEpilog() || ctx.Rsp != 0x7040 || ctx.Rip != 0x7038 || ctx.R12 != 0x7028 || ctx.Rbp != 0x7030 {
+				t.Errorf("two=%v at add: err %v in=%v %+v", two, err, res.InEpilog(), ctx)
 			}
 		}
 	}

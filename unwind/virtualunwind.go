@@ -31,13 +31,34 @@ type Result struct {
 	// EstablisherFrame is the function's frame: its frame pointer minus the
 	// frame offset, or the stack pointer of its body.
 	EstablisherFrame uint64
-	// InEpilog reports that control was in an epilog, which was emulated.
-	InEpilog bool
-	// MachineFrame reports that a machine frame (UWOP_PUSH_MACHFRAME) was
-	// unwound: RIP and RSP come from an interrupt or exception frame and
-	// RIP is not a return address.
-	MachineFrame bool
+	// Flags says how the step went: see [Result.InEpilog] and
+	// [Result.MachineFrame].
+	Flags StepFlags
 }
+
+// StepFlags are the flags of a [Result]. They are one field, not one bool
+// each, so that a Result has four fields: the compiler then keeps one in
+// registers, where a fifth field would make every caller store it to
+// memory and copy it.
+type StepFlags uint8
+
+// The flags of a step.
+const (
+	// StepInEpilog: control was in an epilog, which was emulated.
+	StepInEpilog StepFlags = 1 << iota
+	// StepMachineFrame: a machine frame (UWOP_PUSH_MACHFRAME) was unwound;
+	// RIP and RSP come from an interrupt or exception frame and RIP is not
+	// a return address.
+	StepMachineFrame
+)
+
+// InEpilog reports that control was in an epilog, which was emulated.
+func (r Result) InEpilog() bool { return r.Flags&StepInEpilog != 0 }
+
+// MachineFrame reports that a machine frame (UWOP_PUSH_MACHFRAME) was
+// unwound: RIP and RSP come from an interrupt or exception frame and RIP is
+// not a return address.
+func (r Result) MachineFrame() bool { return r.Flags&StepMachineFrame != 0 }
 
 // FunctionTable finds the function table entry for a code address, like
 // RtlLookupFunctionEntry. The returned entry must stay valid and unchanged
@@ -105,15 +126,12 @@ func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.R
 //
 // Indirect entries (UnwindData bit 0) are resolved. On error ctx and ptrs
 // may have been partly updated. VirtualUnwind does not allocate.
-func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error) {
+func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (Result, error) {
 	sm, _ := u.Memory.(*SplicedMemory)
 	if sm != nil && fn != nil {
-		var a stepArgs
-		a.sm, a.fn, a.ctx, a.ptrs, a.imageBase, a.pc, a.ht = sm, fn, ctx, ptrs, imageBase, controlPC, ht
-		if fastStep(&a, &res) {
-			return res, nil
+		if h, d, f, fl, ok := fastStep(sm, fn, ctx, ptrs, imageBase, controlPC, ht); ok {
+			return Result{h, d, f, fl}, nil
 		}
-		return u.unwindGo(a.sm, a.ht, a.imageBase, a.pc, a.fn, a.ctx, a.ptrs)
 	}
 	return u.unwindGo(sm, ht, imageBase, controlPC, fn, ctx, ptrs)
 }
@@ -366,7 +384,7 @@ func applyCode(r *reader, in info, i int, s uint16, frameBase uint64, ctx *Conte
 		}
 		ctx.Rip, ctx.Rsp = rip, rsp
 		*machineFrame = true
-		res.MachineFrame = true
+		res.Flags |= StepMachineFrame
 	}
 	return nil
 }

@@ -1005,7 +1005,7 @@ func (f *fnCheck) unwindAt(st *state, pc uint64, fn *unwindinfo.RuntimeFunction)
 			sig = append(sig, name+" "+f.whereXMM(g, x)+" "+f.whereXMM(w, x))
 		}
 	}
-	return diff{got: strings.Join(got, ", "), want: strings.Join(want, ", "), sig: strings.Join(sig, "; "), inEpilog: res.InEpilog}, nil
+	return diff{got: strings.Join(got, ", "), want: strings.Join(want, ", "), sig: strings.Join(sig, "; "), inEpilog: res.InEpilog()}, nil
 }
 
 // tearing reports whether st is part way through taking the frame down:

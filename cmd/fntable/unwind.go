@@ -279,7 +279,7 @@ func unwindLine(line []byte, img *loadedImage, ht unwind.HandlerType) (*unwindRe
 	if err != nil {
 		return nil, err
 	}
-	resp := &unwindResponse{OK: true, Context: &ctx, InEpilog: res.InEpilog, MachineFrame: res.MachineFrame,
+	resp := &unwindResponse{OK: true, Context: &ctx, InEpilog: res.InEpilog(), MachineFrame: res.MachineFrame(),
 		ContextPointers: &ptrs}
 	if fn != nil {
 		resp.Function = &functionJSON{Begin: hexUint(fn.BeginAddress), End: hexUint(fn.EndAddress), UnwindData: hexUint(fn.UnwindData)}
