@@ -26,14 +26,14 @@ const (
 // call); it changes ctx and ptrs only when it takes the step. Being
 // VirtualUnwind's body in assembly, it is called from other packages
 // without a Go function between: the call and the spills of such a
-// wrapper cost about 2 ns a step, 15 % of it. Every differential test goes
+// wrapper cost about 2 ns a step, a tenth of it. Every differential test goes
 // through it, and fast_test.go compares it alone with the Go paths.
 //
 // It writes the Result's fields as 8-byte results rather than through a
 // *Result that would be zeroed first: on the AMD EPYC machines we
 // measure on, an 8-byte load from part of a 16-byte store (how Go zeroes
-// or copies a struct) waits about 14 cycles, against one from an 8-byte
-// store.
+// or copies a struct) is slow to get its data, where one from an 8-byte
+// store gets it at once (bench/README.md).
 //
 //go:noescape
 func step(u *Unwinder, ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error)
