@@ -12,7 +12,7 @@ import (
 // information without chaining, integer register saves only, an epilog
 // (if any) that ends in a return, code, unwind information and stack each
 // in one run of a SplicedMemory — with no error paths and no indirection.
-// On amd64 step (fast_amd64.s) takes most of these steps first, and
+// On amd64 fastStep (fast_amd64.s) takes most of these steps first, and
 // leaves this function those in a prolog, those with more runs than it
 // scans, and those that restore RSP from memory; elsewhere this function
 // takes them all. It changes ctx, and ptrs if it is not nil, only when it

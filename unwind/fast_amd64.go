@@ -7,40 +7,30 @@ import (
 )
 
 // asmSegments is the largest number of runs of a SplicedMemory that
-// step scans; beyond it the Go fast path searches them.
+// fastStep scans; beyond it the Go fast path searches them.
 const asmSegments = 8
 
-// The offsets of the RUNTIME_FUNCTION fields that step reads.
+// The offsets of the RUNTIME_FUNCTION fields that fastStep reads.
 const (
 	rfBeginAddress = unsafe.Offsetof(unwindinfo.RuntimeFunction{}.BeginAddress)
 	rfUnwindData   = unsafe.Offsetof(unwindinfo.RuntimeFunction{}.UnwindData)
 )
 
-// step is VirtualUnwind's commonest case in assembly (fast_amd64.s): a
+// fastStep is the commonest unwind step in assembly (fast_amd64.s): a
 // frame unwound from its body, past the prolog, or from an epilog that
 // ends in a return, with version 1 unwind information that is not chained
 // and saves integer registers only, code, unwind information and stack
-// each in one of at most asmSegments runs of the *SplicedMemory that is
-// u.Memory. Every other step, and every step it declines part way, it
-// passes on to virtualUnwindGo with the same arguments (a jump, not a
-// call); it changes ctx and ptrs only when it takes the step. Being
-// VirtualUnwind's body in assembly, it is called from other packages
-// without a Go function between: the call and the spills of such a
-// wrapper cost about 2 ns a step, a tenth of it. Every differential test goes
-// through it, and fast_test.go compares it alone with the Go paths.
-//
-// It writes the Result's fields as 8-byte results rather than through a
-// *Result that would be zeroed first: on the AMD EPYC machines we
-// measure on, an 8-byte load from part of a 16-byte store (how Go zeroes
-// or copies a struct) is slow to get its data, where one from an 8-byte
+// each in one of at most asmSegments runs of sm. It changes ctx, and
+// ptrs if it is not nil, only when it succeeds, and reports whether it
+// did (ok) with the fields of the step's Result; when it fails, the step
+// is left to fastUnwind, which does the same in Go and more. The fields
+// come back as results, not through a *Result, so that no Result is
+// zeroed in memory for each step: on the AMD EPYC machines we measure
+// on, an 8-byte load from part of a 16-byte store (how Go zeroes or
+// copies a struct) is slow to get its data, where one from an 8-byte
 // store gets it at once (bench/README.md).
+// Every differential test goes through it, and fast_test.go compares it
+// with the Go paths.
 //
 //go:noescape
-func step(u *Unwinder, ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error)
-
-// splicedMemoryItab is the type word of a Memory holding a
-// *SplicedMemory, which step compares with u.Memory's.
-var splicedMemoryItab = func() uintptr {
-	var m Memory = (*SplicedMemory)(nil)
-	return (*[2]uintptr)(unsafe.Pointer(&m))[0]
-}()
+func fastStep(sm *SplicedMemory, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers, imageBase, pc uint64, ht HandlerType) (handler, handlerData, frame uint64, flags StepFlags, ok bool)

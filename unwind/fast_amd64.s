@@ -1,40 +1,32 @@
-// step: see fast_amd64.go. It follows fastUnwind, fastCodes and
+// fastStep: see fast_amd64.go. It follows fastUnwind, fastCodes and
 // fastEpilog in fast.go (and scanEpilog and returnsFrom in epilog.go)
 // step for step, for the cases it takes. It declines, besides what
 // fastUnwind declines, steps from a prolog, steps through a SplicedMemory
 // of more than asmSegments runs, and steps that restore RSP from memory.
-// It declines a step by jumping to virtualUnwindGo, which finds its own
-// arguments in place, without changing the context or the pointers.
+// It declines a step by returning false without changing the context or
+// the pointers.
 
 #include "go_asm.h"
 #include "textflag.h"
 
-// func step(u *Unwinder, ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (res Result, err error)
+// func fastStep(sm *SplicedMemory, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers, imageBase, pc uint64, ht HandlerType) (handler, handlerData, frame uint64, flags StepFlags, ok bool)
 //
 // Locals: 0(SP) to 120(SP), where each register is restored from, as an
 // offset in the stack's run, valid where its bit is set in R9; 128(SP),
 // the unwind header; 136(SP) to 160(SP), the body's registers while an
 // epilog is matched.
-TEXT ·step(SB), NOSPLIT, $168-104
-	MOVQ	fn+32(FP), SI
-	TESTQ	SI, SI
-	JZ	fail                    // a leaf function
-	MOVQ	imageBase+16(FP), R8
+TEXT ·fastStep(SB), NOSPLIT, $168-82
+	MOVQ	fn+8(FP), SI
+	MOVQ	imageBase+32(FP), R8
 	MOVL	const_rfUnwindData(SI), R9
 	TESTL	$1, R9
 	JNZ	fail                    // indirect entry
 	ADDQ	R8, R9                  // R9 = address of the unwind information
-	MOVQ	ctx+40(FP), DI
+	MOVQ	ctx+16(FP), DI
 	MOVQ	Context_Rsp(DI), R10    // R10 = RSP
 
 	// The runs that hold the unwind information (R11) and RSP (R12).
-	MOVQ	u+0(FP), SI
-	MOVQ	Unwinder_Memory(SI), CX
-	CMPQ	CX, ·splicedMemoryItab(SB)
-	JNE	fail                    // not a *SplicedMemory
-	MOVQ	Unwinder_Memory+8(SI), SI
-	TESTQ	SI, SI
-	JZ	fail
+	MOVQ	sm+0(FP), SI
 	MOVQ	SplicedMemory_flat+8(SI), CX
 	MOVQ	SplicedMemory_flat(SI), SI
 	XORL	R11, R11
@@ -89,10 +81,10 @@ sized:
 	JB	fail
 
 	// Past the prolog (else the Go path), less than 4 GiB into the function.
-	MOVQ	fn+32(FP), R15
+	MOVQ	fn+8(FP), R15
 	MOVL	const_rfBeginAddress(R15), R15
 	ADDQ	R8, R15
-	MOVQ	controlPC+24(FP), CX
+	MOVQ	pc+40(FP), CX
 	SUBQ	R15, CX                 // CX = prolog offset
 	MOVQ	CX, R15
 	SHRQ	$32, R15
@@ -115,15 +107,15 @@ sized:
 	SHLL	$4, R8
 	SUBQ	R8, R15
 frame:
-	MOVQ	R15, res_EstablisherFrame+72(FP)
-	MOVQ	$0, res_HandlerRoutine+56(FP)
-	MOVQ	$0, res_HandlerData+64(FP)
-	MOVB	$0, res_Flags+80(FP)
+	MOVQ	R15, frame+72(FP)
+	MOVQ	$0, handler+56(FP)
+	MOVQ	$0, handlerData+64(FP)
+	MOVB	$0, flags+80(FP)
 
 	// The handler, if its type is asked for: (flags & ht) != 0, in the
 	// header as (header & ht<<3) & 0xf8. BX (the run's length) is still
 	// needed.
-	MOVL	ht+8(FP), R8
+	MOVL	ht+48(FP), R8
 	SHLL	$3, R8
 	ANDL	AX, R8
 	ANDL	$0xf8, R8
@@ -133,9 +125,9 @@ frame:
 	ADDQ	R14, R9                 // the handler's data
 	ADDQ	DX, R14
 	MOVL	-4(SI)(R14*1), R14
-	ADDQ	imageBase+16(FP), R14 // the handler
-	MOVQ	R14, res_HandlerRoutine+56(FP)
-	MOVQ	R9, res_HandlerData+64(FP)
+	ADDQ	imageBase+32(FP), R14 // the handler
+	MOVQ	R14, handler+56(FP)
+	MOVQ	R9, handlerData+64(FP)
 nohandler:
 
 	// The codes are at [DX, R14) of the run at SI.
@@ -149,7 +141,7 @@ nohandler:
 	XORL	R8, R8
 	TESTL	R13, R13
 	JZ	stack
-	MOVQ	controlPC+24(FP), R8
+	MOVQ	pc+40(FP), R8
 	SUBQ	segment_start(R11), R8  // offset of the PC in the run
 	CMPQ	R8, BX
 	JAE	fail
@@ -314,7 +306,7 @@ codesdone:
 	// run: load the registers, record where they came from, pop the
 	// return address.
 commit:
-	MOVQ	ptrs+48(FP), SI
+	MOVQ	ptrs+24(FP), SI
 	TESTL	R9, R9
 	JZ	popped
 	TESTQ	SI, SI
@@ -343,8 +335,7 @@ popped:
 	MOVQ	CX, Context_Rip(DI)
 	LEAQ	8(R10)(R13*1), R10
 	MOVQ	R10, Context_Rsp(DI)
-	MOVQ	$0, err_itable+88(FP)
-	MOVQ	$0, err_data+96(FP)
+	MOVB	$1, ok+81(FP)
 	RET
 
 	// The bytes at R8 may start an epilog. Match them as scanEpilog and
@@ -488,15 +479,15 @@ epilogdone:
 	JCS	fail
 	CMPQ	R10, R11
 	JA	fail
-	MOVQ	$0, res_HandlerRoutine+56(FP)
-	MOVQ	$0, res_HandlerData+64(FP)
-	MOVB	$const_StepInEpilog, res_Flags+80(FP)
+	MOVQ	$0, handler+56(FP)
+	MOVQ	$0, handlerData+64(FP)
+	MOVB	$const_StepInEpilog, flags+80(FP)
 	TESTB	$15, 131(SP)
 	JZ	commit
 	LEAQ	(R10)(R13*1), DX
-	MOVQ	DX, res_EstablisherFrame+72(FP)
+	MOVQ	DX, frame+72(FP)
 	JMP	commit
 
-	// Anything else: virtualUnwindGo, with the same arguments.
 fail:
-	RET	·virtualUnwindGo(SB)
+	MOVB	$0, ok+81(FP)
+	RET

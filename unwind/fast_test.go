@@ -79,18 +79,12 @@ func fastCompare(mem *SplicedMemory, fns FunctionTable, ht HandlerType, imageBas
 		step func(c *Context, res *Result, ptrs *ContextPointers) bool
 		took *int
 	}{
-		{"step", func(c *Context, res *Result, ptrs *ContextPointers) bool {
-			// The assembly alone: the hook stops virtualUnwindGo.
-			declined := false
-			testHookGoPath = func() bool { declined = true; return true }
-			defer func() { testHookGoPath = nil }()
-			u := Unwinder{Memory: mem}
-			r, err := step(&u, ht, imageBase, ctx.Rip, fn, c, ptrs)
-			if declined {
-				return false
+		{"fastStep", func(c *Context, res *Result, ptrs *ContextPointers) bool {
+			h, d, f, fl, ok := fastStep(mem, fn, c, ptrs, imageBase, ctx.Rip, ht)
+			if ok {
+				*res = Result{h, d, f, fl}
 			}
-			*res = r
-			return err == nil
+			return ok
 		}, &st.asm},
 		{"fastUnwind", func(c *Context, res *Result, ptrs *ContextPointers) bool {
 			return fastUnwind(mem, ht, imageBase, ctx.Rip, fn, c, res, ptrs)

@@ -127,38 +127,14 @@ func VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.R
 // Indirect entries (UnwindData bit 0) are resolved. On error ctx and ptrs
 // may have been partly updated. VirtualUnwind does not allocate.
 func (u *Unwinder) VirtualUnwind(ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (Result, error) {
-	if leak.on {
-		leak.mem = u.Memory // never runs; see leak
-	}
-	return step(u, ht, imageBase, controlPC, fn, ctx, ptrs)
-}
-
-// leak tells escape analysis what step's assembly hides: virtualUnwindGo,
-// which it calls for the steps it does not take, keeps u.Memory in a
-// pooled reader during the step, so what u holds must not be on a stack.
-// The assignment in VirtualUnwind never runs.
-var leak struct {
-	on  bool
-	mem Memory
-}
-
-// virtualUnwindGo is VirtualUnwind in Go. On amd64, step (fast_amd64.s)
-// jumps to it, with its own arguments, for every step it does not take.
-func virtualUnwindGo(u *Unwinder, ht HandlerType, imageBase, controlPC uint64, fn *unwindinfo.RuntimeFunction, ctx *Context, ptrs *ContextPointers) (Result, error) {
-	if testHookGoPath != nil && testHookGoPath() {
-		return Result{}, errTestGoPath
-	}
 	sm, _ := u.Memory.(*SplicedMemory)
+	if sm != nil && fn != nil {
+		if h, d, f, fl, ok := fastStep(sm, fn, ctx, ptrs, imageBase, controlPC, ht); ok {
+			return Result{h, d, f, fl}, nil
+		}
+	}
 	return u.unwindGo(sm, ht, imageBase, controlPC, fn, ctx, ptrs)
 }
-
-// testHookGoPath, when a test sets it, is called as virtualUnwindGo
-// starts; when it returns true, virtualUnwindGo returns errTestGoPath and
-// does nothing. fast_test.go uses it to run the assembly alone.
-var (
-	testHookGoPath func() bool
-	errTestGoPath  = errors.New("unwind: the step was left to the Go path")
-)
 
 // unwindGo is VirtualUnwind in Go: the Go fast path if u.Memory is the
 // SplicedMemory sm (nil if it is not one), then the general path.
