@@ -159,7 +159,9 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 			return nil, fmt.Errorf("capture process %d: %w", pid, err)
 		}
 	} else {
-		if err := st.Close(); err != nil {
+		// The process runs on while the memory kept is written out of
+		// the page cache.
+		if err := st.Resume(); err != nil {
 			return nil, fmt.Errorf("capture process %d: %w", pid, err)
 		}
 		g.sum.Stopped = time.Since(stopped)
@@ -317,14 +319,9 @@ func (g *gatherer) gather() (*minidump.Content, error) {
 	if g.opts.Full {
 		return c, nil
 	}
-	// Copy the memory now, while the process is stopped: one
-	// process_vm_readv per range, past the walker's page cache.
-	pm, err := procmem.Open(g.pid)
-	if err != nil {
-		return nil, gone(g.pid, err)
-	}
-	defer pm.Close()
-	mem, err := g.copyMemory(pm)
+	// Read the memory kept now, while the process is stopped, into the
+	// page cache the walks filled: what they read is not read again.
+	mem, err := g.prefetchMemory()
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +348,7 @@ func setStackReads(c *minidump.Content) {
 		}
 		m := c.Memory[j]
 		s.Size = min(s.Size, m.Addr+m.Size-s.Addr)
-		s.Read = m.Read
+		s.Read, s.Bytes = m.Read, m.Bytes
 		if m.Data != nil {
 			s.Data = m.Data[s.Addr-m.Addr:][:s.Size]
 		}
@@ -580,9 +577,12 @@ func (g *gatherer) addUnwindInfo(base uint64, e unwindinfo.RuntimeFunction) {
 	}
 }
 
-// copyMemory reads the kept spans from the stopped process, each cut to
-// the readable mappings it overlaps.
-func (g *gatherer) copyMemory(pm *procmem.Process) ([]minidump.MemorySource, error) {
+// prefetchMemory reads the kept spans, each cut to the readable mappings
+// it overlaps, into the stopped process's page cache, and returns them as
+// ranges read out of that cache: WriteFile writes them after the process
+// has resumed (live.Stopped.Resume). A range ends where its memory stops
+// being readable.
+func (g *gatherer) prefetchMemory() ([]minidump.MemorySource, error) {
 	var out []minidump.MemorySource
 	for _, s := range g.spans.list() {
 		for _, m := range g.maps {
@@ -590,22 +590,17 @@ func (g *gatherer) copyMemory(pm *procmem.Process) ([]minidump.MemorySource, err
 			if lo >= hi || len(m.Perms) == 0 || m.Perms[0] != 'r' {
 				continue
 			}
-			b := make([]byte, hi-lo)
-			n, err := pm.ReadMemory(b, lo)
+			n, err := g.st.Prefetch(lo, hi)
 			if err != nil {
 				if errors.Is(err, memory.ErrTargetGone) {
 					return nil, err
 				}
 				g.logf("read %#x bytes at %#x: %v", hi-lo, lo, err)
-				b = b[:n&^(pageSize-1)]
-				if n < pageSize {
-					b = b[:n]
-				}
 			}
-			if len(b) == 0 {
+			if n == 0 {
 				continue
 			}
-			out = append(out, minidump.MemorySource{Addr: lo, Size: uint64(len(b)), Data: b})
+			out = append(out, minidump.MemorySource{Addr: lo, Size: n, Bytes: g.st.Bytes})
 		}
 	}
 	return out, nil

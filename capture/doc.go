@@ -52,10 +52,12 @@
 // The process is stopped (live.Stop, at a moment when none of its
 // published lists is being changed) while the dump's contents are
 // gathered, and always resumed: after errors, and on SIGINT or SIGTERM.
-// Without Options.Full everything is copied into memory while it is
-// stopped, the process is resumed, and only then is the file written:
-// the process is stopped for the few milliseconds the copy takes, not for
-// the write. With Options.Full the memory is read from the process while
+// Without Options.Full the memory kept is read while it is stopped into
+// the page cache the stack walks filled (live.Stopped.Prefetch: a page
+// the walks read is not read again), the process is resumed with that
+// cache kept (live.Stopped.Resume), and only then is the file written,
+// out of the cache: the process is stopped for the few milliseconds the
+// reads take, not for the write. With Options.Full the memory is read from the process while
 // the file is written, so the process stays stopped until the file is
 // complete (copying every mapping first would need as much memory as the
 // process has).

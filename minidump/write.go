@@ -97,8 +97,15 @@ type MemorySource struct {
 	// it on its own goroutine, for pieces of at most 1 MiB, and fails if
 	// it cannot read the whole range.
 	Read func(p []byte, addr uint64) (int, error)
+	// Bytes, if set, returns bytes of target memory that hold addr, and
+	// their address, as unwind.ByteSource does (an empty slice when addr
+	// cannot be read); Write writes what it needs of them without a copy
+	// of its own, and Read is not used. A page cache of the target gives
+	// its pages this way.
+	Bytes func(addr uint64) (start uint64, b []byte)
 	// Data, if not nil, holds the range's Size bytes, already read; Write
-	// writes them as they are, without a copy, and Read is not used.
+	// writes them as they are, without a copy, and Bytes and Read are
+	// not used.
 	Data []byte
 }
 
@@ -268,9 +275,10 @@ func Write(w io.Writer, c *Content, opts WriteOptions) (int64, error) {
 	return cw.n, nil
 }
 
-// reads reports whether a source of r is read (has no Data).
+// reads reports whether a source of r is read (has neither Data nor
+// Bytes).
 func (r *region) reads() bool {
-	return slices.ContainsFunc(r.srcs, func(s MemorySource) bool { return s.Data == nil })
+	return slices.ContainsFunc(r.srcs, func(s MemorySource) bool { return s.Data == nil && s.Bytes == nil })
 }
 
 // maxReadRegion returns the size of the largest region with a source
@@ -299,6 +307,24 @@ func writeRegion(w io.Writer, r *region, buf []byte) error {
 				return fmt.Errorf("write minidump: %w", err)
 			}
 			at = min(send, end)
+			continue
+		}
+		if s.Data == nil && s.Bytes != nil {
+			for at < send && at < end {
+				if at < s.Addr {
+					panic("minidump: memory sources do not cover their region")
+				}
+				start, b := s.Bytes(at)
+				if at < start || at-start >= uint64(len(b)) {
+					return fmt.Errorf("write minidump: read memory range %#x-%#x: no bytes at %#x: %w", s.Addr, send, at, ErrShortRead)
+				}
+				b = b[at-start:]
+				b = b[:min(uint64(len(b)), min(send, end)-at)]
+				if _, err := w.Write(b); err != nil {
+					return fmt.Errorf("write minidump: %w", err)
+				}
+				at += uint64(len(b))
+			}
 			continue
 		}
 		for at < send && at < end {
@@ -672,7 +698,7 @@ func memoryRegions(c *Content) ([]region, error) {
 		switch {
 		case m.Data != nil && uint64(len(m.Data)) != m.Size:
 			return fmt.Errorf("write minidump: %s %#x-%#x has %d bytes of Data", what, m.Addr, m.Addr+m.Size, len(m.Data))
-		case m.Data == nil && m.Read == nil:
+		case m.Data == nil && m.Bytes == nil && m.Read == nil:
 			return fmt.Errorf("write minidump: %s %#x-%#x has no Read", what, m.Addr, m.Addr+m.Size)
 		}
 		srcs = append(srcs, src{m, stack})

@@ -507,6 +507,48 @@ func TestWriteData(t *testing.T) {
 	}
 }
 
+// pagedBytes returns a MemorySource.Bytes over data at base that gives it
+// out in pieces of k bytes aligned on base, as a page cache gives pages.
+func pagedBytes(data []byte, base, k uint64) func(uint64) (uint64, []byte) {
+	return func(addr uint64) (uint64, []byte) {
+		if addr < base || addr-base >= uint64(len(data)) {
+			return 0, nil
+		}
+		off := (addr - base) / k * k
+		return base + off, data[off:min(off+k, uint64(len(data)))]
+	}
+}
+
+// TestWriteBytes: memory given by Bytes, in pieces that do not line up
+// with the ranges, is written as the same bytes as memory given by Read;
+// a Bytes that has nothing at an address fails the write.
+func TestWriteBytes(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		c, _ := sampleContent()
+		want := writeBytes(t, c, WriteOptions{Full: full})
+		d, _ := sampleContent()
+		for i := range d.Memory {
+			if m := d.Memory[i]; i%2 == 0 {
+				d.Memory[i].Bytes, d.Memory[i].Read = pagedBytes(readSource(t, m), m.Addr, 7), nil
+			}
+		}
+		for i := range d.Threads {
+			if s := d.Threads[i].Stack; s.Size > 0 && i%2 == 1 {
+				d.Threads[i].Stack.Bytes, d.Threads[i].Stack.Read = pagedBytes(readSource(t, s), s.Addr, 0x1000), nil
+			}
+		}
+		if got := writeBytes(t, d, WriteOptions{Full: full}); !bytes.Equal(got, want) {
+			t.Errorf("full=%v: the dump from Bytes differs from the one from Read", full)
+		}
+	}
+	c, _ := sampleContent()
+	m := &c.Memory[0]
+	m.Bytes = pagedBytes(readSource(t, *m)[:m.Size/2], m.Addr, 0x1000) // the second half is missing
+	if _, err := Write(&bytes.Buffer{}, c, WriteOptions{}); !errors.Is(err, ErrShortRead) {
+		t.Errorf("Write with a Bytes that runs short: %v", err)
+	}
+}
+
 func TestWriteFile(t *testing.T) {
 	c, _ := sampleContent()
 	name := filepath.Join(t.TempDir(), "a.dmp")

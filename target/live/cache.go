@@ -23,7 +23,8 @@ type pageCache struct {
 	mu        sync.RWMutex
 	pages     map[uint64]*page // by page address; nil once dropped
 	fetch     fetchFunc
-	readAhead int // pages a miss fetches, ≥ 1
+	readAhead int  // pages a miss fetches, ≥ 1
+	frozen    bool // the process runs again: a miss fails with ErrResumed
 
 	reads, syscalls, fetched, hits atomic.Uint64
 }
@@ -70,6 +71,40 @@ func (c *pageCache) drop() {
 			pagePool.Put(pg.data)
 		}
 	}
+}
+
+// freeze makes later misses fail with ErrResumed: the process runs again,
+// and what was not read while it was stopped is no longer that state.
+func (c *pageCache) freeze() {
+	c.mu.Lock()
+	c.frozen = true
+	c.mu.Unlock()
+}
+
+// prefetch implements Prefetch.
+func (c *pageCache) prefetch(lo, hi uint64) (uint64, error) {
+	for a := lo &^ (cachePage - 1); a < hi; a += cachePage {
+		c.mu.RLock()
+		pg, closed := c.pages[a], c.pages == nil
+		c.mu.RUnlock()
+		if closed {
+			return max(a, lo) - lo, &memory.ReadError{Addr: max(a, lo), Err: ErrClosed}
+		}
+		if pg == nil {
+			need := (hi-a-1)/cachePage + 1
+			var err error
+			if pg, err = c.miss(a, int(min(need, maxReadAhead))); err != nil {
+				return max(a, lo) - lo, err
+			}
+		}
+		if pg.unmapped {
+			return max(a, lo) - lo, nil
+		}
+		if a+cachePage < a {
+			break // the top of the address space
+		}
+	}
+	return hi - lo, nil
 }
 
 // read implements ReadMemory.
@@ -141,6 +176,9 @@ func (c *pageCache) miss(base uint64, need int) (*page, error) {
 	if pg := c.pages[base]; pg != nil {
 		c.hits.Add(1)
 		return pg, nil
+	}
+	if c.frozen {
+		return nil, &memory.ReadError{Addr: base, Err: ErrResumed}
 	}
 	k, window := 1, max(c.readAhead, need)
 	for ; k < window; k++ {

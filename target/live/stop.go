@@ -41,6 +41,9 @@ var (
 	ErrNotStopped = errors.New("thread did not stop in time")
 	// ErrClosed: the Stopped was closed; the process runs again.
 	ErrClosed = errors.New("stopped process was closed")
+	// ErrResumed: a read after Resume asked for memory that was not read
+	// while the process was stopped.
+	ErrResumed = errors.New("memory not read before the process was resumed")
 )
 
 // PermissionError reports that the kernel refused to let this process
@@ -199,8 +202,10 @@ type Stopped struct {
 	tr      *tracer    // nil once closed
 	threads []*thread  // sorted: the main thread first, then by ID
 
-	closeOnce sync.Once
-	closeErr  error
+	resumeOnce sync.Once
+	resumeErr  error
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // thread is a thread of a Stopped, as the tracer keeps it.
@@ -315,7 +320,6 @@ func (s *Stopped) ReadMemory(p []byte, addr uint64) (int, error) {
 	return s.cache.read(p, addr)
 }
 
-// Stats returns the counts of the reads so far.
 // Bytes implements unwind.ByteSource: it returns the cached page that
 // holds addr (fetching it, and the pages after it, on a miss) and the
 // page's address, or nothing when addr cannot be read. The unwinders read
@@ -323,7 +327,18 @@ func (s *Stopped) ReadMemory(p []byte, addr uint64) (int, error) {
 // Close.
 func (s *Stopped) Bytes(addr uint64) (start uint64, b []byte) { return s.cache.bytes(addr) }
 
+// Stats returns the counts of the reads so far.
 func (s *Stopped) Stats() ReadStats { return s.cache.stats() }
+
+// Prefetch reads into the page cache the pages of [lo, hi) it does not
+// hold yet, in as few system calls as it can (one for each run of up to
+// 1 MiB of pages not cached), and returns how many bytes from lo can be
+// read: hi-lo, or fewer when a page cannot be read, with an error when
+// that is not because the page is unmapped (memory.ErrTargetGone when
+// the process is gone). Pages an earlier read cached are not read again.
+// A capture prefetches what it keeps, resumes the process and then
+// writes it out of the cache.
+func (s *Stopped) Prefetch(lo, hi uint64) (uint64, error) { return s.cache.prefetch(lo, hi) }
 
 // Modules reads /proc/PID/maps and calls yield for each module (see
 // [Process.Modules]).
@@ -335,13 +350,27 @@ func (s *Stopped) OpenModule(m target.Module) (io.ReaderAt, io.Closer, error) {
 	return s.proc.OpenModule(m)
 }
 
-// Close detaches from every thread, which resumes the process (a thread
-// caught in a signal-delivery stop gets its signal), drops the page cache
-// and ends the tracer goroutine. It is idempotent: later calls return
+// Resume detaches from every thread, which resumes the process (a thread
+// caught in a signal-delivery stop gets its signal), and ends the tracer
+// goroutine, but keeps the page cache: ReadMemory and Bytes go on
+// returning the memory as it was read while the process was stopped, and
+// a read of anything else fails with ErrResumed (which matches
+// memory.ErrShortRead). Threads and ThreadContext fail with ErrClosed.
+// It is idempotent: later calls return the first call's result.
+func (s *Stopped) Resume() error {
+	s.resumeOnce.Do(func() {
+		s.resumeErr = s.resume()
+	})
+	return s.resumeErr
+}
+
+// Close resumes the process, as Resume does, and drops the page cache:
+// later reads fail with ErrClosed. It is idempotent: later calls return
 // the first call's result.
 func (s *Stopped) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeErr = s.close()
+		s.closeErr = s.Resume()
+		s.cache.drop()
 	})
 	return s.closeErr
 }

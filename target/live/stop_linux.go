@@ -391,13 +391,13 @@ func fpRegs(t *thread) error {
 }
 
 // close detaches from every thread and ends the tracer.
-func (s *Stopped) close() error {
+func (s *Stopped) resume() error {
 	unregister(s)
 	s.mu.Lock()
 	tr := s.tr
 	s.tr = nil
 	s.mu.Unlock()
-	s.cache.drop()
+	s.cache.freeze()
 	if tr == nil {
 		return nil
 	}

@@ -498,6 +498,93 @@ func TestReadMemory(t *testing.T) {
 	}
 }
 
+// TestPrefetchResume prefetches the main thread's stack, resumes the
+// process and reads the stack back as it was when stopped.
+func TestPrefetchResume(t *testing.T) {
+	c := startChild(t, 1)
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ctx unwind.Context
+	if err := s.ThreadContext(c.pid, &ctx); err != nil {
+		t.Fatal(err)
+	}
+	maps := readMaps(t, c.pid)
+	m := find(maps, ctx.Rsp)
+	if m == nil {
+		t.Fatalf("no mapping holds rsp %#x", ctx.Rsp)
+	}
+	lo, hi := ctx.Rsp, m.end
+	pages := (hi-1)/cachePage - lo/cachePage + 1
+
+	// A word read first: its pages are not fetched again.
+	var w [8]byte
+	if _, err := s.ReadMemory(w[:], lo); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	n, err := s.Prefetch(lo, hi)
+	if err != nil || n != hi-lo {
+		t.Fatalf("Prefetch(%#x, %#x) = %#x, %v; want %#x", lo, hi, n, err, hi-lo)
+	}
+	after := s.Stats()
+	if calls, most := after.Syscalls-before.Syscalls, (pages+maxReadAhead-1)/maxReadAhead; calls > most {
+		t.Errorf("Prefetch of %d pages made %d calls, want at most %d", pages, calls, most)
+	}
+	if after.Pages < pages {
+		t.Errorf("%d pages fetched in all, want at least the %d of the range", after.Pages, pages)
+	}
+	again := s.Stats()
+	if n, err := s.Prefetch(lo, hi); err != nil || n != hi-lo || s.Stats().Syscalls != again.Syscalls {
+		t.Errorf("second Prefetch: %#x, %v, %d calls", n, err, s.Stats().Syscalls-again.Syscalls)
+	}
+	if find(maps, hi) == nil {
+		// The stack's top is followed by an unmapped page: a range across
+		// it is readable up to the top.
+		if n, err := s.Prefetch(hi-16, hi+2*cachePage); err != nil || n != 16 {
+			t.Errorf("Prefetch across the stack's top: %d, %v; want 16", n, err)
+		}
+	}
+	want := make([]byte, hi-lo)
+	if _, err := s.ReadMemory(want, lo); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	c.checkRunning(t)
+	got := make([]byte, hi-lo)
+	if _, err := s.ReadMemory(got, lo); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("the stack read after Resume differs from the one read before (err %v)", err)
+	}
+	// Memory not read while stopped is not read now.
+	var other uint64
+	for _, mm := range maps {
+		if mm.perms[0] == 'r' && (mm.end <= lo&^(cachePage-1) || mm.start >= hi+maxReadAhead*cachePage) {
+			other = mm.start
+			break
+		}
+	}
+	if _, err := s.ReadMemory(w[:], other); !errors.Is(err, ErrResumed) || !errors.Is(err, memory.ErrShortRead) {
+		t.Errorf("read at %#x after Resume: %v, want ErrResumed", other, err)
+	}
+	if _, err := s.Prefetch(other, other+cachePage); !errors.Is(err, ErrResumed) {
+		t.Errorf("Prefetch after Resume: %v, want ErrResumed", err)
+	}
+	if err := s.Resume(); err != nil {
+		t.Errorf("second Resume: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close after Resume: %v", err)
+	}
+	if _, err := s.ReadMemory(w[:], lo); !errors.Is(err, ErrClosed) {
+		t.Errorf("read after Close: %v, want ErrClosed", err)
+	}
+}
+
 // TestReadGone reads a process killed while stopped.
 func TestReadGone(t *testing.T) {
 	c := startChild(t, 1)

@@ -19,7 +19,7 @@ func (t *tracer) do(f func() error) error { return fmt.Errorf("trace: %w", ErrUn
 
 func fpRegs(t *thread) error { return ErrUnsupported }
 
-func (s *Stopped) close() error { return nil }
+func (s *Stopped) resume() error { return nil }
 
 // describe does nothing: there are no stopped threads here.
 func (s *Stopped) describe(t *thread) { t.described = true }
