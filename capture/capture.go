@@ -583,24 +583,29 @@ func (g *gatherer) addUnwindInfo(base uint64, e unwindinfo.RuntimeFunction) {
 // has resumed (live.Stopped.Resume). A range ends where its memory stops
 // being readable.
 func (g *gatherer) prefetchMemory() ([]minidump.MemorySource, error) {
-	var out []minidump.MemorySource
+	var rs [][2]uint64
 	for _, s := range g.spans.list() {
 		for _, m := range g.maps {
 			lo, hi := max(s[0], m.Start), min(s[1], m.End)
-			if lo >= hi || len(m.Perms) == 0 || m.Perms[0] != 'r' {
-				continue
+			if lo < hi && len(m.Perms) > 0 && m.Perms[0] == 'r' {
+				rs = append(rs, [2]uint64{lo, hi})
 			}
-			n, err := g.st.Prefetch(lo, hi)
-			if err != nil {
-				if errors.Is(err, memory.ErrTargetGone) {
-					return nil, err
-				}
-				g.logf("read %#x bytes at %#x: %v", hi-lo, lo, err)
-			}
-			if n == 0 {
-				continue
-			}
-			out = append(out, minidump.MemorySource{Addr: lo, Size: n, Bytes: g.st.Bytes})
+		}
+	}
+	n, err := g.st.Prefetch(rs)
+	if err != nil {
+		if errors.Is(err, memory.ErrTargetGone) {
+			return nil, err
+		}
+		g.logf("read the memory kept: %v", err)
+	}
+	var out []minidump.MemorySource
+	for i, r := range rs {
+		if n[i] < r[1]-r[0] {
+			g.logf("read %#x bytes at %#x: only %#x readable", r[1]-r[0], r[0], n[i])
+		}
+		if n[i] > 0 {
+			out = append(out, minidump.MemorySource{Addr: r[0], Size: n[i], Bytes: g.st.Bytes})
 		}
 	}
 	return out, nil

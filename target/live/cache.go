@@ -40,11 +40,12 @@ type page struct {
 // would leave that much garbage.
 var pagePool = sync.Pool{New: func() any { return new([cachePage]byte) }}
 
-// fetchFunc reads len(bufs) consecutive pages from addr, one per buffer,
-// and returns how many whole pages it read. When that is fewer than
+// fetchFunc reads the page at addrs[i] into bufs[i], in order, and
+// returns how many whole pages it read. When that is fewer than
 // len(bufs) it returns the error of the first page not read (a
-// *memory.UnmappedError for an unmapped one). It makes one system call.
-type fetchFunc func(bufs [][]byte, addr uint64) (int, error)
+// *memory.UnmappedError for an unmapped one). It makes one system call,
+// whether the pages are consecutive or not.
+type fetchFunc func(bufs [][]byte, addrs []uint64) (int, error)
 
 func newPageCache(fetch fetchFunc, readAhead int) pageCache {
 	switch {
@@ -81,30 +82,104 @@ func (c *pageCache) freeze() {
 	c.mu.Unlock()
 }
 
-// prefetch implements Prefetch.
-func (c *pageCache) prefetch(lo, hi uint64) (uint64, error) {
-	for a := lo &^ (cachePage - 1); a < hi; a += cachePage {
-		c.mu.RLock()
-		pg, closed := c.pages[a], c.pages == nil
+// prefetch implements Prefetch: it fetches the pages of rs that are not
+// cached, maxReadAhead at a time, then measures each range.
+func (c *pageCache) prefetch(rs [][2]uint64) ([]uint64, error) {
+	// The pages to fetch, in the ranges' order, each once.
+	c.mu.RLock()
+	if c.pages == nil {
 		c.mu.RUnlock()
-		if closed {
-			return max(a, lo) - lo, &memory.ReadError{Addr: max(a, lo), Err: ErrClosed}
-		}
-		if pg == nil {
-			need := (hi-a-1)/cachePage + 1
-			var err error
-			if pg, err = c.miss(a, int(min(need, maxReadAhead))); err != nil {
-				return max(a, lo) - lo, err
+		return make([]uint64, len(rs)), &memory.ReadError{Err: ErrClosed}
+	}
+	var want []uint64
+	seen := map[uint64]bool{}
+	for _, r := range rs {
+		for a := r[0] &^ (cachePage - 1); a < r[1]; a += cachePage {
+			if c.pages[a] == nil && !seen[a] {
+				seen[a] = true
+				want = append(want, a)
+			}
+			if a+cachePage < a {
+				break // the top of the address space
 			}
 		}
-		if pg.unmapped {
-			return max(a, lo) - lo, nil
+	}
+	c.mu.RUnlock()
+	for len(want) > 0 {
+		n, err := c.fetchAt(want[:min(len(want), maxReadAhead)])
+		if err != nil {
+			return c.readable(rs), err
 		}
-		if a+cachePage < a {
-			break // the top of the address space
+		want = want[n:]
+	}
+	return c.readable(rs), nil
+}
+
+// fetchAt fetches the pages at addrs, which are not cached, with one call
+// of fetch, and caches them. It returns how many addresses it settled:
+// those fetched and, when one was unmapped, that one too; an error other
+// than an unmapped page stops it.
+func (c *pageCache) fetchAt(addrs []uint64) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pages == nil {
+		return 0, &memory.ReadError{Addr: addrs[0], Err: ErrClosed}
+	}
+	if c.frozen {
+		return 0, &memory.ReadError{Addr: addrs[0], Err: ErrResumed}
+	}
+	var arrays [maxReadAhead]*[cachePage]byte
+	var slices [maxReadAhead][]byte
+	k := len(addrs)
+	for i := range k {
+		arrays[i] = pagePool.Get().(*[cachePage]byte)
+		slices[i] = arrays[i][:]
+	}
+	c.syscalls.Add(1)
+	got, err := c.fetch(slices[:k], addrs)
+	if got < 0 || got > k {
+		panic(fmt.Sprintf("live: page fetch returned %d of %d pages", got, k))
+	}
+	for i := range got {
+		c.pages[addrs[i]] = &page{data: arrays[i]}
+	}
+	for i := got; i < k; i++ {
+		pagePool.Put(arrays[i])
+	}
+	c.fetched.Add(uint64(got))
+	if got == k {
+		return got, nil
+	}
+	if _, ok := err.(*memory.UnmappedError); ok {
+		c.pages[addrs[got]] = &page{unmapped: true}
+		return got + 1, nil
+	}
+	if err == nil {
+		err = &memory.ReadError{Addr: addrs[got]}
+	}
+	return got, err
+}
+
+// readable returns how many bytes from the start of each range of rs
+// the cache holds: up to its end, or to the first page it holds as
+// unmapped or does not hold.
+func (c *pageCache) readable(rs [][2]uint64) []uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]uint64, len(rs))
+	for i, r := range rs {
+		out[i] = r[1] - min(r[0], r[1])
+		for a := r[0] &^ (cachePage - 1); a < r[1]; a += cachePage {
+			if pg := c.pages[a]; pg == nil || pg.unmapped {
+				out[i] = max(a, r[0]) - r[0]
+				break
+			}
+			if a+cachePage < a {
+				break
+			}
 		}
 	}
-	return hi - lo, nil
+	return out
 }
 
 // read implements ReadMemory.
@@ -189,12 +264,14 @@ func (c *pageCache) miss(base uint64, need int) (*page, error) {
 	}
 	var arrays [maxReadAhead]*[cachePage]byte
 	var slices [maxReadAhead][]byte
+	var addrs [maxReadAhead]uint64
 	for i := range k {
 		arrays[i] = pagePool.Get().(*[cachePage]byte)
 		slices[i] = arrays[i][:]
+		addrs[i] = base + uint64(i)*cachePage
 	}
 	c.syscalls.Add(1)
-	got, err := c.fetch(slices[:k], base)
+	got, err := c.fetch(slices[:k], addrs[:k])
 	if got < 0 || got > k {
 		panic(fmt.Sprintf("live: page fetch returned %d of %d pages", got, k))
 	}

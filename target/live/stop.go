@@ -330,15 +330,16 @@ func (s *Stopped) Bytes(addr uint64) (start uint64, b []byte) { return s.cache.b
 // Stats returns the counts of the reads so far.
 func (s *Stopped) Stats() ReadStats { return s.cache.stats() }
 
-// Prefetch reads into the page cache the pages of [lo, hi) it does not
-// hold yet, in as few system calls as it can (one for each run of up to
-// 1 MiB of pages not cached), and returns how many bytes from lo can be
-// read: hi-lo, or fewer when a page cannot be read, with an error when
-// that is not because the page is unmapped (memory.ErrTargetGone when
-// the process is gone). Pages an earlier read cached are not read again.
-// A capture prefetches what it keeps, resumes the process and then
-// writes it out of the cache.
-func (s *Stopped) Prefetch(lo, hi uint64) (uint64, error) { return s.cache.prefetch(lo, hi) }
+// Prefetch reads into the page cache the pages of the ranges [lo, hi) it
+// does not hold yet, up to 256 pages a system call whether they are
+// consecutive or not, and returns for each range how many bytes from lo
+// can be read: hi-lo, or fewer when a page cannot be read. Pages an
+// earlier read cached are not read again. An unmapped page ends its
+// range; any other failure (memory.ErrTargetGone when the process is
+// gone) stops the reads, and the lengths then count what was read. A
+// capture prefetches what it keeps, resumes the process and then writes
+// it out of the cache.
+func (s *Stopped) Prefetch(ranges [][2]uint64) ([]uint64, error) { return s.cache.prefetch(ranges) }
 
 // Modules reads /proc/PID/maps and calls yield for each module (see
 // [Process.Modules]).

@@ -488,21 +488,21 @@ func reapDying(tid int) {
 const dyingWait = 200 * time.Millisecond
 
 // readPages implements fetchFunc with one process_vm_readv, one remote
-// iovec per page.
-func (s *Stopped) readPages(bufs [][]byte, addr uint64) (int, error) {
+// iovec per page: the kernel stops at the first one it cannot read.
+func (s *Stopped) readPages(bufs [][]byte, addrs []uint64) (int, error) {
 	local := make([]unix.Iovec, len(bufs))
 	remote := make([]unix.RemoteIovec, len(bufs))
 	for i, b := range bufs {
 		local[i].Base = &b[0]
 		local[i].SetLen(len(b))
-		remote[i] = unix.RemoteIovec{Base: uintptr(addr) + uintptr(i*cachePage), Len: len(b)}
+		remote[i] = unix.RemoteIovec{Base: uintptr(addrs[i]), Len: len(b)}
 	}
 	n, err := unix.ProcessVMReadv(s.pid, local, remote, 0)
 	got := max(n, 0) / cachePage
 	if got == len(bufs) {
 		return got, nil
 	}
-	at := addr + uint64(got)*cachePage
+	at := addrs[got]
 	switch err {
 	case nil, unix.EFAULT:
 		return got, &memory.UnmappedError{Addr: at}

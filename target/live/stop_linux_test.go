@@ -525,8 +525,8 @@ func TestPrefetchResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.Stats()
-	n, err := s.Prefetch(lo, hi)
-	if err != nil || n != hi-lo {
+	n, err := s.Prefetch([][2]uint64{{lo, hi}})
+	if err != nil || len(n) != 1 || n[0] != hi-lo {
 		t.Fatalf("Prefetch(%#x, %#x) = %#x, %v; want %#x", lo, hi, n, err, hi-lo)
 	}
 	after := s.Stats()
@@ -537,13 +537,41 @@ func TestPrefetchResume(t *testing.T) {
 		t.Errorf("%d pages fetched in all, want at least the %d of the range", after.Pages, pages)
 	}
 	again := s.Stats()
-	if n, err := s.Prefetch(lo, hi); err != nil || n != hi-lo || s.Stats().Syscalls != again.Syscalls {
+	if n, err := s.Prefetch([][2]uint64{{lo, hi}}); err != nil || n[0] != hi-lo || s.Stats().Syscalls != again.Syscalls {
 		t.Errorf("second Prefetch: %#x, %v, %d calls", n, err, s.Stats().Syscalls-again.Syscalls)
+	}
+	// Pages of mappings apart from each other, and one unmapped in the
+	// middle, in one call: what follows the unmapped page is read too.
+	var text *mapping
+	for i := range maps {
+		if maps[i].perms[0] == 'r' && maps[i].end-maps[i].start >= 2*cachePage && find(maps, maps[i].start-cachePage) == nil {
+			text = &maps[i]
+			break
+		}
+	}
+	if text == nil {
+		t.Log("no mapping after an unmapped page: the scattered prefetch is not tried")
+	} else {
+		rs := [][2]uint64{{text.start - cachePage, text.start + cachePage}, {text.start + cachePage + 8, text.start + cachePage + 24}, {0x1000, 0x1010}}
+		b := s.Stats()
+		n, err := s.Prefetch(rs)
+		if err != nil || n[0] != 0 || n[1] != 16 || n[2] != 0 {
+			t.Errorf("Prefetch(%#x) = %#x, %v; want [0 16 0]", rs, n, err)
+		}
+		// The unmapped pages end their calls: at most one call each, and
+		// one for the rest.
+		if calls := s.Stats().Syscalls - b.Syscalls; calls > 3 {
+			t.Errorf("Prefetch of scattered pages made %d calls, want at most 3", calls)
+		}
+		var w0 [8]byte
+		if _, err := s.ReadMemory(w0[:], text.start+cachePage+8); err != nil {
+			t.Errorf("read of a prefetched page: %v", err)
+		}
 	}
 	if find(maps, hi) == nil {
 		// The stack's top is followed by an unmapped page: a range across
 		// it is readable up to the top.
-		if n, err := s.Prefetch(hi-16, hi+2*cachePage); err != nil || n != 16 {
+		if n, err := s.Prefetch([][2]uint64{{hi - 16, hi + 2*cachePage}}); err != nil || n[0] != 16 {
 			t.Errorf("Prefetch across the stack's top: %d, %v; want 16", n, err)
 		}
 	}
@@ -571,7 +599,7 @@ func TestPrefetchResume(t *testing.T) {
 	if _, err := s.ReadMemory(w[:], other); !errors.Is(err, ErrResumed) || !errors.Is(err, memory.ErrShortRead) {
 		t.Errorf("read at %#x after Resume: %v, want ErrResumed", other, err)
 	}
-	if _, err := s.Prefetch(other, other+cachePage); !errors.Is(err, ErrResumed) {
+	if _, err := s.Prefetch([][2]uint64{{other, other + cachePage}}); !errors.Is(err, ErrResumed) {
 		t.Errorf("Prefetch after Resume: %v, want ErrResumed", err)
 	}
 	if err := s.Resume(); err != nil {
