@@ -187,6 +187,7 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		// the unit's header; as in LLVM's DWARFDebugAranges, a unit that
 		// has none there is indexed by its DIE's ranges.
 		aranges := parseAranges(s)
+		ranges = make([]rangeOf, 0, len(aranges)+len(dec.units)/8)
 		j := 0
 		var block []unit // units are allocated in blocks
 		total := int64(len(s.Info))
@@ -285,7 +286,11 @@ func parseAranges(s *Sections) []arange {
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	var out []arange
+	// At most one tuple of 16 bytes (8 with 4-byte addresses) for each 16
+	// bytes of the section: sized once rather than grown by doubling,
+	// which would touch about twice the memory (libc's separate debug
+	// file has some 6,000 ranges).
+	out := make([]arange, 0, len(s.Aranges)/16)
 	sorted := true
 	b := newBuf(".debug_aranges", order, s.Aranges, 0)
 	for b.left() > 0 {
