@@ -7,8 +7,12 @@
 // [Stop] stops every thread of a process with ptrace(2) and returns a
 // [Stopped], a [target.Threads]: the threads with their names, states and
 // registers, and memory that holds still while a walk reads it, served
-// from a page cache that fetches several pages per system call. Close
-// resumes the process. Stop and Close always leave the process running
+// from a page cache that fetches several pages per system call
+// ([Stopped.Prefetch] fills it with whole ranges ahead of their reads).
+// Close resumes the process; [Stopped.Resume] resumes it too but keeps
+// the cache, so that what was read while it was stopped can be used
+// after it runs again, as a minidump capture writes the memory it
+// kept. Stop and Close always leave the process running
 // and untraced: after errors, after panics, and, by default, when the
 // tool gets SIGINT, SIGTERM or SIGHUP (see [StopOptions]).
 //
