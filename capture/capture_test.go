@@ -3,6 +3,8 @@
 package capture
 
 import (
+	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/minidump"
+	"github.com/fntable/fntable/symfile/debugfile"
 	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/target/dump"
 )
@@ -89,6 +92,14 @@ func TestCapture(t *testing.T) {
 	d.Modules(func(m target.Module) bool {
 		if len(m.BuildID) > 0 {
 			withID++
+		}
+		// The build ID is the file's own (read while the process was
+		// being stopped).
+		if f, err := elf.Open(m.Path); err == nil {
+			if want := debugfile.BuildID(f); want != nil && !bytes.Equal(m.BuildID, want) {
+				t.Errorf("%s: build id %x, want the file's %x", m.Path, m.BuildID, want)
+			}
+			f.Close()
 		}
 		return true
 	})
