@@ -165,6 +165,11 @@ func (f *File) LoadBias(base uint64) (bias uint64, ok bool) {
 // nil.
 func (f *File) BuildID() []byte { return f.buildID }
 
+// HasSection reports whether the file has a section named name, from the
+// section headers read when it was opened: a caller looking for one (a
+// Go binary's .gopclntab) need not open and parse the file again.
+func (f *File) HasSection(name string) bool { return f.elf != nil && f.elf.Section(name) != nil }
+
 // DebugLink returns the file name and CRC-32 in the file's .gnu_debuglink
 // section, or "" when it has none.
 func (f *File) DebugLink() (name string, crc uint32) { return f.debugLink, f.debugLinkCRC }

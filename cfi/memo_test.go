@@ -1,6 +1,7 @@
 package cfi
 
 import (
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,5 +45,30 @@ func TestMemo(t *testing.T) {
 	}
 	if v := f2.Memo(keyA{}, func() any { t.Fatal("computed again"); return nil }); v != got[0] {
 		t.Fatal("the cached File lost its value")
+	}
+}
+
+// TestHasSection: a Go binary (this test) has .gopclntab, libc has not;
+// both have .text.
+func TestHasSection(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path  string
+		goTab bool
+	}{{exe, true}, {libcPath, false}} {
+		f, err := Open(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.HasSection(".gopclntab"); got != c.goTab {
+			t.Errorf("%s: HasSection(.gopclntab) = %v, want %v", c.path, got, c.goTab)
+		}
+		if !f.HasSection(".text") || f.HasSection(".no-such-section") {
+			t.Errorf("%s: .text or a made-up name answered wrongly", c.path)
+		}
+		f.Close()
 	}
 }

@@ -105,7 +105,12 @@ func (s *Sources) loadELF(m target.Module) (*elfModule, error) {
 	if path != "" {
 		// The pclntab is kept with the CFI file, so that a walk through a
 		// warm cache opens no file again.
-		g := f.Memo(goTabKey{}, func() any { return openGoTab(path) }).(goTab)
+		g := f.Memo(goTabKey{}, func() any {
+			if !f.HasSection(".gopclntab") {
+				return goTab{} // not a Go binary: no need to open it again
+			}
+			return openGoTab(path)
+		}).(goTab)
 		em.gotab = g.tab
 		if g.err != nil {
 			s.logf("%s: %v", m.Name, g.err)
