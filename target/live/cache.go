@@ -122,6 +122,12 @@ func (c *pageCache) prefetch(rs [][2]uint64) ([]uint64, error) {
 func (c *pageCache) fetchAt(addrs []uint64) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.fetchLocked(addrs)
+}
+
+// fetchLocked is fetchAt with c.mu held: the one place that reads pages
+// into the cache, for misses and for prefetches alike.
+func (c *pageCache) fetchLocked(addrs []uint64) (int, error) {
 	if c.pages == nil {
 		return 0, &memory.ReadError{Addr: addrs[0], Err: ErrClosed}
 	}
@@ -245,53 +251,22 @@ func (c *pageCache) bytes(addr uint64) (uint64, []byte) {
 func (c *pageCache) miss(base uint64, need int) (*page, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pages == nil {
-		return nil, &memory.ReadError{Addr: base, Err: ErrClosed}
-	}
 	if pg := c.pages[base]; pg != nil {
 		c.hits.Add(1)
 		return pg, nil
 	}
-	if c.frozen {
-		return nil, &memory.ReadError{Addr: base, Err: ErrResumed}
-	}
+	var addrs [maxReadAhead]uint64
 	k, window := 1, max(c.readAhead, need)
+	addrs[0] = base
 	for ; k < window; k++ {
 		a := base + uint64(k)*cachePage
 		if a < base || c.pages[a] != nil {
 			break // the top of the address space, or cached already
 		}
+		addrs[k] = a
 	}
-	var arrays [maxReadAhead]*[cachePage]byte
-	var slices [maxReadAhead][]byte
-	var addrs [maxReadAhead]uint64
-	for i := range k {
-		arrays[i] = pagePool.Get().(*[cachePage]byte)
-		slices[i] = arrays[i][:]
-		addrs[i] = base + uint64(i)*cachePage
+	if _, err := c.fetchLocked(addrs[:k]); err != nil && c.pages[base] == nil {
+		return nil, err
 	}
-	c.syscalls.Add(1)
-	got, err := c.fetch(slices[:k], addrs[:k])
-	if got < 0 || got > k {
-		panic(fmt.Sprintf("live: page fetch returned %d of %d pages", got, k))
-	}
-	for i := range got {
-		c.pages[base+uint64(i)*cachePage] = &page{data: arrays[i]}
-	}
-	for i := got; i < k; i++ {
-		pagePool.Put(arrays[i])
-	}
-	c.fetched.Add(uint64(got))
-	if got > 0 {
-		return c.pages[base], nil
-	}
-	if _, ok := err.(*memory.UnmappedError); ok {
-		pg := &page{unmapped: true}
-		c.pages[base] = pg
-		return pg, nil
-	}
-	if err == nil {
-		err = &memory.ReadError{Addr: base}
-	}
-	return nil, err
+	return c.pages[base], nil
 }
