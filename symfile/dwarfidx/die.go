@@ -464,7 +464,7 @@ func (d *decoder) read(u *unitHdr, b *buf, e *entry, mode readMode) bool {
 	nlate := 0
 	for i := range a.attrs {
 		at := &a.attrs[i]
-		cls, val, n := d.value(u, b, at.form, at.implicit)
+		cls, val, n := formValue(u, b, at.form, at.implicit)
 		if b.err != nil {
 			return false
 		}
@@ -652,10 +652,12 @@ func (d *decoder) addrx(u *unitHdr, i uint64) (uint64, bool) {
 	return d.indexed(d.s.Addr, u.attrs.addrBase, i, u.addrSize)
 }
 
-// value decodes one attribute value of the given form. For strings held
-// inline it returns their offset in .debug_info and their length;
-// references are returned as .debug_info offsets.
-func (d *decoder) value(u *unitHdr, b *buf, form uint64, implicit int64) (cls class, v uint64, n int) {
+// formValue decodes one attribute value of the given form, in unit u
+// (its sizes, version and start). For strings held inline it returns
+// their offset in b and their length; references are returned as
+// .debug_info offsets. The DWARF 5 line table header's entries use it
+// too, with a unit of their own sizes.
+func formValue(u *unitHdr, b *buf, form uint64, implicit int64) (cls class, v uint64, n int) {
 	for hops := 0; form == formIndirect; hops++ {
 		if hops == 8 {
 			b.fail("indirect form loop", nil)

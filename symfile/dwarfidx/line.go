@@ -147,8 +147,8 @@ func parseLineTable(s *lineSections, off uint64, addrSize int, compDir string) (
 	var dirs, names []string
 	var dirIdx []uint64
 	if version >= 5 {
-		dirs = s.readEntries(&b, dwarf64, nil)
-		names = s.readEntries(&b, dwarf64, &dirIdx)
+		dirs = s.readEntries(&b, dwarf64, addrSize, nil)
+		names = s.readEntries(&b, dwarf64, addrSize, &dirIdx)
 	} else {
 		for b.err == nil {
 			d := b.cstr()
@@ -307,9 +307,10 @@ func sortSeqs(lt *lineTable) {
 }
 
 // readEntries reads a DWARF 5 directory or file name table (DWARF5.pdf
-// §6.2.4.1): the entry formats, then the entries. It returns the paths and,
-// when dirIdx is not nil, stores each entry's directory index there.
-func (s *lineSections) readEntries(b *buf, dwarf64 bool, dirIdx *[]uint64) []string {
+// §6.2.4.1): the entry formats, then the entries, each value decoded as
+// a DIE's attribute is (formValue). It returns the paths and, when
+// dirIdx is not nil, stores each entry's directory index there.
+func (s *lineSections) readEntries(b *buf, dwarf64 bool, addrSize int, dirIdx *[]uint64) []string {
 	nfmt := int(b.u8())
 	if nfmt > maxLineFormats {
 		b.fail("too many entry formats", nfmt)
@@ -327,63 +328,28 @@ func (s *lineSections) readEntries(b *buf, dwarf64 bool, dirIdx *[]uint64) []str
 		b.fail("entry count exceeds line table", count)
 		return nil
 	}
+	u := unitHdr{version: 5, addrSize: addrSize, offSize: 4}
+	if dwarf64 {
+		u.offSize = 8
+	}
 	out := make([]string, 0, count)
 	for range count {
 		var path string
 		var di uint64
 		for _, f := range fmts[:nfmt] {
 			var str string
-			var val uint64
-			switch f.form {
-			case formString:
-				str = b.cstr()
-			case formLineStrp, formStrp:
-				var o uint64
-				if dwarf64 {
-					o = b.u64()
-				} else {
-					o = uint64(b.u32())
-				}
-				sec, name := s.lineStr, ".debug_line_str"
-				if f.form == formStrp {
-					sec, name = s.str, ".debug_str"
-				}
-				var err error
-				if str, err = cstrAt(name, sec, o); err != nil && b.err == nil {
-					b.err = err
-				}
-			case formStrx, formUdata:
-				val = b.uleb()
-			case formSdata:
-				val = uint64(b.sleb())
-			case formStrx1, formData1, formFlag:
-				val = uint64(b.u8())
-			case formStrx2, formData2:
-				val = uint64(b.u16())
-			case formStrx3:
-				val = b.u24()
-			case formStrx4, formData4:
-				val = uint64(b.u32())
-			case formData8:
-				val = b.u64()
-			case formData16:
-				b.skip(16)
-			case formSecOffset:
-				if dwarf64 {
-					val = b.u64()
-				} else {
-					val = uint64(b.u32())
-				}
-			case formBlock:
-				b.skip(b.uleb())
-			case formBlock1:
-				b.skip(uint64(b.u8()))
-			case formBlock2:
-				b.skip(uint64(b.u16()))
-			case formBlock4:
-				b.skip(uint64(b.u32()))
-			default:
-				b.fail("unsupported form in line table header", f.form)
+			var err error
+			cls, val, n := formValue(&u, b, f.form, 0)
+			switch cls {
+			case clsString:
+				str = string(b.data[val : val+uint64(n)])
+			case clsStrp:
+				str, err = cstrAt(".debug_str", s.str, val)
+			case clsLineStrp:
+				str, err = cstrAt(".debug_line_str", s.lineStr, val)
+			}
+			if err != nil && b.err == nil {
+				b.err = err
 			}
 			switch f.content {
 			case lnctPath:
