@@ -483,28 +483,39 @@ func TestWriteInvalid(t *testing.T) {
 	}
 }
 
-// TestWriteData: memory given as Data (already read) is written as the
-// same bytes as memory given by Read, also where the two kinds overlap
-// (thread stacks inside memory ranges) and with Full.
-func TestWriteData(t *testing.T) {
+// sameAsRead checks that memory given another way than by Read is written
+// as the same bytes as memory given by Read, also where the two kinds
+// overlap (thread stacks inside memory ranges) and with Full: give
+// rewrites the sources of even memory ranges and odd thread stacks,
+// getting the bytes Read would give and whether the source is a stack.
+func sameAsRead(t *testing.T, how string, give func(m *MemorySource, data []byte, stack bool)) {
+	t.Helper()
 	for _, full := range []bool{false, true} {
 		c, _ := sampleContent()
 		want := writeBytes(t, c, WriteOptions{Full: full})
 		d, _ := sampleContent()
 		for i := range d.Memory {
 			if i%2 == 0 {
-				d.Memory[i].Data, d.Memory[i].Read = readSource(t, d.Memory[i]), nil
+				give(&d.Memory[i], readSource(t, d.Memory[i]), false)
 			}
 		}
 		for i := range d.Threads {
 			if s := d.Threads[i].Stack; s.Size > 0 && i%2 == 1 {
-				d.Threads[i].Stack.Data, d.Threads[i].Stack.Read = readSource(t, s), nil
+				give(&d.Threads[i].Stack, readSource(t, s), true)
 			}
 		}
 		if got := writeBytes(t, d, WriteOptions{Full: full}); !bytes.Equal(got, want) {
-			t.Errorf("full=%v: the dump from Data differs from the one from Read", full)
+			t.Errorf("full=%v: the dump from %s differs from the one from Read", full, how)
 		}
 	}
+}
+
+// TestWriteData: memory given as Data (already read) is written as the
+// same bytes as memory given by Read.
+func TestWriteData(t *testing.T) {
+	sameAsRead(t, "Data", func(m *MemorySource, data []byte, _ bool) {
+		m.Data, m.Read = data, nil
+	})
 }
 
 // pagedBytes returns a MemorySource.Bytes over data at base that gives it
@@ -520,27 +531,17 @@ func pagedBytes(data []byte, base, k uint64) func(uint64) (uint64, []byte) {
 }
 
 // TestWriteBytes: memory given by Bytes, in pieces that do not line up
-// with the ranges, is written as the same bytes as memory given by Read;
-// a Bytes that has nothing at an address fails the write.
+// with the ranges (7 bytes for memory ranges, pages for stacks), is
+// written as the same bytes as memory given by Read; a Bytes that has
+// nothing at an address fails the write.
 func TestWriteBytes(t *testing.T) {
-	for _, full := range []bool{false, true} {
-		c, _ := sampleContent()
-		want := writeBytes(t, c, WriteOptions{Full: full})
-		d, _ := sampleContent()
-		for i := range d.Memory {
-			if m := d.Memory[i]; i%2 == 0 {
-				d.Memory[i].Bytes, d.Memory[i].Read = pagedBytes(readSource(t, m), m.Addr, 7), nil
-			}
+	sameAsRead(t, "Bytes", func(m *MemorySource, data []byte, stack bool) {
+		k := uint64(7)
+		if stack {
+			k = 0x1000
 		}
-		for i := range d.Threads {
-			if s := d.Threads[i].Stack; s.Size > 0 && i%2 == 1 {
-				d.Threads[i].Stack.Bytes, d.Threads[i].Stack.Read = pagedBytes(readSource(t, s), s.Addr, 0x1000), nil
-			}
-		}
-		if got := writeBytes(t, d, WriteOptions{Full: full}); !bytes.Equal(got, want) {
-			t.Errorf("full=%v: the dump from Bytes differs from the one from Read", full)
-		}
-	}
+		m.Bytes, m.Read = pagedBytes(data, m.Addr, k), nil
+	})
 	c, _ := sampleContent()
 	m := &c.Memory[0]
 	m.Bytes = pagedBytes(readSource(t, *m)[:m.Size/2], m.Addr, 0x1000) // the second half is missing
