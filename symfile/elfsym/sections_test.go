@@ -50,21 +50,30 @@ func framesAt(t *testing.T, f *File, addrs []uint64) [][]symfile.Frame {
 	return out
 }
 
-// TestCompressedSections checks that each form of compressed debug
-// sections gives the frames of the uncompressed file, decompressed on the
-// first open and mapped from the cache on the next.
-func TestCompressedSections(t *testing.T) {
-	plain, variants := compressedVariants(t)
-	addrs := symtest.RandomAddrs(t, plain, 500, 3)
+// plainFrames returns the files of compressedVariants, n random
+// addresses of the uncompressed one (from seed) and its frames at them,
+// which every variant must give.
+func plainFrames(t *testing.T, n int, seed int64) (plain string, variants map[string]string, addrs []uint64, want [][]symfile.Frame) {
+	t.Helper()
+	plain, variants = compressedVariants(t)
+	addrs = symtest.RandomAddrs(t, plain, n, seed)
 	pf, err := Open(plain, symfile.Options{Lines: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pf.Close()
-	want := framesAt(t, pf, addrs)
-	if pf.DWARFError() != nil {
-		t.Fatal(pf.DWARFError())
+	want = framesAt(t, pf, addrs)
+	if err := pf.DWARFError(); err != nil {
+		t.Fatal(err)
 	}
+	return plain, variants, addrs, want
+}
+
+// TestCompressedSections checks that each form of compressed debug
+// sections gives the frames of the uncompressed file, decompressed on the
+// first open and mapped from the cache on the next.
+func TestCompressedSections(t *testing.T) {
+	_, variants, addrs, want := plainFrames(t, 500, 3)
 	for form, file := range variants {
 		t.Run(form, func(t *testing.T) {
 			cache := t.TempDir()
@@ -93,14 +102,7 @@ func TestCompressedSections(t *testing.T) {
 // used but replaced, and that no cache is written without a build ID or a
 // directory.
 func TestCacheMismatch(t *testing.T) {
-	plain, variants := compressedVariants(t)
-	addrs := symtest.RandomAddrs(t, plain, 200, 4)
-	pf, err := Open(plain, symfile.Options{Lines: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pf.Close()
-	want := framesAt(t, pf, addrs)
+	plain, variants, addrs, want := plainFrames(t, 200, 4)
 
 	cache := t.TempDir()
 	f, err := Open(variants["zlib"], symfile.Options{Lines: true, CacheDir: cache})
