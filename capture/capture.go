@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -488,9 +487,7 @@ func (g *gatherer) fileBuildID(m target.Module) []byte {
 }
 
 // fileBuildID reads the build ID of m's file through t.
-func fileBuildID(t interface {
-	OpenModule(target.Module) (io.ReaderAt, io.Closer, error)
-}, m target.Module) (id []byte) {
+func fileBuildID(t target.FileOpener, m target.Module) (id []byte) {
 	defer func() {
 		if recover() != nil { // debug/elf on a hostile file
 			id = nil
