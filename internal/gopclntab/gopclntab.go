@@ -19,6 +19,8 @@ import (
 	"os"
 	"runtime"
 	"sort"
+
+	"github.com/fntable/fntable/internal/filemap"
 )
 
 // Layout of the pclntab of Go 1.18 and later, for 64-bit targets.
@@ -111,7 +113,7 @@ func open(ef *elf.File, file *os.File) (*Table, error) {
 		err   error
 	)
 	if file != nil && sec.Flags&elf.SHF_COMPRESSED == 0 {
-		data, unmap, err = mapSection(file, sec.Offset, sec.Size)
+		data, unmap, err = filemap.Map(file, sec.Offset, sec.Size)
 	}
 	if data == nil || err != nil {
 		if data, err = io.ReadAll(sec.Open()); err != nil {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fntable/fntable/internal/filemap"
 )
 
 // inflatedSize returns the size of debug section s once inflated, and
@@ -251,7 +253,11 @@ func mapCached(path string, size uint64) ([]byte, error) {
 	if b, ok := mapped.m[key]; keyed && ok && uint64(len(b)) == size {
 		return b, nil
 	}
-	b, err := mapFile(fd, int(size))
+	b, _, err := filemap.Map(fd, 0, size) // never unmapped: see mapped
+	if errors.Is(err, filemap.ErrUnsupported) {
+		b = make([]byte, size)
+		_, err = io.ReadFull(fd, b)
+	}
 	if err != nil {
 		return nil, err
 	}

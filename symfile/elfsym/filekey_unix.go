@@ -7,11 +7,6 @@ import (
 	"syscall"
 )
 
-// mapFile maps the first size bytes of f read-only and shared.
-func mapFile(f *os.File, size int) ([]byte, error) {
-	return syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
-}
-
 // fileKey identifies the file fi describes: its device and inode.
 func fileKey(fi os.FileInfo) ([2]uint64, bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)

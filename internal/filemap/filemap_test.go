@@ -1,0 +1,40 @@
+package filemap
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestMap maps parts of a file at offsets that are and are not page
+// aligned, and compares them with the file's bytes.
+func TestMap(t *testing.T) {
+	data := make([]byte, 3*os.Getpagesize()+123)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	name := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, r := range [][2]uint64{{0, uint64(len(data))}, {1, 100}, {uint64(os.Getpagesize()) + 5, 2000}} {
+		b, unmap, err := Map(f, r[0], r[1])
+		if errors.Is(err, ErrUnsupported) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatalf("Map(%d, %d): %v", r[0], r[1], err)
+		}
+		if !bytes.Equal(b, data[r[0]:r[0]+r[1]]) {
+			t.Errorf("Map(%d, %d) differs from the file", r[0], r[1])
+		}
+		unmap()
+	}
+}
