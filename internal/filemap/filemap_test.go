@@ -24,7 +24,7 @@ func TestMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	for _, r := range [][2]uint64{{0, uint64(len(data))}, {1, 100}, {uint64(os.Getpagesize()) + 5, 2000}} {
+	for _, r := range [][2]uint64{{0, uint64(len(data))}, {1, 100}, {uint64(os.Getpagesize()) + 5, 2000}, {7, 0}} {
 		b, unmap, err := Map(f, r[0], r[1])
 		if errors.Is(err, ErrUnsupported) {
 			t.Skip(err)
@@ -36,5 +36,29 @@ func TestMap(t *testing.T) {
 			t.Errorf("Map(%d, %d) differs from the file", r[0], r[1])
 		}
 		unmap()
+	}
+}
+
+// TestMapPastEnd: a range the file does not hold whole is an error, not
+// a mapping whose reads would fault (a section header can lie).
+func TestMapPastEnd(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(name, make([]byte, 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, r := range [][2]uint64{{0, 101}, {100, 1}, {1 << 20, 10}, {^uint64(0) - 4, 10}} {
+		b, unmap, err := Map(f, r[0], r[1])
+		if errors.Is(err, ErrUnsupported) {
+			t.Skip(err)
+		}
+		if err == nil {
+			unmap()
+			t.Errorf("Map(%#x, %d) of a 100-byte file gave %d bytes and no error", r[0], r[1], len(b))
+		}
 	}
 }
