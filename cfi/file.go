@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/fntable/fntable/internal/filemap"
 	"github.com/fntable/fntable/memory"
 	"github.com/fntable/fntable/symfile/debugfile"
 	"github.com/fntable/fntable/unwind"
@@ -31,6 +33,7 @@ import (
 type File struct {
 	elf    *elf.File
 	closer io.Closer
+	file   *os.File // the file elf reads, when it is one: sections are mapped from it
 
 	buildID      []byte
 	debugLink    string
@@ -84,6 +87,7 @@ func NewFile(r io.ReaderAt) (*File, error) {
 		return nil, fmt.Errorf("cfi: %v %v %v: %w", ef.Class, ef.Data, ef.Machine, ErrUnsupported)
 	}
 	f := &File{elf: ef}
+	f.file, _ = r.(*os.File)
 	f.buildID = debugfile.BuildID(ef)
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {
@@ -184,7 +188,8 @@ func (f *File) AddDebugFrame(r io.ReaderAt) error {
 	if err != nil {
 		return fmt.Errorf("cfi: read debug file: %w", err)
 	}
-	s, err := debugFrameOf(ef)
+	file, _ := r.(*os.File)
+	s, err := debugFrameOf(file, ef)
 	if err != nil || s == nil {
 		return err
 	}
@@ -212,21 +217,23 @@ func (f *File) doLoad() error {
 		b.text, b.hasText = s.Addr, true
 	}
 	if s := ef.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS {
-		data, err := readSection(s)
+		data, unmap, err := readSection(f.file, s)
 		if err != nil {
 			return err
 		}
 		f.eh = &section{name: ".eh_frame", kind: ehFrame, data: data, addr: s.Addr, bases: b}
+		unmapWith(f.eh, unmap)
 	}
 	if f.eh != nil {
 		var data []byte
 		var addr uint64
+		var unmap func()
 		if s := ef.Section(".eh_frame_hdr"); s != nil && s.Type != elf.SHT_NOBITS {
-			d, err := readSection(s)
+			d, u, err := readSection(f.file, s)
 			if err != nil {
 				return err
 			}
-			data, addr = d, s.Addr
+			data, addr, unmap = d, s.Addr, u
 		} else {
 			for _, p := range ef.Progs {
 				if p.Type == elf.PT_GNU_EH_FRAME && p.Filesz < MaxSectionSize {
@@ -243,8 +250,15 @@ func (f *File) doLoad() error {
 			// to an index of .eh_frame.
 			f.hdr, _ = parseHdr(data, addr, f.eh)
 		}
+		switch {
+		case unmap == nil:
+		case f.hdr != nil:
+			unmapWith(f.hdr, unmap)
+		default:
+			unmap()
+		}
 	}
-	s, err := debugFrameOf(ef)
+	s, err := debugFrameOf(f.file, ef)
 	if err != nil {
 		return err
 	}
@@ -256,18 +270,21 @@ func (f *File) doLoad() error {
 	return nil
 }
 
-// debugFrameOf returns the .debug_frame section of ef, or nil.
-func debugFrameOf(ef *elf.File) (*section, error) {
+// debugFrameOf returns the .debug_frame section of ef, or nil. file is
+// the file ef reads, or nil (see readSection).
+func debugFrameOf(file *os.File, ef *elf.File) (*section, error) {
 	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB || ef.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("cfi: %v %v %v: %w", ef.Class, ef.Data, ef.Machine, ErrUnsupported)
 	}
 	for _, name := range []string{".debug_frame", ".zdebug_frame"} {
 		if s := ef.Section(name); s != nil && s.Type != elf.SHT_NOBITS {
-			data, err := readSection(s)
+			data, unmap, err := readSection(file, s)
 			if err != nil {
 				return nil, err
 			}
-			return &section{name: ".debug_frame", kind: debugFrame, data: data, bases: bases{addrSize: 8}}, nil
+			sec := &section{name: ".debug_frame", kind: debugFrame, data: data, bases: bases{addrSize: 8}}
+			unmapWith(sec, unmap)
+			return sec, nil
 		}
 	}
 	return nil, nil
@@ -276,10 +293,38 @@ func debugFrameOf(ef *elf.File) (*section, error) {
 // readSection reads s, decompressed, capped at MaxSectionSize. It reads
 // in growing steps so that a size in a header does not decide the
 // allocation.
-func readSection(s *elf.Section) ([]byte, error) {
+//
+// An uncompressed section of file (nil: none) is mapped instead, and
+// unmap is not nil: a walk touches a few pages of a library's
+// .eh_frame, and a mapped page of a file in the page cache costs less
+// than a new page of memory to copy it into. The mapping must stay
+// while anything may read the data: it is tied to the object that
+// holds the data (see unmapWith), and what the package hands out of it
+// (FDE.Instructions, Rule.Expr) is copied.
+func readSection(file *os.File, s *elf.Section) (data []byte, unmap func(), err error) {
 	if s.Flags&elf.SHF_COMPRESSED == 0 && s.Size > MaxSectionSize {
-		return nil, fmt.Errorf("cfi: section %s of %d bytes: %w", s.Name, s.Size, ErrLimit)
+		return nil, nil, fmt.Errorf("cfi: section %s of %d bytes: %w", s.Name, s.Size, ErrLimit)
 	}
+	if file != nil && s.Flags&elf.SHF_COMPRESSED == 0 && !strings.HasPrefix(s.Name, ".zdebug_") {
+		if data, unmap, err := filemap.Map(file, s.Offset, s.Size); err == nil {
+			return data, unmap, nil
+		}
+		// Otherwise read it, and fail as a read fails.
+	}
+	data, err = readData(s)
+	return data, nil, err
+}
+
+// unmapWith unmaps a section's mapping (unmap, nil when it was read)
+// once owner, which holds its data, is unreachable.
+func unmapWith[T any](owner *T, unmap func()) {
+	if unmap != nil {
+		runtime.AddCleanup(owner, func(unmap func()) { unmap() }, unmap)
+	}
+}
+
+// readData reads s into memory: readSection without the mapping.
+func readData(s *elf.Section) ([]byte, error) {
 	var data []byte
 	if s.Flags&elf.SHF_COMPRESSED == 0 {
 		// One read of the known size: no buffer growing and copying.
@@ -515,7 +560,7 @@ type FDE struct {
 	CodeAlign    uint64 // the CIE's code alignment factor
 	DataAlign    int64  // the CIE's data alignment factor
 	RAReg        int    // the CIE's return address register
-	Instructions []byte // the FDE's CFA program; aliases the section, do not modify
+	Instructions []byte // the FDE's CFA program (a copy)
 
 	sec *section
 	fde *fde
@@ -525,7 +570,7 @@ func (s *section) export(fd *fde) FDE {
 	ci := fd.cie
 	return FDE{Section: s.name, Off: int64(fd.off), CIEOff: int64(ci.off), Begin: fd.begin, End: fd.end,
 		LSDA: fd.lsda, Augmentation: ci.aug, Signal: ci.signal, CodeAlign: ci.codeAlign, DataAlign: ci.dataAlign,
-		RAReg: int(ci.raReg), Instructions: fd.insns, sec: s, fde: fd}
+		RAReg: int(ci.raReg), Instructions: slices.Clone(fd.insns), sec: s, fde: fd}
 }
 
 // FDEs calls yield for every FDE of the file, those of .eh_frame first,

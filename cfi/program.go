@@ -3,6 +3,7 @@ package cfi
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Call frame instructions. Reference: DWARF 5 §6.4.2 and Figure 7.29;
@@ -88,7 +89,9 @@ func (m *machine) run(insns []byte, off int, pc uint64, rows *[]Row) error {
 			c.Fail(&FormatError{Msg: "expression longer than its entry", Val: n})
 			return nil
 		}
-		return c.Bytes(int(n))
+		// A copy: a Rule may outlive the section's mapping (see
+		// readSection). Expressions are rare and a few bytes long.
+		return slices.Clone(c.Bytes(int(n)))
 	}
 	for c.Len() > 0 {
 		opOff := c.pos()

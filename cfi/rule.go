@@ -80,7 +80,7 @@ type Rule struct {
 	Kind   RuleKind
 	Reg    int    // RuleRegister, RuleCFA: DWARF register number
 	Offset int64  // RuleOffset, RuleValOffset, RuleCFA: byte offset (already scaled by the data alignment)
-	Expr   []byte // RuleExpression, RuleValExpression, RuleCFAExpression: the DWARF expression; aliases the section, do not modify
+	Expr   []byte // RuleExpression, RuleValExpression, RuleCFAExpression: the DWARF expression
 }
 
 // String renders r in the style of readelf --debug-dump=frames-interp:
