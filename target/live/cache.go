@@ -26,6 +26,13 @@ type pageCache struct {
 	readAhead int  // pages a miss fetches, ≥ 1
 	frozen    bool // the process runs again: a miss fails with ErrResumed
 
+	// The buffers of one fetch, kept and grown here because fetch, a
+	// function value, makes its arguments escape: arrays of
+	// maxReadAhead on the stack would be 8 KiB of new heap every fetch.
+	// Used with mu held.
+	arrays []*[cachePage]byte
+	slices [][]byte
+
 	reads, syscalls, fetched, hits atomic.Uint64
 }
 
@@ -134,9 +141,12 @@ func (c *pageCache) fetchLocked(addrs []uint64) (int, error) {
 	if c.frozen {
 		return 0, &memory.ReadError{Addr: addrs[0], Err: ErrResumed}
 	}
-	var arrays [maxReadAhead]*[cachePage]byte
-	var slices [maxReadAhead][]byte
 	k := len(addrs)
+	if len(c.arrays) < k {
+		c.arrays = make([]*[cachePage]byte, k)
+		c.slices = make([][]byte, k)
+	}
+	arrays, slices := c.arrays, c.slices
 	for i := range k {
 		arrays[i] = pagePool.Get().(*[cachePage]byte)
 		slices[i] = arrays[i][:]
@@ -152,6 +162,8 @@ func (c *pageCache) fetchLocked(addrs []uint64) (int, error) {
 	for i := got; i < k; i++ {
 		pagePool.Put(arrays[i])
 	}
+	clear(arrays[:k])
+	clear(slices[:k])
 	c.fetched.Add(uint64(got))
 	if got == k {
 		return got, nil
