@@ -42,11 +42,6 @@ type page struct {
 	unmapped bool
 }
 
-// pagePool recycles the pages of dropped caches and of fetches that fell
-// short: a stop reads 64 KiB or so per thread, and without it every stop
-// would leave that much garbage.
-var pagePool = sync.Pool{New: func() any { return new([cachePage]byte) }}
-
 // fetchFunc reads the page at addrs[i] into bufs[i], in order, and
 // returns how many whole pages it read. When that is fewer than
 // len(bufs) it returns the error of the first page not read (a
@@ -76,7 +71,7 @@ func (c *pageCache) drop() {
 	c.mu.Unlock()
 	for _, pg := range pages {
 		if pg.data != nil {
-			pagePool.Put(pg.data)
+			putPage(pg.data)
 		}
 	}
 }
@@ -148,7 +143,7 @@ func (c *pageCache) fetchLocked(addrs []uint64) (int, error) {
 	}
 	arrays, slices := c.arrays, c.slices
 	for i := range k {
-		arrays[i] = pagePool.Get().(*[cachePage]byte)
+		arrays[i] = getPage()
 		slices[i] = arrays[i][:]
 	}
 	c.syscalls.Add(1)
@@ -160,7 +155,7 @@ func (c *pageCache) fetchLocked(addrs []uint64) (int, error) {
 		c.pages[addrs[i]] = &page{data: arrays[i]}
 	}
 	for i := got; i < k; i++ {
-		pagePool.Put(arrays[i])
+		putPage(arrays[i])
 	}
 	clear(arrays[:k])
 	clear(slices[:k])
