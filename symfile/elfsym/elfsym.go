@@ -46,6 +46,7 @@ func (e *FormatError) Unwrap() []error { return []error{ErrMalformed, e.Err} }
 type File struct {
 	f      *elf.File
 	r      io.ReaderAt
+	file   *os.File // r, when it is a file: its uncompressed sections are mapped (fileSection)
 	closer io.Closer
 	opts   symfile.Options
 	ident  symfile.Ident
@@ -94,6 +95,7 @@ func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
 		return nil, err
 	}
 	f := &File{f: ef, r: r, opts: opts, ident: identify(ef)}
+	f.file, _ = r.(*os.File)
 	if opts.PublicsOnly {
 		return f, nil
 	}
@@ -401,7 +403,7 @@ func (f *File) Symbols() []symfile.Symbol {
 				f.syms = nil
 			}
 		}()
-		tab, fromSymtab := symbolTable(f.f)
+		tab, fromSymtab := symbolTable(f.f, f.file)
 		out := make([]symfile.Symbol, 0, tab.len())
 		tab.each(func(s rawSym) {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {
@@ -522,15 +524,16 @@ type rawSym struct {
 
 // symbolTable returns .symtab, or .dynsym when .symtab is absent or
 // empty, and whether it is .symtab. An unreadable table has no entries.
-func symbolTable(ef *elf.File) (t symTable, fromSymtab bool) {
-	if t = readSymTable(ef, elf.SHT_SYMTAB); t.len() > 0 {
+func symbolTable(ef *elf.File, file *os.File) (t symTable, fromSymtab bool) {
+	if t = readSymTable(ef, file, elf.SHT_SYMTAB); t.len() > 0 {
 		return t, true
 	}
-	return readSymTable(ef, elf.SHT_DYNSYM), false
+	return readSymTable(ef, file, elf.SHT_DYNSYM), false
 }
 
-// readSymTable reads the first section of type typ and its string table.
-func readSymTable(ef *elf.File, typ elf.SectionType) symTable {
+// readSymTable reads the first section of type typ and its string table,
+// or maps them from file (nil: none; see fileSection).
+func readSymTable(ef *elf.File, file *os.File, typ elf.SectionType) symTable {
 	t := symTable{size: 24, order: ef.ByteOrder}
 	if ef.Class == elf.ELFCLASS32 {
 		t.size = 16
@@ -545,20 +548,33 @@ func readSymTable(ef *elf.File, typ elf.SectionType) symTable {
 	if sec == nil || sec.Link == 0 || int(sec.Link) >= len(ef.Sections) {
 		return t
 	}
-	data, err := sectionData(sec, maxSectionSize)
+	data, err := sectionBytes(sec, file)
 	if err != nil || len(data) < 2*t.size {
 		return t
 	}
-	strData, err := sectionData(ef.Sections[sec.Link], maxSectionSize)
+	strData, err := sectionBytes(ef.Sections[sec.Link], file)
 	if err != nil {
 		return t
 	}
 	// The names are substrings of the string table, which is used as it
-	// was read: it is this function's own copy, never written, so a
-	// string made without copying it (one fresh page fewer for each 4 KiB
-	// of it) never changes.
+	// was read or mapped: this function's own copy or a mapping that is
+	// never unmapped, never written either way, so a string made without
+	// copying it (one fresh page fewer for each 4 KiB of it) never
+	// changes.
 	t.data, t.strs = data[t.size:], unsafe.String(unsafe.SliceData(strData), len(strData))
 	return t
+}
+
+// sectionBytes is the contents of section s: mapped from file where
+// fileSection can, else read (capped at maxSectionSize).
+func sectionBytes(s *elf.Section, file *os.File) ([]byte, error) {
+	if s.Size > maxSectionSize {
+		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, s.Size)
+	}
+	if b, ok := fileSection(file, s); ok {
+		return b, nil
+	}
+	return sectionData(s, maxSectionSize)
 }
 
 // len returns the number of entries.

@@ -80,7 +80,7 @@ func newFunctionMap(ef *elf.File) (m *FunctionMap) {
 			m = &FunctionMap{}
 		}
 	}()
-	tab, _ := symbolTable(ef)
+	tab, _ := symbolTable(ef, nil)
 	fs := make([]symfile.Symbol, 0, tab.len())
 	tab.each(func(s rawSym) {
 		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || int(s.Section) >= len(ef.Sections) {

@@ -69,7 +69,7 @@ func TestFunctionMapLLVM(t *testing.T) {
 				t.Fatal("empty map")
 			}
 			starts := map[uint64]int{}
-			tab, _ := symbolTable(f.f)
+			tab, _ := symbolTable(f.f, f.file)
 			tab.each(func(s rawSym) {
 				if s.Section != elf.SHN_UNDEF && s.Section < elf.SHN_LORESERVE && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
 					starts[s.Value]++

@@ -66,6 +66,9 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, max(size, s.FileSize))
 	}
 	if !compressed {
+		if b, ok := fileSection(f.file, s); ok {
+			return b, nil
+		}
 		return s.Data()
 	}
 	cache := f.cachePath(s, size)
@@ -215,15 +218,62 @@ func pruneCache(dir string, now time.Time) {
 	}
 }
 
-// mapped holds the cached copies this process has mapped, by file
-// identity. A mapping is never unmapped: the slices a file's index keeps
-// point into it, and an index may be in use on another goroutine after
-// its File is closed. Each cached file is mapped once per process however
-// often it is opened, so the address space this takes is bounded by the
-// distinct debug files read.
+// mapped holds the files this process has mapped whole, by identity:
+// cached copies of inflated sections, and the files whose uncompressed
+// sections are used where they lie (see fileSection). A mapping is never
+// unmapped: the slices a file's index keeps, and the symbol names made
+// from a string table, point into it, and an index may be in use on
+// another goroutine after its File is closed. Each file is mapped once
+// per process however often it is opened (again when its size has
+// changed), so the address space this takes is bounded by the distinct
+// files read.
 var mapped struct {
 	sync.Mutex
 	m map[[2]uint64][]byte // device, inode → contents
+}
+
+// mapWhole maps all of fd, whose information is fi, or returns the
+// mapping made earlier of the same file at the same size. keyed false
+// (no file identity on this system) maps it again.
+func mapWhole(fd *os.File, fi os.FileInfo) ([]byte, error) {
+	size := uint64(fi.Size())
+	key, keyed := fileKey(fi)
+	mapped.Lock()
+	defer mapped.Unlock()
+	if b, ok := mapped.m[key]; keyed && ok && uint64(len(b)) == size {
+		return b, nil
+	}
+	b, _, err := filemap.Map(fd, 0, size) // never unmapped: see mapped
+	if err != nil {
+		return nil, err
+	}
+	if keyed {
+		if mapped.m == nil {
+			mapped.m = map[[2]uint64][]byte{}
+		}
+		mapped.m[key] = b
+	}
+	return b, nil
+}
+
+// fileSection returns the bytes of section s where they lie in file,
+// mapped (see mapped), when s is stored uncompressed and file is one;
+// ok false otherwise, or when the file does not hold the section whole
+// or cannot be mapped (then read the section). A mapped page of a file
+// in the page cache costs less than a new page of memory to copy it to.
+func fileSection(file *os.File, s *elf.Section) (data []byte, ok bool) {
+	if file == nil || s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 || strings.HasPrefix(s.Name, ".zdebug_") {
+		return nil, false
+	}
+	fi, err := file.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() <= 0 {
+		return nil, false
+	}
+	b, err := mapWhole(file, fi)
+	if err != nil || s.Offset > uint64(len(b)) || s.Size > uint64(len(b))-s.Offset {
+		return nil, false
+	}
+	return b[s.Offset : s.Offset+s.Size : s.Offset+s.Size], true
 }
 
 // mapCached maps the cached copy at path read-only (reads it, where the
@@ -247,25 +297,13 @@ func mapCached(path string, size uint64) ([]byte, error) {
 		now := time.Now()
 		os.Chtimes(path, now, now) // in use: kept by pruneCache
 	}
-	key, keyed := fileKey(fi)
-	mapped.Lock()
-	defer mapped.Unlock()
-	if b, ok := mapped.m[key]; keyed && ok && uint64(len(b)) == size {
-		return b, nil
-	}
-	b, _, err := filemap.Map(fd, 0, size) // never unmapped: see mapped
+	b, err := mapWhole(fd, fi)
 	if errors.Is(err, filemap.ErrUnsupported) {
 		b = make([]byte, size)
 		_, err = io.ReadFull(fd, b)
 	}
 	if err != nil {
 		return nil, err
-	}
-	if keyed {
-		if mapped.m == nil {
-			mapped.m = map[[2]uint64][]byte{}
-		}
-		mapped.m[key] = b
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package elfsym
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,4 +206,59 @@ func TestCacheUpkeep(t *testing.T) {
 	if fi, err := os.Stat(used); err != nil || now.Sub(fi.ModTime()) > time.Minute {
 		t.Errorf("mapped copy not refreshed: %v %v", fi.ModTime(), err)
 	}
+}
+
+// TestMappedSections: a file opened by name has its uncompressed
+// sections (DWARF, symbol and string tables) mapped; one read through
+// another io.ReaderAt has them read. Both give the same symbols and
+// frames.
+func TestMappedSections(t *testing.T) {
+	plain := symtest.CPP(t)
+	data, err := os.ReadFile(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := symtest.RandomAddrs(t, plain, 200, 7)
+	mf, err := Open(plain, symfile.Options{Lines: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Close()
+	if mf.file == nil {
+		t.Fatal("a File opened by name has no file to map sections from")
+	}
+	s := mf.f.Section(".symtab")
+	if s == nil {
+		t.Fatal("the test program has no .symtab")
+	}
+	if b, ok := fileSection(mf.file, s); !ok || len(b) != int(s.Size) {
+		t.Fatalf("fileSection(.symtab) gave %d bytes, ok %v; want %d", len(b), ok, s.Size)
+	}
+	rf, err := NewFile(bytesReaderAt(data), symfile.Options{Lines: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(mf.Symbols(), rf.Symbols()) || len(rf.Symbols()) == 0 {
+		t.Fatalf("mapped: %d symbols, read: %d, or they differ", len(mf.Symbols()), len(rf.Symbols()))
+	}
+	m, r := framesAt(t, mf, addrs), framesAt(t, rf, addrs)
+	for i := range addrs {
+		if !slices.Equal(m[i], r[i]) {
+			t.Fatalf("%#x: mapped %v, read %v", addrs[i], m[i], r[i])
+		}
+	}
+}
+
+// bytesReaderAt is an io.ReaderAt over b that is not an *os.File.
+type bytesReaderAt []byte
+
+func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
