@@ -181,15 +181,23 @@ const (
 // decoder reads DIEs from raw sections. It is safe for concurrent use: a
 // unit's abbreviations and attributes are read once, under its sync.Once.
 type decoder struct {
-	s     *Sections
-	order binary.ByteOrder
-	units []*unitHdr // every unit, by offset
+	s      *Sections
+	order  binary.ByteOrder
+	units  []*unitHdr // every unit, by offset
+	walked bool       // units come from a walk of the whole section that found no error
 }
 
-// newDecoder walks the unit headers of .debug_info. On a malformed header
-// it keeps the units before it and returns the error.
+// newDecoder takes the unit headers of .debug_info from s.Units, when
+// that is a unit table of s.Info, or else walks them. On a malformed
+// header it keeps the units before it and returns the error.
 func newDecoder(s *Sections, order binary.ByteOrder) (*decoder, error) {
 	d := &decoder{s: s, order: order}
+	if s.Units != nil {
+		if units, ok := parseUnitTable(s.Units, len(s.Info), len(s.Abbrev)); ok {
+			d.units = units
+			return d, nil
+		}
+	}
 	b := newBuf(".debug_info", order, s.Info, 0)
 	// Headers are allocated in blocks: a file has thousands of units.
 	var block []unitHdr
@@ -243,6 +251,7 @@ func newDecoder(s *Sections, order binary.ByteOrder) (*decoder, error) {
 		}
 		b.pos = next
 	}
+	d.walked = true
 	return d, nil
 }
 

@@ -54,6 +54,14 @@ type Sections struct {
 	Ranges     []byte           // .debug_ranges (DWARF 2 to 4)
 	RngLists   []byte           // .debug_rnglists (DWARF 5)
 	Aranges    []byte           // .debug_aranges
+
+	// Units, optional, is the unit table an earlier Index of the same
+	// Info gave (Index.UnitTable): with it, NewSections does not walk
+	// every unit header of Info, most of what opening a large file
+	// costs in a new process. A table that does not fit Info is ignored.
+	// Keep it with Info, under the same key (a build ID): a table of
+	// another Info of the same length gives wrong answers, not errors.
+	Units []byte
 }
 
 // Index answers address queries over one file's DWARF. It is safe for
@@ -71,6 +79,17 @@ type Index struct {
 	// (an abstract origin or specification may be in another unit).
 	mu    sync.Mutex
 	names map[dwarf.Offset]dieNames
+}
+
+// UnitTable returns the table of Info's unit headers that NewSections
+// found by walking them, for Sections.Units the next time the same
+// sections are opened; nil when the index was not made by NewSections,
+// took its units from Sections.Units, or found a malformed header.
+func (x *Index) UnitTable() []byte {
+	if x.dec == nil || !x.dec.walked {
+		return nil
+	}
+	return appendUnitTable(nil, len(x.dec.s.Info), x.dec.units)
 }
 
 // unit is one compilation unit, its DIEs parsed on first use.

@@ -189,6 +189,26 @@ func openCPP(t *testing.T, opts symfile.Options) (fromSections, fromData *Index)
 	return openBoth(t, symtest.CPP(t), opts)
 }
 
+// sectionsOf reads the DWARF sections of f.
+func sectionsOf(t *testing.T, f *elf.File) *Sections {
+	t.Helper()
+	s := &Sections{}
+	for name, dst := range map[string]*[]byte{
+		".debug_info": &s.Info, ".debug_abbrev": &s.Abbrev, ".debug_line": &s.Line,
+		".debug_str": &s.Str, ".debug_line_str": &s.LineStr, ".debug_rnglists": &s.RngLists,
+		".debug_addr": &s.Addr, ".debug_str_offsets": &s.StrOffsets, ".debug_ranges": &s.Ranges,
+		".debug_aranges": &s.Aranges,
+	} {
+		if sec := f.Section(name); sec != nil {
+			var err error
+			if *dst, err = sec.Data(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return s
+}
+
 // openBoth returns the DWARF of the ELF file at path both ways: decoded
 // from the raw sections, and through debug/dwarf.
 func openBoth(t *testing.T, file string, opts symfile.Options) (fromSections, fromData *Index) {
@@ -198,20 +218,7 @@ func openBoth(t *testing.T, file string, opts symfile.Options) (fromSections, fr
 		t.Fatal(err)
 	}
 	defer f.Close()
-	s := &Sections{}
-	for name, dst := range map[string]*[]byte{
-		".debug_info": &s.Info, ".debug_abbrev": &s.Abbrev, ".debug_line": &s.Line,
-		".debug_str": &s.Str, ".debug_line_str": &s.LineStr, ".debug_rnglists": &s.RngLists,
-		".debug_addr": &s.Addr, ".debug_str_offsets": &s.StrOffsets, ".debug_ranges": &s.Ranges,
-		".debug_aranges": &s.Aranges,
-	} {
-		if sec := f.Section(name); sec != nil {
-			if *dst, err = sec.Data(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	fromSections, err = NewSections(s, opts)
+	fromSections, err = NewSections(sectionsOf(t, f), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,3 +56,49 @@ func FuzzSections(f *testing.F) {
 		x.Functions()
 	})
 }
+
+// FuzzUnitTable gives NewSections a unit table (Sections.Units) with the
+// sections it may or may not describe: a table read from a cache can be
+// damaged or stale. Nothing may panic or hang, whatever the table says.
+// Seeds: the C++ test program's sections with their own table (not in
+// -short mode), and a made-up table over a small .debug_info.
+func FuzzUnitTable(f *testing.F) {
+	if !testing.Short() {
+		if ef, err := elf.Open(symtest.CPP(f)); err == nil {
+			sec := func(name string) []byte {
+				if s := ef.Section(name); s != nil {
+					if b, err := s.Data(); err == nil {
+						return b
+					}
+				}
+				return nil
+			}
+			s := &Sections{Info: sec(".debug_info"), Abbrev: sec(".debug_abbrev"), Str: sec(".debug_str"),
+				Line: sec(".debug_line"), LineStr: sec(".debug_line_str"), RngLists: sec(".debug_rnglists"), Aranges: sec(".debug_aranges")}
+			if x, err := NewSections(s, symfile.Options{}); err == nil {
+				f.Add(s.Info, s.Abbrev, s.Aranges, x.UnitTable())
+			}
+			ef.Close()
+		}
+	}
+	info := []byte{0x14, 0, 0, 0, 5, 0, 1, 8, 0, 0, 0, 0, 1, 0, 0, 1, 8, 0, 0, 0, 8, 0, 0, 0}
+	f.Add(info, []byte{1, 0x11, 0, 0x11, 0x01, 0x12, 0x06, 0, 0, 0}, []byte(nil),
+		appendUnitTable(nil, len(info), []*unitHdr{{start: 0, end: 24, first: 12, version: 5, addrSize: 8, offSize: 4, cu: true}}))
+	f.Fuzz(func(t *testing.T, info, abbrev, aranges, units []byte) {
+		s := &Sections{Info: info, Abbrev: abbrev, Aranges: aranges, Units: units}
+		x, _ := NewSections(s, symfile.Options{Lines: true})
+		if x == nil {
+			return
+		}
+		var frames []symfile.Frame
+		for i, sp := range x.cus {
+			if i == 64 {
+				break
+			}
+			for _, pc := range []uint64{sp.lo, sp.hi - 1} {
+				frames, _ = x.Frames(frames[:0], pc)
+			}
+		}
+		x.Functions()
+	})
+}

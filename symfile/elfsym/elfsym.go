@@ -311,9 +311,16 @@ func (f *File) loadDWARF() error {
 		wg.Wait()
 		err = errors.Join(errs...)
 		if s.Info != nil && s.Abbrev != nil {
+			units := f.unitTablePath(info)
+			if units != "" {
+				s.Units = readCached(units, maxUnitTable)
+			}
 			var ierr error
 			f.dw, ierr = dwarfidx.NewSections(s, f.opts)
 			err = errors.Join(err, ierr)
+			if t := f.dw.UnitTable(); units != "" && t != nil {
+				storeCached(units, t)
+			}
 		}
 	}
 	if err != nil {

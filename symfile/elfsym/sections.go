@@ -276,6 +276,55 @@ func fileSection(file *os.File, s *elf.Section) (data []byte, ok bool) {
 	return b[s.Offset : s.Offset+s.Size : s.Offset+s.Size], true
 }
 
+// maxUnitTable bounds the unit table read from the cache: 40 bytes a
+// unit, and a unit is at least a dozen bytes of .debug_info.
+const maxUnitTable = 4 * maxSectionSize
+
+// unitTablePath names the cached table of the unit headers of info (see
+// dwarfidx.Sections.Units), kept beside the cached copy of info, which it
+// describes; "" when info is not compressed (it is not cached either) or
+// there is no cache.
+func (f *File) unitTablePath(info *elf.Section) string {
+	size, compressed, err := f.inflatedSize(info)
+	if err != nil || !compressed {
+		return ""
+	}
+	if p := f.cachePath(info, size); p != "" {
+		return p + ".units"
+	}
+	return ""
+}
+
+// readCached reads the cached file at path, if it exists and holds at
+// most limit bytes; nil otherwise. Like mapCached, it marks the file in
+// use for pruneCache.
+func readCached(path string, limit int64) []byte {
+	fd, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer fd.Close()
+	fi, err := fd.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > limit {
+		return nil
+	}
+	touchCached(path, fi)
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(fd, b); err != nil {
+		return nil
+	}
+	return b
+}
+
+// touchCached marks the cached file at path, whose information is fi,
+// in use (pruneCache keeps it), at most once every cacheTouchEvery.
+func touchCached(path string, fi os.FileInfo) {
+	if time.Since(fi.ModTime()) > cacheTouchEvery {
+		now := time.Now()
+		os.Chtimes(path, now, now)
+	}
+}
+
 // mapCached maps the cached copy at path read-only (reads it, where the
 // system has no mmap), if it exists and has the expected size. Cached
 // copies are replaced only by rename, never rewritten in place, so the
@@ -293,10 +342,7 @@ func mapCached(path string, size uint64) ([]byte, error) {
 	if !fi.Mode().IsRegular() || uint64(fi.Size()) != size || size == 0 || size > maxSectionSize {
 		return nil, errors.New("cached copy has the wrong size")
 	}
-	if time.Since(fi.ModTime()) > cacheTouchEvery {
-		now := time.Now()
-		os.Chtimes(path, now, now) // in use: kept by pruneCache
-	}
+	touchCached(path, fi) // in use: kept by pruneCache
 	b, err := mapWhole(fd, fi)
 	if errors.Is(err, filemap.ErrUnsupported) {
 		b = make([]byte, size)

@@ -111,7 +111,7 @@ func TestCacheMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	copies, _ := filepath.Glob(filepath.Join(cache, "*", "*", ".debug_info-*"))
+	copies, _ := filepath.Glob(filepath.Join(cache, "*", "*", ".debug_info-*[0-9a-f]"))
 	if len(copies) != 1 {
 		t.Fatalf("cached .debug_info copies: %v", copies)
 	}
@@ -261,4 +261,50 @@ func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// TestCachedUnitTable: the first open of a file with compressed DWARF
+// keeps the table of its unit headers beside the inflated .debug_info;
+// the next takes the units from it instead of walking them, and gives
+// the same frames; a damaged table is ignored and written again.
+func TestCachedUnitTable(t *testing.T) {
+	_, variants, addrs, want := plainFrames(t, 200, 8)
+	cache := t.TempDir()
+	open := func() *File {
+		t.Helper()
+		f, err := Open(variants["zlib"], symfile.Options{Lines: true, CacheDir: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.DWARFError() != nil {
+			t.Fatal(f.DWARFError())
+		}
+		if got := framesAt(t, f, addrs); !slices.EqualFunc(got, want, slices.Equal) {
+			t.Fatal("frames differ from the uncompressed file's")
+		}
+		return f
+	}
+	f := open()
+	walked := f.dw.UnitTable()
+	f.Close()
+	tables, _ := filepath.Glob(filepath.Join(cache, "*", "*", ".debug_info-*.units"))
+	if len(tables) != 1 || walked == nil {
+		t.Fatalf("unit tables in the cache: %v (the index walked its units: %v)", tables, walked != nil)
+	}
+	if b, err := os.ReadFile(tables[0]); err != nil || !slices.Equal(b, walked) {
+		t.Fatalf("the cached table differs from the index's: %v", err)
+	}
+	f = open()
+	if f.dw.UnitTable() != nil {
+		t.Error("the second open walked the unit headers instead of taking the cached table")
+	}
+	f.Close()
+	if err := os.WriteFile(tables[0], []byte("FNTUNIT1 damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f = open()
+	f.Close()
+	if b, err := os.ReadFile(tables[0]); err != nil || !slices.Equal(b, walked) {
+		t.Errorf("the damaged table was not written again: %v", err)
+	}
 }

@@ -1,0 +1,90 @@
+package dwarfidx
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"slices"
+	"testing"
+
+	"github.com/fntable/fntable/internal/symtest"
+	"github.com/fntable/fntable/symfile"
+)
+
+// TestUnitTable: an index given the unit table of an earlier index of the
+// same sections answers as that one does, without walking the unit
+// headers; a table that does not fit the sections is ignored.
+func TestUnitTable(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		path func(t *testing.T) string
+	}{
+		{"c++", func(t *testing.T) string { return symtest.CPP(t) }},
+		{"go", func(t *testing.T) string { return symtest.Go(t) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := c.path(t)
+			f, err := elf.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			s := sectionsOf(t, f)
+			walked, err := NewSections(s, symfile.Options{Lines: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			table := walked.UnitTable()
+			if len(table) != unitTableHeader+unitRecord*len(walked.dec.units) || len(walked.dec.units) == 0 {
+				t.Fatalf("table of %d bytes for %d units", len(table), len(walked.dec.units))
+			}
+			s2 := *s
+			s2.Units = table
+			fromTable, err := NewSections(&s2, symfile.Options{Lines: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fromTable.dec.walked || fromTable.UnitTable() != nil {
+				t.Fatal("the index walked the unit headers although it was given their table")
+			}
+			for i, u := range fromTable.dec.units {
+				w := walked.dec.units[i]
+				if u.start != w.start || u.end != w.end || u.first != w.first || u.abbrevOff != w.abbrevOff ||
+					u.version != w.version || u.addrSize != w.addrSize || u.offSize != w.offSize || u.cu != w.cu {
+					t.Fatalf("unit %d: from the table at %#x-%#x, walked at %#x-%#x, or another field differs", i, u.start, u.end, w.start, w.end)
+				}
+			}
+			compareIndexes(t, walked, fromTable, symtest.RandomAddrs(t, path, 1000, 11))
+
+			// Tables that do not fit are ignored: the headers are walked.
+			bad := map[string][]byte{
+				"magic":     append([]byte("FNTUNIT0"), table[8:]...),
+				"length":    binary.LittleEndian.AppendUint64(append([]byte(nil), table[:8]...), uint64(len(s.Info)+1)),
+				"truncated": table[:len(table)-1],
+				"empty":     {},
+			}
+			if len(walked.dec.units) > 1 {
+				swapped := slices.Clone(table)
+				a, b := swapped[unitTableHeader:unitTableHeader+unitRecord], swapped[unitTableHeader+unitRecord:unitTableHeader+2*unitRecord]
+				tmp := slices.Clone(a)
+				copy(a, b)
+				copy(b, tmp)
+				bad["out of order"] = swapped
+			}
+			past := slices.Clone(table)
+			binary.LittleEndian.PutUint64(past[len(past)-unitRecord+8:], uint64(len(s.Info)+1))
+			bad["past the end"] = past
+			for name, b := range bad {
+				s3 := *s
+				s3.Units = b
+				x, err := NewSections(&s3, symfile.Options{Lines: true})
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if !x.dec.walked || !bytes.Equal(x.UnitTable(), table) {
+					t.Errorf("%s: the bad table was used", name)
+				}
+			}
+		})
+	}
+}
