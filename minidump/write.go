@@ -410,7 +410,7 @@ func plan(c *Content, opts WriteOptions) (*layout, error) {
 		})
 	}
 
-	b := &builder{}
+	b := &builder{b: make([]byte, 0, plannedSize(c, len(regions)))}
 	var dir []Directory
 	nstreams := 4 // SystemInfo, ThreadList, ModuleList, Memory(64)List
 	named := 0
@@ -736,6 +736,27 @@ func memoryRegions(c *Content) ([]region, error) {
 
 // builder appends little-endian structures.
 type builder struct{ b []byte }
+
+// plannedSize is about what plan builds for c, with regions memory
+// ranges (their descriptors, not their bytes), so that the builder is
+// allocated once: growing it by doubling touches twice the memory, a
+// page fault for each new page in a new process.
+func plannedSize(c *Content, regions int) int {
+	n := 4096 + 16*regions // header, directory, system and misc info
+	for _, t := range c.Threads {
+		n += 48 + ContextSizeAMD64 + 16 + 2*len(t.Name) + 8
+	}
+	for _, m := range c.Modules {
+		n += 108 + len(m.CodeView) + 2*len(m.Name) + 16
+	}
+	for _, t := range c.FunctionTables {
+		n += 64 + record.DynamicFunctionTableSizeWin7 + 12*len(t.Entries)
+	}
+	for _, s := range c.Streams {
+		n += len(s.Data) + 8
+	}
+	return n
+}
 
 func (b *builder) off() int { return len(b.b) }
 

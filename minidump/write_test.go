@@ -382,6 +382,22 @@ func TestWriteRead(t *testing.T) {
 	}
 }
 
+// TestPlannedSize: plan allocates the metadata once (plannedSize is at
+// least what it builds) and not far beyond it.
+func TestPlannedSize(t *testing.T) {
+	c, _ := sampleContent()
+	for _, full := range []bool{false, true} {
+		l, err := plan(c, WriteOptions{Full: full})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := plannedSize(c, len(l.regions))
+		if len(l.meta) > want || cap(l.meta) > want+want/4 || len(l.meta) < want/4 {
+			t.Errorf("full=%v: %d bytes of metadata in a buffer of %d, planned %d", full, len(l.meta), cap(l.meta), want)
+		}
+	}
+}
+
 func TestWriteEmpty(t *testing.T) {
 	for _, full := range []bool{false, true} {
 		c := &Content{}
