@@ -74,6 +74,7 @@ func (c *pageCache) drop() {
 			putPage(pg.data)
 		}
 	}
+	trimPages()
 }
 
 // freeze makes later misses fail with ErrResumed: the process runs again,

@@ -31,3 +31,10 @@ func chunk() *[chunkPages][cachePage]byte {
 	unix.Madvise(unsafe.Slice(&c[0][0], size), unix.MADV_HUGEPAGE) // advice: an error changes nothing
 	return c
 }
+
+// release gives the memory of p, a page of a chunk, back to the system
+// (MADV_DONTNEED): p reads as zeros afterwards. It splits the chunk's
+// huge page, if it had one.
+func release(p *[cachePage]byte) {
+	unix.Madvise(p[:], unix.MADV_DONTNEED) // advice: the page is reused either way
+}

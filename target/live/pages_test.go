@@ -44,3 +44,44 @@ func TestPages(t *testing.T) {
 		putPage(q)
 	}
 }
+
+// TestTrimPages: past keptPages free pages, a trim releases those freed
+// longest ago to the cold list, whose pages read as zeros (chunk pages,
+// on Linux) and are handed out after the warm ones.
+func TestTrimPages(t *testing.T) {
+	const extra = 100
+	var pages []*[cachePage]byte
+	for range keptPages + extra {
+		p := getPage()
+		p[0], p[cachePage-1] = 0xCD, 0xCD
+		pages = append(pages, p)
+	}
+	for _, p := range pages {
+		putPage(p)
+	}
+	coldBefore := len(freePages.cold)
+	trimPages()
+	freePages.Lock()
+	warm, cold := len(freePages.warm), len(freePages.cold)
+	released := freePages.cold[coldBefore:]
+	chunked := freePages.chunks != nil
+	freePages.Unlock()
+	if warm != keptPages || cold-coldBefore < extra {
+		t.Fatalf("after a trim: %d warm pages (want %d), %d more cold (want at least %d)", warm, keptPages, cold-coldBefore, extra)
+	}
+	if chunked {
+		for _, p := range released {
+			if p[0] != 0 || p[cachePage-1] != 0 {
+				t.Fatal("a released page still holds what was written")
+			}
+		}
+	}
+	// Warm pages come first.
+	w := getPage()
+	for _, p := range released {
+		if p == w {
+			t.Fatal("a cold page was handed out while warm ones were free")
+		}
+	}
+	putPage(w)
+}
