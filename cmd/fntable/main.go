@@ -34,6 +34,7 @@ func main() {
 	}
 	log.SetFlags(0)
 	log.SetPrefix("fntable: ")
+	delayFirstGC()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
