@@ -185,6 +185,11 @@ type decoder struct {
 	order  binary.ByteOrder
 	units  []*unitHdr // every unit, by offset
 	walked bool       // units come from a walk of the whole section that found no error
+
+	// dieRanges, when units come from a unit table, are the address
+	// ranges of the units .debug_aranges does not list, by index in
+	// units, as the walk that made the table read them from their DIEs.
+	dieRanges map[int][][2]uint64
 }
 
 // newDecoder takes the unit headers of .debug_info from s.Units, when
@@ -193,8 +198,8 @@ type decoder struct {
 func newDecoder(s *Sections, order binary.ByteOrder) (*decoder, error) {
 	d := &decoder{s: s, order: order}
 	if s.Units != nil {
-		if units, ok := parseUnitTable(s.Units, len(s.Info), len(s.Abbrev)); ok {
-			d.units = units
+		if units, ranges, ok := parseUnitTable(s.Units, len(s.Info), len(s.Abbrev)); ok {
+			d.units, d.dieRanges = units, ranges
 			return d, nil
 		}
 	}

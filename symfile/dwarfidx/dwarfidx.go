@@ -75,6 +75,11 @@ type Index struct {
 	units []*unit
 	cus   []span // address → unit, sorted and disjoint
 
+	// For UnitTable: the ranges found in the DIEs of the units that
+	// .debug_aranges does not list, and whether indexUnits ended well.
+	dieRanges []dieRange
+	indexed   bool
+
 	// names caches resolved subprogram names by DIE offset, across units
 	// (an abstract origin or specification may be in another unit).
 	mu    sync.Mutex
@@ -82,14 +87,16 @@ type Index struct {
 }
 
 // UnitTable returns the table of Info's unit headers that NewSections
-// found by walking them, for Sections.Units the next time the same
-// sections are opened; nil when the index was not made by NewSections,
-// took its units from Sections.Units, or found a malformed header.
+// found by walking them, with the address ranges it read from the DIEs
+// of the units .debug_aranges does not list, for Sections.Units the next
+// time the same sections are opened; nil when the index was not made by
+// NewSections, took its units from Sections.Units, or found a malformed
+// header or DIE.
 func (x *Index) UnitTable() []byte {
-	if x.dec == nil || !x.dec.walked {
+	if x.dec == nil || !x.dec.walked || !x.indexed {
 		return nil
 	}
-	return appendUnitTable(nil, len(x.dec.s.Info), x.dec.units)
+	return appendUnitTable(nil, len(x.dec.s.Info), x.dec.units, x.dieRanges)
 }
 
 // unit is one compilation unit, its DIEs parsed on first use.
@@ -231,7 +238,13 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 				ranges = append(ranges, rangeOf{aranges[k].lo, aranges[k].hi, idx})
 				k++
 			}
-			if k == j {
+			if k == j && dec.dieRanges != nil {
+				// From the unit table: the ranges a walk found in the
+				// unit's DIE, without reading it.
+				for _, rg := range dec.dieRanges[i] {
+					ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
+				}
+			} else if k == j {
 				if err := dec.load(h); err != nil {
 					herr = cmp.Or(herr, err)
 					break
@@ -239,6 +252,7 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 				for _, rg := range h.attrs.ranges {
 					if rg[0] < rg[1] {
 						ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
+						x.dieRanges = append(x.dieRanges, dieRange{int32(i), rg[0], rg[1]})
 					}
 				}
 			}
@@ -255,6 +269,7 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 			x.cus = segment(ranges, false)
 			return fmt.Errorf("index dwarf units: %w", herr)
 		}
+		x.indexed = true
 		if x.opts.Progress != nil && !x.opts.Progress(total, total) {
 			return symfile.ErrCanceled
 		}

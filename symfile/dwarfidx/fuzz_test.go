@@ -83,7 +83,8 @@ func FuzzUnitTable(f *testing.F) {
 	}
 	info := []byte{0x14, 0, 0, 0, 5, 0, 1, 8, 0, 0, 0, 0, 1, 0, 0, 1, 8, 0, 0, 0, 8, 0, 0, 0}
 	f.Add(info, []byte{1, 0x11, 0, 0x11, 0x01, 0x12, 0x06, 0, 0, 0}, []byte(nil),
-		appendUnitTable(nil, len(info), []*unitHdr{{start: 0, end: 24, first: 12, version: 5, addrSize: 8, offSize: 4, cu: true}}))
+		appendUnitTable(nil, len(info), []*unitHdr{{start: 0, end: 24, first: 12, version: 5, addrSize: 8, offSize: 4, cu: true}},
+			[]dieRange{{0, 0x1000, 0x1010}}))
 	f.Fuzz(func(t *testing.T, info, abbrev, aranges, units []byte) {
 		s := &Sections{Info: info, Abbrev: abbrev, Aranges: aranges, Units: units}
 		x, _ := NewSections(s, symfile.Options{Lines: true})

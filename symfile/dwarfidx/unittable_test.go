@@ -35,9 +35,10 @@ func TestUnitTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			table := walked.UnitTable()
-			if len(table) != unitTableHeader+unitRecord*len(walked.dec.units) || len(walked.dec.units) == 0 {
-				t.Fatalf("table of %d bytes for %d units", len(table), len(walked.dec.units))
+			if len(table) != unitTableHeader+unitRecord*len(walked.dec.units)+4+rangeRecord*len(walked.dieRanges) || len(walked.dec.units) == 0 {
+				t.Fatalf("table of %d bytes for %d units and %d DIE ranges", len(table), len(walked.dec.units), len(walked.dieRanges))
 			}
+			t.Logf("%d units, %d ranges read from DIEs", len(walked.dec.units), len(walked.dieRanges))
 			s2 := *s
 			s2.Units = table
 			fromTable, err := NewSections(&s2, symfile.Options{Lines: true})
@@ -71,9 +72,16 @@ func TestUnitTable(t *testing.T) {
 				copy(b, tmp)
 				bad["out of order"] = swapped
 			}
+			lastUnit := unitTableHeader + unitRecord*(len(walked.dec.units)-1)
 			past := slices.Clone(table)
-			binary.LittleEndian.PutUint64(past[len(past)-unitRecord+8:], uint64(len(s.Info)+1))
+			binary.LittleEndian.PutUint64(past[lastUnit+8:], uint64(len(s.Info)+1))
 			bad["past the end"] = past
+			bad["ranges cut"] = table[:len(table)-1]
+			if len(walked.dieRanges) > 0 {
+				empty := slices.Clone(table)
+				binary.LittleEndian.PutUint64(empty[len(empty)-8:], binary.LittleEndian.Uint64(empty[len(empty)-16:]))
+				bad["empty range"] = empty
+			}
 			for name, b := range bad {
 				s3 := *s
 				s3.Units = b
