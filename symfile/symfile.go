@@ -185,7 +185,8 @@ type Options struct {
 	// copies of compressed debug sections (SHF_COMPRESSED, .zdebug_*), by
 	// build ID, and where it looks for them first: the next process that
 	// opens the file maps the copy instead of decompressing the section
-	// again, as GDB's index cache spares it re-reading DWARF. Copies are
+	// again, as GDB's index cache spares it re-reading DWARF. It keeps
+	// the table of the DWARF units' headers there too. Copies are
 	// written atomically (a synced temporary file, renamed) and must not
 	// be modified in place; copies unused for 30 days are deleted, and
 	// deleting the directory is always safe.

@@ -24,9 +24,15 @@
 // read-only instead of inflating again: libc's debug file opens in about
 // 4 ms instead of 68. A cached copy whose size is wrong is ignored and
 // replaced; copies unused for 30 days are deleted by a sweep made at most
-// daily when a copy is stored. A mapping stays for the life of the process (once per cached
-// file): an index may still be in use on another goroutine after its File
-// is closed.
+// daily when a copy is stored. Beside the inflated .debug_info the cache
+// keeps the table of its unit headers (dwarfidx.Sections.Units,
+// .debug_info-COMPRESSED-SIZE.units), so that the next open does not
+// walk them either. A File opened by name maps its uncompressed
+// sections (symbol and string tables, DWARF stored uncompressed) from
+// the file instead of reading them. A mapping stays for the life of the
+// process (once per file): an index may still be in use on another
+// goroutine after its File is closed, and symbol names point into the
+// string table.
 //
 // References: System V ABI, "Object Files" (ELF header, sections, symbol
 // table, notes, program headers); the GNU build ID and .gnu_debuglink

@@ -9,6 +9,11 @@
 // registers, and memory that holds still while a walk reads it, served
 // from a page cache that fetches several pages per system call
 // ([Stopped.Prefetch] fills it with whole ranges ahead of their reads).
+// The cache's pages come from 2 MiB chunks mapped outside the Go heap
+// and advised for transparent huge pages, and are reused by later
+// stops: a new process pays one page fault for a chunk where the kernel
+// grants the huge page, not one per page (the free pages past 16 MiB
+// are given back to the system when a cache is dropped).
 // Close resumes the process; [Stopped.Resume] resumes it too but keeps
 // the cache, so that what was read while it was stopped can be used
 // after it runs again, as a minidump capture writes the memory it
