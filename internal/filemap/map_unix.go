@@ -4,6 +4,7 @@ package filemap
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"syscall"
 )
@@ -27,6 +28,9 @@ func Map(f *os.File, off, size uint64) ([]byte, func(), error) {
 	}
 	page := uint64(os.Getpagesize())
 	start := off &^ (page - 1)
+	if off-start+size > math.MaxInt {
+		return nil, nil, fmt.Errorf("filemap: %s: %d bytes do not fit this system's address space", f.Name(), size)
+	}
 	b, err := syscall.Mmap(int(f.Fd()), int64(start), int(off-start+size), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, nil, err

@@ -1,6 +1,7 @@
 package dwarfidx
 
 import (
+	"bytes"
 	"debug/elf"
 	"testing"
 
@@ -86,6 +87,26 @@ func FuzzUnitTable(f *testing.F) {
 		appendUnitTable(nil, len(info), []*unitHdr{{start: 0, end: 24, first: 12, version: 5, addrSize: 8, offSize: 4, cu: true}},
 			[]dieRange{{0, 0x1000, 0x1010}}))
 	f.Fuzz(func(t *testing.T, info, abbrev, aranges, units []byte) {
+		// The table's parser alone first: NewSections recovers panics
+		// into errors, which would hide one here.
+		if us, rs, ok := parseUnitTable(units, len(info), len(abbrev)); ok {
+			var flat []dieRange
+			for i, u := range us {
+				if u.start < 0 || u.first <= u.start || u.end <= u.first || u.end > len(info) ||
+					(i > 0 && u.start < us[i-1].end) || u.abbrevOff >= uint64(len(abbrev)) {
+					t.Fatalf("unit %d accepted out of bounds or order: %d %d %d", i, u.start, u.first, u.end)
+				}
+				for _, r := range rs[i] {
+					flat = append(flat, dieRange{int32(i), r[0], r[1]})
+				}
+			}
+			if len(rs) > len(us) {
+				t.Fatalf("ranges of %d units for %d units", len(rs), len(us))
+			}
+			if again := appendUnitTable(nil, len(info), us, flat); !bytes.Equal(again, units) {
+				t.Fatal("an accepted table does not write back as read")
+			}
+		}
 		s := &Sections{Info: info, Abbrev: abbrev, Aranges: aranges, Units: units}
 		x, _ := NewSections(s, symfile.Options{Lines: true})
 		if x == nil {

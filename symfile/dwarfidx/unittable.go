@@ -63,7 +63,9 @@ func appendUnitTable(b []byte, infoLen int, units []*unitHdr, ranges []dieRange)
 // ok false when it is not a table of an info section of infoLen bytes
 // (and an abbreviation section of abbrevLen) whose units are in order,
 // do not overlap and have headers newDecoder would accept, and whose
-// ranges are non-empty, of compile units, in their order. It does not
+// ranges are non-empty, of compile units, in their order, with zeros
+// where the layout has them: a table it accepts is the one
+// appendUnitTable writes for what it returns. It does not
 // read the sections: a table that passes but lies gives units whose DIEs
 // decode as malformed ones do, and wrong ranges.
 func parseUnitTable(t []byte, infoLen, abbrevLen int) (units []*unitHdr, ranges map[int][][2]uint64, ok bool) {
@@ -73,7 +75,7 @@ func parseUnitTable(t []byte, infoLen, abbrevLen int) (units []*unitHdr, ranges 
 	}
 	n := uint64(binary.LittleEndian.Uint32(t[16:]))
 	t = t[unitTableHeader:]
-	if uint64(len(t)) < n*unitRecord+4 {
+	if uint64(len(t)) < n*unitRecord+4 || n > uint64(infoLen) {
 		return nil, nil, false
 	}
 	recs, t := t[:n*unitRecord], t[n*unitRecord:]
@@ -91,7 +93,7 @@ func parseUnitTable(t []byte, infoLen, abbrevLen int) (units []*unitHdr, ranges 
 		first := binary.LittleEndian.Uint64(r[16:])
 		abbrev := binary.LittleEndian.Uint64(r[24:])
 		version, addrSize, offSize, cu := r[32], r[33], r[34], r[35]
-		if start < prevEnd || first <= start || end <= first || end > uint64(infoLen) ||
+		if binary.LittleEndian.Uint32(r[36:]) != 0 || start < prevEnd || first <= start || end <= first || end > uint64(infoLen) ||
 			abbrev >= uint64(abbrevLen) || version < 2 || version > 5 ||
 			(addrSize != 4 && addrSize != 8) || (offSize != 4 && offSize != 8) || cu > 1 {
 			return nil, nil, false
@@ -103,16 +105,18 @@ func parseUnitTable(t []byte, infoLen, abbrevLen int) (units []*unitHdr, ranges 
 		units[i] = u
 	}
 	ranges = make(map[int][][2]uint64)
-	prev := -1
+	prev := uint64(0)
 	for i := range m {
 		rec := t[4+i*rangeRecord : 4+(i+1)*rangeRecord]
-		unit := int(binary.LittleEndian.Uint32(rec))
+		// Compared as read, before any conversion to int: a unit of
+		// 0xffffffff must not become -1 where int has 32 bits.
+		u := uint64(binary.LittleEndian.Uint32(rec))
 		lo, hi := binary.LittleEndian.Uint64(rec[8:]), binary.LittleEndian.Uint64(rec[16:])
-		if unit < prev || unit >= len(units) || !units[unit].cu || lo >= hi {
+		if binary.LittleEndian.Uint32(rec[4:]) != 0 || u < prev || u >= uint64(len(units)) || !units[u].cu || lo >= hi {
 			return nil, nil, false
 		}
-		prev = unit
-		ranges[unit] = append(ranges[unit], [2]uint64{lo, hi})
+		prev = u
+		ranges[int(u)] = append(ranges[int(u)], [2]uint64{lo, hi})
 	}
 	return units, ranges, true
 }

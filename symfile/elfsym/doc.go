@@ -27,12 +27,13 @@
 // daily when a copy is stored. Beside the inflated .debug_info the cache
 // keeps the table of its unit headers (dwarfidx.Sections.Units,
 // .debug_info-COMPRESSED-SIZE.units), so that the next open does not
-// walk them either. A File opened by name maps its uncompressed
-// sections (symbol and string tables, DWARF stored uncompressed) from
-// the file instead of reading them. A mapping stays for the life of the
+// walk them either. A cached copy's mapping stays for the life of the
 // process (once per file): an index may still be in use on another
-// goroutine after its File is closed, and symbol names point into the
-// string table.
+// goroutine after its File is closed. The cache's files are replaced by
+// rename, never rewritten in place; the user's files may be, so nothing
+// of them stays mapped: a File opened by name maps its symbol table's
+// entries only while it decodes them, and reads the string table, which
+// the symbol names point into.
 //
 // References: System V ABI, "Object Files" (ELF header, sections, symbol
 // table, notes, program headers); the GNU build ID and .gnu_debuglink

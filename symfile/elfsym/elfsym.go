@@ -46,7 +46,7 @@ func (e *FormatError) Unwrap() []error { return []error{ErrMalformed, e.Err} }
 type File struct {
 	f      *elf.File
 	r      io.ReaderAt
-	file   *os.File // r, when it is a file: its uncompressed sections are mapped (fileSection)
+	file   *os.File // r, when it is a file: its symbol table is mapped while it is read (mapSection)
 	closer io.Closer
 	opts   symfile.Options
 	ident  symfile.Ident
@@ -313,13 +313,17 @@ func (f *File) loadDWARF() error {
 		if s.Info != nil && s.Abbrev != nil {
 			units := f.unitTablePath(info)
 			if units != "" {
-				s.Units = readCached(units, maxUnitTable)
+				s.Units = readCached(units, unitTableLimit(s))
 			}
 			var ierr error
 			f.dw, ierr = dwarfidx.NewSections(s, f.opts)
 			err = errors.Join(err, ierr)
-			if t := f.dw.UnitTable(); units != "" && t != nil {
+			switch t := f.dw.UnitTable(); {
+			case units == "":
+			case t != nil:
 				storeCached(units, t)
+			case ierr != nil && s.Units != nil && !errors.Is(ierr, symfile.ErrCanceled):
+				os.Remove(units) // whatever went wrong, the next open walks the units again
 			}
 		}
 	}
@@ -411,6 +415,7 @@ func (f *File) Symbols() []symfile.Symbol {
 			}
 		}()
 		tab, fromSymtab := symbolTable(f.f, f.file)
+		defer tab.release()
 		out := make([]symfile.Symbol, 0, tab.len())
 		tab.each(func(s rawSym) {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {
@@ -518,6 +523,16 @@ type symTable struct {
 	strs  string // the string table
 	size  int    // of an entry: 24, or 16 for ELFCLASS32
 	order binary.ByteOrder
+	unmap func() // unmaps data when it is mapped, or nil
+}
+
+// release unmaps the entries if they are mapped; t is empty afterwards.
+func (t *symTable) release() {
+	if t.unmap != nil {
+		t.unmap()
+		t.unmap = nil
+	}
+	t.data = nil
 }
 
 // rawSym is an ELF symbol table entry, with the fields of elf.Symbol that
@@ -538,8 +553,10 @@ func symbolTable(ef *elf.File, file *os.File) (t symTable, fromSymtab bool) {
 	return readSymTable(ef, file, elf.SHT_DYNSYM), false
 }
 
-// readSymTable reads the first section of type typ and its string table,
-// or maps them from file (nil: none; see fileSection).
+// readSymTable reads the first section of type typ and its string table.
+// The entries are mapped from file when it is not nil (see mapSection):
+// they are decoded once, by each, and release unmaps them. The string
+// table is read: the names point into it.
 func readSymTable(ef *elf.File, file *os.File, typ elf.SectionType) symTable {
 	t := symTable{size: 24, order: ef.ByteOrder}
 	if ef.Class == elf.ELFCLASS32 {
@@ -555,33 +572,29 @@ func readSymTable(ef *elf.File, file *os.File, typ elf.SectionType) symTable {
 	if sec == nil || sec.Link == 0 || int(sec.Link) >= len(ef.Sections) {
 		return t
 	}
-	data, err := sectionBytes(sec, file)
-	if err != nil || len(data) < 2*t.size {
-		return t
-	}
-	strData, err := sectionBytes(ef.Sections[sec.Link], file)
+	strData, err := sectionData(ef.Sections[sec.Link], maxSectionSize)
 	if err != nil {
 		return t
 	}
+	var data []byte
+	if sec.Size > maxSectionSize {
+		return t
+	}
+	if b, unmap, ok := mapSection(file, sec); ok {
+		data, t.unmap = b, unmap
+	} else if data, err = sectionData(sec, maxSectionSize); err != nil {
+		return t
+	}
+	if len(data) < 2*t.size {
+		t.release()
+		return t
+	}
 	// The names are substrings of the string table, which is used as it
-	// was read or mapped: this function's own copy or a mapping that is
-	// never unmapped, never written either way, so a string made without
-	// copying it (one fresh page fewer for each 4 KiB of it) never
-	// changes.
+	// was read: it is this function's own copy, never written, so a
+	// string made without copying it (one fresh page fewer for each 4 KiB
+	// of it) never changes.
 	t.data, t.strs = data[t.size:], unsafe.String(unsafe.SliceData(strData), len(strData))
 	return t
-}
-
-// sectionBytes is the contents of section s: mapped from file where
-// fileSection can, else read (capped at maxSectionSize).
-func sectionBytes(s *elf.Section, file *os.File) ([]byte, error) {
-	if s.Size > maxSectionSize {
-		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, s.Size)
-	}
-	if b, ok := fileSection(file, s); ok {
-		return b, nil
-	}
-	return sectionData(s, maxSectionSize)
 }
 
 // len returns the number of entries.

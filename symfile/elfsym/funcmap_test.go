@@ -70,6 +70,7 @@ func TestFunctionMapLLVM(t *testing.T) {
 			}
 			starts := map[uint64]int{}
 			tab, _ := symbolTable(f.f, f.file)
+			defer tab.release()
 			tab.each(func(s rawSym) {
 				if s.Section != elf.SHN_UNDEF && s.Section < elf.SHN_LORESERVE && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
 					starts[s.Value]++

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fntable/fntable/internal/filemap"
+	"github.com/fntable/fntable/symfile/dwarfidx"
 )
 
 // inflatedSize returns the size of debug section s once inflated, and
@@ -66,9 +67,6 @@ func (f *File) debugSection(s *elf.Section, limit uint64) ([]byte, error) {
 		return nil, fmt.Errorf("section %s: size %#x exceeds the limit", s.Name, max(size, s.FileSize))
 	}
 	if !compressed {
-		if b, ok := fileSection(f.file, s); ok {
-			return b, nil
-		}
 		return s.Data()
 	}
 	cache := f.cachePath(s, size)
@@ -218,15 +216,15 @@ func pruneCache(dir string, now time.Time) {
 	}
 }
 
-// mapped holds the files this process has mapped whole, by identity:
-// cached copies of inflated sections, and the files whose uncompressed
-// sections are used where they lie (see fileSection). A mapping is never
-// unmapped: the slices a file's index keeps, and the symbol names made
-// from a string table, point into it, and an index may be in use on
-// another goroutine after its File is closed. Each file is mapped once
-// per process however often it is opened (again when its size has
-// changed), so the address space this takes is bounded by the distinct
-// files read.
+// mapped holds the cached copies this process has mapped, by file
+// identity. A mapping is never unmapped: the slices a file's index keeps
+// point into it, and an index may be in use on another goroutine after
+// its File is closed. Each cached file is mapped once per process however
+// often it is opened, so the address space this takes is bounded by the
+// distinct debug files read. Only the cache's own files are mapped so:
+// they are replaced by rename, never rewritten in place, while a file of
+// the user's may be (cp truncates and rewrites), which would fault reads
+// of a mapping kept or change strings that point into it.
 var mapped struct {
 	sync.Mutex
 	m map[[2]uint64][]byte // device, inode → contents
@@ -256,29 +254,22 @@ func mapWhole(fd *os.File, fi os.FileInfo) ([]byte, error) {
 	return b, nil
 }
 
-// fileSection returns the bytes of section s where they lie in file,
-// mapped (see mapped), when s is stored uncompressed and file is one;
-// ok false otherwise, or when the file does not hold the section whole
-// or cannot be mapped (then read the section). A mapped page of a file
-// in the page cache costs less than a new page of memory to copy it to.
-func fileSection(file *os.File, s *elf.Section) (data []byte, ok bool) {
+// mapSection maps section s of file for a short use, when s is stored
+// uncompressed and file is one; ok false otherwise, or when the file does
+// not hold the section whole or it cannot be mapped (then read it). The
+// caller calls unmap once done and keeps nothing that points into data.
+// A mapped page of a file in the page cache costs less than a new page
+// of memory to copy it to.
+func mapSection(file *os.File, s *elf.Section) (data []byte, unmap func(), ok bool) {
 	if file == nil || s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 || strings.HasPrefix(s.Name, ".zdebug_") {
-		return nil, false
+		return nil, nil, false
 	}
-	fi, err := file.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() <= 0 {
-		return nil, false
+	data, unmap, err := filemap.Map(file, s.Offset, s.Size)
+	if err != nil {
+		return nil, nil, false
 	}
-	b, err := mapWhole(file, fi)
-	if err != nil || s.Offset > uint64(len(b)) || s.Size > uint64(len(b))-s.Offset {
-		return nil, false
-	}
-	return b[s.Offset : s.Offset+s.Size : s.Offset+s.Size], true
+	return data, unmap, true
 }
-
-// maxUnitTable bounds the unit table read from the cache: 40 bytes a
-// unit, and a unit is at least a dozen bytes of .debug_info.
-const maxUnitTable = 4 * maxSectionSize
 
 // unitTablePath names the cached table of the unit headers of info (see
 // dwarfidx.Sections.Units), kept beside the cached copy of info, which it
@@ -293,6 +284,14 @@ func (f *File) unitTablePath(info *elf.Section) string {
 		return p + ".units"
 	}
 	return ""
+}
+
+// unitTableLimit is the most bytes the unit table of s can take: 40 a
+// unit, which takes at least 11 bytes of .debug_info, and 24 a range,
+// each of a unit's DIE (one per unit) or of a range list (at least 2
+// bytes of .debug_rnglists, 16 of .debug_ranges).
+func unitTableLimit(s *dwarfidx.Sections) int64 {
+	return 64 + int64(len(s.Info))*(4+3) + int64(len(s.RngLists)+len(s.Ranges))*12
 }
 
 // readCached reads the cached file at path, if it exists and holds at

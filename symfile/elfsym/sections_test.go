@@ -208,14 +208,20 @@ func TestCacheUpkeep(t *testing.T) {
 	}
 }
 
-// TestMappedSections: a file opened by name has its uncompressed
-// sections (DWARF, symbol and string tables) mapped; one read through
-// another io.ReaderAt has them read. Both give the same symbols and
-// frames.
-func TestMappedSections(t *testing.T) {
-	plain := symtest.CPP(t)
-	data, err := os.ReadFile(plain)
+// TestMappedSymbolTable: a file opened by name has its symbol table's
+// entries mapped while they are decoded, and unmapped after; one read
+// through another io.ReaderAt has them read. Both give the same symbols
+// and frames, and the names stay valid after the mapping is gone and the
+// file is rewritten in place (they point into a copy of the string
+// table, not into the file).
+func TestMappedSymbolTable(t *testing.T) {
+	built := symtest.CPP(t)
+	data, err := os.ReadFile(built)
 	if err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(t.TempDir(), "cpp")
+	if err := os.WriteFile(plain, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	addrs := symtest.RandomAddrs(t, plain, 200, 7)
@@ -225,27 +231,37 @@ func TestMappedSections(t *testing.T) {
 	}
 	defer mf.Close()
 	if mf.file == nil {
-		t.Fatal("a File opened by name has no file to map sections from")
+		t.Fatal("a File opened by name has no file to map its symbol table from")
 	}
 	s := mf.f.Section(".symtab")
 	if s == nil {
 		t.Fatal("the test program has no .symtab")
 	}
-	if b, ok := fileSection(mf.file, s); !ok || len(b) != int(s.Size) {
-		t.Fatalf("fileSection(.symtab) gave %d bytes, ok %v; want %d", len(b), ok, s.Size)
+	if b, unmap, ok := mapSection(mf.file, s); !ok || len(b) != int(s.Size) {
+		t.Fatalf("mapSection(.symtab) gave %d bytes, ok %v; want %d", len(b), ok, s.Size)
+	} else {
+		unmap()
 	}
 	rf, err := NewFile(bytesReaderAt(data), symfile.Options{Lines: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(mf.Symbols(), rf.Symbols()) || len(rf.Symbols()) == 0 {
-		t.Fatalf("mapped: %d symbols, read: %d, or they differ", len(mf.Symbols()), len(rf.Symbols()))
+	mapped := mf.Symbols()
+	if !slices.Equal(mapped, rf.Symbols()) || len(mapped) == 0 {
+		t.Fatalf("mapped: %d symbols, read: %d, or they differ", len(mapped), len(rf.Symbols()))
 	}
 	m, r := framesAt(t, mf, addrs), framesAt(t, rf, addrs)
 	for i := range addrs {
 		if !slices.Equal(m[i], r[i]) {
 			t.Fatalf("%#x: mapped %v, read %v", addrs[i], m[i], r[i])
 		}
+	}
+	// Rewritten in place, as cp does: truncated, then other bytes.
+	if err := os.WriteFile(plain, make([]byte, 100), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(mapped, rf.Symbols()) {
+		t.Fatal("the names changed when the file was rewritten")
 	}
 }
 

@@ -153,6 +153,14 @@ func (c *pageCache) fetchLocked(addrs []uint64) (int, error) {
 		panic(fmt.Sprintf("live: page fetch returned %d of %d pages", got, k))
 	}
 	for i := range got {
+		if c.pages[addrs[i]] != nil {
+			// Cached meanwhile (a prefetch chooses its pages under the
+			// read lock and fetches under the write lock): the page
+			// cached stays, since readers may hold its bytes, and this
+			// copy goes back.
+			putPage(arrays[i])
+			continue
+		}
 		c.pages[addrs[i]] = &page{data: arrays[i]}
 	}
 	for i := got; i < k; i++ {
@@ -165,7 +173,9 @@ func (c *pageCache) fetchLocked(addrs []uint64) (int, error) {
 		return got, nil
 	}
 	if _, ok := err.(*memory.UnmappedError); ok {
-		c.pages[addrs[got]] = &page{unmapped: true}
+		if c.pages[addrs[got]] == nil {
+			c.pages[addrs[got]] = &page{unmapped: true}
+		}
 		return got + 1, nil
 	}
 	if err == nil {

@@ -6,5 +6,6 @@ package live
 // stopped there anyway).
 func chunk() *[chunkPages][cachePage]byte { return nil }
 
-// release: pages are the Go heap's, which frees them.
+// release: off Linux there are no chunks, and trimPages releases only
+// chunk pages; the Go heap pages of the cold list stay allocated.
 func release(p *[cachePage]byte) {}

@@ -85,3 +85,40 @@ func TestTrimPages(t *testing.T) {
 	}
 	putPage(w)
 }
+
+// TestFetchCachedPage: a fetch of a page cached meanwhile keeps the
+// cached page (readers may hold its bytes) and gives the new copy back.
+func TestFetchCachedPage(t *testing.T) {
+	fetch := func(bufs [][]byte, addrs []uint64) (int, error) {
+		for i, b := range bufs {
+			for j := range b {
+				b[j] = byte(addrs[i] >> 12)
+			}
+		}
+		return len(bufs), nil
+	}
+	c := newPageCache(fetch, 1)
+	if _, err := c.fetchAt([]uint64{0x1000}); err != nil {
+		t.Fatal(err)
+	}
+	first := c.pages[0x1000].data
+	freePages.Lock()
+	free := len(freePages.warm) + len(freePages.cold)
+	freePages.Unlock()
+	if n, err := c.fetchAt([]uint64{0x1000, 0x2000}); n != 2 || err != nil {
+		t.Fatalf("fetch: %d, %v", n, err)
+	}
+	if c.pages[0x1000].data != first {
+		t.Error("the cached page was replaced")
+	}
+	if c.pages[0x2000] == nil || c.pages[0x2000].data[0] != 2 {
+		t.Error("the new page was not cached")
+	}
+	freePages.Lock()
+	after := len(freePages.warm) + len(freePages.cold)
+	freePages.Unlock()
+	if after != free-1 {
+		t.Errorf("free pages %d before, %d after: want one fewer (the new page), the copy given back", free, after)
+	}
+	c.drop()
+}
