@@ -77,6 +77,9 @@ func TestUnitTable(t *testing.T) {
 			binary.LittleEndian.PutUint64(past[lastUnit+8:], uint64(len(s.Info)+1))
 			bad["past the end"] = past
 			bad["ranges cut"] = table[:len(table)-1]
+			padded := slices.Clone(table)
+			padded[unitTableHeader+unitRecord-1] = 1 // the first unit's padding
+			bad["padding"] = padded
 			if len(walked.dieRanges) > 0 {
 				empty := slices.Clone(table)
 				binary.LittleEndian.PutUint64(empty[len(empty)-8:], binary.LittleEndian.Uint64(empty[len(empty)-16:]))
