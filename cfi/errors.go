@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/fntable/fntable/internal/binread"
+	"github.com/fntable/fntable/internal/filemap"
 )
 
 // These are the errors returned by the package besides [*FormatError]:
@@ -28,6 +29,12 @@ var (
 
 	// ErrClosed is returned by a [File] used after Close.
 	ErrClosed = errors.New("file already closed")
+
+	// ErrFileChanged is returned when a section mapped from the file
+	// cannot be read any more: the file shrank after it was opened
+	// (truncated, or rewritten in place as cp does). Files replaced by
+	// rename, as package managers and linkers do, are not affected.
+	ErrFileChanged = filemap.ErrChanged
 )
 
 // FormatError reports malformed call-frame information. Off is the offset

@@ -33,7 +33,8 @@ import (
 type File struct {
 	elf    *elf.File
 	closer io.Closer
-	file   *os.File // the file elf reads, when it is one: sections are mapped from it
+	file   *os.File       // the file elf reads, when it is one: sections are mapped from it
+	maps   filemap.Ranges // the sections mapped (see guard)
 
 	buildID      []byte
 	debugLink    string
@@ -189,7 +190,7 @@ func (f *File) AddDebugFrame(r io.ReaderAt) error {
 		return fmt.Errorf("cfi: read debug file: %w", err)
 	}
 	file, _ := r.(*os.File)
-	s, err := debugFrameOf(file, ef)
+	s, err := f.debugFrameOf(file, ef)
 	if err != nil || s == nil {
 		return err
 	}
@@ -222,7 +223,7 @@ func (f *File) doLoad() error {
 			return err
 		}
 		f.eh = &section{name: ".eh_frame", kind: ehFrame, data: data, addr: s.Addr, bases: b}
-		unmapWith(f.eh, unmap)
+		keepMapping(f, f.eh, data, unmap)
 	}
 	if f.eh != nil {
 		var data []byte
@@ -253,12 +254,12 @@ func (f *File) doLoad() error {
 		switch {
 		case unmap == nil:
 		case f.hdr != nil:
-			unmapWith(f.hdr, unmap)
+			keepMapping(f, f.hdr, data, unmap)
 		default:
 			unmap()
 		}
 	}
-	s, err := debugFrameOf(f.file, ef)
+	s, err := f.debugFrameOf(f.file, ef)
 	if err != nil {
 		return err
 	}
@@ -272,7 +273,7 @@ func (f *File) doLoad() error {
 
 // debugFrameOf returns the .debug_frame section of ef, or nil. file is
 // the file ef reads, or nil (see readSection).
-func debugFrameOf(file *os.File, ef *elf.File) (*section, error) {
+func (f *File) debugFrameOf(file *os.File, ef *elf.File) (*section, error) {
 	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB || ef.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("cfi: %v %v %v: %w", ef.Class, ef.Data, ef.Machine, ErrUnsupported)
 	}
@@ -283,7 +284,7 @@ func debugFrameOf(file *os.File, ef *elf.File) (*section, error) {
 				return nil, err
 			}
 			sec := &section{name: ".debug_frame", kind: debugFrame, data: data, bases: bases{addrSize: 8}}
-			unmapWith(sec, unmap)
+			keepMapping(f, sec, data, unmap)
 			return sec, nil
 		}
 	}
@@ -299,7 +300,7 @@ func debugFrameOf(file *os.File, ef *elf.File) (*section, error) {
 // .eh_frame, and a mapped page of a file in the page cache costs less
 // than a new page of memory to copy it into. The mapping must stay
 // while anything may read the data: it is tied to the object that
-// holds the data (see unmapWith), and what the package hands out of it
+// holds the data (see keepMapping), and what the package hands out of it
 // (FDE.Instructions, Rule.Expr) is copied.
 func readSection(file *os.File, s *elf.Section) (data []byte, unmap func(), err error) {
 	if s.Flags&elf.SHF_COMPRESSED == 0 && s.Size > MaxSectionSize {
@@ -315,12 +316,15 @@ func readSection(file *os.File, s *elf.Section) (data []byte, unmap func(), err 
 	return data, nil, err
 }
 
-// unmapWith unmaps a section's mapping (unmap, nil when it was read)
-// once owner, which holds its data, is unreachable.
-func unmapWith[T any](owner *T, unmap func()) {
-	if unmap != nil {
-		runtime.AddCleanup(owner, func(unmap func()) { unmap() }, unmap)
+// keepMapping records data, the mapping of a section (unmap nil: read,
+// not mapped), as f's, so that a fault in it is an error (see guard), and
+// has it unmapped once owner, which holds it, is unreachable.
+func keepMapping[T any](f *File, owner *T, data []byte, unmap func()) {
+	if unmap == nil {
+		return
 	}
+	f.maps.Add(data)
+	runtime.AddCleanup(owner, func(unmap func()) { unmap() }, unmap)
 }
 
 // readData reads s into memory: readSection without the mapping.
@@ -577,7 +581,10 @@ func (s *section) export(fd *fde) FDE {
 // then those of each .debug_frame, in section order. It stops at the
 // first malformed entry and returns its error, having yielded the FDEs
 // before it; when yield returns false it stops and returns [ErrStopped].
-func (f *File) FDEs(yield func(FDE) bool) error {
+func (f *File) FDEs(yield func(FDE) bool) (err error) {
+	if f.maps.Any() {
+		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+	}
 	ss, err := f.sections()
 	if err != nil {
 		return err
@@ -604,6 +611,9 @@ func (f *File) FDEs(yield func(FDE) bool) error {
 // Lookup returns the FDE covering the link-time address pc; ok is false
 // when there is none.
 func (f *File) Lookup(pc uint64) (fde FDE, ok bool, err error) {
+	if f.maps.Any() {
+		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+	}
 	s, fd, err := f.lookup(pc)
 	if fd == nil {
 		return FDE{}, false, err
@@ -613,7 +623,10 @@ func (f *File) Lookup(pc uint64) (fde FDE, ok bool, err error) {
 
 // Rows returns every row of the FDE that covers the link-time address pc,
 // or nil when there is none.
-func (f *File) Rows(pc uint64) ([]Row, error) {
+func (f *File) Rows(pc uint64) (rows []Row, err error) {
+	if f.maps.Any() {
+		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+	}
 	s, fd, err := f.lookup(pc)
 	if fd == nil {
 		return nil, err
@@ -625,9 +638,20 @@ func (f *File) Rows(pc uint64) ([]Row, error) {
 // returned: a row at each location change, as readelf prints them, and
 // one for the state at the end. It returns the rows decoded before an
 // error along with it.
-func (f *File) RowsOf(fde FDE) ([]Row, error) {
+func (f *File) RowsOf(fde FDE) (rows []Row, err error) {
 	if fde.sec == nil || fde.fde == nil {
 		return nil, errors.New("cfi: RowsOf: FDE not from this package")
 	}
+	if f.maps.Any() {
+		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+	}
 	return fde.sec.rows(fde.fde)
+}
+
+// name names f's file in errors.
+func (f *File) name() string {
+	if f.file != nil {
+		return "cfi: " + f.file.Name()
+	}
+	return "cfi"
 }

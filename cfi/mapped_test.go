@@ -2,10 +2,14 @@ package cfi
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"testing"
+
+	"github.com/fntable/fntable/unwind"
 )
 
 // TestMappedSections: a File opened from a path maps its sections, one
@@ -85,4 +89,52 @@ func TestMappedSections(t *testing.T) {
 		t.Fatal("the rows of the mapped file differ from those read")
 	}
 	t.Logf("%d FDEs, %d row sets, %d bytes of expressions compared", len(read), len(readRows), exprs)
+}
+
+// TestFileShrank: a file truncated after it was opened makes reads of
+// its mapped sections errors wrapping ErrFileChanged, not the end of the
+// process; a copy read through another io.ReaderAt is not affected.
+func TestFileShrank(t *testing.T) {
+	data, err := os.ReadFile(libcPath)
+	if err != nil {
+		t.Skipf("no libc to read: %v", err)
+	}
+	name := filepath.Join(t.TempDir(), "libc.so.6")
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var pcs []uint64
+	f.FDEs(func(fd FDE) bool {
+		pcs = append(pcs, fd.Begin)
+		return true
+	})
+	if len(pcs) < 100 {
+		t.Fatalf("%d FDEs", len(pcs))
+	}
+	if _, ok, err := f.Lookup(pcs[0]); !ok || err != nil {
+		t.Fatalf("before: %v %v", ok, err)
+	}
+	if err := os.Truncate(name, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = f.Lookup(pcs[len(pcs)/2])
+	if !errors.Is(err, ErrFileChanged) {
+		t.Fatalf("Lookup after the file shrank: %v, want ErrFileChanged", err)
+	}
+	if _, err := f.Rows(pcs[len(pcs)-1]); !errors.Is(err, ErrFileChanged) {
+		t.Errorf("Rows after the file shrank: %v", err)
+	}
+	ctx := unwind.Context{Rip: pcs[len(pcs)/3] + 1, Rsp: 0x1000}
+	if _, _, err := f.Step(&ctx, 0, ctx.Rip, nil); !errors.Is(err, ErrFileChanged) {
+		t.Errorf("Step after the file shrank: %v", err)
+	}
+	if err := f.FDEs(func(FDE) bool { return true }); !errors.Is(err, ErrFileChanged) {
+		t.Errorf("FDEs after the file shrank: %v", err)
+	}
+	t.Log(err)
 }

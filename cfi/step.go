@@ -44,15 +44,10 @@ func (f *File) Step(ctx *unwind.Context, bias, lookupPC uint64, mem unwind.Memor
 	pc := lookupPC - bias
 	r := f.rows.get(pc)
 	if r == nil {
-		s, fd, err := f.lookup(pc)
-		if fd == nil {
-			return res, false, err
+		var found bool
+		if r, found, err = f.row(pc); r == nil {
+			return res, found, err
 		}
-		r = &memoRow{cie: fd.cie, section: s.name, fdeOff: fd.off}
-		if err := s.rulesAt(fd, pc, &r.st); err != nil {
-			return res, true, err
-		}
-		f.rows.put(pc, r)
 	}
 	res.Signal = r.cie.signal
 	res, err = apply(&r.st, r.cie, ctx, mem, res)
@@ -74,6 +69,26 @@ type memoRow struct {
 	cie     *cie
 	section string // for errors: where the FDE is
 	fdeOff  int
+}
+
+// row finds the rules at link-time address pc and memoizes them: r nil
+// with found false when no FDE covers pc, with found true when its
+// program fails. It reads the sections, which may be mapped: a fault in
+// a mapping is an error (the file shrank), not the end of the process.
+func (f *File) row(pc uint64) (r *memoRow, found bool, err error) {
+	if f.maps.Any() {
+		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+	}
+	s, fd, err := f.lookup(pc)
+	if fd == nil {
+		return nil, false, err
+	}
+	r = &memoRow{cie: fd.cie, section: s.name, fdeOff: fd.off}
+	if err := s.rulesAt(fd, pc, &r.st); err != nil {
+		return nil, true, err
+	}
+	f.rows.put(pc, r)
+	return r, true, nil
 }
 
 // rowMemo maps link-time pcs to their rows. It is safe for concurrent

@@ -66,6 +66,9 @@ func goFuncKind(f gopclntab.Func) goKind {
 // caller's frame pointer (Go saves RBP first thing in every function
 // with a frame), RBP is restored from below that.
 func goStep(tab *gopclntab.Table, mem unwind.Memory, ctx *unwind.Context, lookupPC uint64) (cfa uint64, ok bool, err error) {
+	if m := tab.Mapping(); m.Any() {
+		defer m.Catch(&err, m.Guard(), "pclntab")
+	}
 	f, ok := tab.FuncAt(lookupPC)
 	if !ok {
 		return 0, false, nil
@@ -140,4 +143,19 @@ func goCgoCaller(mem unwind.Memory, ctx *unwind.Context, entry uint64) (uint64, 
 	}
 	ctx.Rip, ctx.Rsp = le.Uint64(b[:8]), sp+8
 	return sp + 8, nil
+}
+
+// goFuncAt is tab.FuncAt with a fault in a mapped pclntab (its file
+// shrank) taken as no function.
+func goFuncAt(tab *gopclntab.Table, pc uint64) (f gopclntab.Func, ok bool) {
+	if m := tab.Mapping(); m.Any() {
+		var err error
+		defer func() {
+			if err != nil {
+				f, ok = gopclntab.Func{}, false
+			}
+		}()
+		defer m.Catch(&err, m.Guard(), "pclntab")
+	}
+	return tab.FuncAt(pc)
 }

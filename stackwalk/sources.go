@@ -256,7 +256,7 @@ func (s *Sources) goFunc(pc uint64) (goKind, uint64) {
 	if em == nil || em.gotab == nil {
 		return goNormal, 0
 	}
-	f, ok := em.gotab.FuncAt(pc - em.bias)
+	f, ok := goFuncAt(em.gotab, pc-em.bias)
 	if !ok {
 		return goNormal, 0
 	}

@@ -62,3 +62,50 @@ func TestMapPastEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestCatch: a fault in a recorded mapping (its file shrank) becomes an
+// error wrapping ErrChanged; a panic of another kind goes on.
+func TestCatch(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(name, make([]byte, 3*os.Getpagesize()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, unmap, err := Map(f, 0, uint64(3*os.Getpagesize()))
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unmap()
+	var r Ranges
+	if r.Any() {
+		t.Fatal("empty Ranges says it holds a mapping")
+	}
+	r.Add(b)
+	if err := os.Truncate(name, 0); err != nil {
+		t.Fatal(err)
+	}
+	read := func(i int) (v byte, err error) {
+		defer r.Catch(&err, r.Guard(), name)
+		return b[i], nil
+	}
+	if _, err := read(2 * os.Getpagesize()); !errors.Is(err, ErrChanged) {
+		t.Fatalf("read past the new end: %v, want ErrChanged", err)
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != "other" {
+				t.Errorf("recovered %v, want the other panic to go on", p)
+			}
+		}()
+		var err error
+		defer r.Catch(&err, r.Guard(), name)
+		panic("other")
+	}()
+}

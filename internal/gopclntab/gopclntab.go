@@ -65,7 +65,14 @@ type Table struct {
 	ftab  []byte // nfunc+1 (entryoff, funcoff) pairs
 	funcs []byte // the table functab's funcoff values are relative to
 	pctab []byte
+
+	maps filemap.Ranges // the pclntab's mapping, when it is mapped
 }
+
+// Mapping returns the ranges of t's mapped pclntab (none when it was
+// read): callers that must survive the file shrinking under the mapping
+// guard their calls with it (filemap.Ranges.Catch).
+func (t *Table) Mapping() *filemap.Ranges { return &t.maps }
 
 // Func is a function of a Table.
 type Func struct {
@@ -129,6 +136,7 @@ func open(ef *elf.File, file *os.File) (*Table, error) {
 		return nil, err
 	}
 	if unmap != nil {
+		t.maps.Add(data)
 		runtime.AddCleanup(t, func(f func()) { f() }, unmap)
 	}
 	return t, nil
