@@ -255,11 +255,27 @@ func (s *Stopped) Threads() ([]target.Thread, error) {
 	if s.tr == nil {
 		return nil, fmt.Errorf("threads of process %d: %w", s.pid, ErrClosed)
 	}
+	// Each thread's name is a read of its /proc stat, 50-90 µs in a new
+	// process here, most of it in the kernel: a few goroutines read them
+	// side by side.
+	var wg sync.WaitGroup
+	next := make(chan *thread)
+	for range min(4, len(s.threads)) {
+		wg.Go(func() {
+			for t := range next {
+				s.describe(t)
+			}
+		})
+	}
+	for _, t := range s.threads {
+		if !t.described {
+			next <- t
+		}
+	}
+	close(next)
+	wg.Wait()
 	out := make([]target.Thread, len(s.threads))
 	for i, t := range s.threads {
-		if !t.described {
-			s.describe(t)
-		}
 		out[i] = t.Thread
 	}
 	return out, nil
