@@ -258,21 +258,20 @@ func (s *Stopped) Threads() ([]target.Thread, error) {
 	// Each thread's name is a read of its /proc stat, 50-90 µs in a new
 	// process here, most of it in the kernel: a few goroutines read them
 	// side by side.
+	var todo []*thread
+	for _, t := range s.threads {
+		if !t.described {
+			todo = append(todo, t)
+		}
+	}
 	var wg sync.WaitGroup
-	next := make(chan *thread)
-	for range min(4, len(s.threads)) {
+	for g := range min(4, len(todo)) {
 		wg.Go(func() {
-			for t := range next {
-				s.describe(t)
+			for i := g; i < len(todo); i += 4 {
+				s.describe(todo[i])
 			}
 		})
 	}
-	for _, t := range s.threads {
-		if !t.described {
-			next <- t
-		}
-	}
-	close(next)
 	wg.Wait()
 	out := make([]target.Thread, len(s.threads))
 	for i, t := range s.threads {
