@@ -190,7 +190,7 @@ func openCPP(t *testing.T, opts symfile.Options) (fromSections, fromData *Index)
 }
 
 // sectionsOf reads the DWARF sections of f.
-func sectionsOf(t *testing.T, f *elf.File) *Sections {
+func sectionsOf(t testing.TB, f *elf.File) *Sections {
 	t.Helper()
 	s := &Sections{}
 	for name, dst := range map[string]*[]byte{

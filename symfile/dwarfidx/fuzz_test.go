@@ -18,17 +18,8 @@ import (
 func FuzzSections(f *testing.F) {
 	if !testing.Short() {
 		if ef, err := elf.Open(symtest.CPP(f)); err == nil {
-			sec := func(name string) []byte {
-				if s := ef.Section(name); s != nil {
-					if b, err := s.Data(); err == nil {
-						return b
-					}
-				}
-				return nil
-			}
-			f.Add(sec(".debug_info"), sec(".debug_abbrev"), sec(".debug_str"), sec(".debug_str_offsets"),
-				sec(".debug_line"), sec(".debug_line_str"), sec(".debug_rnglists"), sec(".debug_ranges"),
-				sec(".debug_addr"), sec(".debug_aranges"))
+			s := sectionsOf(f, ef)
+			f.Add(s.Info, s.Abbrev, s.Str, s.StrOffsets, s.Line, s.LineStr, s.RngLists, s.Ranges, s.Addr, s.Aranges)
 			ef.Close()
 		}
 	}
@@ -66,16 +57,7 @@ func FuzzSections(f *testing.F) {
 func FuzzUnitTable(f *testing.F) {
 	if !testing.Short() {
 		if ef, err := elf.Open(symtest.CPP(f)); err == nil {
-			sec := func(name string) []byte {
-				if s := ef.Section(name); s != nil {
-					if b, err := s.Data(); err == nil {
-						return b
-					}
-				}
-				return nil
-			}
-			s := &Sections{Info: sec(".debug_info"), Abbrev: sec(".debug_abbrev"), Str: sec(".debug_str"),
-				Line: sec(".debug_line"), LineStr: sec(".debug_line_str"), RngLists: sec(".debug_rnglists"), Aranges: sec(".debug_aranges")}
+			s := sectionsOf(f, ef)
 			if x, err := NewSections(s, symfile.Options{}); err == nil {
 				f.Add(s.Info, s.Abbrev, s.Aranges, x.UnitTable())
 			}
