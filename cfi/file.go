@@ -223,7 +223,7 @@ func (f *File) doLoad() error {
 			return err
 		}
 		f.eh = &section{name: ".eh_frame", kind: ehFrame, data: data, addr: s.Addr, bases: b}
-		keepMapping(f, f.eh, data, unmap)
+		keepMapping(f, f.eh, data, unmap, f.file, ".eh_frame")
 	}
 	if f.eh != nil {
 		var data []byte
@@ -254,7 +254,7 @@ func (f *File) doLoad() error {
 		switch {
 		case unmap == nil:
 		case f.hdr != nil:
-			keepMapping(f, f.hdr, data, unmap)
+			keepMapping(f, f.hdr, data, unmap, f.file, ".eh_frame_hdr")
 		default:
 			unmap()
 		}
@@ -284,7 +284,7 @@ func (f *File) debugFrameOf(file *os.File, ef *elf.File) (*section, error) {
 				return nil, err
 			}
 			sec := &section{name: ".debug_frame", kind: debugFrame, data: data, bases: bases{addrSize: 8}}
-			keepMapping(f, sec, data, unmap)
+			keepMapping(f, sec, data, unmap, file, s.Name)
 			return sec, nil
 		}
 	}
@@ -306,24 +306,23 @@ func readSection(file *os.File, s *elf.Section) (data []byte, unmap func(), err 
 	if s.Flags&elf.SHF_COMPRESSED == 0 && s.Size > MaxSectionSize {
 		return nil, nil, fmt.Errorf("cfi: section %s of %d bytes: %w", s.Name, s.Size, ErrLimit)
 	}
-	if file != nil && s.Flags&elf.SHF_COMPRESSED == 0 && !strings.HasPrefix(s.Name, ".zdebug_") {
-		if data, unmap, err := filemap.Map(file, s.Offset, s.Size); err == nil {
-			return data, unmap, nil
-		}
-		// Otherwise read it, and fail as a read fails.
+	if data, unmap, err := filemap.Section(file, s); err == nil {
+		return data, unmap, nil
 	}
+	// Otherwise read it, and fail as a read fails.
 	data, err = readData(s)
 	return data, nil, err
 }
 
-// keepMapping records data, the mapping of a section (unmap nil: read,
-// not mapped), as f's, so that a fault in it is an error (see guard), and
-// has it unmapped once owner, which holds it, is unreachable.
-func keepMapping[T any](f *File, owner *T, data []byte, unmap func()) {
+// keepMapping records data, the mapping of section name of file (unmap
+// nil: read, not mapped), as f's, so that a fault in it is an error (see
+// filemap.Ranges), and has it unmapped once owner, which holds it, is
+// unreachable.
+func keepMapping[T any](f *File, owner *T, data []byte, unmap func(), file *os.File, name string) {
 	if unmap == nil {
 		return
 	}
-	f.maps.Add(data)
+	f.maps.Add(data, "cfi: "+file.Name()+" "+name)
 	runtime.AddCleanup(owner, func(unmap func()) { unmap() }, unmap)
 }
 
@@ -583,7 +582,7 @@ func (s *section) export(fd *fde) FDE {
 // before it; when yield returns false it stops and returns [ErrStopped].
 func (f *File) FDEs(yield func(FDE) bool) (err error) {
 	if f.maps.Any() {
-		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+		defer f.maps.Catch(&err, f.maps.Guard())
 	}
 	ss, err := f.sections()
 	if err != nil {
@@ -612,7 +611,7 @@ func (f *File) FDEs(yield func(FDE) bool) (err error) {
 // when there is none.
 func (f *File) Lookup(pc uint64) (fde FDE, ok bool, err error) {
 	if f.maps.Any() {
-		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+		defer f.maps.Catch(&err, f.maps.Guard())
 	}
 	s, fd, err := f.lookup(pc)
 	if fd == nil {
@@ -625,7 +624,7 @@ func (f *File) Lookup(pc uint64) (fde FDE, ok bool, err error) {
 // or nil when there is none.
 func (f *File) Rows(pc uint64) (rows []Row, err error) {
 	if f.maps.Any() {
-		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+		defer f.maps.Catch(&err, f.maps.Guard())
 	}
 	s, fd, err := f.lookup(pc)
 	if fd == nil {
@@ -643,15 +642,7 @@ func (f *File) RowsOf(fde FDE) (rows []Row, err error) {
 		return nil, errors.New("cfi: RowsOf: FDE not from this package")
 	}
 	if f.maps.Any() {
-		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+		defer f.maps.Catch(&err, f.maps.Guard())
 	}
 	return fde.sec.rows(fde.fde)
-}
-
-// name names f's file in errors.
-func (f *File) name() string {
-	if f.file != nil {
-		return "cfi: " + f.file.Name()
-	}
-	return "cfi"
 }

@@ -77,7 +77,7 @@ type memoRow struct {
 // a mapping is an error (the file shrank), not the end of the process.
 func (f *File) row(pc uint64) (r *memoRow, found bool, err error) {
 	if f.maps.Any() {
-		defer f.maps.Catch(&err, f.maps.Guard(), f.name())
+		defer f.maps.Catch(&err, f.maps.Guard())
 	}
 	s, fd, err := f.lookup(pc)
 	if fd == nil {

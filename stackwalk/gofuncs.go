@@ -67,7 +67,7 @@ func goFuncKind(f gopclntab.Func) goKind {
 // with a frame), RBP is restored from below that.
 func goStep(tab *gopclntab.Table, mem unwind.Memory, ctx *unwind.Context, lookupPC uint64) (cfa uint64, ok bool, err error) {
 	if m := tab.Mapping(); m.Any() {
-		defer m.Catch(&err, m.Guard(), "pclntab")
+		defer m.Catch(&err, m.Guard())
 	}
 	f, ok := tab.FuncAt(lookupPC)
 	if !ok {
@@ -155,7 +155,7 @@ func goFuncAt(tab *gopclntab.Table, pc uint64) (f gopclntab.Func, ok bool) {
 				f, ok = gopclntab.Func{}, false
 			}
 		}()
-		defer m.Catch(&err, m.Guard(), "pclntab")
+		defer m.Catch(&err, m.Guard())
 	}
 	return tab.FuncAt(pc)
 }

@@ -87,12 +87,12 @@ func TestCatch(t *testing.T) {
 	if r.Any() {
 		t.Fatal("empty Ranges says it holds a mapping")
 	}
-	r.Add(b)
+	r.Add(b, name)
 	if err := os.Truncate(name, 0); err != nil {
 		t.Fatal(err)
 	}
 	read := func(i int) (v byte, err error) {
-		defer r.Catch(&err, r.Guard(), name)
+		defer r.Catch(&err, r.Guard())
 		return b[i], nil
 	}
 	if _, err := read(2 * os.Getpagesize()); !errors.Is(err, ErrChanged) {
@@ -105,7 +105,7 @@ func TestCatch(t *testing.T) {
 			}
 		}()
 		var err error
-		defer r.Catch(&err, r.Guard(), name)
+		defer r.Catch(&err, r.Guard())
 		panic("other")
 	}()
 }

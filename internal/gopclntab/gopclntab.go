@@ -119,10 +119,8 @@ func open(ef *elf.File, file *os.File) (*Table, error) {
 		unmap func()
 		err   error
 	)
-	if file != nil && sec.Flags&elf.SHF_COMPRESSED == 0 {
-		data, unmap, err = filemap.Map(file, sec.Offset, sec.Size)
-	}
-	if data == nil || err != nil {
+	data, unmap, err = filemap.Section(file, sec)
+	if err != nil {
 		if data, err = io.ReadAll(sec.Open()); err != nil {
 			return nil, fmt.Errorf("read pclntab: %w", err)
 		}
@@ -136,7 +134,7 @@ func open(ef *elf.File, file *os.File) (*Table, error) {
 		return nil, err
 	}
 	if unmap != nil {
-		t.maps.Add(data)
+		t.maps.Add(data, file.Name()+" .gopclntab")
 		runtime.AddCleanup(t, func(f func()) { f() }, unmap)
 	}
 	return t, nil

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/fntable/fntable/internal/filemap"
 	"github.com/fntable/fntable/internal/gopclntab"
 	"github.com/fntable/fntable/symfile"
 	"github.com/fntable/fntable/symfile/dwarfidx"
@@ -46,7 +47,7 @@ func (e *FormatError) Unwrap() []error { return []error{ErrMalformed, e.Err} }
 type File struct {
 	f      *elf.File
 	r      io.ReaderAt
-	file   *os.File // r, when it is a file: its symbol table is mapped while it is read (mapSection)
+	file   *os.File // r, when it is a file: its symbol table is mapped while it is read
 	closer io.Closer
 	opts   symfile.Options
 	ident  symfile.Ident
@@ -554,7 +555,7 @@ func symbolTable(ef *elf.File, file *os.File) (t symTable, fromSymtab bool) {
 }
 
 // readSymTable reads the first section of type typ and its string table.
-// The entries are mapped from file when it is not nil (see mapSection):
+// The entries are mapped from file when it is not nil (filemap.Section):
 // they are decoded once, by each, and release unmaps them. The string
 // table is read: the names point into it.
 func readSymTable(ef *elf.File, file *os.File, typ elf.SectionType) symTable {
@@ -580,7 +581,8 @@ func readSymTable(ef *elf.File, file *os.File, typ elf.SectionType) symTable {
 	if sec.Size > maxSectionSize {
 		return t
 	}
-	if b, unmap, ok := mapSection(file, sec); ok {
+	// Mapped for a short use: the file may be rewritten in place later.
+	if b, unmap, err := filemap.Section(file, sec); err == nil {
 		data, t.unmap = b, unmap
 	} else if data, err = sectionData(sec, maxSectionSize); err != nil {
 		return t

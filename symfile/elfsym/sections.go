@@ -230,47 +230,6 @@ var mapped struct {
 	m map[[2]uint64][]byte // device, inode → contents
 }
 
-// mapWhole maps all of fd, whose information is fi, or returns the
-// mapping made earlier of the same file at the same size. keyed false
-// (no file identity on this system) maps it again.
-func mapWhole(fd *os.File, fi os.FileInfo) ([]byte, error) {
-	size := uint64(fi.Size())
-	key, keyed := fileKey(fi)
-	mapped.Lock()
-	defer mapped.Unlock()
-	if b, ok := mapped.m[key]; keyed && ok && uint64(len(b)) == size {
-		return b, nil
-	}
-	b, _, err := filemap.Map(fd, 0, size) // never unmapped: see mapped
-	if err != nil {
-		return nil, err
-	}
-	if keyed {
-		if mapped.m == nil {
-			mapped.m = map[[2]uint64][]byte{}
-		}
-		mapped.m[key] = b
-	}
-	return b, nil
-}
-
-// mapSection maps section s of file for a short use, when s is stored
-// uncompressed and file is one; ok false otherwise, or when the file does
-// not hold the section whole or it cannot be mapped (then read it). The
-// caller calls unmap once done and keeps nothing that points into data.
-// A mapped page of a file in the page cache costs less than a new page
-// of memory to copy it to.
-func mapSection(file *os.File, s *elf.Section) (data []byte, unmap func(), ok bool) {
-	if file == nil || s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 || strings.HasPrefix(s.Name, ".zdebug_") {
-		return nil, nil, false
-	}
-	data, unmap, err := filemap.Map(file, s.Offset, s.Size)
-	if err != nil {
-		return nil, nil, false
-	}
-	return data, unmap, true
-}
-
 // unitTablePath names the cached table of the unit headers of info (see
 // dwarfidx.Sections.Units), kept beside the cached copy of info, which it
 // describes; "" when info is not compressed (it is not cached either) or
@@ -342,13 +301,25 @@ func mapCached(path string, size uint64) ([]byte, error) {
 		return nil, errors.New("cached copy has the wrong size")
 	}
 	touchCached(path, fi) // in use: kept by pruneCache
-	b, err := mapWhole(fd, fi)
+	key, keyed := fileKey(fi)
+	mapped.Lock()
+	defer mapped.Unlock()
+	if b, ok := mapped.m[key]; keyed && ok && uint64(len(b)) == size {
+		return b, nil
+	}
+	b, _, err := filemap.Map(fd, 0, size) // never unmapped: see mapped
 	if errors.Is(err, filemap.ErrUnsupported) {
 		b = make([]byte, size)
 		_, err = io.ReadFull(fd, b)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if keyed {
+		if mapped.m == nil {
+			mapped.m = map[[2]uint64][]byte{}
+		}
+		mapped.m[key] = b
 	}
 	return b, nil
 }

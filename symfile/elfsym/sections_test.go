@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fntable/fntable/internal/filemap"
 	"github.com/fntable/fntable/internal/symtest"
 	"github.com/fntable/fntable/internal/testenv"
 	"github.com/fntable/fntable/symfile"
@@ -237,8 +238,8 @@ func TestMappedSymbolTable(t *testing.T) {
 	if s == nil {
 		t.Fatal("the test program has no .symtab")
 	}
-	if b, unmap, ok := mapSection(mf.file, s); !ok || len(b) != int(s.Size) {
-		t.Fatalf("mapSection(.symtab) gave %d bytes, ok %v; want %d", len(b), ok, s.Size)
+	if b, unmap, err := filemap.Section(mf.file, s); err != nil || len(b) != int(s.Size) {
+		t.Fatalf("filemap.Section(.symtab) gave %d bytes, %v; want %d", len(b), err, s.Size)
 	} else {
 		unmap()
 	}
