@@ -80,6 +80,11 @@ type Options struct {
 	// stackwalk.DefaultMaxFrames.
 	MaxFrames int
 
+	// NoSignalHandler is passed to live.Stop (see
+	// live.StopOptions.NoSignalHandler): set it in a program that handles
+	// SIGINT, SIGTERM and SIGHUP itself or lets them kill it.
+	NoSignalHandler bool
+
 	// Progress, if set, is called on the goroutine that called WriteFile
 	// while the file is written, with the bytes written and the total.
 	Progress func(written, total int64)
@@ -122,7 +127,7 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 	g := &gatherer{pid: pid, opts: opts, sum: &Summary{Pid: pid, Full: opts.Full}}
 	g.ids = startFileIDs(pid)
 	g.machine = readMachine(g.logf)
-	sopts := live.StopOptions{}
+	sopts := live.StopOptions{NoSignalHandler: opts.NoSignalHandler}
 	if len(lists) > 0 {
 		sopts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
 	}

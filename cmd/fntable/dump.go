@@ -43,7 +43,7 @@ build ID along --symbol-path).
 
 The process is stopped while the dump is gathered (and, with --full,
 while it is written) and always resumed, also after errors and when
-this command is interrupted. The file is written to a temporary name and
+this command is interrupted or killed. The file is written to a temporary name and
 renamed when complete: a process that dies during the capture, a full
 disk or any other failure leaves no file. A progress bar is drawn on
 standard error when it is a terminal; the file, its size and what it
@@ -71,8 +71,9 @@ holds are printed when done.`,
 			return err
 		}
 		opts := capture.Options{
-			Full: *full,
-			Logf: func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) },
+			Full:            *full,
+			NoSignalHandler: true, // as for fntable stack (walkProcess)
+			Logf:            func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) },
 		}
 		if resolver != nil {
 			opts.Provider = remote.Provider(resolver)

@@ -77,7 +77,8 @@ in ~/.cache/fntable/dwarf ($FNTABLE_CACHE_DIR; "off" turns it off).
 
 The process is stopped only while the stacks are walked (symbolization
 happens after it resumes), and it is always resumed: after errors, and when
-this command is interrupted. Attaching needs the right to trace the
+this command is interrupted or killed (the kernel lets the threads of a
+tracer that dies run on). Attaching needs the right to trace the
 process (same user and kernel.yama.ptrace_scope 0, or an ancestor with
 scope 1, or CAP_SYS_PTRACE).
 
@@ -302,7 +303,9 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	// be read until the process runs again.
 	// (If the maps cannot be read, Stop says why.)
 	lists, _ := remote.Find(cfg.pid)
-	opts := live.StopOptions{}
+	// No signal handler: if this command dies, of a signal or otherwise,
+	// the kernel lets every thread it stopped run on.
+	opts := live.StopOptions{NoSignalHandler: true}
 	if len(lists) > 0 {
 		opts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
 	}

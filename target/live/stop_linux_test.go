@@ -29,15 +29,16 @@ import (
 
 // helperEnv switches the test binary into a helper process (see
 // TestMain): "stop" stops the process named by helperPidEnv, prints
-// "stopped" or "error: ...", waits for the end of its input and closes.
+// "stopped" or "error: ...", waits for the end of its input and closes;
+// "stop-bare" does the same with StopOptions.NoSignalHandler.
 const (
 	helperEnv    = "FNTABLE_LIVE_HELPER"
 	helperPidEnv = "FNTABLE_LIVE_HELPER_PID"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "stop" {
-		os.Exit(stopHelper())
+	if mode := os.Getenv(helperEnv); mode == "stop" || mode == "stop-bare" {
+		os.Exit(stopHelper(mode == "stop-bare"))
 	}
 	code := m.Run()
 	if childDir != "" {
@@ -47,9 +48,9 @@ func TestMain(m *testing.M) {
 }
 
 // stopHelper is the helper process: it stops a process for another test.
-func stopHelper() int {
+func stopHelper(bare bool) int {
 	pid, _ := strconv.Atoi(os.Getenv(helperPidEnv))
-	s, err := Stop(pid, StopOptions{Logf: func(format string, args ...any) {
+	s, err := Stop(pid, StopOptions{NoSignalHandler: bare, Logf: func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
 	}})
 	if err != nil {
@@ -724,8 +725,14 @@ func TestStopZombie(t *testing.T) {
 // startHelper starts the test binary as a helper that stops pid.
 func startHelper(t *testing.T, exe string, pid int, cred *syscall.Credential) (*exec.Cmd, io.WriteCloser, *bufio.Scanner, *bytes.Buffer) {
 	t.Helper()
+	return startHelperMode(t, "stop", exe, pid, cred)
+}
+
+// startHelperMode is startHelper with the helper's mode (see helperEnv).
+func startHelperMode(t *testing.T, mode, exe string, pid int, cred *syscall.Credential) (*exec.Cmd, io.WriteCloser, *bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), helperEnv+"=stop", helperPidEnv+"="+strconv.Itoa(pid))
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperPidEnv+"="+strconv.Itoa(pid))
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
@@ -938,6 +945,63 @@ func TestSignal(t *testing.T) {
 		t.Errorf("the helper's handler did not run: %q", stderr.String())
 	}
 	c.checkRunning(t)
+}
+
+// TestTracerDies stops the child from a helper without a signal handler
+// (StopOptions.NoSignalHandler, as the fntable command stops processes)
+// and kills the helper with each signal a tool dies of: the kernel
+// detaches every stopped thread, and the child runs on untraced.
+func TestTracerDies(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			c := startChild(t, 3)
+			helper, _, out, stderr := startHelperMode(t, "stop-bare", os.Args[0], c.pid, nil)
+			if out.Text() != "stopped" {
+				t.Fatalf("helper: %s", out.Text())
+			}
+			if tp := tracerPid(c.pid); tp != helper.Process.Pid {
+				t.Fatalf("TracerPid %d, want the helper %d", tp, helper.Process.Pid)
+			}
+			tids := taskStates(t, c.pid)
+			for tid, st := range tids {
+				if st != "t" {
+					t.Fatalf("thread %d is in state %q while stopped, want t", tid, st)
+				}
+			}
+			helper.Process.Signal(sig)
+			err := helper.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != sig {
+				t.Errorf("the helper ended with %v, want death by %v", err, sig)
+			}
+			if strings.Contains(stderr.String(), "resuming") {
+				t.Errorf("a handler ran: %q", stderr.String())
+			}
+			for tid, st := range taskStates(t, c.pid) {
+				if st == "t" {
+					t.Errorf("thread %d is still in a tracing stop", tid)
+				}
+			}
+			c.checkRunning(t)
+		})
+	}
+}
+
+// taskStates returns the state letter of every thread of pid.
+func taskStates(t *testing.T, pid int) map[int]string {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[int]string{}
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		if st := readStatus(pid, tid)["State"]; st != "" {
+			states[tid] = st[:1]
+		}
+	}
+	return states
 }
 
 func TestStopRace(t *testing.T) {
