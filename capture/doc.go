@@ -63,7 +63,8 @@
 // process has).
 //
 // The file is written atomically (minidump.WriteFile: a temporary file,
-// fsync, rename): a process that dies during the capture, a full disk or
-// any other failure gives an error and leaves no file under the name
-// given.
+// unnamed on Linux until it is complete, fsync, rename): a process that
+// dies during the capture, a full disk or any other failure gives an
+// error and leaves no file under the name given, and a capturing process
+// that is killed leaves no temporary file.
 package capture

@@ -827,20 +827,24 @@ func (b *builder) context(ctx []byte) uint32 {
 // to name. The file is readable by its owner only (mode 0600), since a
 // dump holds the process's memory. On any error there is no new file
 // under name (an existing one is left as it was) and no temporary file.
+//
+// On Linux the temporary file has no name until it is complete (it is
+// opened with O_TMPFILE, then linked into the directory just before the
+// rename), so a writer that is killed, even by SIGKILL, leaves nothing
+// behind either; where the file system cannot do that, it is a hidden
+// file (".NAME.tmp…") removed on error.
 func WriteFile(name string, c *Content, opts WriteOptions) (err error) {
 	dir, base := filepath.Split(name)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	f, err := createTemp(dir, base)
 	if err != nil {
 		return fmt.Errorf("write minidump: %w", err)
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+			f.discard()
 		}
 	}()
 	if _, err := Write(f, c, opts); err != nil {
@@ -849,10 +853,7 @@ func WriteFile(name string, c *Content, opts WriteOptions) (err error) {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("write minidump: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write minidump: %w", err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
+	if err := f.publish(name); err != nil {
 		return fmt.Errorf("write minidump: %w", err)
 	}
 	// Make the rename durable where directories can be synced.

@@ -1,0 +1,105 @@
+package minidump
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// tempFile is the file a dump is written to before it is given its name.
+// Where the system allows (Linux, on a file system with O_TMPFILE), it has
+// no name at all until it is complete: a writer killed at any moment, by
+// SIGKILL or a power cut as well as by an error, leaves nothing behind.
+// Elsewhere it is a hidden file next to the final one, removed on error.
+type tempFile struct {
+	*os.File
+	dir  string
+	base string
+	name string // its path, or "" while it has none
+}
+
+// createTemp creates the temporary file for a dump to be named base in
+// dir, readable by its owner only.
+func createTemp(dir, base string) (*tempFile, error) {
+	t := &tempFile{dir: dir, base: base}
+	if f := openUnnamed(dir, base); f != nil {
+		t.File = f
+		return t, nil
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return nil, err
+	}
+	t.File, t.name = f, f.Name()
+	return t, nil
+}
+
+// publish gives the complete, synced file the name name, replacing what
+// was there, and closes it. An unnamed file is first linked into the
+// directory under a temporary name (a rename is what replaces a file
+// atomically); if the system refuses the link, it is copied to a named
+// temporary file instead.
+func (t *tempFile) publish(name string) error {
+	if t.name == "" {
+		tmp, err := linkUnnamed(t.File, t.dir, t.base)
+		if err != nil {
+			if tmp, err = t.copyNamed(); err != nil {
+				return err
+			}
+		}
+		t.name = tmp
+	}
+	if err := t.File.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(t.name, name); err != nil {
+		return err
+	}
+	t.name = ""
+	return nil
+}
+
+// discard closes the file and removes it if it has a name.
+func (t *tempFile) discard() {
+	t.File.Close()
+	if t.name != "" {
+		os.Remove(t.name)
+	}
+}
+
+// copyNamed copies the unnamed file to a new named temporary file, synced,
+// and returns its name.
+func (t *tempFile) copyNamed() (string, error) {
+	f, err := os.CreateTemp(t.dir, "."+t.base+".tmp*")
+	if err != nil {
+		return "", err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := t.File.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, t.File); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	ok = true
+	return f.Name(), nil
+}
+
+// tempName returns a fresh hidden name for base in dir, as os.CreateTemp
+// makes them.
+func tempName(dir, base string, n uint32) string {
+	return filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, n))
+}

@@ -1,0 +1,53 @@
+package minidump
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// testNoUnnamed makes openUnnamed fail and testNoLink makes linkUnnamed
+// fail, so that tests can take the fallbacks.
+var testNoUnnamed, testNoLink bool
+
+// openUnnamed opens an unnamed file in dir (O_TMPFILE), or returns nil
+// when the file system cannot make one.
+func openUnnamed(dir, base string) *os.File {
+	if testNoUnnamed {
+		return nil
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".tmp (unnamed)"))
+}
+
+// linkUnnamed links the unnamed file f into dir under a fresh temporary
+// name and returns that name. Linking a file by its descriptor needs
+// /proc (or CAP_DAC_READ_SEARCH, for AT_EMPTY_PATH).
+func linkUnnamed(f *os.File, dir, base string) (string, error) {
+	if testNoLink {
+		return "", errors.New("link refused (test)")
+	}
+	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	var err error
+	for range 100 {
+		name := tempName(dir, base, rand.Uint32())
+		err = unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW)
+		if errors.Is(err, unix.ENOENT) {
+			err = unix.Linkat(int(f.Fd()), "", unix.AT_FDCWD, name, unix.AT_EMPTY_PATH)
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			if err != nil {
+				return "", err
+			}
+			return name, nil
+		}
+	}
+	return "", err
+}

@@ -1,0 +1,142 @@
+package minidump
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// unnamedOK skips the test when dir's file system cannot make unnamed
+// files (WriteFile then uses a named temporary file, tested elsewhere).
+func unnamedOK(t *testing.T, dir string) {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Skipf("%s cannot hold unnamed files (O_TMPFILE): %v", dir, err)
+	}
+	unix.Close(fd)
+}
+
+// TestWriteFileUnnamed looks at the directory while the dump is being
+// written: it holds nothing until the dump is complete.
+func TestWriteFileUnnamed(t *testing.T) {
+	dir := t.TempDir()
+	unnamedOK(t, dir)
+	c, _ := sampleContent()
+	var seen []string
+	read := c.Memory[1].Read
+	c.Memory[1].Read = func(p []byte, addr uint64) (int, error) {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			seen = append(seen, e.Name())
+		}
+		return read(p, addr)
+	}
+	name := filepath.Join(dir, "a.dmp")
+	if err := WriteFile(name, c, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if seen != nil {
+		t.Errorf("while the dump was written, the directory held %v", seen)
+	}
+	checkWritten(t, name, c)
+}
+
+// TestWriteFileFallbacks writes where no unnamed file can be made, and
+// where one can be made but not linked: the dump is complete, and nothing
+// else is left, after success and after failure.
+func TestWriteFileFallbacks(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		noUnnamed, noLink bool
+	}{{"named", true, false}, {"copied", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			testNoUnnamed, testNoLink = tc.noUnnamed, tc.noLink
+			defer func() { testNoUnnamed, testNoLink = false, false }()
+			dir := t.TempDir()
+			c, _ := sampleContent()
+			name := filepath.Join(dir, "a.dmp")
+			if err := WriteFile(name, c, WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			checkWritten(t, name, c)
+
+			// A source that fails: no new file, nothing left.
+			c.Memory[0].Read = func(p []byte, addr uint64) (int, error) { return 0, errors.New("gone") }
+			if err := WriteFile(filepath.Join(dir, "b.dmp"), c, WriteOptions{}); err == nil {
+				t.Fatal("WriteFile with a failing source succeeded")
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+				t.Errorf("the directory holds %v", ents)
+			}
+		})
+	}
+}
+
+// checkWritten checks that the directory of name holds name alone, with
+// mode 0600 and the contents of c.
+func checkWritten(t *testing.T, name string, c *Content) {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Dir(name))
+	if len(ents) != 1 || ents[0].Name() != filepath.Base(name) {
+		t.Errorf("the directory holds %v", ents)
+	}
+	if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the dump's mode: %v %v", fi, err)
+	}
+	f, err := Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	checkContent(t, f, c, false)
+}
+
+// killedWriterEnv makes the test binary a writer that TestWriteFileKilled
+// kills: it writes a dump into the directory it names and stops in the
+// middle, after saying so on its standard output.
+const killedWriterEnv = "FNTABLE_MINIDUMP_KILLED_WRITER"
+
+// TestWriteFileKilled kills a process with SIGKILL while it writes a dump:
+// nothing is left in the directory.
+func TestWriteFileKilled(t *testing.T) {
+	if dir := os.Getenv(killedWriterEnv); dir != "" {
+		c, _ := sampleContent()
+		c.Memory[1].Read = func(p []byte, addr uint64) (int, error) {
+			fmt.Println("writing")
+			time.Sleep(time.Hour)
+			return 0, nil
+		}
+		WriteFile(filepath.Join(dir, "a.dmp"), c, WriteOptions{})
+		return
+	}
+	dir := t.TempDir()
+	unnamedOK(t, dir)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWriteFileKilled$")
+	cmd.Env = append(os.Environ(), killedWriterEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "writing" {
+		t.Fatalf("the writer said %q", sc.Text())
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("a writer killed in the middle left %v", ents)
+	}
+}
