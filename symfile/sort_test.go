@@ -53,3 +53,31 @@ func TestSortByAddr(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSortByAddr sorts a table shaped like libc's debug symbol
+// table: 10,000 symbols in file order (by source file, so mostly but not
+// wholly by address), a tenth of them aliases of another's address.
+func BenchmarkSortByAddr(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	src := make([]Symbol, 10000)
+	for i := range src {
+		src[i] = Symbol{Name: "f" + strconv.Itoa(i), Addr: uint64(i) * 64, Size: 48, Kind: KindFunction}
+		if rng.IntN(10) == 0 && i > 0 {
+			src[i].Addr = src[rng.IntN(i)].Addr
+		}
+	}
+	// Source files in a shuffled order, 20 symbols each.
+	for i := 0; i+40 <= len(src); i += 40 {
+		if rng.IntN(2) == 0 {
+			for k := range 20 {
+				src[i+k], src[i+20+k] = src[i+20+k], src[i+k]
+			}
+		}
+	}
+	syms := make([]Symbol, len(src))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(syms, src)
+		SortByAddr(syms, true)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 )
@@ -96,40 +97,38 @@ func Sort(syms []Symbol) {
 
 // SortByAddr sorts syms by address, then by size (largest first when
 // largeFirst), keeping the order syms had among symbols of one address
-// and size. It sorts keys that hold no pointers and then moves each
-// symbol once, in place.
+// and size. It sorts an index of 4 bytes a symbol, not the symbols (a
+// sort of 40-byte values with pointers in them moves them under the
+// garbage collector's write barriers), and then moves each symbol once,
+// in place: on a table of 10,000 symbols it allocates 40 KB where keys
+// with the address and size copied in took 240 KB, which a new process
+// pays for in page faults.
 func SortByAddr(syms []Symbol, largeFirst bool) {
-	type key struct {
-		addr, size uint64
-		i          int
+	if len(syms) > math.MaxInt32 {
+		slices.SortStableFunc(syms, func(a, b Symbol) int { return compareAddr(&a, &b, largeFirst) })
+		return
 	}
-	keys := make([]key, len(syms))
-	for i, s := range syms {
-		keys[i] = key{s.Addr, s.Size, i}
-		if largeFirst {
-			keys[i].size = ^s.Size
-		}
+	idx := make([]int32, len(syms))
+	for i := range idx {
+		idx[i] = int32(i)
 	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if c := cmp.Compare(a.addr, b.addr); c != 0 {
+	slices.SortFunc(idx, func(i, j int32) int {
+		if c := compareAddr(&syms[i], &syms[j], largeFirst); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.size, b.size); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.i, b.i)
+		return cmp.Compare(i, j)
 	})
-	// Move the symbols one cycle of the permutation at a time; a key's i
+	// Move the symbols one cycle of the permutation at a time; an index
 	// becomes -1 once its place is filled.
-	for i := range keys {
-		if keys[i].i < 0 {
+	for i := range idx {
+		if idx[i] < 0 {
 			continue
 		}
 		tmp := syms[i]
 		j := i
 		for {
-			k := keys[j].i
-			keys[j].i = -1
+			k := int(idx[j])
+			idx[j] = -1
 			if k == i {
 				syms[j] = tmp
 				break
@@ -138,6 +137,18 @@ func SortByAddr(syms []Symbol, largeFirst bool) {
 			j = k
 		}
 	}
+}
+
+// compareAddr orders a and b by address, then by size (largest first
+// when largeFirst).
+func compareAddr(a, b *Symbol, largeFirst bool) int {
+	if c := cmp.Compare(a.Addr, b.Addr); c != 0 {
+		return c
+	}
+	if largeFirst {
+		return cmp.Compare(b.Size, a.Size)
+	}
+	return cmp.Compare(a.Size, b.Size)
 }
 
 // Frame is one level of the inline chain at an address.
