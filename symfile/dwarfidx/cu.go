@@ -290,7 +290,7 @@ func (x *Index) parseUnit(u *unit) (cu *cuData, err error) {
 	}
 	cu.index = newSparseIndex(starts)
 	for _, rg := range ranges {
-		if n := &cu.nodes[rg.ord]; n.subprogram {
+		if n := &cu.nodes[rg.idx]; n.subprogram {
 			cu.funcs = append(cu.funcs, symfile.Symbol{Name: n.name, Addr: rg.lo, Size: rg.hi - rg.lo, Kind: symfile.KindFunction})
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fntable/fntable/symfile"
 )
@@ -72,8 +73,9 @@ type Index struct {
 	opts symfile.Options
 	ls   *lineSections // nil when built by New: line tables then come from debug/dwarf
 
-	units []*unit
-	cus   []span // address → unit, sorted and disjoint
+	units []*unit                // by New, in the order of the units
+	lazy  []atomic.Pointer[unit] // by NewSections, by header: made on first use
+	cus   []span                 // address → unit (in units, or header in lazy), sorted and disjoint
 
 	// For UnitTable: the ranges found in the DIEs of the units that
 	// .debug_aranges does not list, and whether indexUnits ended well.
@@ -209,13 +211,22 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		}
 		dec, herr := newDecoder(s, order)
 		x.dec = dec
-		// The units' ranges from .debug_aranges, sorted by the offset of
-		// the unit's header; as in LLVM's DWARFDebugAranges, a unit that
-		// has none there is indexed by its DIE's ranges.
-		aranges := parseAranges(s)
-		ranges = make([]rangeOf, 0, len(aranges)+len(dec.units)/8)
-		j := 0
-		var block []unit // units are allocated in blocks
+		// The units' ranges from .debug_aranges; as in LLVM's
+		// DWARFDebugAranges, a unit that has none there is indexed by
+		// its DIE's ranges. A range's index is its unit header's. The
+		// capacity is an upper bound (a tuple takes at least 8 bytes of
+		// the section, and few units lack aranges): what is not used
+		// is never touched.
+		ranges = make([]rangeOf, 0, len(s.Aranges)/8+len(dec.units)/8+16)
+		has := make([]bool, len(dec.units))
+		eachArange(s, func(unit int, lo, hi uint64) {
+			i, ok := slices.BinarySearchFunc(dec.units, unit, func(h *unitHdr, off int) int { return cmp.Compare(h.start, off) })
+			if ok && dec.units[i].cu {
+				ranges = append(ranges, rangeOf{lo, hi, int32(i)})
+				has[i] = true
+			}
+		})
+		stop := len(dec.units) // the first unit not indexed
 		total := int64(len(s.Info))
 		for i, h := range dec.units {
 			if i%64 == 0 {
@@ -226,53 +237,47 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 					return symfile.ErrCanceled
 				}
 			}
-			if !h.cu {
+			if !h.cu || has[i] {
 				continue
 			}
-			idx := int32(len(x.units))
-			for j < len(aranges) && aranges[j].unit < h.start {
-				j++
-			}
-			k := j
-			for k < len(aranges) && aranges[k].unit == h.start {
-				ranges = append(ranges, rangeOf{aranges[k].lo, aranges[k].hi, idx})
-				k++
-			}
-			if k == j && dec.dieRanges != nil {
+			idx := int32(i)
+			if dec.dieRanges != nil {
 				// From the unit table: the ranges a walk found in the
 				// unit's DIE, without reading it.
 				for _, rg := range dec.dieRanges[i] {
 					ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
 				}
-			} else if k == j {
-				if err := dec.load(h); err != nil {
-					herr = cmp.Or(herr, err)
-					break
-				}
-				for _, rg := range h.attrs.ranges {
-					if rg[0] < rg[1] {
-						ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
-						x.dieRanges = append(x.dieRanges, dieRange{int32(i), rg[0], rg[1]})
-					}
+				continue
+			}
+			if err := dec.load(h); err != nil {
+				herr = cmp.Or(herr, err)
+				stop = i
+				break
+			}
+			for _, rg := range h.attrs.ranges {
+				if rg[0] < rg[1] {
+					ranges = append(ranges, rangeOf{rg[0], rg[1], idx})
+					x.dieRanges = append(x.dieRanges, dieRange{int32(i), rg[0], rg[1]})
 				}
 			}
-			j = k
-			if len(block) == cap(block) {
-				block = make([]unit, 0, 256)
-			}
-			block = block[:len(block)+1]
-			u := &block[len(block)-1]
-			u.off, u.hdr, u.stmtList = dwarf.Offset(h.first), h, -1
-			x.units = append(x.units, u)
+		}
+		// Units are made on first use (unitAt): a large file has
+		// thousands, and a lookup needs a few.
+		x.lazy = make([]atomic.Pointer[unit], len(dec.units))
+		if herr != nil {
+			// What was indexed before the malformed unit answers.
+			ranges = slices.DeleteFunc(ranges, func(r rangeOf) bool { return int(r.idx) >= stop })
 		}
 		if herr != nil {
-			x.cus = segment(ranges, false)
+			x.cus = segmentOwned(ranges, false)
 			return fmt.Errorf("index dwarf units: %w", herr)
 		}
 		x.indexed = true
+		x.cus = segmentOwned(ranges, false)
 		if x.opts.Progress != nil && !x.opts.Progress(total, total) {
 			return symfile.ErrCanceled
 		}
+		return nil
 	} else {
 		r := x.d.Reader()
 		for n := 0; ; n++ {
@@ -308,24 +313,28 @@ type arange struct {
 	lo, hi uint64
 }
 
-// parseAranges decodes .debug_aranges (DWARF5.pdf §6.1.2): each set's
-// ranges, sorted by the offset of their unit's header (a stable sort, so
-// that a unit's ranges keep their order). It stops at the first malformed
-// set.
+// parseAranges decodes .debug_aranges: each set's ranges (see
+// eachArange), sorted by the offset of their unit's header (a stable
+// sort, so that a unit's ranges keep their order).
 func parseAranges(s *Sections) []arange {
+	var out []arange
+	eachArange(s, func(unit int, lo, hi uint64) { out = append(out, arange{unit, lo, hi}) })
+	slices.SortStableFunc(out, func(a, b arange) int { return cmp.Compare(a.unit, b.unit) })
+	return out
+}
+
+// eachArange calls f for each non-empty range of .debug_aranges
+// (DWARF5.pdf §6.1.2), with the offset of its unit's header in
+// .debug_info, in the order of the section. It stops at the first
+// malformed set.
+func eachArange(s *Sections, f func(unit int, lo, hi uint64)) {
 	if len(s.Aranges) == 0 {
-		return nil
+		return
 	}
 	order := s.Order
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	// At most one tuple of 16 bytes (8 with 4-byte addresses) for each 16
-	// bytes of the section: sized once rather than grown by doubling,
-	// which would touch about twice the memory (libc's separate debug
-	// file has some 6,000 ranges).
-	out := make([]arange, 0, len(s.Aranges)/16)
-	sorted := true
 	b := newBuf(".debug_aranges", order, s.Aranges, 0)
 	for b.left() > 0 {
 		length, dwarf64 := b.unitLength()
@@ -362,10 +371,7 @@ func parseAranges(s *Sections) []arange {
 				break
 			}
 			if n > 0 && lo+n > lo {
-				if len(out) > 0 && out[len(out)-1].unit > int(info) {
-					sorted = false
-				}
-				out = append(out, arange{int(info), lo, lo + n})
+				f(int(info), lo, lo+n)
 			}
 		}
 		if b.err != nil {
@@ -373,17 +379,11 @@ func parseAranges(s *Sections) []arange {
 		}
 		b.pos = next
 	}
-	if !sorted {
-		slices.SortStableFunc(out, func(a, b arange) int { return cmp.Compare(a.unit, b.unit) })
-	}
-	return out
 }
 
-// rangeOf is an address range owned by the item with the given order.
-type rangeOf struct {
-	lo, hi uint64
-	ord    int32
-}
+// rangeOf is an address range owned by the item of index idx, whose
+// order decides between overlapping ranges (see segment).
+type rangeOf = span
 
 // segment turns possibly overlapping ranges into sorted disjoint spans.
 // Where ranges overlap, the one with the highest order wins when last is
@@ -391,6 +391,21 @@ type rangeOf struct {
 // lowest when it is false (the unit with the lowest offset, as LLVM's
 // DWARFDebugAranges chooses).
 func segment(rs []rangeOf, last bool) []span {
+	return segmentTo(nil, rs, last)
+}
+
+// segmentOwned is segment for ranges the caller no longer needs: when
+// they are disjoint, the spans are made in their memory, as indexUnits
+// does for the thousands of ranges of a large file, whose pages a new
+// process would otherwise touch twice.
+func segmentOwned(rs []rangeOf, last bool) []span {
+	return segmentTo(rs[:0], rs, last)
+}
+
+// segmentTo is segment; in the disjoint case it appends to out, which
+// may share rs's memory as long as it starts at or before rs[0] (each
+// span is written at or before the range it comes from).
+func segmentTo(out []span, rs []rangeOf, last bool) []span {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -403,13 +418,16 @@ func segment(rs []rangeOf, last bool) []span {
 			break
 		}
 	}
-	out := make([]span, 0, len(rs))
 	if disjoint {
+		if out == nil {
+			out = make([]span, 0, len(rs))
+		}
 		for _, r := range rs {
-			out = appendSpan(out, span{r.lo, r.hi, r.ord})
+			out = appendSpan(out, r)
 		}
 		return out
 	}
+	out = make([]span, 0, len(rs))
 	bounds := make([]uint64, 0, 2*len(rs))
 	for _, r := range rs {
 		bounds = append(bounds, r.lo, r.hi)
@@ -435,7 +453,7 @@ func segment(rs []rangeOf, last bool) []span {
 			h.pop()
 		}
 		if len(h.items) > 0 {
-			out = appendSpan(out, span{lo, hi, h.items[0].ord})
+			out = appendSpan(out, span{lo, hi, h.items[0].idx})
 		}
 	}
 	return out
@@ -462,7 +480,7 @@ func (h *ordHeap) push(r rangeOf) {
 	i := len(h.items) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if !h.better(h.items[i].ord, h.items[p].ord) {
+		if !h.better(h.items[i].idx, h.items[p].idx) {
 			break
 		}
 		h.items[i], h.items[p] = h.items[p], h.items[i]
@@ -477,10 +495,10 @@ func (h *ordHeap) pop() {
 	i := 0
 	for {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && h.better(h.items[l].ord, h.items[m].ord) {
+		if l < n && h.better(h.items[l].idx, h.items[m].idx) {
 			m = l
 		}
-		if r < n && h.better(h.items[r].ord, h.items[m].ord) {
+		if r < n && h.better(h.items[r].idx, h.items[m].idx) {
 			m = r
 		}
 		if m == i {
@@ -501,9 +519,27 @@ func (x *Index) unitFor(pc uint64) (*cuData, error) {
 }
 
 func (x *Index) load(i int) (*cuData, error) {
-	u := x.units[i]
+	u := x.unitAt(i)
 	u.once.Do(func() { u.cu, u.err = x.parseUnit(u) })
 	return u.cu, u.err
+}
+
+// unitAt returns unit i: of x.units, or for an index made by NewSections
+// the unit of header i, made on first use.
+func (x *Index) unitAt(i int) *unit {
+	if x.lazy == nil {
+		return x.units[i]
+	}
+	p := &x.lazy[i]
+	if u := p.Load(); u != nil {
+		return u
+	}
+	h := x.dec.units[i]
+	u := &unit{off: dwarf.Offset(h.first), hdr: h, stmtList: -1}
+	if p.CompareAndSwap(nil, u) {
+		return u
+	}
+	return p.Load()
 }
 
 // Frames appends to dst the frames at addr: the innermost inlined call
@@ -564,7 +600,14 @@ func (x *Index) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err
 // range, sorted as [symfile.Source.Symbols] requires. It parses every unit.
 func (x *Index) Functions() []symfile.Symbol {
 	var out []symfile.Symbol
-	for i := range x.units {
+	n := len(x.units)
+	if x.lazy != nil {
+		n = len(x.lazy)
+	}
+	for i := range n {
+		if x.lazy != nil && !x.dec.units[i].cu {
+			continue
+		}
 		cu, _ := x.load(i)
 		if cu == nil {
 			continue
