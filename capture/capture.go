@@ -126,7 +126,6 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 	lists, _ := remote.Find(pid) // Stop says why when the maps cannot be read
 	g := &gatherer{pid: pid, opts: opts, sum: &Summary{Pid: pid, Full: opts.Full}}
 	g.ids = startFileIDs(pid)
-	g.machine = readMachine(g.logf)
 	sopts := live.StopOptions{NoSignalHandler: opts.NoSignalHandler}
 	if len(lists) > 0 {
 		sopts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
@@ -192,10 +191,9 @@ type gatherer struct {
 	opts Options
 	sum  *Summary
 
-	machine machine         // read before the process was stopped
-	ids     *fileIDs        // the modules' files' build IDs, read meanwhile
-	maps    []procmaps.Line // the process's mappings, in address order
-	spans   spanSet         // memory to keep (without Full)
+	ids   *fileIDs        // the modules' files' build IDs and procFiles, read meanwhile
+	maps  []procmaps.Line // the process's mappings, in address order
+	spans spanSet         // memory to keep (without Full)
 }
 
 func (g *gatherer) logf(format string, args ...any) {
@@ -220,8 +218,9 @@ func (g *gatherer) gather() (*minidump.Content, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.SystemInfo = g.machine.info
-	c.Streams = g.procStreams(mapsText)
+	files := g.ids.files(g.logf)
+	c.SystemInfo = files.machine.info
+	c.Streams = g.procStreams(mapsText, files)
 
 	// The walks, with every byte they read recorded.
 	rec := &recorder{src: g.st}
@@ -363,25 +362,10 @@ func setStackReads(c *minidump.Content) {
 }
 
 // procStreams returns Breakpad's Linux streams.
-func (g *gatherer) procStreams(maps []byte) []minidump.RawStream {
+func (g *gatherer) procStreams(maps []byte, files *procFiles) []minidump.RawStream {
 	out := []minidump.RawStream{{Type: minidump.BreakpadLinuxMapsStream, Data: maps}}
-	for _, f := range []struct {
-		t    minidump.StreamType
-		path string
-	}{
-		{minidump.BreakpadLinuxProcStatusStream, procPath(g.pid, "status")},
-		{minidump.BreakpadLinuxAuxvStream, procPath(g.pid, "auxv")},
-		{minidump.BreakpadLinuxCmdLineStream, procPath(g.pid, "cmdline")},
-		{minidump.BreakpadLinuxEnvironStream, procPath(g.pid, "environ")},
-	} {
-		b, err := os.ReadFile(f.path)
-		if err != nil {
-			g.logf("%v", err)
-			continue
-		}
-		out = append(out, minidump.RawStream{Type: f.t, Data: b})
-	}
-	out = append(out, g.machine.streams...)
+	out = append(out, files.streams...)
+	out = append(out, files.machine.streams...)
 	g.sum.Streams = len(out)
 	return out
 }
@@ -516,16 +500,32 @@ func fileBuildID(t target.FileOpener, m target.Module) (id []byte) {
 // when the process stops, and on two CPUs the reads (half a millisecond
 // a module) then cost the capture nothing.
 type fileIDs struct {
-	done chan struct{}
-	ids  map[string][]byte // by path; nil for a file without one
+	procDone chan struct{}
+	proc     procFiles
+	done     chan struct{}
+	ids      map[string][]byte // by path; nil for a file without one
 }
 
-// startFileIDs starts reading the build IDs of the files process pid
-// maps.
+// procFiles are the dump's streams of /proc and /etc apart from the
+// maps: this machine's (readMachine), and the process's status, auxv,
+// command line and environment, read as the process is being stopped
+// (the status then says how the process was running, not that it is
+// stopped by a tracer).
+type procFiles struct {
+	machine machine
+	streams []minidump.RawStream
+	errs    []string // what could not be read
+}
+
+// startFileIDs starts reading, on one goroutine, the files of procFiles
+// and then the build IDs of the files process pid maps: they need not
+// wait for the process to stop, nor the stop for them.
 func startFileIDs(pid int) *fileIDs {
-	f := &fileIDs{done: make(chan struct{}), ids: map[string][]byte{}}
+	f := &fileIDs{procDone: make(chan struct{}), done: make(chan struct{}), ids: map[string][]byte{}}
 	go func() {
 		defer close(f.done)
+		f.proc.read(pid)
+		close(f.procDone)
 		p, err := live.Open(pid)
 		if err != nil {
 			return
@@ -539,6 +539,37 @@ func startFileIDs(pid int) *fileIDs {
 		})
 	}()
 	return f
+}
+
+// read reads the files of procFiles.
+func (p *procFiles) read(pid int) {
+	p.machine = readMachine(func(format string, args ...any) { p.errs = append(p.errs, fmt.Sprintf(format, args...)) })
+	for _, f := range []struct {
+		t    minidump.StreamType
+		path string
+	}{
+		{minidump.BreakpadLinuxProcStatusStream, procPath(pid, "status")},
+		{minidump.BreakpadLinuxAuxvStream, procPath(pid, "auxv")},
+		{minidump.BreakpadLinuxCmdLineStream, procPath(pid, "cmdline")},
+		{minidump.BreakpadLinuxEnvironStream, procPath(pid, "environ")},
+	} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			p.errs = append(p.errs, err.Error())
+			continue
+		}
+		p.streams = append(p.streams, minidump.RawStream{Type: f.t, Data: b})
+	}
+}
+
+// files returns the files of procFiles, waiting for their reads, and
+// passes what could not be read to logf.
+func (f *fileIDs) files(logf func(format string, args ...any)) *procFiles {
+	<-f.procDone
+	for _, e := range f.proc.errs {
+		logf("%s", e)
+	}
+	return &f.proc
 }
 
 // get returns the build ID read for the file at path, waiting for the
