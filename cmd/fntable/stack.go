@@ -76,10 +76,8 @@ Symbols are found as "fntable sym" finds them, separate debug files
 included; a debug file with compressed DWARF is decompressed once and kept
 in ~/.cache/fntable/dwarf ($FNTABLE_CACHE_DIR; "off" turns it off).
 
-The process is stopped only while the stacks are walked (the symbol files
-of the modules its threads are in are read meanwhile, at the lowest
-priority, and the frames are named after it resumes), and it is always
-resumed: after errors, and when
+The process is stopped only while the stacks are walked (symbolization
+happens after it resumes), and it is always resumed: after errors, and when
 this command is interrupted or killed (the kernel lets the threads of a
 tracer that dies run on). Attaching needs the right to trace the
 process (same user and kernel.yama.ptrace_scope 0, or an ancestor with
