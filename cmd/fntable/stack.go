@@ -17,7 +17,6 @@ import (
 	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/target/dump"
 	"github.com/fntable/fntable/target/live"
-	"github.com/fntable/fntable/unwind"
 )
 
 func newStackCmd() *command {
@@ -150,18 +149,12 @@ frames are marked "scan", and they are guesses.`,
 		if resolver != nil {
 			cfg.provider = resolver
 		}
-		var sym *symbolizer
-		if cfg.symbols {
-			sym = &symbolizer{cfg: cfg}
-			cfg.stopped = sym.start
-			defer sym.close()
-		}
 		res, err := walkProcess(cfg, stderr)
 		if err != nil {
 			return err
 		}
-		if sym != nil {
-			sym.name(res, stderr)
+		if cfg.symbols {
+			symbolizeStacks(res, cfg, stderr)
 		}
 		return writeListing(stdout, *asJSON, res, func(w io.Writer) { writeStacksText(w, res) })
 	}
@@ -218,10 +211,6 @@ type stackConfig struct {
 	options    symhandler.Options
 	provider   remote.Provider // resolves callback tables, or nil
 	scan       bool            // stackwalk.Options.Scan
-
-	// stopped, if set, is called once the process is stopped, before the
-	// walks, with the PC of each thread whose registers were read.
-	stopped func(pcs []uint64)
 }
 
 // stackResult is the walk of a process.
@@ -338,16 +327,6 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.stopped != nil {
-		pcs := make([]uint64, 0, len(threads))
-		for _, th := range threads {
-			var ctx unwind.Context
-			if th.Err == nil && st.ThreadContext(th.ID, &ctx) == nil {
-				pcs = append(pcs, ctx.Rip)
-			}
-		}
-		cfg.stopped(pcs)
-	}
 	res := &stackResult{Pid: cfg.pid}
 	walkThreads(res, src, threads, cfg, func(pc uint64) *frameTable {
 		t, _ := src.TableAt(pc)
@@ -419,125 +398,31 @@ func ptr[T any](v T) *T { return &v }
 
 // symbolizeStacks names every frame, after the process has resumed.
 func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
-	s := &symbolizer{cfg: cfg}
-	defer s.close()
-	s.name(res, stderr)
-}
-
-// symbolizer names the frames of a live process's stacks. start, called
-// as soon as the process is stopped, makes the symbol handler and loads
-// the symbols of the modules that hold the threads' PCs on a goroutine of
-// its own, so that reading them (in a new process mostly libc's debug
-// file, the larger part of a symbolized walk) overlaps the walks and the
-// process's resumption; it reads files, not the process. name waits for
-// it, or does the same itself if start was not called, and names every
-// frame.
-type symbolizer struct {
-	cfg  stackConfig
-	done chan struct{} // closed when start's goroutine ends; nil without start
-	p    *live.Process
-	h    *symhandler.Handler
-	msgs []string // what start's goroutine would have printed
-}
-
-// start starts loading the symbols of the modules that hold pcs, at the
-// lowest priority: the walks of the stopped process come first, and the
-// loads take what CPU time they leave (a new process spends much of a
-// walk waiting for the kernel: ptrace stops, page faults).
-func (s *symbolizer) start(pcs []uint64) {
-	s.done = make(chan struct{})
-	go func() {
-		defer close(s.done)
-		lowerPriority()
-		s.open()
-		if s.h == nil {
-			return
-		}
-		for _, pc := range pcs {
-			s.h.Symbolize(context.Background(), pc) // errors are reported by name
-		}
-	}()
-}
-
-// open opens the process and makes the handler, keeping what went wrong
-// in s.msgs.
-func (s *symbolizer) open() {
-	p, err := live.Open(s.cfg.pid)
+	p, err := live.Open(res.Pid)
 	if err != nil {
-		s.msgs = append(s.msgs, fmt.Sprintf("symbolize: %v", err))
+		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
 		return
 	}
-	s.p = p
-	s.h, s.msgs = newStackHandler(s.cfg, p, p.PerfMapPath())
-}
-
-// name names every frame of res.
-func (s *symbolizer) name(res *stackResult, stderr io.Writer) {
-	if s.done != nil {
-		<-s.done
-	} else {
-		s.open()
-	}
-	for _, m := range s.msgs {
-		fmt.Fprintf(stderr, "fntable: %s\n", m)
-	}
-	s.msgs = nil
-	if s.h != nil {
-		nameFrames(res, s.h, stderr)
-	}
-}
-
-// close waits for start's goroutine and releases the handler and the
-// process.
-func (s *symbolizer) close() {
-	if s.done != nil {
-		<-s.done
-	}
-	if s.h != nil {
-		s.h.Close()
-		s.h = nil
-	}
-	if s.p != nil {
-		s.p.Close()
-		s.p = nil
-	}
+	defer p.Close()
+	symbolizeFrames(res, cfg, p, p.PerfMapPath(), stderr)
 }
 
 // symbolizeFrames names every frame of res with the modules of tgt and
 // the perf map at perfMap, if there is one.
 func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfMap string, stderr io.Writer) {
-	h, msgs := newStackHandler(cfg, tgt, perfMap)
-	for _, m := range msgs {
-		fmt.Fprintf(stderr, "fntable: %s\n", m)
-	}
-	if h == nil {
-		return
-	}
-	defer h.Close()
-	nameFrames(res, h, stderr)
-}
-
-// newStackHandler makes the symbol handler of a stack listing for the
-// modules of tgt and the perf map at perfMap, if there is one; msgs are
-// the errors to print (h is nil when it could not be made).
-func newStackHandler(cfg stackConfig, tgt target.Target, perfMap string) (h *symhandler.Handler, msgs []string) {
 	h, err := symhandler.New(symhandler.Config{Target: tgt, Invade: true, SearchPath: cfg.searchPath,
 		Options: symhandler.DefaultOptions | cfg.options, CacheDir: symhandler.DefaultCacheDir()})
 	if err != nil {
-		return nil, []string{fmt.Sprintf("symbolize: %v", err)}
+		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
+		return
 	}
+	defer h.Close()
+	ctx := context.Background()
 	if perfMap != "" && fileExists(perfMap) {
-		if _, err := h.ImportPerfMap(context.Background(), perfMap, "perf-map"); err != nil {
-			msgs = append(msgs, err.Error())
+		if _, err := h.ImportPerfMap(ctx, perfMap, "perf-map"); err != nil {
+			fmt.Fprintf(stderr, "fntable: %v\n", err)
 		}
 	}
-	return h, msgs
-}
-
-// nameFrames names every frame of res with h.
-func nameFrames(res *stackResult, h *symhandler.Handler, stderr io.Writer) {
-	ctx := context.Background()
-	var err error
 	cache := map[uint64]symhandler.Location{}
 	for i := range res.Threads {
 		for j := range res.Threads[i].Frames {

@@ -1,7 +1,0 @@
-//go:build !linux
-
-package main
-
-// lowerPriority does nothing here: the live targets it serves are Linux
-// processes.
-func lowerPriority() {}
