@@ -73,9 +73,10 @@ type Index struct {
 	opts symfile.Options
 	ls   *lineSections // nil when built by New: line tables then come from debug/dwarf
 
-	units []*unit                // by New, in the order of the units
-	lazy  []atomic.Pointer[unit] // by NewSections, by header: made on first use
-	cus   []span                 // address → unit (in units, or header in lazy), sorted and disjoint
+	units   []*unit                // by New, in the order of the units
+	lazy    []atomic.Pointer[unit] // by NewSections, by header: made on first use; those before lazyEnd are indexed
+	cus     []span                 // address → unit (in units, or header in lazy), sorted and disjoint
+	lazyEnd int                    // the first header not indexed (a malformed unit ends the index)
 
 	// For UnitTable: the ranges found in the DIEs of the units that
 	// .debug_aranges does not list, and whether indexUnits ended well.
@@ -264,6 +265,7 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		// Units are made on first use (unitAt): a large file has
 		// thousands, and a lookup needs a few.
 		x.lazy = make([]atomic.Pointer[unit], len(dec.units))
+		x.lazyEnd = stop
 		if herr != nil {
 			// What was indexed before the malformed unit answers.
 			ranges = slices.DeleteFunc(ranges, func(r rangeOf) bool { return int(r.idx) >= stop })
@@ -602,7 +604,7 @@ func (x *Index) Functions() []symfile.Symbol {
 	var out []symfile.Symbol
 	n := len(x.units)
 	if x.lazy != nil {
-		n = len(x.lazy)
+		n = x.lazyEnd // as x.cus: not past a malformed unit
 	}
 	for i := range n {
 		if x.lazy != nil && !x.dec.units[i].cu {

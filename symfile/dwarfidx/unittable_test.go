@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"slices"
 	"testing"
 
@@ -97,5 +98,55 @@ func TestUnitTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMalformedUnitEndsIndex corrupts the abbreviation offset of a unit in
+// the middle of the SQLite program's DWARF, with .debug_aranges left out so
+// that indexing reads every unit's DIE: the index ends before that unit,
+// and Functions lists only functions that Frames can name, as it did when
+// the units were made up front.
+func TestMalformedUnitEndsIndex(t *testing.T) {
+	f, err := elf.Open(symtest.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := sectionsOf(t, f)
+	s.Aranges = nil
+	whole, err := NewSections(s, symfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cus []*unitHdr
+	for _, u := range whole.dec.units {
+		if u.cu {
+			cus = append(cus, u)
+		}
+	}
+	if len(cus) < 3 {
+		t.Skipf("the program has %d compile units", len(cus))
+	}
+	bad := cus[len(cus)/2]
+	at := bad.start + 6 // DWARF 2-4: length, version, abbreviation offset
+	if bad.version >= 5 {
+		at = bad.start + 8 // DWARF 5: length, version, unit type, address size, offset
+	}
+	s2 := *s
+	s2.Info = slices.Clone(s.Info)
+	binary.LittleEndian.PutUint32(s2.Info[at:], 0xfffffff0)
+	x, err := NewSections(&s2, symfile.Options{})
+	if err == nil || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("NewSections with a bad abbreviation offset: %v", err)
+	}
+	all, part := whole.Functions(), x.Functions()
+	if len(part) == 0 || len(part) >= len(all) {
+		t.Fatalf("%d functions before the malformed unit, %d in all", len(part), len(all))
+	}
+	for _, fn := range part {
+		frames, err := x.Frames(nil, fn.Addr)
+		if err != nil || len(frames) == 0 {
+			t.Fatalf("Functions lists %s at %#x, which Frames does not name (%v)", fn.Name, fn.Addr, err)
+		}
 	}
 }
