@@ -126,6 +126,10 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 	lists, _ := remote.Find(pid) // Stop says why when the maps cannot be read
 	g := &gatherer{pid: pid, opts: opts, sum: &Summary{Pid: pid, Full: opts.Full}}
 	g.ids = startFileIDs(pid)
+	// The status as the process runs, read before it is stopped (the
+	// other /proc files do not change with the stop: startFileIDs reads
+	// them meanwhile).
+	g.status, g.statusErr = os.ReadFile(procPath(pid, "status"))
 	sopts := live.StopOptions{NoSignalHandler: opts.NoSignalHandler}
 	if len(lists) > 0 {
 		sopts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
@@ -191,9 +195,11 @@ type gatherer struct {
 	opts Options
 	sum  *Summary
 
-	ids   *fileIDs        // the modules' files' build IDs and procFiles, read meanwhile
-	maps  []procmaps.Line // the process's mappings, in address order
-	spans spanSet         // memory to keep (without Full)
+	ids       *fileIDs // the modules' files' build IDs and procFiles, read meanwhile
+	status    []byte   // /proc/PID/status, read before the stop
+	statusErr error
+	maps      []procmaps.Line // the process's mappings, in address order
+	spans     spanSet         // memory to keep (without Full)
 }
 
 func (g *gatherer) logf(format string, args ...any) {
@@ -364,6 +370,11 @@ func setStackReads(c *minidump.Content) {
 // procStreams returns Breakpad's Linux streams.
 func (g *gatherer) procStreams(maps []byte, files *procFiles) []minidump.RawStream {
 	out := []minidump.RawStream{{Type: minidump.BreakpadLinuxMapsStream, Data: maps}}
+	if g.statusErr != nil {
+		g.logf("%v", g.statusErr)
+	} else {
+		out = append(out, minidump.RawStream{Type: minidump.BreakpadLinuxProcStatusStream, Data: g.status})
+	}
 	out = append(out, files.streams...)
 	out = append(out, files.machine.streams...)
 	g.sum.Streams = len(out)
@@ -506,11 +517,10 @@ type fileIDs struct {
 	ids      map[string][]byte // by path; nil for a file without one
 }
 
-// procFiles are the dump's streams of /proc and /etc apart from the
-// maps: this machine's (readMachine), and the process's status, auxv,
-// command line and environment, read as the process is being stopped
-// (the status then says how the process was running, not that it is
-// stopped by a tracer).
+// procFiles are the dump's streams of /proc and /etc apart from the maps
+// and the status: this machine's (readMachine), and the process's auxv,
+// command line and environment, none of which the stop changes, read as
+// the process is being stopped.
 type procFiles struct {
 	machine machine
 	streams []minidump.RawStream
@@ -548,7 +558,6 @@ func (p *procFiles) read(pid int) {
 		t    minidump.StreamType
 		path string
 	}{
-		{minidump.BreakpadLinuxProcStatusStream, procPath(pid, "status")},
 		{minidump.BreakpadLinuxAuxvStream, procPath(pid, "auxv")},
 		{minidump.BreakpadLinuxCmdLineStream, procPath(pid, "cmdline")},
 		{minidump.BreakpadLinuxEnvironStream, procPath(pid, "environ")},

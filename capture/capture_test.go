@@ -111,6 +111,13 @@ func TestCapture(t *testing.T) {
 			t.Errorf("no %v", st)
 		}
 	}
+	// The status says how the process ran, read before it was stopped.
+	if dir, ok := d.File().Stream(minidump.BreakpadLinuxProcStatusStream); ok {
+		b, err := d.File().StreamData(dir)
+		if err != nil || !strings.Contains(string(b), "TracerPid:\t0\n") || strings.Contains(string(b), "tracing stop") {
+			t.Errorf("status stream, %v:\n%s", err, b)
+		}
+	}
 	if sum.Full {
 		t.Error("Full set")
 	}

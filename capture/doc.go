@@ -40,9 +40,10 @@
 //   - Memory with Options.Full (a Memory64ListStream): every readable
 //     mapping instead.
 //   - Breakpad's Linux streams: /proc/PID/maps, status, auxv, cmdline and
-//     environ, /proc/cpuinfo and /etc/lsb-release (when present). All but
-//     the maps are read on a goroutine of their own as the process is
-//     being stopped, so its status says how it was running.
+//     environ, /proc/cpuinfo and /etc/lsb-release (when present). The
+//     status is read just before the process is stopped, so that it says
+//     how the process was running; the others but the maps on a goroutine
+//     of their own while it is being stopped.
 //   - FunctionTableStream: every table of every published list.
 //
 // The call-frame information of ELF modules is not copied: a reader takes
