@@ -80,10 +80,11 @@ type Options struct {
 	// stackwalk.DefaultMaxFrames.
 	MaxFrames int
 
-	// NoSignalHandler is passed to live.Stop (see
-	// live.StopOptions.NoSignalHandler): set it in a program that handles
-	// SIGINT, SIGTERM and SIGHUP itself or lets them kill it.
-	NoSignalHandler bool
+	// NoSignalHandler and LazySignalHandler are passed to live.Stop (see
+	// live.StopOptions): set the first in a program that handles SIGINT,
+	// SIGTERM and SIGHUP itself, the second in one that lets them kill
+	// it.
+	NoSignalHandler, LazySignalHandler bool
 
 	// Progress, if set, is called on the goroutine that called WriteFile
 	// while the file is written, with the bytes written and the total.
@@ -130,7 +131,7 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 	// other /proc files do not change with the stop: startFileIDs reads
 	// them meanwhile).
 	g.status, g.statusErr = os.ReadFile(procPath(pid, "status"))
-	sopts := live.StopOptions{NoSignalHandler: opts.NoSignalHandler}
+	sopts := live.StopOptions{NoSignalHandler: opts.NoSignalHandler, LazySignalHandler: opts.LazySignalHandler}
 	if len(lists) > 0 {
 		sopts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
 	}

@@ -73,9 +73,9 @@ holds are printed when done.`,
 			return err
 		}
 		opts := capture.Options{
-			Full:            *full,
-			NoSignalHandler: true, // as for fntable stack (walkProcess)
-			Logf:            func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) },
+			Full:              *full,
+			LazySignalHandler: true, // as for fntable stack (walkProcess)
+			Logf:              func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) },
 		}
 		if resolver != nil {
 			opts.Provider = remote.Provider(resolver)

@@ -303,9 +303,10 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	// be read until the process runs again.
 	// (If the maps cannot be read, Stop says why.)
 	lists, _ := remote.Find(cfg.pid)
-	// No signal handler: if this command dies, of a signal or otherwise,
+	// A signal handler only when a thread holds a signal that only its
+	// detach delivers: if this command dies, of a signal or otherwise,
 	// the kernel lets every thread it stopped run on.
-	opts := live.StopOptions{NoSignalHandler: true}
+	opts := live.StopOptions{LazySignalHandler: true}
 	if len(lists) > 0 {
 		opts.Ready = func(s *live.Stopped) bool { return !remote.Changing(s, lists) }
 	}

@@ -130,20 +130,31 @@ type StopOptions struct {
 	// default, while any Stopped is open the package catches them,
 	// closes every open Stopped (so the processes run on), restores the
 	// signal's default disposition and raises it again, so the tool
-	// dies of the signal as it would have.
+	// dies of the signal as it would have. A program that handles these
+	// signals itself sets NoSignalHandler and closes its Stopped values
+	// in its handler.
 	//
-	// A program that handles these signals itself sets NoSignalHandler
-	// and closes its Stopped values in its handler. So may a program
-	// that lets them kill it, as a command-line tool does: when a tracer
-	// dies, of any signal (SIGKILL too, which no handler sees) or any
-	// other way, the kernel detaches every thread it traces and lets it
-	// run on, unless the thread was in a group-stop (a stopped process,
-	// which stays stopped as it was); see "Detaching of the tracee" in
-	// ptrace(2). The handler then adds nothing, and a short-lived
-	// process saves what the first signal.Notify costs: the runtime's
-	// signal goroutines and a thread, 2 to 3 ms of a new process on a
-	// small virtual machine.
+	// When a tracer dies without closing, of any signal (SIGKILL too,
+	// which no handler sees) or any other way, the kernel detaches every
+	// thread it traces and lets it run on, unless the thread was in a
+	// group-stop (a stopped process, which stays stopped as it was); see
+	// "Detaching of the tracee" in ptrace(2). What is lost then is a
+	// signal that reached a thread between its seize and its interrupt:
+	// the thread reports it to the tracer, and only Close delivers it, on
+	// detaching.
 	NoSignalHandler bool
+
+	// LazySignalHandler installs the handler above only for a stop in
+	// which a thread holds such a signal (rare: it has to arrive in the
+	// microseconds between two system calls), and otherwise leaves the
+	// signals alone. It is for a program that lets SIGINT, SIGTERM and
+	// SIGHUP kill it, as a command-line tool does: the kernel resumes the
+	// threads, and the program is spared what the first signal.Notify
+	// costs, the runtime's signal goroutines and a thread (2 to 3 ms of a
+	// new process on a small virtual machine). A signal that reaches the
+	// program while the process is being stopped is not caught.
+	// NoSignalHandler takes precedence.
+	LazySignalHandler bool
 
 	// Ready, if not nil, says whether the process was stopped at a good
 	// moment: for a walker, one when no published function table list is

@@ -47,8 +47,9 @@ const maxScans = 64
 const lateStopWait = 200 * time.Millisecond
 
 // testHookSeize, if not nil, is called on the tracer thread before each
-// thread is seized (tests make a thread exit there).
-var testHookSeize func(tid int)
+// thread is seized (tests make a thread exit there); testHookSeized after
+// the seize and before the interrupt (tests send a signal there).
+var testHookSeize, testHookSeized func(tid int)
 
 // Stop stops every thread of process pid and returns the process as a
 // [Stopped]; its Close detaches and resumes it.
@@ -120,7 +121,7 @@ func stop(pid int, opts StopOptions) (*Stopped, error) {
 	}
 	s := &Stopped{pid: pid, proc: proc, opts: opts, tr: startTracer()}
 	s.cache = newPageCache(s.readPages, opts.ReadAhead)
-	if !opts.NoSignalHandler {
+	if !opts.NoSignalHandler && !opts.LazySignalHandler {
 		register(s)
 	}
 	ok := false
@@ -134,6 +135,9 @@ func stop(pid int, opts StopOptions) (*Stopped, error) {
 	}()
 	if err := s.tr.do(s.stopAll); err != nil {
 		return nil, err
+	}
+	if !opts.NoSignalHandler && opts.LazySignalHandler && s.holdsSignal() {
+		register(s)
 	}
 	ok = true
 	return s, nil
@@ -218,6 +222,9 @@ func (s *Stopped) seize(tid int) (*thread, error) {
 		return nil, fmt.Errorf("stop process %d: seize thread %d: %w", s.pid, tid, err)
 	}
 	t.attached = true
+	if testHookSeized != nil {
+		testHookSeized(tid)
+	}
 	if err := unix.PtraceInterrupt(tid); err != nil {
 		// It is attached but exiting: wait reaps it.
 		s.logf("stop process %d: interrupt thread %d: %v", s.pid, tid, err)
@@ -328,9 +335,12 @@ func (s *Stopped) reap(t *thread) bool {
 		return true
 	}
 	t.stopped = true
-	if ws.StopSignal() != unix.SIGTRAP && ws.TrapCause() == 0 {
-		// A signal-delivery-stop: a signal arrived between seize and
-		// interrupt. Deliver it when detaching.
+	if ws>>16 == 0 {
+		// A signal-delivery-stop (no event in the status's third byte;
+		// the interrupt's stop and a group-stop carry
+		// PTRACE_EVENT_STOP): a signal arrived between seize and
+		// interrupt. Deliver it when detaching. (ws.TrapCause() is -1
+		// for any signal but SIGTRAP, so it cannot tell this.)
 		t.sig = int(ws.StopSignal())
 	}
 	var regs unix.PtraceRegs
@@ -734,6 +744,17 @@ var handles struct {
 // caughtSignals are the signals whose handler resumes the stopped
 // processes before the tool dies.
 var caughtSignals = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP}
+
+// holdsSignal reports whether a thread of s holds a signal that only its
+// detach delivers: one that arrived between its seize and its interrupt.
+func (s *Stopped) holdsSignal() bool {
+	for _, t := range s.threads {
+		if t.sig != 0 {
+			return true
+		}
+	}
+	return false
+}
 
 // register adds s to the registry, installing the handler if s is the
 // first.

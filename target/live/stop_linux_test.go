@@ -30,15 +30,20 @@ import (
 // helperEnv switches the test binary into a helper process (see
 // TestMain): "stop" stops the process named by helperPidEnv, prints
 // "stopped" or "error: ...", waits for the end of its input and closes;
-// "stop-bare" does the same with StopOptions.NoSignalHandler.
+// "stop-bare" does the same with StopOptions.NoSignalHandler, and
+// "stop-lazy" with StopOptions.LazySignalHandler, printing on a second line
+// whether the handler is installed ("handler true"); "stop-lazy-held" also
+// sends the process's main thread SIGTERM between its seize and its
+// interrupt, so that the stop holds that signal.
 const (
 	helperEnv    = "FNTABLE_LIVE_HELPER"
 	helperPidEnv = "FNTABLE_LIVE_HELPER_PID"
 )
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode == "stop" || mode == "stop-bare" {
-		os.Exit(stopHelper(mode == "stop-bare"))
+	switch mode := os.Getenv(helperEnv); mode {
+	case "stop", "stop-bare", "stop-lazy", "stop-lazy-held":
+		os.Exit(stopHelper(mode))
 	}
 	code := m.Run()
 	if childDir != "" {
@@ -48,9 +53,27 @@ func TestMain(m *testing.M) {
 }
 
 // stopHelper is the helper process: it stops a process for another test.
-func stopHelper(bare bool) int {
+func stopHelper(mode string) int {
 	pid, _ := strconv.Atoi(os.Getenv(helperPidEnv))
-	s, err := Stop(pid, StopOptions{NoSignalHandler: bare, Logf: func(format string, args ...any) {
+	if mode == "stop-lazy-held" {
+		testHookSeized = func(tid int) {
+			if tid != pid {
+				return
+			}
+			unix.Tgkill(pid, tid, unix.SIGTERM)
+			// Let the thread take the signal (and stop to report it)
+			// before the interrupt: else the interrupt's stop comes
+			// first and the signal stays queued.
+			for range 1000 {
+				if st, err := readStat(pid, tid); err == nil && st.state == 't' {
+					break
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}
+	lazy := strings.HasPrefix(mode, "stop-lazy")
+	s, err := Stop(pid, StopOptions{NoSignalHandler: mode == "stop-bare", LazySignalHandler: lazy, Logf: func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
 	}})
 	if err != nil {
@@ -67,6 +90,11 @@ func stopHelper(bare bool) int {
 		return 3
 	}
 	fmt.Println("stopped")
+	if lazy {
+		handles.mu.Lock()
+		fmt.Println("handler", handles.ch != nil)
+		handles.mu.Unlock()
+	}
 	io.Copy(io.Discard, os.Stdin)
 	if err := s.Close(); err != nil {
 		fmt.Println("close:", err)
@@ -947,16 +975,17 @@ func TestSignal(t *testing.T) {
 	c.checkRunning(t)
 }
 
-// TestTracerDies stops the child from a helper without a signal handler
-// (StopOptions.NoSignalHandler, as the fntable command stops processes)
-// and kills the helper with each signal a tool dies of: the kernel
-// detaches every stopped thread, and the child runs on untraced.
+// TestTracerDies stops the child from a helper that installs no signal
+// handler (StopOptions.LazySignalHandler, as the fntable command stops
+// processes, on a stop that holds no signal) and kills the helper with each
+// signal a tool dies of: the kernel detaches every stopped thread, and the
+// child runs on untraced.
 func TestTracerDies(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			c := startChild(t, 3)
-			helper, _, out, stderr := startHelperMode(t, "stop-bare", os.Args[0], c.pid, nil)
-			if out.Text() != "stopped" {
+			helper, _, out, stderr := startHelperMode(t, "stop-lazy", os.Args[0], c.pid, nil)
+			if out.Text() != "stopped" || !out.Scan() || out.Text() != "handler false" {
 				t.Fatalf("helper: %s", out.Text())
 			}
 			if tp := tracerPid(c.pid); tp != helper.Process.Pid {
@@ -984,6 +1013,77 @@ func TestTracerDies(t *testing.T) {
 			}
 			c.checkRunning(t)
 		})
+	}
+}
+
+// TestLazyHandlerHeldSignal sends the child's main thread SIGTERM between
+// its seize and its interrupt, from a helper that stops it with
+// StopOptions.LazySignalHandler: the stop holds the signal, so the handler
+// is installed, and when the helper gets SIGTERM its handler detaches the
+// thread with the signal, which then ends the child as it would have
+// without the stop. (Without a handler, the kernel's detach at the
+// helper's death would drop it.)
+func TestLazyHandlerHeldSignal(t *testing.T) {
+	c := startChild(t, 2)
+	helper, _, out, stderr := startHelperMode(t, "stop-lazy-held", os.Args[0], c.pid, nil)
+	if out.Text() != "stopped" || !out.Scan() || out.Text() != "handler true" {
+		t.Fatalf("helper: %s (%s)", out.Text(), stderr.String())
+	}
+	helper.Process.Signal(syscall.SIGTERM)
+	helper.Wait()
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+			t.Errorf("the child ended with %v, want death by the SIGTERM it was sent", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the child still runs: the SIGTERM it was sent while being stopped was lost (%s)", stderr.String())
+	}
+}
+
+// TestSignalBetweenSeizeAndInterrupt sends the child's main thread
+// SIGTERM after its seize and lets it take the signal before the
+// interrupt: the thread stops to report the signal (a
+// signal-delivery-stop), and Close delivers it on detaching, so the child
+// ends of it as it would have without the stop.
+func TestSignalBetweenSeizeAndInterrupt(t *testing.T) {
+	c := startChild(t, 2)
+	testHookSeized = func(tid int) {
+		if tid != c.pid {
+			return
+		}
+		unix.Tgkill(c.pid, tid, unix.SIGTERM)
+		for range 1000 {
+			if st, err := readStat(c.pid, tid); err == nil && st.state == 't' {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	defer func() { testHookSeized = nil }()
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.holdsSignal() {
+		t.Error("the stop does not hold the signal")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+			t.Errorf("the child ended with %v, want death by the SIGTERM it was sent", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the child still runs: Close dropped the SIGTERM it was sent while being stopped")
 	}
 }
 
