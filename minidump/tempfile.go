@@ -8,10 +8,12 @@ import (
 )
 
 // tempFile is the file a dump is written to before it is given its name.
-// Where the system allows (Linux, on a file system with O_TMPFILE), it has
-// no name at all until it is complete: a writer killed at any moment, by
-// SIGKILL or a power cut as well as by an error, leaves nothing behind.
-// Elsewhere it is a hidden file next to the final one, removed on error.
+// Where the system allows (Linux, on a file system with O_TMPFILE, with
+// /proc mounted), it has no name at all until it is complete: a writer
+// killed, by SIGKILL or a power cut as well as by an error, leaves nothing
+// behind, unless it dies in the instant between the link and the rename
+// of publish. Elsewhere it is a hidden file next to the final one, removed
+// on error.
 type tempFile struct {
 	*os.File
 	dir  string
@@ -38,8 +40,9 @@ func createTemp(dir, base string) (*tempFile, error) {
 // publish gives the complete, synced file the name name, replacing what
 // was there, and closes it. An unnamed file is first linked into the
 // directory under a temporary name (a rename is what replaces a file
-// atomically); if the system refuses the link, it is copied to a named
-// temporary file instead.
+// atomically); if the system refuses the link after all (createTemp
+// checked that it should not), it is copied to a named temporary file
+// instead, which needs its space twice.
 func (t *tempFile) publish(name string) error {
 	if t.name == "" {
 		tmp, err := linkUnnamed(t.File, t.dir, t.base)

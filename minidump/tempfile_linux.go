@@ -24,6 +24,14 @@ func openUnnamed(dir, base string) *os.File {
 	if err != nil {
 		return nil
 	}
+	// linkUnnamed will need /proc (or a capability): without it, a named
+	// file from the start, rather than a copy at the end, which would
+	// need the space twice.
+	var st unix.Stat_t
+	if unix.Stat(procFD(fd), &st) != nil && !canLinkEmptyPath() {
+		unix.Close(fd)
+		return nil
+	}
 	return os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".tmp (unnamed)"))
 }
 
@@ -34,7 +42,7 @@ func linkUnnamed(f *os.File, dir, base string) (string, error) {
 	if testNoLink {
 		return "", errors.New("link refused (test)")
 	}
-	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	proc := procFD(int(f.Fd()))
 	var err error
 	for range 100 {
 		name := tempName(dir, base, rand.Uint32())
@@ -50,4 +58,19 @@ func linkUnnamed(f *os.File, dir, base string) (string, error) {
 		}
 	}
 	return "", err
+}
+
+// procFD is the path of file descriptor fd in /proc.
+func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// canLinkEmptyPath reports whether this process may link a file by its
+// descriptor alone (linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH).
+func canLinkEmptyPath() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return false
+	}
+	const c = unix.CAP_DAC_READ_SEARCH
+	return data[c/32].Effective&(1<<(c%32)) != 0
 }

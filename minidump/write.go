@@ -831,8 +831,9 @@ func (b *builder) context(ctx []byte) uint32 {
 // On Linux the temporary file has no name until it is complete (it is
 // opened with O_TMPFILE, then linked into the directory just before the
 // rename), so a writer that is killed, even by SIGKILL, leaves nothing
-// behind either; where the file system cannot do that, it is a hidden
-// file (".NAME.tmp…") removed on error.
+// behind either (unless it dies between that link and the rename); where
+// the file system or a missing /proc cannot do that, it is a hidden file
+// (".NAME.tmp…") removed on error.
 func WriteFile(name string, c *Content, opts WriteOptions) (err error) {
 	dir, base := filepath.Split(name)
 	if dir == "" {

@@ -46,8 +46,8 @@ while it is written) and always resumed, also after errors and when
 this command is interrupted or killed. The file is written to an unnamed
 temporary file (O_TMPFILE; a hidden ".FILE.tmp" name where the file
 system has none) and renamed when complete: a process that dies during
-the capture, a full disk, this command killed at any moment (even by
-SIGKILL) or any other failure leaves no file. A progress bar is drawn on
+the capture, a full disk, this command killed (even by SIGKILL) or any
+other failure leaves no file. A progress bar is drawn on
 standard error when it is a terminal; the file, its size and what it
 holds are printed when done.`,
 	}
