@@ -232,6 +232,7 @@ func (g *gatherer) gather() (*minidump.Content, error) {
 	// The walks, with every byte they read recorded.
 	rec := &recorder{src: g.st}
 	src, err := stackwalk.NewSources(g.st, stackwalk.Options{
+		Maps:      mapsText,
 		Memory:    rec,
 		MaxFrames: g.opts.MaxFrames,
 		Provider:  g.opts.Provider,

@@ -455,3 +455,55 @@ func TestStopWithWaiter(t *testing.T) {
 		t.Log("the waiter did not take a stop this time")
 	}
 }
+
+// TestOptionsMaps gives NewSources the maps listing of the stopped
+// process, less the lines of the executable: the modules are those of the
+// listing given, not of a listing it reads again.
+func TestOptionsMaps(t *testing.T) {
+	bin := testproc.BuildC(t, testproc.CVariant{Opt: "-O1"})
+	p := testproc.Start(t, bin, "-n", "1", "-d", "3")
+	st, err := live.Stop(p.Pid, live.StopOptions{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", p.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, l := range strings.SplitAfter(string(maps), "\n") {
+		if !strings.HasSuffix(strings.TrimSuffix(l, "\n"), " "+exe) {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == len(strings.SplitAfter(string(maps), "\n")) {
+		t.Fatalf("no line of %s in the maps:\n%s", exe, maps)
+	}
+	whole, err := stackwalk.NewSources(st, stackwalk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	given, err := stackwalk.NewSources(st, stackwalk.Options{Maps: []byte(strings.Join(kept, ""))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The main thread's walk has frames in the executable.
+	var mainPC uint64
+	w := whole.WalkThread(p.Pid)
+	for w.Next() {
+		if m, ok := whole.Module(w.Frame().PC); ok && m.Path == exe {
+			mainPC = w.Frame().PC
+		}
+	}
+	if mainPC == 0 {
+		t.Fatalf("no frame in %s", exe)
+	}
+	if m, ok := given.Module(mainPC); ok {
+		t.Errorf("with the listing given, %#x is in %s, which it leaves out", mainPC, m.Path)
+	}
+}

@@ -36,6 +36,12 @@ type Options struct {
 	// unwind information alike).
 	Memory unwind.Memory
 
+	// Maps, if set, is the live target's /proc/PID/maps as the caller
+	// read it while the process was stopped; without it NewSources reads
+	// the file itself (a capture that keeps the listing anyway spares the
+	// stopped process a second read).
+	Maps []byte
+
 	// FunctionTableAccess, if set, is asked first for the function table
 	// entry of a PC; an entry it returns is unwound with VirtualUnwind
 	// and the frame it finds counts as HowTable.
@@ -147,7 +153,10 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	pid := 0
 	if p, ok := t.(interface{ Pid() int }); ok {
 		pid = p.Pid()
-		maps, _ = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+		maps = opts.Maps
+		if maps == nil {
+			maps, _ = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+		}
 	}
 	if maps != nil {
 		mods, err := target.ModulesFromMaps(bytes.NewReader(maps))
