@@ -1,10 +1,8 @@
 package minidump
 
 import (
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 )
 
 // tempFile is the file a dump is written to before it is given its name.
@@ -29,7 +27,7 @@ func createTemp(dir, base string) (*tempFile, error) {
 		t.File = f
 		return t, nil
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	f, err := os.CreateTemp(dir, tempPattern(base))
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +72,7 @@ func (t *tempFile) discard() {
 // copyNamed copies the unnamed file to a new named temporary file, synced,
 // and returns its name.
 func (t *tempFile) copyNamed() (string, error) {
-	f, err := os.CreateTemp(t.dir, "."+t.base+".tmp*")
+	f, err := os.CreateTemp(t.dir, tempPattern(t.base))
 	if err != nil {
 		return "", err
 	}
@@ -101,8 +99,6 @@ func (t *tempFile) copyNamed() (string, error) {
 	return f.Name(), nil
 }
 
-// tempName returns a fresh hidden name for base in dir, as os.CreateTemp
-// makes them.
-func tempName(dir, base string, n uint32) string {
-	return filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, n))
-}
+// tempPattern is the os.CreateTemp pattern of the hidden temporary names
+// of a dump to be named base.
+func tempPattern(base string) string { return "." + base + ".tmp*" }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,4 +74,10 @@ func canLinkEmptyPath() bool {
 	}
 	const c = unix.CAP_DAC_READ_SEARCH
 	return data[c/32].Effective&(1<<(c%32)) != 0
+}
+
+// tempName returns a hidden temporary name for base in dir, as
+// os.CreateTemp makes them with tempPattern, with n for the random part.
+func tempName(dir, base string, n uint32) string {
+	return filepath.Join(dir, strings.Replace(tempPattern(base), "*", strconv.FormatUint(uint64(n), 10), 1))
 }
