@@ -56,21 +56,7 @@ func TestMain(m *testing.M) {
 func stopHelper(mode string) int {
 	pid, _ := strconv.Atoi(os.Getenv(helperPidEnv))
 	if mode == "stop-lazy-held" {
-		testHookSeized = func(tid int) {
-			if tid != pid {
-				return
-			}
-			unix.Tgkill(pid, tid, unix.SIGTERM)
-			// Let the thread take the signal (and stop to report it)
-			// before the interrupt: else the interrupt's stop comes
-			// first and the signal stays queued.
-			for range 1000 {
-				if st, err := readStat(pid, tid); err == nil && st.state == 't' {
-					break
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
-		}
+		testHookSeized = termBeforeInterrupt(pid)
 	}
 	lazy := strings.HasPrefix(mode, "stop-lazy")
 	s, err := Stop(pid, StopOptions{NoSignalHandler: mode == "stop-bare", LazySignalHandler: lazy, Logf: func(format string, args ...any) {
@@ -1031,17 +1017,7 @@ func TestLazyHandlerHeldSignal(t *testing.T) {
 	}
 	helper.Process.Signal(syscall.SIGTERM)
 	helper.Wait()
-	done := make(chan error, 1)
-	go func() { done <- c.cmd.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
-			t.Errorf("the child ended with %v, want death by the SIGTERM it was sent", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the child still runs: the SIGTERM it was sent while being stopped was lost (%s)", stderr.String())
-	}
+	c.waitTerminated(t, "the SIGTERM it was sent while being stopped was lost ("+stderr.String()+")")
 }
 
 // TestSignalBetweenSeizeAndInterrupt sends the child's main thread
@@ -1051,18 +1027,7 @@ func TestLazyHandlerHeldSignal(t *testing.T) {
 // ends of it as it would have without the stop.
 func TestSignalBetweenSeizeAndInterrupt(t *testing.T) {
 	c := startChild(t, 2)
-	testHookSeized = func(tid int) {
-		if tid != c.pid {
-			return
-		}
-		unix.Tgkill(c.pid, tid, unix.SIGTERM)
-		for range 1000 {
-			if st, err := readStat(c.pid, tid); err == nil && st.state == 't' {
-				return
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
-	}
+	testHookSeized = termBeforeInterrupt(c.pid)
 	defer func() { testHookSeized = nil }()
 	s, err := Stop(c.pid, StopOptions{})
 	if err != nil {
@@ -1074,6 +1039,32 @@ func TestSignalBetweenSeizeAndInterrupt(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	c.waitTerminated(t, "Close dropped the SIGTERM it was sent while being stopped")
+}
+
+// termBeforeInterrupt is a testHookSeized that sends thread pid (the main
+// thread of process pid) SIGTERM and lets it take the signal, and stop to
+// report it, before the interrupt: else the interrupt's stop comes first
+// and the signal stays queued.
+func termBeforeInterrupt(pid int) func(tid int) {
+	return func(tid int) {
+		if tid != pid {
+			return
+		}
+		unix.Tgkill(pid, tid, unix.SIGTERM)
+		for range 1000 {
+			if st, err := readStat(pid, tid); err == nil && st.state == 't' {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// waitTerminated waits for the child to die of the SIGTERM it was sent;
+// lost says what went wrong if it still runs after 10 s.
+func (c *child) waitTerminated(t *testing.T, lost string) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- c.cmd.Wait() }()
 	select {
@@ -1083,7 +1074,7 @@ func TestSignalBetweenSeizeAndInterrupt(t *testing.T) {
 			t.Errorf("the child ended with %v, want death by the SIGTERM it was sent", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the child still runs: Close dropped the SIGTERM it was sent while being stopped")
+		t.Fatal("the child still runs: " + lost)
 	}
 }
 
