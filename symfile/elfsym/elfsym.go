@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -404,6 +405,11 @@ func (f *File) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err 
 	return append(dst, symfile.Frame{Function: fn.Name, File: file, Line: line}), nil
 }
 
+// testHookSymbolsMapped, if set, is called by Symbols once the symbol
+// table's entries are mapped, before they are decoded (tests truncate the
+// file there).
+var testHookSymbolsMapped func()
+
 // Symbols returns the symbol table (.symtab, or .dynsym when it was
 // stripped), without section, file and undefined symbols. A file with
 // neither gets the functions its DWARF or Go pclntab describes; a file with
@@ -417,6 +423,15 @@ func (f *File) Symbols() []symfile.Symbol {
 		}()
 		tab, fromSymtab := symbolTable(f.f, f.file)
 		defer tab.release()
+		if tab.unmap != nil {
+			// The entries are mapped: a file truncated while they are
+			// decoded faults, which the recover above turns into no
+			// symbols, as for an unreadable table.
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			if testHookSymbolsMapped != nil {
+				testHookSymbolsMapped()
+			}
+		}
 		out := make([]symfile.Symbol, 0, tab.len())
 		tab.each(func(s rawSym) {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {

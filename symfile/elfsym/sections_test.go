@@ -325,3 +325,31 @@ func TestCachedUnitTable(t *testing.T) {
 		t.Errorf("the damaged table was not written again: %v", err)
 	}
 }
+
+// TestSymbolTableTruncated truncates the file between the mapping of its
+// symbol table's entries and their decoding: Symbols gives none (the
+// faults in the mapping are caught), and the process goes on.
+func TestSymbolTableTruncated(t *testing.T) {
+	data, err := os.ReadFile(symtest.CPP(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(t.TempDir(), "cpp")
+	if err := os.WriteFile(name, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(name, symfile.Options{PublicsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	testHookSymbolsMapped = func() {
+		if err := os.Truncate(name, 0); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { testHookSymbolsMapped = nil }()
+	if syms := f.Symbols(); len(syms) != 0 {
+		t.Errorf("%d symbols decoded from a truncated file", len(syms))
+	}
+}
