@@ -124,6 +124,7 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 	if opts.StackLimit == 0 {
 		opts.StackLimit = DefaultStackLimit
 	}
+	live.Prepare()               // the tracer thread starts while the rest is prepared
 	lists, _ := remote.Find(pid) // Stop says why when the maps cannot be read
 	g := &gatherer{pid: pid, opts: opts, sum: &Summary{Pid: pid, Full: opts.Full}}
 	g.ids = startFileIDs(pid)

@@ -302,6 +302,7 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	// not being changed: a list stopped in the middle of a change cannot
 	// be read until the process runs again.
 	// (If the maps cannot be read, Stop says why.)
+	live.Prepare() // the tracer thread starts while the lists are found
 	lists, _ := remote.Find(cfg.pid)
 	// A signal handler only when a thread holds a signal that only its
 	// detach delivers: if this command dies, of a signal or otherwise,

@@ -91,7 +91,7 @@ func Stop(pid int, opts StopOptions) (*Stopped, error) {
 			return nil, err
 		}
 		// Let the process run on: a few scheduler quanta at most.
-		time.Sleep(time.Duration(min(attempt+1, 20)) * 50 * time.Microsecond)
+		nap(time.Duration(min(attempt+1, 20)) * 50 * time.Microsecond)
 	}
 }
 
@@ -237,7 +237,7 @@ func (s *Stopped) seize(tid int) (*thread, error) {
 func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 	start := time.Now()
 	deadline := start.Add(timeout)
-	nap := 10 * time.Microsecond
+	pause := 10 * time.Microsecond
 	for len(ts) > 0 {
 		rest := ts[:0]
 		for _, t := range ts {
@@ -255,12 +255,11 @@ func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 			}
 			return
 		}
-		if nap >= time.Millisecond || time.Since(start) >= spinWait/2 {
-			// No news for a few milliseconds: another thread of this
-			// process may have taken the stop's wait status (a
-			// goroutine blocked in os.Process.Wait for a child gets
-			// ptrace stops too). A thread whose registers can be read
-			// is in a ptrace stop.
+		if pause >= time.Millisecond || time.Since(start) >= unseenWait {
+			// No news for a while: another thread of this process may
+			// have taken the stop's wait status (a goroutine blocked in
+			// os.Process.Wait for a child gets ptrace stops too). A
+			// thread whose registers can be read is in a ptrace stop.
 			rest := ts[:0]
 			for _, t := range ts {
 				if !s.stoppedUnseen(t) {
@@ -269,21 +268,18 @@ func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 			}
 			ts = rest
 		}
-		if time.Since(start) < spinWait {
-			// The threads were interrupted a moment ago and stop within
-			// microseconds: yield the CPU to them rather than sleep,
-			// which costs a timer's granularity.
-			unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-			continue
-		}
-		time.Sleep(nap)
-		nap = min(2*nap, time.Millisecond)
+		// Sleep between looks, briefly at first (see nap), rather than
+		// spin: the threads need a CPU to stop, and a tracer that kept
+		// one of a small machine's CPUs busy, yielding, made stops
+		// longer (bench/README.md).
+		nap(pause)
+		pause = min(2*pause, time.Millisecond)
 	}
 }
 
-// spinWait is how long wait yields the CPU between looks before it
-// sleeps between them.
-const spinWait = time.Millisecond
+// unseenWait is how long wait waits for the threads' wait statuses before
+// it also looks for threads stopped whose status went elsewhere.
+const unseenWait = 500 * time.Microsecond
 
 // stoppedUnseen reports whether t is in a ptrace stop whose wait status
 // someone else collected, and if so reads its registers.
@@ -490,7 +486,19 @@ func reapDying(tid int) {
 		if err != nil || wpid == tid && !ws.Stopped() || time.Now().After(deadline) {
 			return
 		}
-		time.Sleep(100 * time.Microsecond)
+		nap(100 * time.Microsecond)
+	}
+}
+
+// nap sleeps the calling thread for about d. It does not go through the
+// runtime's timers as time.Sleep does: a program with nothing else to do
+// wakes from those in whole milliseconds (its poller waits in
+// milliseconds), so that time.Sleep of 10 to 200 µs took 1.0–1.2 ms on
+// the machines we measure on, and this 0.08–0.3 ms. The waits of a stop
+// are that short: each millisecond lost keeps the process stopped.
+func nap(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
 	}
 }
 
@@ -560,6 +568,23 @@ func startTracer() *tracer {
 		return tr
 	}
 	return newTracer()
+}
+
+// Prepare starts, in the background, the OS thread that the next Stop
+// makes its ptrace requests from, so that Stop does not wait for a new
+// thread to be created and scheduled: about 0.1 ms on an idle machine,
+// and up to milliseconds in a new process on a busy or virtualized one,
+// all of it while the process is stopped. A program that is about to
+// stop a process calls Prepare first, before its other preparations
+// (reading the process's maps, say), which then overlap the thread's
+// start. Without it Stop starts the thread itself. Calling it again, or
+// while a tracer is idle, does nothing.
+func Prepare() {
+	idleTracer.mu.Lock()
+	defer idleTracer.mu.Unlock()
+	if idleTracer.tr == nil {
+		idleTracer.tr = newTracer()
+	}
 }
 
 func newTracer() *tracer {

@@ -1192,3 +1192,58 @@ func TestTracerOffMainThread(t *testing.T) {
 		t.Fatal("the killed child's parent still cannot reap it 10 s after Close")
 	}
 }
+
+// TestPrepare checks that Prepare starts a tracer that the next Stop
+// takes, that its thread is already running before that Stop (so that
+// the Stop does not wait for it), and that the Stop works through it.
+func TestPrepare(t *testing.T) {
+	idleTracer.mu.Lock()
+	idle := idleTracer.tr
+	idleTracer.tr = nil
+	idleTracer.mu.Unlock()
+	defer putTracer(idle)
+
+	Prepare()
+	idleTracer.mu.Lock()
+	prepared := idleTracer.tr
+	idleTracer.mu.Unlock()
+	if prepared == nil {
+		t.Fatal("Prepare left no idle tracer")
+	}
+	Prepare() // again: keeps the one there
+	idleTracer.mu.Lock()
+	again := idleTracer.tr
+	idleTracer.mu.Unlock()
+	if again != prepared {
+		t.Fatal("a second Prepare replaced the idle tracer")
+	}
+	// Its thread serves requests, and is not the main thread.
+	var served int
+	if err := prepared.do(func() error { served = unix.Gettid(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if served == 0 || served == unix.Getpid() {
+		t.Fatalf("the prepared tracer serves on thread %d", served)
+	}
+
+	c := startChild(t, 2)
+	s, err := Stop(c.pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.tr != prepared {
+		t.Error("Stop started a tracer of its own instead of the prepared one")
+	}
+	var tracer int
+	if err := s.tr.do(func() error { tracer = unix.Gettid(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// TracerPid names the tracing thread itself.
+	if tp, _ := strconv.Atoi(readStatus(c.pid, c.pid)["TracerPid"]); tp != tracer {
+		t.Errorf("the child's tracer is %d, want the prepared thread %d", tp, tracer)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.checkRunning(t)
+}

@@ -12,6 +12,9 @@ func Stop(pid int, opts StopOptions) (*Stopped, error) {
 	return nil, fmt.Errorf("stop process %d: %w", pid, ErrUnsupported)
 }
 
+// Prepare does nothing on this OS.
+func Prepare() {}
+
 // tracer makes a Stopped's ptrace requests; there is none on this OS.
 type tracer struct{}
 
