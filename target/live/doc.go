@@ -27,8 +27,13 @@
 // kernel accepts ptrace requests for a tracee only from the thread that
 // attached it, so every request (seize, interrupt, wait, registers,
 // detach) is made there and the other methods hand their requests to it
-// over a channel. Close ends it. When any Stopped is open, a package
-// goroutine waits for the signals above. Process and Stopped are safe for
+// over a channel. Close ends it, or keeps its thread idle for the next
+// Stop; [Prepare] starts one ahead of a Stop, so that the thread's
+// creation is not part of the time the process stays stopped. The waits
+// of a stop sleep on the tracer thread itself (nanosleep), not on the
+// runtime's timers, which wake an otherwise idle program in whole
+// milliseconds. When any Stopped is open, a package goroutine waits for
+// the signals above. Process and Stopped are safe for
 // concurrent use (see their docs for Close).
 //
 // Module files are opened as the process sees them, through
