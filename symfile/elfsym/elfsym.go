@@ -405,9 +405,9 @@ func (f *File) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err 
 	return append(dst, symfile.Frame{Function: fn.Name, File: file, Line: line}), nil
 }
 
-// testHookSymbolsMapped, if set, is called by Symbols once the symbol
-// table's entries are mapped, before they are decoded (tests truncate the
-// file there).
+// testHookSymbolsMapped, if set, is called by Symbols and FunctionMap
+// once the symbol table's entries are mapped, before they are decoded
+// (tests truncate the file there).
 var testHookSymbolsMapped func()
 
 // Symbols returns the symbol table (.symtab, or .dynsym when it was

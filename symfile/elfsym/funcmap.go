@@ -2,6 +2,8 @@ package elfsym
 
 import (
 	"debug/elf"
+	"os"
+	"runtime/debug"
 	"sort"
 
 	"github.com/fntable/fntable/symfile"
@@ -39,7 +41,7 @@ type FunctionMap struct {
 // FunctionMap returns the file's function map, built on first use.
 func (f *File) FunctionMap() *FunctionMap {
 	f.fmOnce.Do(func() {
-		f.fm = newFunctionMap(f.f)
+		f.fm = newFunctionMap(f.f, f.file)
 	})
 	return f.fm
 }
@@ -71,16 +73,25 @@ func (m *FunctionMap) Len() int {
 	return len(m.syms)
 }
 
-// newFunctionMap builds the map of ef; an unreadable symbol table gives
-// an empty map.
-func newFunctionMap(ef *elf.File) (m *FunctionMap) {
+// newFunctionMap builds the map of ef, whose entries are mapped from file
+// when it is not nil, as Symbols maps them (no heap copy of the table:
+// 73 KB for libc's .dynsym); an unreadable symbol table, or a file
+// truncated while its mapped entries are decoded, gives an empty map.
+func newFunctionMap(ef *elf.File, file *os.File) (m *FunctionMap) {
 	m = &FunctionMap{}
 	defer func() {
 		if recover() != nil {
 			m = &FunctionMap{}
 		}
 	}()
-	tab, _ := symbolTable(ef, nil)
+	tab, _ := symbolTable(ef, file)
+	defer tab.release()
+	if tab.unmap != nil {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		if testHookSymbolsMapped != nil {
+			testHookSymbolsMapped()
+		}
+	}
 	fs := make([]symfile.Symbol, 0, tab.len())
 	tab.each(func(s rawSym) {
 		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || int(s.Section) >= len(ef.Sections) {

@@ -353,3 +353,45 @@ func TestSymbolTableTruncated(t *testing.T) {
 		t.Errorf("%d symbols decoded from a truncated file", len(syms))
 	}
 }
+
+// TestFunctionMapTruncated truncates the file while FunctionMap decodes
+// its mapped symbol table: the map is empty, as for an unreadable table,
+// and the process goes on. The same file read whole gives a map.
+func TestFunctionMapTruncated(t *testing.T) {
+	data, err := os.ReadFile(symtest.CPP(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(t.TempDir(), "cpp")
+	if err := os.WriteFile(name, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := Open(name, symfile.Options{PublicsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer whole.Close()
+	if whole.FunctionMap().Len() == 0 {
+		t.Fatal("no functions in the map of the whole file")
+	}
+
+	f, err := Open(name, symfile.Options{PublicsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mapped := false
+	testHookSymbolsMapped = func() {
+		mapped = true
+		if err := os.Truncate(name, 0); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { testHookSymbolsMapped = nil }()
+	if n := f.FunctionMap().Len(); n != 0 {
+		t.Errorf("%d functions decoded from a truncated file", n)
+	}
+	if !mapped {
+		t.Error("FunctionMap did not map the symbol table")
+	}
+}
