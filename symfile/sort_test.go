@@ -81,3 +81,33 @@ func BenchmarkSortByAddr(b *testing.B) {
 		SortByAddr(syms, true)
 	}
 }
+
+// TestSortByAddrWide checks SortByAddr on keys that differ in every byte
+// (the radix sort's passes) and in a few only (its skipped bytes), with
+// sizes at the ends of their range.
+func TestSortByAddrWide(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	gens := map[string]func() (uint64, uint64){
+		"full":   func() (uint64, uint64) { return rng.Uint64(), rng.Uint64() },
+		"high":   func() (uint64, uint64) { return rng.Uint64N(4) << 56, ^uint64(0) - rng.Uint64N(3) },
+		"middle": func() (uint64, uint64) { return 0x7f0000000000 | rng.Uint64N(8)<<20, rng.Uint64N(2) << 33 },
+		"ties":   func() (uint64, uint64) { return 0x1000 + rng.Uint64N(3)*0x100, rng.Uint64N(2) * 0x10000 },
+	}
+	for name, gen := range gens {
+		for _, largeFirst := range []bool{false, true} {
+			for _, n := range []int{0, 1, 2, 3, 17, 256, 1000} {
+				syms := make([]Symbol, n)
+				for i := range syms {
+					a, s := gen()
+					syms[i] = Symbol{Name: strconv.Itoa(i), Addr: a, Size: s}
+				}
+				want := slices.Clone(syms)
+				slices.SortStableFunc(want, func(a, b Symbol) int { return compareAddr(&a, &b, largeFirst) })
+				SortByAddr(syms, largeFirst)
+				if !slices.Equal(syms, want) {
+					t.Fatalf("%s largeFirst=%v n=%d: not sorted as a stable sort sorts", name, largeFirst, n)
+				}
+			}
+		}
+	}
+}
