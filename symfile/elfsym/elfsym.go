@@ -405,9 +405,9 @@ func (f *File) Frames(dst []symfile.Frame, addr uint64) (_ []symfile.Frame, err 
 	return append(dst, symfile.Frame{Function: fn.Name, File: file, Line: line}), nil
 }
 
-// testHookSymbolsMapped, if set, is called by Symbols and FunctionMap
-// once the symbol table's entries are mapped, before they are decoded
-// (tests truncate the file there).
+// testHookSymbolsMapped, if set, is called by symTable.each when the
+// entries it is about to decode are mapped (tests truncate the file
+// there).
 var testHookSymbolsMapped func()
 
 // Symbols returns the symbol table (.symtab, or .dynsym when it was
@@ -423,15 +423,6 @@ func (f *File) Symbols() []symfile.Symbol {
 		}()
 		tab, fromSymtab := symbolTable(f.f, f.file)
 		defer tab.release()
-		if tab.unmap != nil {
-			// The entries are mapped: a file truncated while they are
-			// decoded faults, which the recover above turns into no
-			// symbols, as for an unreadable table.
-			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-			if testHookSymbolsMapped != nil {
-				testHookSymbolsMapped()
-			}
-		}
 		out := make([]symfile.Symbol, 0, tab.len())
 		tab.each(func(s rawSym) {
 			if s.Section == elf.SHN_UNDEF || s.Name == "" {
@@ -617,8 +608,17 @@ func readSymTable(ef *elf.File, file *os.File, typ elf.SectionType) symTable {
 // len returns the number of entries.
 func (t symTable) len() int { return len(t.data) / t.size }
 
-// each calls fn with each entry.
+// each calls fn with each entry. When the entries are mapped, a fault in
+// them (the file truncated meanwhile) panics, as a runtime error, rather
+// than ending the process: the caller recovers it as it recovers a
+// malformed table.
 func (t symTable) each(fn func(rawSym)) {
+	if t.unmap != nil {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		if testHookSymbolsMapped != nil {
+			testHookSymbolsMapped()
+		}
+	}
 	name := func(off uint32) string {
 		if uint64(off) >= uint64(len(t.strs)) {
 			return ""

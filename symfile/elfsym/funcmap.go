@@ -3,7 +3,6 @@ package elfsym
 import (
 	"debug/elf"
 	"os"
-	"runtime/debug"
 	"sort"
 
 	"github.com/fntable/fntable/symfile"
@@ -86,12 +85,6 @@ func newFunctionMap(ef *elf.File, file *os.File) (m *FunctionMap) {
 	}()
 	tab, _ := symbolTable(ef, file)
 	defer tab.release()
-	if tab.unmap != nil {
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		if testHookSymbolsMapped != nil {
-			testHookSymbolsMapped()
-		}
-	}
 	fs := make([]symfile.Symbol, 0, tab.len())
 	tab.each(func(s rawSym) {
 		if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE || int(s.Section) >= len(ef.Sections) {

@@ -326,10 +326,11 @@ func TestCachedUnitTable(t *testing.T) {
 	}
 }
 
-// TestSymbolTableTruncated truncates the file between the mapping of its
-// symbol table's entries and their decoding: Symbols gives none (the
-// faults in the mapping are caught), and the process goes on.
-func TestSymbolTableTruncated(t *testing.T) {
+// openTruncatedWhileMapped opens a copy of the C++ test program whose
+// file is truncated when symTable.each is about to decode its mapped
+// symbol table; *mapped says whether that happened.
+func openTruncatedWhileMapped(t *testing.T) (f *File, mapped *bool) {
+	t.Helper()
 	data, err := os.ReadFile(symtest.CPP(t))
 	if err != nil {
 		t.Fatal(err)
@@ -338,17 +339,27 @@ func TestSymbolTableTruncated(t *testing.T) {
 	if err := os.WriteFile(name, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Open(name, symfile.Options{PublicsOnly: true})
+	f, err = Open(name, symfile.Options{PublicsOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
+	mapped = new(bool)
 	testHookSymbolsMapped = func() {
+		*mapped = true
 		if err := os.Truncate(name, 0); err != nil {
 			t.Error(err)
 		}
 	}
-	defer func() { testHookSymbolsMapped = nil }()
+	t.Cleanup(func() { testHookSymbolsMapped = nil })
+	return f, mapped
+}
+
+// TestSymbolTableTruncated truncates the file between the mapping of its
+// symbol table's entries and their decoding: Symbols gives none (the
+// faults in the mapping are caught), and the process goes on.
+func TestSymbolTableTruncated(t *testing.T) {
+	f, _ := openTruncatedWhileMapped(t)
 	if syms := f.Symbols(); len(syms) != 0 {
 		t.Errorf("%d symbols decoded from a truncated file", len(syms))
 	}
@@ -358,15 +369,7 @@ func TestSymbolTableTruncated(t *testing.T) {
 // its mapped symbol table: the map is empty, as for an unreadable table,
 // and the process goes on. The same file read whole gives a map.
 func TestFunctionMapTruncated(t *testing.T) {
-	data, err := os.ReadFile(symtest.CPP(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := filepath.Join(t.TempDir(), "cpp")
-	if err := os.WriteFile(name, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	whole, err := Open(name, symfile.Options{PublicsOnly: true})
+	whole, err := Open(symtest.CPP(t), symfile.Options{PublicsOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,23 +378,11 @@ func TestFunctionMapTruncated(t *testing.T) {
 		t.Fatal("no functions in the map of the whole file")
 	}
 
-	f, err := Open(name, symfile.Options{PublicsOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	mapped := false
-	testHookSymbolsMapped = func() {
-		mapped = true
-		if err := os.Truncate(name, 0); err != nil {
-			t.Error(err)
-		}
-	}
-	defer func() { testHookSymbolsMapped = nil }()
+	f, mapped := openTruncatedWhileMapped(t)
 	if n := f.FunctionMap().Len(); n != 0 {
 		t.Errorf("%d functions decoded from a truncated file", n)
 	}
-	if !mapped {
+	if !*mapped {
 		t.Error("FunctionMap did not map the symbol table")
 	}
 }
