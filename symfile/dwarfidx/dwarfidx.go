@@ -269,8 +269,6 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 		if herr != nil {
 			// What was indexed before the malformed unit answers.
 			ranges = slices.DeleteFunc(ranges, func(r rangeOf) bool { return int(r.idx) >= stop })
-		}
-		if herr != nil {
 			x.cus = segmentOwned(ranges, false)
 			return fmt.Errorf("index dwarf units: %w", herr)
 		}
@@ -306,23 +304,6 @@ func (x *Index) indexUnits(s *Sections) (err error) {
 	}
 	x.cus = segment(ranges, false)
 	return nil
-}
-
-// arange is one address range of .debug_aranges, with the offset of its
-// unit's header in .debug_info.
-type arange struct {
-	unit   int
-	lo, hi uint64
-}
-
-// parseAranges decodes .debug_aranges: each set's ranges (see
-// eachArange), sorted by the offset of their unit's header (a stable
-// sort, so that a unit's ranges keep their order).
-func parseAranges(s *Sections) []arange {
-	var out []arange
-	eachArange(s, func(unit int, lo, hi uint64) { out = append(out, arange{unit, lo, hi}) })
-	slices.SortStableFunc(out, func(a, b arange) int { return cmp.Compare(a.unit, b.unit) })
-	return out
 }
 
 // eachArange calls f for each non-empty range of .debug_aranges

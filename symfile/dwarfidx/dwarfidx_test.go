@@ -487,9 +487,7 @@ func TestAranges(t *testing.T) {
 		t.Fatal(err)
 	}
 	covered := map[int]bool{}
-	for _, a := range parseAranges(s) {
-		covered[a.unit] = true
-	}
+	eachArange(s, func(unit int, _, _ uint64) { covered[unit] = true })
 	used, headers := 0, 0
 	for _, u := range dec.units {
 		if !u.cu {
