@@ -255,7 +255,7 @@ func (s *Stopped) wait(ts []*thread, timeout time.Duration) {
 			}
 			return
 		}
-		if pause >= time.Millisecond || time.Since(start) >= unseenWait {
+		if time.Since(start) >= unseenWait {
 			// No news for a while: another thread of this process may
 			// have taken the stop's wait status (a goroutine blocked in
 			// os.Process.Wait for a child gets ptrace stops too). A

@@ -1172,11 +1172,7 @@ func TestTracerOffMainThread(t *testing.T) {
 	}
 
 	// The same through Stop, with the idle tracer set aside.
-	idleTracer.mu.Lock()
-	idle := idleTracer.tr
-	idleTracer.tr = nil
-	idleTracer.mu.Unlock()
-	defer putTracer(idle)
+	setIdleTracerAside(t)
 	c := startChild(t, 2)
 	s, err := Stop(c.pid, StopOptions{})
 	if err != nil {
@@ -1197,24 +1193,14 @@ func TestTracerOffMainThread(t *testing.T) {
 // takes, that its thread is already running before that Stop (so that
 // the Stop does not wait for it), and that the Stop works through it.
 func TestPrepare(t *testing.T) {
-	idleTracer.mu.Lock()
-	idle := idleTracer.tr
-	idleTracer.tr = nil
-	idleTracer.mu.Unlock()
-	defer putTracer(idle)
-
+	setIdleTracerAside(t)
 	Prepare()
-	idleTracer.mu.Lock()
-	prepared := idleTracer.tr
-	idleTracer.mu.Unlock()
+	prepared := idleTracerNow()
 	if prepared == nil {
 		t.Fatal("Prepare left no idle tracer")
 	}
 	Prepare() // again: keeps the one there
-	idleTracer.mu.Lock()
-	again := idleTracer.tr
-	idleTracer.mu.Unlock()
-	if again != prepared {
+	if idleTracerNow() != prepared {
 		t.Fatal("a second Prepare replaced the idle tracer")
 	}
 	// Its thread serves requests, and is not the main thread.
@@ -1246,4 +1232,21 @@ func TestPrepare(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.checkRunning(t)
+}
+
+// setIdleTracerAside empties the idle tracer's place for the test and puts
+// the tracer that was there back when it ends.
+func setIdleTracerAside(t *testing.T) {
+	idleTracer.mu.Lock()
+	idle := idleTracer.tr
+	idleTracer.tr = nil
+	idleTracer.mu.Unlock()
+	t.Cleanup(func() { putTracer(idle) })
+}
+
+// idleTracerNow returns the idle tracer, or nil.
+func idleTracerNow() *tracer {
+	idleTracer.mu.Lock()
+	defer idleTracer.mu.Unlock()
+	return idleTracer.tr
 }
