@@ -169,7 +169,9 @@ func SortByAddr(syms []Symbol, largeFirst bool) {
 }
 
 // radixPass sorts the index src into dst, stably, by the byte at shift of
-// each symbol's address (addr) or of its size xor flip.
+// each symbol's address (addr) or of its size xor flip. Its loops are
+// written out for each key: one loop choosing the key for each symbol
+// (by masks) took 10-20 % longer in BenchmarkSortByAddr.
 func radixPass(syms []Symbol, src, dst []int32, shift uint, flip uint64, addr bool) {
 	var count [256]int32
 	if addr {
