@@ -304,12 +304,8 @@ func (g *gatherer) gather() (*minidump.Content, error) {
 		g.spans.add(r[0]&^(pageSize-1), (r[1]+pageSize-1)&^(pageSize-1))
 	}
 
-	// Modules.
-	mods, err := target.ModulesFromMaps(bytes.NewReader(mapsText))
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range mods {
+	// Modules, as the walks' sources parsed them from the maps.
+	for _, m := range src.Modules() {
 		if m.InMemory || g.isELF(m) {
 			c.Modules = append(c.Modules, g.module(m))
 		}

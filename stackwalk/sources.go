@@ -317,6 +317,11 @@ func (s *Sources) Snapshots() []*remote.Snapshot { return s.snaps }
 // Target returns the target the sources were gathered from.
 func (s *Sources) Target() target.Target { return s.t }
 
+// Modules returns the target's modules, by base address: those of the
+// maps listing for a live process (read once, or given as Options.Maps).
+// The slice is shared: callers must not modify it.
+func (s *Sources) Modules() []target.Module { return s.mods }
+
 // Module returns the module that contains addr.
 func (s *Sources) Module(addr uint64) (target.Module, bool) {
 	i := sort.Search(len(s.mods), func(i int) bool { return s.mods[i].Base > addr }) - 1
