@@ -9,9 +9,9 @@ import (
 // Where the system allows (Linux, on a file system with O_TMPFILE, with
 // /proc mounted), it has no name at all until it is complete: a writer
 // killed, by SIGKILL or a power cut as well as by an error, leaves nothing
-// behind, unless it dies in the instant between the link and the rename
-// of publish. Elsewhere it is a hidden file next to the final one, removed
-// on error.
+// behind, unless it replaces a file and dies in the instant between the
+// link and the rename of publish. Elsewhere it is a hidden file next to
+// the final one, removed on error.
 type tempFile struct {
 	*os.File
 	dir  string
@@ -36,13 +36,22 @@ func createTemp(dir, base string) (*tempFile, error) {
 }
 
 // publish gives the complete, synced file the name name, replacing what
-// was there, and closes it. An unnamed file is first linked into the
-// directory under a temporary name (a rename is what replaces a file
-// atomically); if the system refuses the link after all (createTemp
-// checked that it should not), it is copied to a named temporary file
-// instead, which needs its space twice.
+// was there, and closes it. An unnamed file is linked as name straight
+// away when nothing has that name: one operation on the directory, and
+// no temporary name ever. Otherwise it is first linked into the directory
+// under a temporary name (a rename is what replaces a file atomically); if
+// the system refuses the link after all (createTemp checked that it should
+// not), it is copied to a named temporary file instead, which needs its
+// space twice.
 func (t *tempFile) publish(name string) error {
 	if t.name == "" {
+		if err := linkAs(t.File, name); err == nil {
+			if err := t.File.Close(); err != nil {
+				os.Remove(name)
+				return err
+			}
+			return nil
+		}
 		tmp, err := linkUnnamed(t.File, t.dir, t.base)
 		if err != nil {
 			if tmp, err = t.copyNamed(); err != nil {
@@ -54,12 +63,18 @@ func (t *tempFile) publish(name string) error {
 	if err := t.File.Close(); err != nil {
 		return err
 	}
+	if testHookRename != nil {
+		testHookRename()
+	}
 	if err := os.Rename(t.name, name); err != nil {
 		return err
 	}
 	t.name = ""
 	return nil
 }
+
+// testHookRename, if set, is called before publish renames a file.
+var testHookRename func()
 
 // discard closes the file and removes it if it has a name.
 func (t *tempFile) discard() {

@@ -37,20 +37,12 @@ func openUnnamed(dir, base string) *os.File {
 }
 
 // linkUnnamed links the unnamed file f into dir under a fresh temporary
-// name and returns that name. Linking a file by its descriptor needs
-// /proc (or CAP_DAC_READ_SEARCH, for AT_EMPTY_PATH).
+// name and returns that name.
 func linkUnnamed(f *os.File, dir, base string) (string, error) {
-	if testNoLink {
-		return "", errors.New("link refused (test)")
-	}
-	proc := procFD(int(f.Fd()))
 	var err error
 	for range 100 {
 		name := tempName(dir, base, rand.Uint32())
-		err = unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW)
-		if errors.Is(err, unix.ENOENT) {
-			err = unix.Linkat(int(f.Fd()), "", unix.AT_FDCWD, name, unix.AT_EMPTY_PATH)
-		}
+		err = linkAs(f, name)
 		if !errors.Is(err, unix.EEXIST) {
 			if err != nil {
 				return "", err
@@ -59,6 +51,20 @@ func linkUnnamed(f *os.File, dir, base string) (string, error) {
 		}
 	}
 	return "", err
+}
+
+// linkAs links the unnamed file f into the file system as name, which must
+// not exist (unix.EEXIST if it does). Linking a file by its descriptor
+// needs /proc (or CAP_DAC_READ_SEARCH, for AT_EMPTY_PATH).
+func linkAs(f *os.File, name string) error {
+	if testNoLink {
+		return errors.New("link refused (test)")
+	}
+	err := unix.Linkat(unix.AT_FDCWD, procFD(int(f.Fd())), unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		err = unix.Linkat(int(f.Fd()), "", unix.AT_FDCWD, name, unix.AT_EMPTY_PATH)
+	}
+	return err
 }
 
 // procFD is the path of file descriptor fd in /proc.

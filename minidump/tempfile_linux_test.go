@@ -140,3 +140,48 @@ func TestWriteFileKilled(t *testing.T) {
 		t.Errorf("a writer killed in the middle left %v", ents)
 	}
 }
+
+// TestWriteFileReplaces writes a dump under a new name and then over an
+// existing file: the first is linked as its name at once, the second
+// replaces the file (through a temporary name and a rename), and in both
+// the directory holds the dump alone, complete.
+func TestWriteFileReplaces(t *testing.T) {
+	dir := t.TempDir()
+	unnamedOK(t, dir)
+	renames := 0
+	testHookRename = func() { renames++ }
+	defer func() { testHookRename = nil }()
+	name := filepath.Join(dir, "a.dmp")
+	c, _ := sampleContent()
+	if err := WriteFile(name, c, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkWritten(t, name, c)
+	if renames != 0 {
+		t.Errorf("a dump under a new name was renamed %d times, want linked as its name", renames)
+	}
+	var before unix.Stat_t
+	if err := unix.Stat(name, &before); err != nil {
+		t.Fatal(err)
+	}
+
+	c2, _ := sampleContent()
+	c2.Threads = c2.Threads[:1]
+	if err := WriteFile(name, c2, WriteOptions{}); err != nil {
+		t.Fatalf("writing over an existing dump: %v", err)
+	}
+	checkWritten(t, name, c2)
+	if renames != 1 {
+		t.Errorf("a dump replacing a file was renamed %d times, want 1", renames)
+	}
+	var after unix.Stat_t
+	if err := unix.Stat(name, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Ino == before.Ino {
+		t.Error("the second dump did not replace the first file")
+	}
+	if after.Nlink != 1 {
+		t.Errorf("the dump has %d links, want 1", after.Nlink)
+	}
+}

@@ -828,11 +828,12 @@ func (b *builder) context(ctx []byte) uint32 {
 // dump holds the process's memory. On any error there is no new file
 // under name (an existing one is left as it was) and no temporary file.
 //
-// On Linux the temporary file has no name until it is complete (it is
-// opened with O_TMPFILE, then linked into the directory just before the
-// rename), so a writer that is killed, even by SIGKILL, leaves nothing
-// behind either (unless it dies between that link and the rename); where
-// the file system or a missing /proc cannot do that, it is a hidden file
+// On Linux the temporary file has no name until it is complete: it is
+// opened with O_TMPFILE, then linked as name, or, to replace an existing
+// file, linked under a temporary name and renamed to name. A writer that
+// is killed, even by SIGKILL, leaves nothing behind either (unless it dies
+// between that link and the rename). Where the file system or a missing
+// /proc cannot do that, the temporary file is a hidden file
 // (".NAME.tmp…") removed on error.
 func WriteFile(name string, c *Content, opts WriteOptions) (err error) {
 	dir, base := filepath.Split(name)
