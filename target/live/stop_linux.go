@@ -133,7 +133,10 @@ func stop(pid int, opts StopOptions) (*Stopped, error) {
 			}
 		}
 	}()
-	if err := s.tr.do(s.stopAll); err != nil {
+	quietDone := quietStops()
+	err = s.tr.do(s.stopAll)
+	quietDone()
+	if err != nil {
 		return nil, err
 	}
 	if !opts.NoSignalHandler && opts.LazySignalHandler && s.holdsSignal() {
