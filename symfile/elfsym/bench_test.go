@@ -1,6 +1,9 @@
 package elfsym
 
 import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/fntable/fntable/internal/symtest"
@@ -71,4 +74,44 @@ func BenchmarkFrames(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSymbols measures the decoding of a large symbol table into the
+// sorted []symfile.Symbol (the file is opened once, outside the loop):
+// libc's separate debug file (libc6-dbg), about 10,000 symbols of which
+// some 860 carry a version in their name, as "fntable stack" decodes it
+// for every process that maps libc.
+func BenchmarkSymbols(b *testing.B) {
+	f, err := Open(libcDebugFile(b), symfile.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n = len(f.decodeSymbols())
+	}
+	b.ReportMetric(float64(n), "symbols")
+}
+
+// libcDebugFile returns the path of the separate debug file of this
+// system's libc (libc6-dbg puts it under /usr/lib/debug/.build-id), or
+// skips the benchmark.
+func libcDebugFile(b *testing.B) string {
+	const libc = "/lib/x86_64-linux-gnu/libc.so.6"
+	r, err := os.Open(libc)
+	if err != nil {
+		b.Skipf("no libc at %s: %v", libc, err)
+	}
+	defer r.Close()
+	id, err := Identify(r)
+	if err != nil || len(id.BuildID) < 2 {
+		b.Skipf("%s: no build ID (%v)", libc, err)
+	}
+	p := filepath.Join("/usr/lib/debug/.build-id", hex.EncodeToString(id.BuildID[:1]), hex.EncodeToString(id.BuildID[1:])+".debug")
+	if _, err := os.Stat(p); err != nil {
+		b.Skipf("no debug file of %s (Debian: apt-get install libc6-dbg): %v", libc, err)
+	}
+	return p
 }

@@ -415,51 +415,55 @@ var testHookSymbolsMapped func()
 // neither gets the functions its DWARF or Go pclntab describes; a file with
 // only .dynsym gets those added.
 func (f *File) Symbols() []symfile.Symbol {
-	f.symOnce.Do(func() {
-		defer func() {
-			if recover() != nil {
-				f.syms = nil
-			}
-		}()
-		tab, fromSymtab := symbolTable(f.f, f.file)
-		defer tab.release()
-		out := make([]symfile.Symbol, 0, tab.len())
-		tab.each(func(s rawSym) {
-			if s.Section == elf.SHN_UNDEF || s.Name == "" {
-				return
-			}
-			if i := int(s.Section); s.Section < elf.SHN_LORESERVE && i < len(f.f.Sections) && f.f.Sections[i].Flags&elf.SHF_ALLOC == 0 {
-				// In a section that is not loaded (glibc's .gnu.warning.*
-				// markers): its value is no address.
-				return
-			}
-			var k symfile.Kind
-			switch elf.ST_TYPE(s.Info) {
-			case elf.STT_SECTION, elf.STT_FILE:
-				return
-			case elf.STT_FUNC, elf.STT_GNU_IFUNC:
-				k = symfile.KindFunction
-			case elf.STT_OBJECT, elf.STT_COMMON:
-				k = symfile.KindData
-			case elf.STT_TLS:
-				k = symfile.KindThreadLocal
-			}
-			out = append(out, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: k})
-		})
-		stripVersions(out)
-		if !fromSymtab {
-			if f.dw != nil {
-				out = append(out, f.dw.Functions()...)
-			} else if tab := f.goTable(); tab != nil {
-				for _, fn := range tab.Funcs {
-					out = append(out, symfile.Symbol{Name: fn.Name, Addr: fn.Entry, Size: fn.End - fn.Entry, Kind: symfile.KindFunction})
-				}
+	f.symOnce.Do(func() { f.syms = f.decodeSymbols() })
+	return f.syms
+}
+
+// decodeSymbols decodes the symbol table for Symbols; an unreadable one
+// (a file truncated while mapped) gives nil.
+func (f *File) decodeSymbols() (syms []symfile.Symbol) {
+	defer func() {
+		if recover() != nil {
+			syms = nil
+		}
+	}()
+	tab, fromSymtab := symbolTable(f.f, f.file)
+	defer tab.release()
+	out := make([]symfile.Symbol, 0, tab.len())
+	tab.each(func(s rawSym) {
+		if s.Section == elf.SHN_UNDEF || s.Name == "" {
+			return
+		}
+		if i := int(s.Section); s.Section < elf.SHN_LORESERVE && i < len(f.f.Sections) && f.f.Sections[i].Flags&elf.SHF_ALLOC == 0 {
+			// In a section that is not loaded (glibc's .gnu.warning.*
+			// markers): its value is no address.
+			return
+		}
+		var k symfile.Kind
+		switch elf.ST_TYPE(s.Info) {
+		case elf.STT_SECTION, elf.STT_FILE:
+			return
+		case elf.STT_FUNC, elf.STT_GNU_IFUNC:
+			k = symfile.KindFunction
+		case elf.STT_OBJECT, elf.STT_COMMON:
+			k = symfile.KindData
+		case elf.STT_TLS:
+			k = symfile.KindThreadLocal
+		}
+		out = append(out, symfile.Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Kind: k})
+	})
+	stripVersions(out)
+	if !fromSymtab {
+		if f.dw != nil {
+			out = append(out, f.dw.Functions()...)
+		} else if tab := f.goTable(); tab != nil {
+			for _, fn := range tab.Funcs {
+				out = append(out, symfile.Symbol{Name: fn.Name, Addr: fn.Entry, Size: fn.End - fn.Entry, Kind: symfile.KindFunction})
 			}
 		}
-		symfile.Sort(out)
-		f.syms = slices.Compact(out)
-	})
-	return f.syms
+	}
+	symfile.Sort(out)
+	return slices.Compact(out)
 }
 
 // stripVersions removes the ELF symbol version that a .symtab spells into
@@ -471,37 +475,45 @@ func (f *File) Symbols() []symfile.Symbol {
 // named once without a version. (.dynsym names carry no version:
 // debug/elf keeps it apart.)
 func stripVersions(syms []symfile.Symbol) {
+	// The versioned names: a few hundred of libc's 10,000 symbols. Only
+	// they go into the map, and the names are split once.
+	type versioned struct {
+		i    int
+		base string
+	}
+	var vers []versioned
+	for i, s := range syms {
+		if base, ok := unversioned(s.Name); ok {
+			vers = append(vers, versioned{i, base})
+		}
+	}
+	if len(vers) == 0 {
+		return
+	}
 	type seen struct {
 		addr uint64
 		many bool // versions of the name at more than one address
 	}
-	var names map[string]*seen
-	for _, s := range syms {
-		base, ok := unversioned(s.Name)
-		if !ok {
-			continue
-		}
-		if names == nil {
-			names = map[string]*seen{}
-		}
-		if n := names[base]; n == nil {
-			names[base] = &seen{addr: s.Addr}
-		} else if n.addr != s.Addr {
+	names := make(map[string]seen, len(vers))
+	for _, v := range vers {
+		addr := syms[v.i].Addr
+		if n, ok := names[v.base]; !ok {
+			names[v.base] = seen{addr: addr}
+		} else if n.addr != addr {
 			n.many = true
+			names[v.base] = n
 		}
-	}
-	if names == nil {
-		return
 	}
 	// A plain name at another address than its versions also makes two.
 	for _, s := range syms {
-		if n := names[s.Name]; n != nil && n.addr != s.Addr {
+		if n, ok := names[s.Name]; ok && n.addr != s.Addr && !n.many {
 			n.many = true
+			names[s.Name] = n
 		}
 	}
-	for i, s := range syms {
-		if base, ok := unversioned(s.Name); ok && !names[base].many {
-			syms[i].Name = base
+	for _, v := range vers {
+		if !names[v.base].many {
+			syms[v.i].Name = v.base
 		}
 	}
 }
