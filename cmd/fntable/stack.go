@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
@@ -425,18 +428,11 @@ func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfM
 			fmt.Fprintf(stderr, "fntable: %v\n", err)
 		}
 	}
-	cache := map[uint64]symhandler.Location{}
+	cache := symbolizeAll(ctx, h, res, stderr)
 	for i := range res.Threads {
 		for j := range res.Threads[i].Frames {
 			f := &res.Threads[i].Frames[j]
-			loc, ok := cache[f.symbolPC]
-			if !ok {
-				loc, err = h.Symbolize(ctx, f.symbolPC)
-				if err != nil {
-					fmt.Fprintf(stderr, "fntable: %v\n", err)
-				}
-				cache[f.symbolPC] = loc
-			}
+			loc := cache[f.symbolPC]
 			if loc.Module != nil && !f.Module.ok {
 				f.Module = optString{loc.Module.Name, true}
 				f.ModuleOffset = optAddr{uint64(f.PC) - loc.Module.Base, true}
@@ -455,6 +451,52 @@ func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfM
 		}
 	}
 }
+
+// symbolizeAll symbolizes the distinct addresses of res's frames on as
+// many goroutines as there are CPUs (at most symbolizeWorkers): the
+// modules load, and the debug information's units are read, in parallel.
+// Errors are reported in the order of the frames.
+func symbolizeAll(ctx context.Context, h *symhandler.Handler, res *stackResult, stderr io.Writer) map[uint64]symhandler.Location {
+	var pcs []uint64
+	seen := map[uint64]bool{}
+	for i := range res.Threads {
+		for _, f := range res.Threads[i].Frames {
+			if !seen[f.symbolPC] {
+				seen[f.symbolPC] = true
+				pcs = append(pcs, f.symbolPC)
+			}
+		}
+	}
+	locs := make([]symhandler.Location, len(pcs))
+	errs := make([]error, len(pcs))
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(pcs) {
+				return
+			}
+			locs[i], errs[i] = h.Symbolize(ctx, pcs[i])
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), symbolizeWorkers, len(pcs)) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	cache := make(map[uint64]symhandler.Location, len(pcs))
+	for i, pc := range pcs {
+		if errs[i] != nil {
+			fmt.Fprintf(stderr, "fntable: %v\n", errs[i])
+		}
+		cache[pc] = locs[i]
+	}
+	return cache
+}
+
+// symbolizeWorkers bounds the goroutines of symbolizeAll.
+const symbolizeWorkers = 4
 
 // writeStacksText writes res as text, one line a frame. Lines are built
 // with strconv's appends into one buffer: a stack of thousands of frames
