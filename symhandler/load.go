@@ -120,13 +120,24 @@ func (h *Handler) tryLoad(ctx context.Context, m *Module, file string, dsl *Defe
 			}
 			if dr != nil {
 				// llvm-symbolizer names the outermost frame from the
-				// image's own symbol table, not the debug file's.
+				// image's own symbol table, not the debug file's. Its
+				// map is built on a goroutine of its own while the debug
+				// file is read below; that goroutine then closes the
+				// image, and tryLoad waits for it before it returns.
+				imgCloser := c
 				if img, err := elfsym.NewFile(r, symfile.Options{PublicsOnly: true}); err == nil {
-					fm := img.FunctionMap()
-					l.funcMap = func() *elfsym.FunctionMap { return fm }
-				}
-				if c != nil {
-					c.Close()
+					done := make(chan struct{})
+					go func() {
+						defer close(done)
+						img.FunctionMap()
+						if imgCloser != nil {
+							imgCloser.Close()
+						}
+					}()
+					defer func() { <-done }()
+					l.funcMap = img.FunctionMap
+				} else if imgCloser != nil {
+					imgCloser.Close()
 				}
 				sr, sc, debugFile = dr, dc, path
 				c = nil
