@@ -62,6 +62,7 @@ type File struct {
 
 	symOnce sync.Once
 	syms    []symfile.Symbol
+	pre     prefetched // see NewFile
 
 	fmOnce sync.Once
 	fm     *FunctionMap
@@ -87,8 +88,10 @@ func Open(name string, opts symfile.Options) (*File, error) {
 // NewFile reads the ELF file in r, which may be a file or an image in a
 // process's memory such as the vDSO (section offsets are then offsets
 // from the image's start). It reads the headers and indexes the DWARF
-// compilation units (unless opts.PublicsOnly); symbols are read on the first call to Symbols and a
-// unit's DIEs and line table on the first query in it. r must stay
+// compilation units (unless opts.PublicsOnly), and meanwhile, on a second
+// goroutine, decodes the symbol table that Symbols returns (with
+// opts.PublicsOnly it is decoded on the first call to Symbols). A unit's
+// DIEs and line table are read on the first query in it. r must stay
 // readable until Close.
 func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
 	defer recoverError(&err, "read elf file")
@@ -101,6 +104,16 @@ func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
 	if opts.PublicsOnly {
 		return f, nil
 	}
+	// The symbol table is decoded on a goroutine of its own while the
+	// DWARF units are indexed (a symbolizer needs both, and they take
+	// about as long for libc's debug file), and waited for here.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.pre.syms, f.pre.final = f.tableSymbols()
+		f.pre.done = true
+	}()
+	defer func() { <-done }() // also when a decoder panics
 	if err := f.loadDWARF(); err != nil && errors.Is(err, symfile.ErrCanceled) {
 		return nil, err
 	}
@@ -415,16 +428,38 @@ var testHookSymbolsMapped func()
 // neither gets the functions its DWARF or Go pclntab describes; a file with
 // only .dynsym gets those added.
 func (f *File) Symbols() []symfile.Symbol {
-	f.symOnce.Do(func() { f.syms = f.decodeSymbols() })
+	f.symOnce.Do(func() {
+		syms, final := f.pre.syms, f.pre.final
+		if !f.pre.done {
+			syms, final = f.tableSymbols()
+		}
+		f.pre = prefetched{}
+		if !final {
+			syms = f.addFunctions(syms)
+		}
+		f.syms = syms
+	})
 	return f.syms
 }
 
-// decodeSymbols decodes the symbol table for Symbols; an unreadable one
-// (a file truncated while mapped) gives nil.
-func (f *File) decodeSymbols() (syms []symfile.Symbol) {
+// prefetched is what NewFile decoded of the symbol table while it indexed
+// the DWARF units: tableSymbols's results.
+type prefetched struct {
+	syms  []symfile.Symbol
+	final bool
+	done  bool
+}
+
+// tableSymbols decodes the symbol table for Symbols. From .symtab the
+// symbols are final: sorted, and all there are. From .dynsym they are
+// not: Symbols adds the functions of the DWARF or the pclntab, and sorts
+// them. It reads neither of those, so that NewFile can run it while it
+// indexes the DWARF. An unreadable table (a file truncated while mapped)
+// gives no symbols.
+func (f *File) tableSymbols() (syms []symfile.Symbol, final bool) {
 	defer func() {
 		if recover() != nil {
-			syms = nil
+			syms, final = nil, true
 		}
 	}()
 	tab, fromSymtab := symbolTable(f.f, f.file)
@@ -454,16 +489,24 @@ func (f *File) decodeSymbols() (syms []symfile.Symbol) {
 	})
 	stripVersions(out)
 	if !fromSymtab {
-		if f.dw != nil {
-			out = append(out, f.dw.Functions()...)
-		} else if tab := f.goTable(); tab != nil {
-			for _, fn := range tab.Funcs {
-				out = append(out, symfile.Symbol{Name: fn.Name, Addr: fn.Entry, Size: fn.End - fn.Entry, Kind: symfile.KindFunction})
-			}
-		}
+		return out, false
 	}
 	symfile.Sort(out)
-	return slices.Compact(out)
+	return slices.Compact(out), true
+}
+
+// addFunctions adds to the symbols of a .dynsym the functions that the
+// DWARF or Go's pclntab describe, and sorts them.
+func (f *File) addFunctions(syms []symfile.Symbol) []symfile.Symbol {
+	if f.dw != nil {
+		syms = append(syms, f.dw.Functions()...)
+	} else if tab := f.goTable(); tab != nil {
+		for _, fn := range tab.Funcs {
+			syms = append(syms, symfile.Symbol{Name: fn.Name, Addr: fn.Entry, Size: fn.End - fn.Entry, Kind: symfile.KindFunction})
+		}
+	}
+	symfile.Sort(syms)
+	return slices.Compact(syms)
 }
 
 // stripVersions removes the ELF symbol version that a .symtab spells into
