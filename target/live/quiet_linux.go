@@ -74,14 +74,21 @@ func quietStops() (done func()) {
 // and SIG_IGN, for which the kernel sends no SIGCHLD on stops anyway) and
 // one that already is as asked are left alone.
 func setNoCldStop(on bool) bool {
-	var act kSigaction
-	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), 0, uintptr(unsafe.Pointer(&act)), unsafe.Sizeof(act.mask), 0, 0); e != 0 {
-		return false
-	}
-	if act.handler == sigDfl || act.handler == sigIgn || (act.flags&saNoCldStop != 0) == on {
+	act, err := sigchldAction(nil)
+	if err != nil || act.handler == sigDfl || act.handler == sigIgn || (act.flags&saNoCldStop != 0) == on {
 		return false
 	}
 	act.flags ^= saNoCldStop
-	_, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), uintptr(unsafe.Pointer(&act)), 0, unsafe.Sizeof(act.mask), 0, 0)
-	return e == 0
+	_, err = sigchldAction(&act)
+	return err == nil
+}
+
+// sigchldAction returns this process's SIGCHLD action, after setting it
+// to *set if set is not nil.
+func sigchldAction(set *kSigaction) (kSigaction, error) {
+	var old kSigaction
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), uintptr(unsafe.Pointer(set)), uintptr(unsafe.Pointer(&old)), unsafe.Sizeof(old.mask), 0, 0); e != 0 {
+		return old, e
+	}
+	return old, nil
 }

@@ -7,7 +7,6 @@ import (
 	"os/signal"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,9 +14,9 @@ import (
 // sigchldFlags returns the flags of this process's SIGCHLD action.
 func sigchldFlags(t *testing.T) uint64 {
 	t.Helper()
-	var act kSigaction
-	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), 0, uintptr(unsafe.Pointer(&act)), unsafe.Sizeof(act.mask), 0, 0); e != 0 {
-		t.Fatal(e)
+	act, err := sigchldAction(nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if act.handler == sigDfl || act.handler == sigIgn {
 		t.Fatalf("SIGCHLD has no handler (%d): the Go runtime installs one", act.handler)
