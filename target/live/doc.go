@@ -21,6 +21,17 @@
 // and untraced: after errors, after panics, and, by default, when the
 // tool gets SIGINT, SIGTERM or SIGHUP (see [StopOptions]).
 //
+// # Signals
+//
+// While a stop is being made, the calling process's SIGCHLD action has
+// SA_NOCLDSTOP set (its handler, the Go runtime's or another, stays): the
+// kernel would otherwise send a SIGCHLD for each thread the stop
+// interrupts, a signal delivery per thread. The flag is cleared when the
+// last stop in progress is done (unless it was set before). Meanwhile,
+// children of the calling process that stop or continue raise no
+// SIGCHLD either; their exits still do, and wait(2) sees the stops as
+// always.
+//
 // # Goroutines
 //
 // Each Stopped has one goroutine locked to its OS thread, the tracer: the
