@@ -27,10 +27,13 @@
 // SA_NOCLDSTOP set (its handler, the Go runtime's or another, stays): the
 // kernel would otherwise send a SIGCHLD for each thread the stop
 // interrupts, a signal delivery per thread. The flag is cleared when the
-// last stop in progress is done (unless it was set before). Meanwhile,
-// children of the calling process that stop or continue raise no
-// SIGCHLD either; their exits still do, and wait(2) sees the stops as
-// always.
+// last stop in progress is done (unless it was set before, or the action
+// was changed meanwhile). Meanwhile, children of the calling process that
+// stop or continue raise no SIGCHLD either; their exits still do, and
+// wait(2) sees the stops as always. A program that changes its SIGCHLD
+// action (signal.Ignore of SIGCHLD, or C code) at the moment a stop
+// starts may have the change undone; [StopOptions.KeepSIGCHLD] leaves
+// the action alone.
 //
 // # Goroutines
 //

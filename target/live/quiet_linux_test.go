@@ -47,13 +47,61 @@ func TestQuietStops(t *testing.T) {
 	}
 
 	// Set by someone else before: left set.
-	if !setNoCldStop(true) {
+	if _, ok := setNoCldStop(true, nil); !ok {
 		t.Fatal("could not set SA_NOCLDSTOP")
 	}
-	defer setNoCldStop(false)
 	quietStops()()
 	if sigchldFlags(t)&saNoCldStop == 0 {
 		t.Error("quietStops cleared an SA_NOCLDSTOP it had not set")
+	}
+	setNoCldStop(false, nil)
+
+	// Changed by someone else during the stop: not written over.
+	done := quietStops()
+	act, _ := sigchldAction(nil)
+	changed := act
+	changed.mask ^= 1 << (unix.SIGUSR1 - 1)
+	if _, err := sigchldAction(&changed); err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if got, _ := sigchldAction(nil); got != changed {
+		t.Errorf("the action changed during the stop became %+v at its end, want %+v", got, changed)
+	}
+	if _, err := sigchldAction(&act); err != nil {
+		t.Fatal(err)
+	}
+	setNoCldStop(false, nil)
+	if got := sigchldFlags(t); got != orig {
+		t.Errorf("after the test the flags are %#x, want %#x", got, orig)
+	}
+}
+
+// TestKeepSIGCHLD stops a child with StopOptions.KeepSIGCHLD: the action
+// is not touched, and the stop's SIGCHLDs arrive as before.
+func TestKeepSIGCHLD(t *testing.T) {
+	c := startChild(t, 4)
+	ch := make(chan os.Signal, 64)
+	signal.Notify(ch, unix.SIGCHLD)
+	defer signal.Stop(ch)
+	before, _ := sigchldAction(nil)
+	testHookSeize = func(int) {
+		if got, _ := sigchldAction(nil); got != before {
+			t.Errorf("with KeepSIGCHLD the action changed during the stop: %+v, was %+v", got, before)
+		}
+	}
+	defer func() { testHookSeize = nil }()
+	s, err := Stop(c.pid, StopOptions{KeepSIGCHLD: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Error("a stop with KeepSIGCHLD raised no SIGCHLD")
 	}
 }
 

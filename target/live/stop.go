@@ -156,6 +156,15 @@ type StopOptions struct {
 	// NoSignalHandler takes precedence.
 	LazySignalHandler bool
 
+	// KeepSIGCHLD leaves the process's SIGCHLD action as it is during the
+	// stop. By default SA_NOCLDSTOP is set on it while stops are in
+	// progress (see the package doc, "Signals"), which spares a signal
+	// delivery for each thread stopped, but for that moment changes
+	// process-wide state: a program that changes the SIGCHLD action
+	// (signal.Ignore or signal.Reset of SIGCHLD, or C code calling
+	// sigaction) while a stop starts or ends may have its change undone.
+	KeepSIGCHLD bool
+
 	// Ready, if not nil, says whether the process was stopped at a good
 	// moment: for a walker, one when no published function table list is
 	// in the middle of a change (functable/remote.Changing). While it

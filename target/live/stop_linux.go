@@ -133,7 +133,10 @@ func stop(pid int, opts StopOptions) (*Stopped, error) {
 			}
 		}
 	}()
-	quietDone := quietStops()
+	quietDone := func() {}
+	if !opts.KeepSIGCHLD {
+		quietDone = quietStops()
+	}
 	err = s.tr.do(s.stopAll)
 	quietDone()
 	if err != nil {
