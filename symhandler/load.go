@@ -127,15 +127,21 @@ func (h *Handler) tryLoad(ctx context.Context, m *Module, file string, dsl *Defe
 				imgCloser := c
 				if img, err := elfsym.NewFile(r, symfile.Options{PublicsOnly: true}); err == nil {
 					done := make(chan struct{})
+					var fm *elfsym.FunctionMap
 					go func() {
 						defer close(done)
-						img.FunctionMap()
+						fm = img.FunctionMap()
 						if imgCloser != nil {
 							imgCloser.Close()
 						}
 					}()
-					defer func() { <-done }()
-					l.funcMap = img.FunctionMap
+					// The map alone is kept, not the image's parsed file.
+					defer func() {
+						<-done
+						if l != nil {
+							l.funcMap = func() *elfsym.FunctionMap { return fm }
+						}
+					}()
 				} else if imgCloser != nil {
 					imgCloser.Close()
 				}

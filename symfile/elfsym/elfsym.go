@@ -496,8 +496,14 @@ func (f *File) tableSymbols() (syms []symfile.Symbol, final bool) {
 }
 
 // addFunctions adds to the symbols of a .dynsym the functions that the
-// DWARF or Go's pclntab describe, and sorts them.
-func (f *File) addFunctions(syms []symfile.Symbol) []symfile.Symbol {
+// DWARF or Go's pclntab describe, and sorts them; a decoder's panic gives
+// no symbols, as an unreadable table does.
+func (f *File) addFunctions(syms []symfile.Symbol) (out []symfile.Symbol) {
+	defer func() {
+		if recover() != nil {
+			out = nil
+		}
+	}()
 	if f.dw != nil {
 		syms = append(syms, f.dw.Functions()...)
 	} else if tab := f.goTable(); tab != nil {
