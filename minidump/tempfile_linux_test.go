@@ -152,32 +152,28 @@ func TestWriteFileReplaces(t *testing.T) {
 	testHookRename = func() { renames++ }
 	defer func() { testHookRename = nil }()
 	name := filepath.Join(dir, "a.dmp")
+	// write writes c as the dump, checks it and the renames so far, and
+	// returns the file's status.
+	write := func(c *Content, wantRenames int, what string) unix.Stat_t {
+		t.Helper()
+		if err := WriteFile(name, c, WriteOptions{}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		checkWritten(t, name, c)
+		if renames != wantRenames {
+			t.Errorf("%s: %d renames, want %d", what, renames, wantRenames)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(name, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
 	c, _ := sampleContent()
-	if err := WriteFile(name, c, WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	checkWritten(t, name, c)
-	if renames != 0 {
-		t.Errorf("a dump under a new name was renamed %d times, want linked as its name", renames)
-	}
-	var before unix.Stat_t
-	if err := unix.Stat(name, &before); err != nil {
-		t.Fatal(err)
-	}
-
+	before := write(c, 0, "a dump under a new name (linked as its name)")
 	c2, _ := sampleContent()
 	c2.Threads = c2.Threads[:1]
-	if err := WriteFile(name, c2, WriteOptions{}); err != nil {
-		t.Fatalf("writing over an existing dump: %v", err)
-	}
-	checkWritten(t, name, c2)
-	if renames != 1 {
-		t.Errorf("a dump replacing a file was renamed %d times, want 1", renames)
-	}
-	var after unix.Stat_t
-	if err := unix.Stat(name, &after); err != nil {
-		t.Fatal(err)
-	}
+	after := write(c2, 1, "a dump replacing a file")
 	if after.Ino == before.Ino {
 		t.Error("the second dump did not replace the first file")
 	}
