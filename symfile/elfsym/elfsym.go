@@ -62,7 +62,7 @@ type File struct {
 
 	symOnce sync.Once
 	syms    []symfile.Symbol
-	pre     prefetched // see NewFile
+	dynsyms []symfile.Symbol // a .dynsym's symbols as NewFile decoded them, until Symbols completes them
 
 	fmOnce sync.Once
 	fm     *FunctionMap
@@ -107,13 +107,15 @@ func NewFile(r io.ReaderAt, opts symfile.Options) (_ *File, err error) {
 	// The symbol table is decoded on a goroutine of its own while the
 	// DWARF units are indexed (a symbolizer needs both, and they take
 	// about as long for libc's debug file), and waited for here.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.pre.syms, f.pre.final = f.tableSymbols()
-		f.pre.done = true
-	}()
-	defer func() { <-done }() // also when a decoder panics
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if syms, final := f.tableSymbols(); final {
+			f.symOnce.Do(func() { f.syms = syms })
+		} else {
+			f.dynsyms = syms
+		}
+	})
+	defer wg.Wait() // also when a decoder panics
 	if err := f.loadDWARF(); err != nil && errors.Is(err, symfile.ErrCanceled) {
 		return nil, err
 	}
@@ -429,25 +431,19 @@ var testHookSymbolsMapped func()
 // only .dynsym gets those added.
 func (f *File) Symbols() []symfile.Symbol {
 	f.symOnce.Do(func() {
-		syms, final := f.pre.syms, f.pre.final
-		if !f.pre.done {
+		// NewFile decoded the table unless opts.PublicsOnly, and
+		// completed this Once if it was final.
+		syms, final := f.dynsyms, false
+		if f.opts.PublicsOnly {
 			syms, final = f.tableSymbols()
 		}
-		f.pre = prefetched{}
+		f.dynsyms = nil
 		if !final {
 			syms = f.addFunctions(syms)
 		}
 		f.syms = syms
 	})
 	return f.syms
-}
-
-// prefetched is what NewFile decoded of the symbol table while it indexed
-// the DWARF units: tableSymbols's results.
-type prefetched struct {
-	syms  []symfile.Symbol
-	final bool
-	done  bool
 }
 
 // tableSymbols decodes the symbol table for Symbols. From .symtab the
