@@ -121,9 +121,10 @@ func (h *Handler) tryLoad(ctx context.Context, m *Module, file string, dsl *Defe
 			if dr != nil {
 				// llvm-symbolizer names the outermost frame from the
 				// image's own symbol table, not the debug file's. Its
-				// map is built on a goroutine of its own while the debug
-				// file is read below; that goroutine then closes the
-				// image, and tryLoad waits for it before it returns.
+				// map is built on a goroutine of its own, which then
+				// closes the image, while the debug file is read below;
+				// the first lookup waits for it. The map alone is kept,
+				// not the image's parsed file.
 				imgCloser := c
 				if img, err := elfsym.NewFile(r, symfile.Options{PublicsOnly: true}); err == nil {
 					done := make(chan struct{})
@@ -135,13 +136,7 @@ func (h *Handler) tryLoad(ctx context.Context, m *Module, file string, dsl *Defe
 							imgCloser.Close()
 						}
 					}()
-					// The map alone is kept, not the image's parsed file.
-					defer func() {
-						<-done
-						if l != nil {
-							l.funcMap = func() *elfsym.FunctionMap { return fm }
-						}
-					}()
+					l.funcMap = func() *elfsym.FunctionMap { <-done; return fm }
 				} else if imgCloser != nil {
 					imgCloser.Close()
 				}
