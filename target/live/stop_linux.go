@@ -687,36 +687,35 @@ func readStat(pid, tid int) (stat, error) {
 // parseStat parses a stat line (proc(5)): pid (comm) state ppid pgrp
 // session tty_nr tpgid flags ... The name may hold spaces and
 // parentheses, so it ends at the last ')'. Only the name is copied: a
-// stop of 300 threads read 300 lines, and splitting each into its fifty
-// fields cost a few hundred fresh pages in a new process.
+// stop of 300 threads read 300 lines, and splitting each into a slice of
+// its fifty fields cost a few hundred fresh pages in a new process.
 func parseStat(b []byte) (stat, bool) {
 	i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if i < 0 || j < i {
 		return stat{}, false
 	}
 	// The fields after the name: state is the first, flags the seventh.
-	var fields [7][]byte
-	n, rest := 0, b[j+1:]
-	for n < len(fields) {
-		rest = bytes.TrimLeft(rest, " \t\n\v\f\r")
-		if len(rest) == 0 {
-			return stat{}, false
+	var state, flags []byte
+	n := 0
+	for f := range bytes.FieldsSeq(b[j+1:]) {
+		switch n {
+		case 0:
+			state = f
+		case 6:
+			flags = f
 		}
-		k := bytes.IndexAny(rest, " \t\n\v\f\r")
-		if k < 0 {
-			k = len(rest)
+		if n++; n == 7 {
+			break
 		}
-		fields[n], rest = rest[:k], rest[k:]
-		n++
 	}
-	if len(fields[0]) != 1 {
+	if n < 7 || len(state) != 1 {
 		return stat{}, false
 	}
-	flags, err := strconv.ParseUint(string(fields[6]), 10, 64)
+	fl, err := strconv.ParseUint(string(flags), 10, 64)
 	if err != nil {
 		return stat{}, false
 	}
-	return stat{comm: string(b[i+1 : j]), state: fields[0][0], flags: flags}, true
+	return stat{comm: string(b[i+1 : j]), state: state[0], flags: fl}, true
 }
 
 // readStatus returns the fields of /proc/PID/task/TID/status, or nil.
