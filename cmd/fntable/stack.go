@@ -458,11 +458,11 @@ func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfM
 // Errors are reported in the order of the frames.
 func symbolizeAll(ctx context.Context, h *symhandler.Handler, res *stackResult, stderr io.Writer) map[uint64]symhandler.Location {
 	var pcs []uint64
-	seen := map[uint64]bool{}
+	cache := map[uint64]symhandler.Location{}
 	for i := range res.Threads {
 		for _, f := range res.Threads[i].Frames {
-			if !seen[f.symbolPC] {
-				seen[f.symbolPC] = true
+			if _, ok := cache[f.symbolPC]; !ok {
+				cache[f.symbolPC] = symhandler.Location{}
 				pcs = append(pcs, f.symbolPC)
 			}
 		}
@@ -485,7 +485,6 @@ func symbolizeAll(ctx context.Context, h *symhandler.Handler, res *stackResult, 
 	}
 	work()
 	wg.Wait()
-	cache := make(map[uint64]symhandler.Location, len(pcs))
 	for i, pc := range pcs {
 		if errs[i] != nil {
 			fmt.Fprintf(stderr, "fntable: %v\n", errs[i])
