@@ -1,8 +1,14 @@
 package minidump
 
 import (
+	"errors"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // tempFile is the file a dump is written to before it is given its name.
@@ -117,3 +123,26 @@ func (t *tempFile) copyNamed() (string, error) {
 // tempPattern is the os.CreateTemp pattern of the hidden temporary names
 // of a dump to be named base.
 func tempPattern(base string) string { return "." + base + ".tmp*" }
+
+// linkUnnamed links the unnamed file f into dir under a fresh temporary
+// name and returns that name.
+func linkUnnamed(f *os.File, dir, base string) (string, error) {
+	var err error
+	for range 100 {
+		name := tempName(dir, base, rand.Uint32())
+		err = linkAs(f, name)
+		if !errors.Is(err, fs.ErrExist) {
+			if err != nil {
+				return "", err
+			}
+			return name, nil
+		}
+	}
+	return "", err
+}
+
+// tempName returns a hidden temporary name for base in dir, as
+// os.CreateTemp makes them with tempPattern, with n for the random part.
+func tempName(dir, base string, n uint32) string {
+	return filepath.Join(dir, strings.Replace(tempPattern(base), "*", strconv.FormatUint(uint64(n), 10), 1))
+}

@@ -2,16 +2,14 @@ package minidump
 
 import (
 	"errors"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// testNoUnnamed makes openUnnamed fail and testNoLink makes linkUnnamed
+// testNoUnnamed makes openUnnamed fail and testNoLink makes linkAs
 // fail, so that tests can take the fallbacks.
 var testNoUnnamed, testNoLink bool
 
@@ -34,23 +32,6 @@ func openUnnamed(dir, base string) *os.File {
 		return nil
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(dir, "."+base+".tmp (unnamed)"))
-}
-
-// linkUnnamed links the unnamed file f into dir under a fresh temporary
-// name and returns that name.
-func linkUnnamed(f *os.File, dir, base string) (string, error) {
-	var err error
-	for range 100 {
-		name := tempName(dir, base, rand.Uint32())
-		err = linkAs(f, name)
-		if !errors.Is(err, unix.EEXIST) {
-			if err != nil {
-				return "", err
-			}
-			return name, nil
-		}
-	}
-	return "", err
 }
 
 // linkAs links the unnamed file f into the file system as name, which must
@@ -80,10 +61,4 @@ func canLinkEmptyPath() bool {
 	}
 	const c = unix.CAP_DAC_READ_SEARCH
 	return data[c/32].Effective&(1<<(c%32)) != 0
-}
-
-// tempName returns a hidden temporary name for base in dir, as
-// os.CreateTemp makes them with tempPattern, with n for the random part.
-func tempName(dir, base string, n uint32) string {
-	return filepath.Join(dir, strings.Replace(tempPattern(base), "*", strconv.FormatUint(uint64(n), 10), 1))
 }

@@ -10,11 +10,6 @@ import (
 // openUnnamed returns nil: unnamed files are a Linux feature.
 func openUnnamed(dir, base string) *os.File { return nil }
 
-// linkUnnamed is never called here (openUnnamed makes no unnamed file).
-func linkUnnamed(f *os.File, dir, base string) (string, error) {
-	return "", errors.New("unnamed files are not supported")
-}
-
 // linkAs is never called here (openUnnamed makes no unnamed file).
 func linkAs(f *os.File, name string) error {
 	return errors.New("unnamed files are not supported")
