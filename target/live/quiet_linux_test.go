@@ -77,46 +77,16 @@ func TestQuietStops(t *testing.T) {
 	}
 }
 
-// TestKeepSIGCHLD stops a child with StopOptions.KeepSIGCHLD: the action
-// is not touched, and the stop's SIGCHLDs arrive as before.
-func TestKeepSIGCHLD(t *testing.T) {
-	c := startChild(t, 4)
+// stopCountingSIGCHLD stops a child of 1+workers threads with opts,
+// resumes it, and returns how many SIGCHLDs this process got meanwhile
+// (signals coalesce, so a stop that raises them gives at least one).
+func stopCountingSIGCHLD(t *testing.T, workers int, opts StopOptions) int {
+	t.Helper()
+	c := startChild(t, workers)
 	ch := make(chan os.Signal, 64)
 	signal.Notify(ch, unix.SIGCHLD)
 	defer signal.Stop(ch)
-	before, _ := sigchldAction(nil)
-	testHookSeize = func(int) {
-		if got, _ := sigchldAction(nil); got != before {
-			t.Errorf("with KeepSIGCHLD the action changed during the stop: %+v, was %+v", got, before)
-		}
-	}
-	defer func() { testHookSeize = nil }()
-	s, err := Stop(c.pid, StopOptions{KeepSIGCHLD: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-ch:
-	case <-time.After(2 * time.Second):
-		t.Error("a stop with KeepSIGCHLD raised no SIGCHLD")
-	}
-}
-
-// TestStopRaisesNoSIGCHLD stops a child of 1+8 threads and counts the
-// SIGCHLDs this process gets meanwhile: none, where each thread's
-// ptrace-stop raised one before.
-func TestStopRaisesNoSIGCHLD(t *testing.T) {
-	c := startChild(t, 8)
-	ch := make(chan os.Signal, 64)
-	signal.Notify(ch, unix.SIGCHLD)
-	defer signal.Stop(ch)
-	if sigchldFlags(t)&saNoCldStop != 0 {
-		t.Fatal("SA_NOCLDSTOP is set before the stop")
-	}
-	s, err := Stop(c.pid, StopOptions{})
+	s, err := Stop(c.pid, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,9 +102,33 @@ func TestStopRaisesNoSIGCHLD(t *testing.T) {
 			continue
 		case <-deadline:
 		}
-		break
+		return n
 	}
-	if n != 0 {
+}
+
+// TestKeepSIGCHLD stops a child with StopOptions.KeepSIGCHLD: the action
+// is not touched, and the stop's SIGCHLDs arrive as before.
+func TestKeepSIGCHLD(t *testing.T) {
+	before, _ := sigchldAction(nil)
+	testHookSeize = func(int) {
+		if got, _ := sigchldAction(nil); got != before {
+			t.Errorf("with KeepSIGCHLD the action changed during the stop: %+v, was %+v", got, before)
+		}
+	}
+	defer func() { testHookSeize = nil }()
+	if n := stopCountingSIGCHLD(t, 4, StopOptions{KeepSIGCHLD: true}); n == 0 {
+		t.Error("a stop with KeepSIGCHLD raised no SIGCHLD")
+	}
+}
+
+// TestStopRaisesNoSIGCHLD stops a child of 1+8 threads and counts the
+// SIGCHLDs this process gets meanwhile: none, where each thread's
+// ptrace-stop raised one before.
+func TestStopRaisesNoSIGCHLD(t *testing.T) {
+	if sigchldFlags(t)&saNoCldStop != 0 {
+		t.Fatal("SA_NOCLDSTOP is set before the stop")
+	}
+	if n := stopCountingSIGCHLD(t, 8, StopOptions{}); n != 0 {
 		t.Errorf("the stop raised %d SIGCHLD", n)
 	}
 	if sigchldFlags(t)&saNoCldStop != 0 {
