@@ -47,6 +47,8 @@ trap 'rm -rf "$work"' EXIT
 # is running already.
 start_wine() {
 	if [ ! -d "$WINEPREFIX/drive_c" ]; then
+		# Wine does not create the prefix's parent directories.
+		mkdir -p "$(dirname "$WINEPREFIX")"
 		sh "$shared/wine/setup-prefix.sh" >&2
 	fi
 	wineserver -p60 || true
