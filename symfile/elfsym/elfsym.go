@@ -38,6 +38,10 @@ type FormatError struct {
 	Err error  // the decoder's error
 }
 
+// errEndsEarly is the error of a FormatError for a file that ends
+// before its headers do.
+var errEndsEarly = errors.New("the file ends before its headers")
+
 func (e *FormatError) Error() string { return e.Op + ": " + e.Err.Error() }
 
 // Unwrap returns [ErrMalformed] and the decoder's error.
@@ -148,6 +152,9 @@ func newELF(r io.ReaderAt) (*elf.File, error) {
 	}
 	ef, err := elf.NewFile(r)
 	if err != nil {
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = errEndsEarly
+		}
 		return nil, &FormatError{Op: "read elf header", Err: err}
 	}
 	if ef.ByteOrder != binary.LittleEndian {
@@ -462,7 +469,10 @@ func (f *File) tableSymbols() (syms []symfile.Symbol, final bool) {
 	defer tab.release()
 	out := make([]symfile.Symbol, 0, tab.len())
 	tab.each(func(s rawSym) {
-		if s.Section == elf.SHN_UNDEF || s.Name == "" {
+		if s.Section == elf.SHN_UNDEF || s.Section == elf.SHN_ABS || s.Section == elf.SHN_COMMON || s.Name == "" {
+			// Undefined, or a value that is no address in the module:
+			// an absolute symbol (the version names GLIBC_PRIVATE and
+			// LINUX_2.6 are absolute symbols of value 0), a common one.
 			return
 		}
 		if i := int(s.Section); s.Section < elf.SHN_LORESERVE && i < len(f.f.Sections) && f.f.Sections[i].Flags&elf.SHF_ALLOC == 0 {
