@@ -251,10 +251,10 @@ func NewFileLazy(r io.ReaderAt) (*File, error) {
 		if n == len(p) {
 			return nil
 		}
-		if err == nil || err == io.EOF {
-			err = ErrTruncated
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("read pe headers: %w", err) // no format error
 		}
-		return &FormatError{Off: int64(off) + int64(n), Msg: "read pe headers", Err: err}
+		return &FormatError{Off: int64(off) + int64(n), Msg: "read pe headers", Err: ErrTruncated}
 	}
 	if err := f.parseHeaders(read); err != nil {
 		return nil, err
@@ -291,6 +291,9 @@ func NewMapped(m Memory, base uint64) (*File, error) {
 func (f *File) parseHeaders(read func(p []byte, off uint32) error) error {
 	var dos [64]byte
 	if err := read(dos[:2], 0); err != nil {
+		if !errors.Is(err, ErrTruncated) {
+			return err // unreadable (a directory, an I/O error, unmapped)
+		}
 		return fmt.Errorf("read pe headers: %w: shorter than an MZ signature", ErrNotImage)
 	}
 	if dos[0] != 'M' || dos[1] != 'Z' {

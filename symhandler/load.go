@@ -215,8 +215,14 @@ func (h *Handler) readerOptions(ctx context.Context, file string, dsl *DeferredS
 // identify reads the identity of an ELF or PE image.
 func identify(r io.ReaderAt) (symfile.Ident, error) {
 	var magic [4]byte
-	if _, err := r.ReadAt(magic[:], 0); err != nil {
-		return symfile.Ident{}, err
+	if n, err := r.ReadAt(magic[:], 0); n < len(magic) {
+		if err != nil && err != io.EOF {
+			return symfile.Ident{}, err
+		}
+		if n == 0 {
+			return symfile.Ident{}, fmt.Errorf("%w: the file is empty", symfile.ErrUnrecognized)
+		}
+		return symfile.Ident{}, fmt.Errorf("%w: the file has only %d bytes", symfile.ErrUnrecognized, n)
 	}
 	switch {
 	case bytes.Equal(magic[:], []byte("\x7fELF")):
