@@ -179,10 +179,9 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return &usageError{err: errors.New("no command")}
 	}
 	name, rest := args[0], args[1:]
-	switch name {
-	case "help", "-h", "-help", "--help":
-		if len(rest) == 0 {
-			printUsage(stdout)
+	if isHelpWord(name) {
+		if len(rest) == 0 || len(rest) == 1 && isHelpWord(rest[0]) {
+			printUsage(stdout) // "help help", "help -h": the list is help's help
 			return nil
 		}
 		c := lookup(rest[0])
@@ -196,6 +195,15 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return &usageError{err: fmt.Errorf("unknown command %q", name)}
 	}
 	return c.run(rest, stdout, stderr)
+}
+
+// isHelpWord reports whether s asks for help.
+func isHelpWord(s string) bool {
+	switch s {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // run runs the command line args and returns the exit status.

@@ -182,6 +182,10 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"-h"}, status: 0, stdout: "Commands:"},
 		{args: []string{"help", "unwindinfo"}, status: 0, stdout: "usage: fntable unwindinfo [--json] [--validate] FILE"},
 		{args: []string{"help", "nosuch"}, status: 2, stderr: `help: unknown command "nosuch"`},
+		{args: []string{"help", "help"}, status: 0, stdout: "Commands:"},
+		{args: []string{"help", "-h"}, status: 0, stdout: "Commands:"},
+		// A directory is no image, and the error says why.
+		{args: []string{"unwindinfo", t.TempDir()}, status: 1, stderr: "is a directory"},
 		{args: []string{"nosuch"}, status: 2, stderr: `fntable: unknown command "nosuch"`},
 		{args: []string{"unwindinfo", "-h"}, status: 0, stdout: "  -validate\n"},
 		{args: []string{"unwindinfo", "--help"}, status: 0, stdout: "Unwindinfo lists every RUNTIME_FUNCTION"},

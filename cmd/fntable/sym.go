@@ -278,8 +278,9 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 		defer close(jobs)
 		defer close(order)
 		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		sc.Split(bufio.ScanWords)
+		sc.Buffer(make([]byte, 4<<10), 64<<10)
+		var words boundedWords
+		sc.Split(words.split)
 		b := &batch{out: make(chan []byte, 1)}
 		flush := func() {
 			order <- b
@@ -315,7 +316,10 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 		return readErr
 	}
 	if n := bad.Load(); n > 0 {
-		return fmt.Errorf("%d of the inputs were not addresses", n)
+		if n == 1 {
+			return errors.New("1 input was not an address")
+		}
+		return fmt.Errorf("%d inputs were not addresses", n)
 	}
 	return nil
 }

@@ -267,3 +267,32 @@ func TestSymAlignment(t *testing.T) {
 		}
 	}
 }
+
+// TestSymLongInput: a word far longer than any address, read from
+// standard input, gets its error line like any other bad input, and the
+// inputs after it are still answered.
+func TestSymLongInput(t *testing.T) {
+	exe := symtest.CPP(t)
+	f, err := os.CreateTemp(t.TempDir(), "addrs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("0x1140 " + strings.Repeat("7", 2<<20) + "\n0x1143\n")
+	f.Seek(0, 0)
+	stdin := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = stdin }()
+	status, stdout, stderr := fntable("sym", "--json", "--symbol-path", t.TempDir(), "--module", exe)
+	os.Stdin = stdin
+	if status != 1 {
+		t.Errorf("status %d, want 1; stderr %.200q", status, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"address":"0x1140"`) ||
+		!strings.Contains(lines[1], `"error"`) || !strings.Contains(lines[2], `"address":"0x1143"`) {
+		t.Errorf("results:\n%.600s", stdout)
+	}
+	if len(stdout) > 4<<10 {
+		t.Errorf("%d bytes of output: the long input is echoed whole", len(stdout))
+	}
+}

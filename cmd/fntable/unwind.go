@@ -25,7 +25,7 @@ func newUnwindCmd() *command {
 		help: `
 Unwind performs one RtlVirtualUnwind step for each JSON object read from
 standard input, one per line, and writes one JSON line per input line, in
-order. It answers "what would Windows do with this frame?" for JIT and
+order (a blank line is skipped). It answers "what would Windows do with this frame?" for JIT and
 compiler authors, and is the contract for harnesses in other languages.
 
 Input line:
@@ -186,18 +186,29 @@ func (h *hexUint) UnmarshalJSON(b []byte) error {
 const maxLine = 64 << 20
 
 func unwindMain(in io.Reader, out io.Writer, img *loadedImage, ht unwind.HandlerType) error {
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	lr := newLineReader(in, maxLine)
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
 	failed, lines := 0, 0
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
+	for {
+		b, tooLong, err := lr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read standard input: %w", err)
+		}
+		line := strings.TrimSpace(string(b))
+		if line == "" && !tooLong {
 			continue
 		}
 		lines++
-		resp, err := unwindLine([]byte(line), img, ht)
+		var resp *unwindResponse
+		if tooLong {
+			err = fmt.Errorf("decode request: the line is longer than %d MiB", maxLine>>20)
+		} else {
+			resp, err = unwindLine(line, img, ht)
+		}
 		if err != nil {
 			failed++
 			err = enc.Encode(failure{Error: err.Error()})
@@ -211,20 +222,15 @@ func unwindMain(in io.Reader, out io.Writer, img *loadedImage, ht unwind.Handler
 			return err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read standard input: %w", err)
-	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d lines failed", failed, lines)
 	}
 	return nil
 }
 
-func unwindLine(line []byte, img *loadedImage, ht unwind.HandlerType) (*unwindResponse, error) {
+func unwindLine(line string, img *loadedImage, ht unwind.HandlerType) (*unwindResponse, error) {
 	var req unwindRequest
-	dec := json.NewDecoder(strings.NewReader(string(line)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeJSONLine(line, &req); err != nil {
 		return nil, fmt.Errorf("decode request: %v", requestError(err))
 	}
 	if req.Context == nil {

@@ -144,7 +144,7 @@ func TestUnwindRequestErrors(t *testing.T) {
 		{`{"context": {"rip": "0x401190"},`, "decode request: the line ends inside its JSON object (each request is one line)"},
 		{`nonsense`, "decode request: invalid JSON at byte 2: invalid character 'o' in literal null (expecting 'u')"},
 	} {
-		_, err := unwindLine([]byte(c.line), nil, 1)
+		_, err := unwindLine(c.line, nil, 1)
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%s: error %v\nwant %s", c.line, err, c.want)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
@@ -108,7 +107,7 @@ The exit status is 1 when a problem is found.`,
 			return err
 		}
 		if len(rep.Problems) > 0 {
-			return fmt.Errorf("%d problems in %d functions", len(rep.Problems), rep.Functions)
+			return fmt.Errorf("%s in %s checked", count(len(rep.Problems), "problem", "problems"), count(rep.Functions, "function", "functions"))
 		}
 		return nil
 	}
@@ -200,19 +199,27 @@ type verifyInput struct {
 // verifyLines checks the code regions read as JSON lines from r.
 func verifyLines(r io.Reader, maxProblems int) (verify.Report, error) {
 	total := verify.Report{Problems: []verify.Problem{}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	lr := newLineReader(r, maxLine)
 	line := 0
-	for sc.Scan() {
+	for {
+		b, tooLong, err := lr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return total, err
+		}
 		line++
-		if strings.TrimSpace(sc.Text()) == "" {
+		if tooLong {
+			return total, fmt.Errorf("line %d: longer than %d MiB", line, maxLine>>20)
+		}
+		text := strings.TrimSpace(string(b))
+		if text == "" {
 			continue
 		}
 		var in verifyInput
-		dec := json.NewDecoder(strings.NewReader(sc.Text()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
-			return total, fmt.Errorf("line %d: %w", line, err)
+		if err := decodeJSONLine(text, &in); err != nil {
+			return total, fmt.Errorf("line %d: %w", line, requestError(err))
 		}
 		mem, base, fns, err := in.load()
 		if err != nil {
@@ -231,7 +238,7 @@ func verifyLines(r io.Reader, maxProblems int) (verify.Report, error) {
 			break
 		}
 	}
-	return total, sc.Err()
+	return total, nil
 }
 
 func (in *verifyInput) load() (*unwind.SplicedMemory, uint64, []unwindinfo.RuntimeFunction, error) {
