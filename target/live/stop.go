@@ -249,6 +249,7 @@ type thread struct {
 	sig      int            // signal to deliver when detaching (a signal-delivery-stop)
 
 	inSyscall bool // stopped inside a system call (orig_rax is a call number)
+	jobStop   bool // it was in a group-stop (SIGSTOP, SIGTSTP, ...) before the stop
 	described bool // Name and State have been read
 }
 

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"runtime"
@@ -103,17 +104,8 @@ func stop(pid int, opts StopOptions) (*Stopped, error) {
 	if pid == os.Getpid() {
 		return nil, fmt.Errorf("stop process %d: it is the calling process", pid)
 	}
-	st, err := readStat(pid, pid)
-	if err != nil {
-		return nil, fmt.Errorf("stop process %d: %w: %w", pid, ErrNoProcess, err)
-	}
-	if st.flags&pfKthread != 0 {
-		return nil, fmt.Errorf("stop process %d (%s): %w", pid, st.comm, ErrKernelThread)
-	}
-	if st.state == 'Z' || st.state == 'X' {
-		if !anyLiveTask(pid) {
-			return nil, fmt.Errorf("stop process %d (%s): %w", pid, st.comm, ErrZombie)
-		}
+	if err := check(pid, "stop process"); err != nil {
+		return nil, err
 	}
 	proc, err := Open(pid)
 	if err != nil {
@@ -344,6 +336,14 @@ func (s *Stopped) reap(t *thread) bool {
 		// interrupt. Deliver it when detaching. (ws.TrapCause() is -1
 		// for any signal but SIGTRAP, so it cannot tell this.)
 		t.sig = int(ws.StopSignal())
+	} else if ws>>16 == unix.PTRACE_EVENT_STOP {
+		// The interrupt's stop reports SIGTRAP; a group-stop, the
+		// stopping signal: the thread was stopped by job control, and
+		// stays stopped after the detach.
+		switch ws.StopSignal() {
+		case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+			t.jobStop = true
+		}
 	}
 	var regs unix.PtraceRegs
 	if err := unix.PtraceGetRegs(t.ID, &regs); err != nil {
@@ -764,6 +764,35 @@ func listTasks(pid int) ([]int, error) {
 
 // anyLiveTask reports whether a thread of pid is not a zombie (a process
 // whose main thread has exited while others run).
+// Check reports why pid names no process whose memory and threads can be
+// read, as [Stop] would, without stopping it: [ErrNoProcess],
+// [ErrKernelThread] or [ErrZombie] (wrapped in an error that names the
+// process), or nil.
+func Check(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("process %d: invalid pid", pid)
+	}
+	return check(pid, "process")
+}
+
+// check is Check, with op ("stop process") before the pid in its errors.
+func check(pid int, op string) error {
+	st, err := readStat(pid, pid)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("%s %d: %w", op, pid, ErrNoProcess)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %d: %w: %w", op, pid, ErrNoProcess, err)
+	}
+	if st.flags&pfKthread != 0 {
+		return fmt.Errorf("%s %d (%s): %w", op, pid, st.comm, ErrKernelThread)
+	}
+	if (st.state == 'Z' || st.state == 'X') && !anyLiveTask(pid) {
+		return fmt.Errorf("%s %d (%s): %w", op, pid, st.comm, ErrZombie)
+	}
+	return nil
+}
+
 func anyLiveTask(pid int) bool {
 	tids, _ := listTasks(pid)
 	for _, tid := range tids {
@@ -874,6 +903,8 @@ func (s *Stopped) describe(t *thread) {
 	}
 	t.Name = st.comm
 	switch {
+	case t.jobStop:
+		t.State = stateName('T')
 	case t.stopped && t.inSyscall:
 		t.State = stateName('S')
 	case t.stopped:

@@ -1250,3 +1250,61 @@ func idleTracerNow() *tracer {
 	defer idleTracer.mu.Unlock()
 	return idleTracer.tr
 }
+
+// TestStopJobStopped: a process stopped by SIGSTOP shows as stopped, not
+// as sleeping in its system call, and is still stopped, and untraced,
+// after the stop ends.
+func TestStopJobStopped(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.HasPrefix(procState(pid), "T"); i++ {
+		if i == 1000 {
+			t.Fatalf("the child did not stop: %q", procState(pid))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s, err := Stop(pid, StopOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	threads, err := s.Threads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(threads) != 1 || threads[0].State != "T (stopped)" {
+		t.Errorf("threads %+v, want one in state T (stopped)", threads)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := procState(pid); !strings.HasPrefix(st, "T") {
+		t.Errorf("after the stop the process is %q, want it stopped still", st)
+	}
+	if tp := tracerPid(pid); tp != 0 {
+		t.Errorf("TracerPid %d after the stop", tp)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	if err := Check(os.Getpid()); err != nil {
+		t.Errorf("Check(self) = %v", err)
+	}
+	if err := Check(1 << 30); !errors.Is(err, ErrNoProcess) || strings.Contains(err.Error(), "/proc") {
+		t.Errorf("Check(no such pid) = %v, want ErrNoProcess and no /proc path", err)
+	}
+	if err := Check(0); err == nil {
+		t.Error("Check(0) succeeded")
+	}
+	if st, err := readStat(2, 2); err == nil && st.flags&pfKthread != 0 {
+		if err := Check(2); !errors.Is(err, ErrKernelThread) {
+			t.Errorf("Check(2) = %v, want ErrKernelThread", err)
+		}
+	}
+}

@@ -12,6 +12,9 @@ func Stop(pid int, opts StopOptions) (*Stopped, error) {
 	return nil, fmt.Errorf("stop process %d: %w", pid, ErrUnsupported)
 }
 
+// Check fails with [ErrUnsupported] on this OS.
+func Check(pid int) error { return fmt.Errorf("process %d: %w", pid, ErrUnsupported) }
+
 // Prepare does nothing on this OS.
 func Prepare() {}
 
