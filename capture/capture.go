@@ -622,7 +622,7 @@ func (g *gatherer) table(sn *remote.Snapshot, t *remote.Table) (minidump.WriteFu
 	if t.Type == functable.RF_CALLBACK {
 		entries = nil
 		if res := sn.Resolve(t); res.Err != nil {
-			g.logf("callback table %#x: %v", t.FunctionTable, res.Err)
+			g.logf("%v", res.Err) // it names the table
 		} else if _, e, ok := t.Resolution(); ok {
 			entries = e
 		}

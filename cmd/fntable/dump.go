@@ -109,13 +109,14 @@ func writeDumpSummary(w io.Writer, name string, s *capture.Summary) {
 		kind = "full-memory minidump"
 	}
 	fmt.Fprintf(w, "wrote %s: %s of process %d, %s\n", name, kind, s.Pid, byteSize(s.Size))
-	fmt.Fprintf(w, "  %d threads, %d modules, %s of memory in %d ranges\n", s.Threads, s.Modules, byteSize(int64(s.MemoryBytes)), s.Ranges)
-	fmt.Fprintf(w, "  %d dynamic function tables, %d entries", s.Tables, s.Entries)
+	fmt.Fprintf(w, "  %s, %s, %s of memory in %s\n", count(s.Threads, "thread", "threads"), count(s.Modules, "module", "modules"),
+		byteSize(int64(s.MemoryBytes)), count(s.Ranges, "range", "ranges"))
+	fmt.Fprintf(w, "  %s, %s", count(s.Tables, "dynamic function table", "dynamic function tables"), count(s.Entries, "entry", "entries"))
 	if s.Unresolved > 0 {
-		fmt.Fprintf(w, " (%d callback tables without entries: provider not trusted or not loaded)", s.Unresolved)
+		fmt.Fprintf(w, " (%s without entries: provider not trusted or not loaded)", count(s.Unresolved, "callback table", "callback tables"))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  %d Breakpad Linux streams; the process was stopped for %.1f ms\n", s.Streams, float64(s.Stopped.Microseconds())/1000)
+	fmt.Fprintf(w, "  %s; the process was stopped for %.1f ms\n", count(s.Streams, "Breakpad Linux stream", "Breakpad Linux streams"), float64(s.Stopped.Microseconds())/1000)
 }
 
 // byteSize formats n bytes for people.

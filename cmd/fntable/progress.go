@@ -83,7 +83,7 @@ func (b *bar) clear() {
 }
 
 // appendSize appends n bytes in the largest unit that keeps it at one or
-// more, with one decimal: "512 B", "1.2 MB".
+// more, with one decimal, in binary units: "512 B", "1.2 MiB".
 func appendSize(b []byte, n int64) []byte {
 	const units = "KMGT"
 	if n < 1024 {
@@ -96,5 +96,5 @@ func appendSize(b []byte, n int64) []byte {
 		u++
 	}
 	b = strconv.AppendFloat(b, v, 'f', 1, 64)
-	return append(b, ' ', units[u], 'B')
+	return append(b, ' ', units[u], 'i', 'B')
 }

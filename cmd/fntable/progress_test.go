@@ -13,7 +13,7 @@ func TestBar(t *testing.T) {
 	var buf bytes.Buffer
 	b := newBar(&buf, "writing x.dmp", 3<<20)
 	b.set(1 << 20)
-	want := "\rwriting x.dmp  33% |" + strings.Repeat("=", 10) + strings.Repeat(" ", 20) + "| (1.0 MB/3.0 MB)"
+	want := "\rwriting x.dmp  33% |" + strings.Repeat("=", 10) + strings.Repeat(" ", 20) + "| (1.0 MiB/3.0 MiB)"
 	if got := buf.String(); got != want {
 		t.Errorf("first line %q, want %q", got, want)
 	}
@@ -23,7 +23,7 @@ func TestBar(t *testing.T) {
 		t.Errorf("drawn within the interval: %q", buf.String())
 	}
 	b.set(3 << 20) // the end is always drawn
-	if got := buf.String(); !strings.Contains(got, "100% |"+strings.Repeat("=", 30)+"| (3.0 MB/3.0 MB)") {
+	if got := buf.String(); !strings.Contains(got, "100% |"+strings.Repeat("=", 30)+"| (3.0 MiB/3.0 MiB)") {
 		t.Errorf("last line %q", got)
 	}
 	width := b.width
@@ -42,7 +42,7 @@ func TestBar(t *testing.T) {
 	for _, c := range []struct {
 		n    int64
 		want string
-	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KB"}, {1536, "1.5 KB"}, {5 << 30, "5.0 GB"}} {
+	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {5 << 30, "5.0 GiB"}} {
 		if got := string(appendSize(nil, c.n)); got != c.want {
 			t.Errorf("appendSize(%d) = %q, want %q", c.n, got, c.want)
 		}

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -143,7 +145,10 @@ frames are marked "scan", and they are guesses.`,
 			if err != nil {
 				return err
 			}
-			return writeListing(stdout, *asJSON, res, func(w io.Writer) { writeStacksText(w, res) })
+			if err := writeListing(stdout, *asJSON, res, func(w io.Writer) { writeStacksText(w, res) }); err != nil {
+				return err
+			}
+			return missingThreads(res)
 		}
 		resolver, err := pf.resolver(stderr)
 		if err != nil {
@@ -159,7 +164,10 @@ frames are marked "scan", and they are guesses.`,
 		if cfg.symbols {
 			symbolizeStacks(res, cfg, stderr)
 		}
-		return writeListing(stdout, *asJSON, res, func(w io.Writer) { writeStacksText(w, res) })
+		if err := writeListing(stdout, *asJSON, res, func(w io.Writer) { writeStacksText(w, res) }); err != nil {
+			return err
+		}
+		return missingThreads(res)
 	}
 	return c
 }
@@ -186,6 +194,9 @@ func (c *command) parseTarget(args []string) (pid int, file string, err error) {
 	if len(args) != 1 {
 		return 0, "", c.usagef("want exactly one PID or dump file")
 	}
+	if args[0] == "" {
+		return 0, "", c.usagef("the PID or dump file is empty")
+	}
 	if _, err := strconv.ParseInt(args[0], 10, 64); err != nil {
 		return 0, args[0], nil
 	}
@@ -193,7 +204,8 @@ func (c *command) parseTarget(args []string) (pid int, file string, err error) {
 	return pid, "", err
 }
 
-// parsePID parses the one PID argument of c.
+// parsePID parses the one PID argument of c. The ID of a thread that is
+// not its process's main thread is a usage error that names the process.
 func (c *command) parsePID(args []string) (int, error) {
 	if len(args) != 1 {
 		return 0, c.usagef("want exactly one PID")
@@ -202,7 +214,30 @@ func (c *command) parsePID(args []string) (int, error) {
 	if err != nil || pid <= 0 {
 		return 0, c.usagef("bad PID %q", args[0])
 	}
+	if tgid, ok := threadGroup(pid); ok && tgid != pid {
+		hint := ""
+		if c.name == "stack" {
+			hint = fmt.Sprintf(" (--tid %d selects this thread)", pid)
+		}
+		return 0, c.usagef("%d is a thread of process %d: give the process's ID%s", pid, tgid, hint)
+	}
 	return pid, nil
+}
+
+// threadGroup returns the ID of the process of thread tid (its Tgid), if
+// /proc tells it.
+func threadGroup(tid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 type stackConfig struct {
@@ -228,6 +263,8 @@ type threadStack struct {
 	State  string       `json:"state"`
 	Frames []stackFrame `json:"frames"`
 	Error  *string      `json:"error"`
+
+	missing bool // asked for with --tid, and not a thread of the process
 }
 
 type stackFrame struct {
@@ -332,7 +369,7 @@ func walkProcess(cfg stackConfig, stderr io.Writer) (*stackResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &stackResult{Pid: cfg.pid}
+	res := &stackResult{Pid: cfg.pid, Threads: []threadStack{}}
 	walkThreads(res, src, threads, cfg, func(pc uint64) *frameTable {
 		t, _ := src.TableAt(pc)
 		return tableOf(t)
@@ -382,9 +419,26 @@ func walkThreads(res *stackResult, src *stackwalk.Sources, threads []target.Thre
 	}
 	for _, tid := range cfg.tids {
 		if !slices.ContainsFunc(res.Threads, func(t threadStack) bool { return t.Tid == tid }) {
-			res.Threads = append(res.Threads, threadStack{Tid: tid, Frames: []stackFrame{}, Error: ptr(fmt.Sprintf("process %d has no thread %d", res.Pid, tid))})
+			res.Threads = append(res.Threads, threadStack{Tid: tid, Frames: []stackFrame{}, Error: ptr(noThread(res.Pid, tid)), missing: true})
 		}
 	}
+}
+
+func noThread(pid, tid int) string { return fmt.Sprintf("process %d has no thread %d", pid, tid) }
+
+// missingThreads returns an error naming the threads asked for that res
+// does not hold (listed with an error), nil when it holds them all.
+func missingThreads(res *stackResult) error {
+	var missing []string
+	for _, t := range res.Threads {
+		if t.missing {
+			missing = append(missing, strconv.Itoa(t.Tid))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("process %d has no thread %s", res.Pid, strings.Join(missing, ", "))
 }
 
 // tableOf describes published table t (nil: none).
@@ -415,13 +469,17 @@ func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
 // symbolizeFrames names every frame of res with the modules of tgt and
 // the perf map at perfMap, if there is one.
 func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfMap string, stderr io.Writer) {
+	// The handler's problems (a module that cannot be loaded, a file
+	// whose build ID is not the module's) are told as for sym.
+	rep := newReporter(stderr)
 	h, err := symhandler.New(symhandler.Config{Target: tgt, Invade: true, SearchPath: cfg.searchPath,
-		Options: symhandler.DefaultOptions | cfg.options, CacheDir: symhandler.DefaultCacheDir()})
+		Options: symhandler.DefaultOptions | cfg.options, CacheDir: symhandler.DefaultCacheDir(), Progress: rep.event})
 	if err != nil {
 		fmt.Fprintf(stderr, "fntable: symbolize: %v\n", err)
 		return
 	}
 	defer h.Close()
+	rep.h = h
 	ctx := context.Background()
 	if perfMap != "" && fileExists(perfMap) {
 		if _, err := h.ImportPerfMap(ctx, perfMap, "perf-map"); err != nil {
@@ -638,7 +696,7 @@ func walkDump(d *dump.Dump, cfg stackConfig, stderr io.Writer) (*stackResult, er
 		logf("%v", err)
 	}
 	tables, _ := d.File().FunctionTables()
-	res := &stackResult{Pid: d.ProcessID()}
+	res := &stackResult{Pid: d.ProcessID(), Threads: []threadStack{}}
 	walkThreads(res, src, threads, cfg, func(pc uint64) *frameTable {
 		for _, sn := range lists {
 			if t := sn.Table(pc); t != nil {

@@ -549,11 +549,20 @@ func TestStackJSONOptions(t *testing.T) {
 	}
 	// run runs stack --json --no-symbols (TestStackJSON covers the
 	// symbols) with args.
+	// A thread asked for that the process does not have is listed with
+	// its error, and makes the status 1.
 	run := func(t *testing.T, args ...string) []map[string]any {
 		t.Helper()
 		status, stdout, stderr := stackRun(t, p.Pid, append(append([]string{"--json", "--no-symbols"}, args...), pid)...)
-		if status != 0 {
-			t.Fatalf("status %d: %s", status, stderr)
+		want := 0
+		if slices.Contains(args, strconv.Itoa(stackNoSuchPID)) {
+			want = 1
+			if !strings.Contains(stderr, fmt.Sprintf("has no thread %d", stackNoSuchPID)) {
+				t.Errorf("stderr %q does not name the missing thread", stderr)
+			}
+		}
+		if status != want {
+			t.Fatalf("status %d, want %d: %s", status, want, stderr)
 		}
 		doc := stackJSON(t, stdout)
 		if doc["pid"] != float64(p.Pid) {
@@ -909,7 +918,12 @@ func TestStackTablesCommandLine(t *testing.T) {
 		{[]string{"tables"}, 2, "fntable tables: want exactly one PID or dump file\nusage: fntable tables "},
 		{[]string{"tables", "1", "2"}, 2, "fntable tables: want exactly one PID or dump file\n"},
 		{[]string{"tables", "abc"}, 1, "abc: no such file"},
-		{[]string{"tables", none}, 1, "process " + none},
+		{[]string{"tables", none}, 1, "process " + none + ": no such process"},
+		{[]string{"stack", ""}, 2, "fntable stack: the PID or dump file is empty"},
+		{[]string{"tables", ""}, 2, "fntable tables: the PID or dump file is empty"},
+		// A thread's ID is refused, and the process's is named.
+		{[]string{"stack", strconv.Itoa(otherThread(t))}, 2, fmt.Sprintf("is a thread of process %d: give the process's ID (--tid", os.Getpid())},
+		{[]string{"tables", strconv.Itoa(otherThread(t))}, 2, fmt.Sprintf("is a thread of process %d: give the process's ID\n", os.Getpid())},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			status, stdout, stderr := fntable(c.args...)
@@ -921,4 +935,21 @@ func TestStackTablesCommandLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherThread returns the ID of a thread of this process that is not its
+// main thread.
+func otherThread(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if tid, _ := strconv.Atoi(e.Name()); tid != 0 && tid != os.Getpid() {
+			return tid
+		}
+	}
+	t.Fatal("this process has one thread only")
+	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/procmem"
 	"github.com/fntable/fntable/target/dump"
+	"github.com/fntable/fntable/target/live"
 )
 
 func newTablesCmd() *command {
@@ -128,6 +129,9 @@ type resolutionInfo struct {
 // readTables reads the published lists of process pid, resolving callback
 // tables through p (nil: none).
 func readTables(pid int, p remote.Provider) (*tablesResult, error) {
+	if err := live.Check(pid); err != nil {
+		return nil, err
+	}
 	maps, err := remote.Find(pid)
 	if err != nil {
 		return nil, err
