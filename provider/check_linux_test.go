@@ -66,7 +66,7 @@ func TestCheck(t *testing.T) {
 		{"group writable", gw, false, "is writable by group or others (mode 0775)"},
 		{"world writable", ww, false, "is writable by group or others (mode 0757)"},
 		{"directory writable", badDir, false, "directory " + filepath.Dir(badDir) + " is writable by group or others (mode 0777)"},
-		{"not a regular file", dir, false, "is not a regular file"},
+		{"not a regular file", dir, false, "is not a regular file but a directory"},
 		{"under /tmp", tmp, false, "directory /tmp is writable by group or others"},
 		{"missing", filepath.Join(f.dir, "missing.so"), false, "cannot resolve the path: no such file or directory"},
 	} {
@@ -184,5 +184,22 @@ func TestLoadTrustDefaultRoundTrip(t *testing.T) {
 	}
 	if got := again.Entries(); len(got) != 1 || got[0].Path != "/opt/jit/libp.so" {
 		t.Errorf("entries %v", got)
+	}
+}
+
+func TestCheckDir(t *testing.T) {
+	if err := CheckDir("/"); err != nil {
+		t.Errorf("CheckDir(/) = %v", err)
+	}
+	dir := t.TempDir() // below the world-writable temporary directory
+	if fi, err := os.Stat(os.TempDir()); err != nil || fi.Mode().Perm()&0o002 == 0 {
+		t.Skipf("%s is not world-writable here", os.TempDir())
+	}
+	err := CheckDir(dir)
+	if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("CheckDir(%s) = %v, want ErrUntrusted for a writable directory above it", dir, err)
+	}
+	if err := CheckDir(filepath.Join(dir, "missing")); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("CheckDir(missing) = %v", err)
 	}
 }

@@ -250,7 +250,7 @@ func checkFile(real string, uid uint32) (fileID, string, bool) {
 		return fileID{}, fmt.Sprintf("cannot stat it: %v", unwrapPathError(err)), false
 	}
 	if !fi.Mode().IsRegular() {
-		return fileID{}, fmt.Sprintf("%s is not a regular file (%v)", real, fi.Mode().Type()), false
+		return fileID{}, fmt.Sprintf("%s is not a regular file but %s", real, fileKind(fi.Mode())), false
 	}
 	if reason, ok := safeOwnerMode(fi, real, uid); !ok {
 		return fileID{}, reason, false
@@ -260,6 +260,26 @@ func checkFile(real string, uid uint32) (fileID, string, bool) {
 	}
 	id, _ := statID(fi)
 	return id, "", true
+}
+
+// CheckDir reports whether a library placed in directory dir could pass
+// [Trust.Check]'s rules for the directories above it: nil when dir (its
+// real path) and every directory above it are owned by root or the
+// invoking user and writable by no one else, else an [ErrUntrusted]
+// error that says which is not. A program that builds or installs a
+// provider uses it to choose where.
+func CheckDir(dir string) error {
+	real, err := filepath.Abs(dir)
+	if err == nil {
+		real, err = filepath.EvalSymlinks(real)
+	}
+	if err != nil {
+		return errorf(ErrUntrusted, "directory %s: %v", dir, unwrapPathError(err))
+	}
+	if reason, ok := safeDirs(real, uint32(os.Getuid())); !ok {
+		return errorf(ErrUntrusted, "%s", reason)
+	}
+	return nil
 }
 
 // safeDirs checks dir and every directory above it.
@@ -297,6 +317,25 @@ func safeOwnerMode(fi fs.FileInfo, what string, uid uint32) (string, bool) {
 		return fmt.Sprintf("%s is owned by uid %d, neither root nor the invoking user (uid %d)", what, owner, uid), false
 	}
 	return "", true
+}
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "of another kind (" + m.Type().String() + ")"
 }
 
 // modeBits returns the permission, setuid, setgid and sticky bits of m in

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ contract instead of the narrative. The target ends with the demo.`,
 	c.run = func(args []string, stdout, stderr io.Writer) error {
 		fs := c.flagSet()
 		asJSON := fs.Bool("json", false, "print the stacks as one JSON document (the fntable stack contract)")
-		seed := fs.Uint64("seed", 1, "the code generator's `seed`")
+		seed := fs.Uint64("seed", 1, "the code generator's seed `N`")
 		isolate := fs.Bool("isolate-providers", false, "call the provider in a helper process")
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
@@ -94,6 +95,9 @@ func demoMain(cfg demoConfig, stdout, stderr io.Writer) error {
 	switch {
 	case errors.Is(err, demotarget.ErrNoCompiler):
 		out.printf("1. No C compiler on PATH (cc or gcc): the example provider cannot be built, so the target\n   runs without its callback table.\n")
+		fmt.Fprintf(stderr, "fntable demo: %v: running without the callback table\n", err)
+	case errors.Is(err, errNoSafeDir):
+		out.printf("1. No directory where the trust rules would accept the example provider (set\n   XDG_CACHE_HOME to a directory only you can write), so the target runs without its\n   callback table.\n")
 		fmt.Fprintf(stderr, "fntable demo: %v: running without the callback table\n", err)
 	case err != nil:
 		return fmt.Errorf("build the example provider: %w", err)
@@ -158,7 +162,7 @@ func demoMain(cfg demoConfig, stdout, stderr io.Writer) error {
 				out.printf("   %s", line)
 			}
 		}
-		out.printf("\n   (%d Go runtime threads not shown: \"fntable stack %d\" shows all.)\n", len(res.Threads)-len(rep.Threads), rep.Pid)
+		out.printf("\n   (%d Go runtime threads not shown: \"fntable demo --json\" lists every thread.)\n", len(res.Threads)-len(rep.Threads))
 	}
 	if checkErr != nil {
 		return fmt.Errorf("the walk does not match the chains the target built: %w", checkErr)
@@ -167,23 +171,47 @@ func demoMain(cfg demoConfig, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// errNoSafeDir: no directory was found where the trust rules would
+// accept the example provider.
+var errNoSafeDir = errors.New("no directory for the example provider passes the trust rules")
+
 // demoProvider builds the example provider in a directory that the trust
-// rules accept (owned by the user, writable by no one else): the user's
-// cache directory.
+// rules accept (it, and every directory above it, owned by the user or
+// root and writable by no one else): the user's cache directory, or, when
+// that lies under a directory others can write (HOME in /tmp), the user's
+// runtime directory or the cache directory of the home that the user
+// database gives.
 func demoProvider() (lib, dir string, err error) {
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", "", err
+	var candidates, refused []string
+	if base, err := os.UserCacheDir(); err == nil {
+		candidates = append(candidates, filepath.Join(base, "fntable", "demo"))
 	}
-	dir = filepath.Join(base, "fntable", "demo")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
+	if run := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(run) {
+		candidates = append(candidates, filepath.Join(run, "fntable-demo"))
 	}
-	if err := os.Chmod(dir, 0o755); err != nil { // MkdirAll obeys the umask
-		return "", "", err
+	if u, err := user.Current(); err == nil && filepath.IsAbs(u.HomeDir) {
+		candidates = append(candidates, filepath.Join(u.HomeDir, ".cache", "fntable", "demo"))
 	}
-	lib, err = demotarget.BuildProvider(dir)
-	return lib, dir, err
+	for i, dir := range candidates {
+		if slices.Contains(candidates[:i], dir) {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			refused = append(refused, fmt.Sprintf("%s: %v", dir, err))
+			continue
+		}
+		if err := os.Chmod(dir, 0o755); err != nil { // MkdirAll obeys the umask
+			refused = append(refused, fmt.Sprintf("%s: %v", dir, err))
+			continue
+		}
+		if err := provider.CheckDir(dir); err != nil {
+			refused = append(refused, fmt.Sprintf("%s: %v", dir, err))
+			continue
+		}
+		lib, err = demotarget.BuildProvider(dir)
+		return lib, dir, err
+	}
+	return "", "", fmt.Errorf("%w (%s)", errNoSafeDir, strings.Join(refused, "; "))
 }
 
 // demoTrust is the demo's trust list: only the paths in extra, as with an
