@@ -253,6 +253,11 @@ func (info *Info) Validate() error {
 			if fpregs > 1 {
 				return bad(i, "more than one SET_FPREG", nil)
 			}
+			if c.OpInfo != 0 {
+				// Reserved: the frame register and its offset are in
+				// the header.
+				return bad(i, "SET_FPREG operation info", c.OpInfo)
+			}
 		case UWOP_SAVE_NONVOL_FAR:
 			if c.Operand%8 != 0 {
 				return bad(i, "SAVE_NONVOL_FAR offset not a multiple of 8", c.Operand)

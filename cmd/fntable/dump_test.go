@@ -127,7 +127,16 @@ func TestDumpRoundTrip(t *testing.T) {
 			}
 			for i := range lt.Frames {
 				lf, of := lt.Frames[i], ot.Frames[i]
-				if lf.PC != of.PC || lf.SP != of.SP || lf.How != of.How || (lf.Table == nil) != (of.Table == nil) {
+				samePC := lf.PC == of.PC
+				if i == 0 && (lf.PC-of.PC == 2 || of.PC-lf.PC == 2) {
+					// The thread loops on pause: stopped again just
+					// after the live walk resumed it, it may not have
+					// re-entered the restarted system call yet, and its
+					// PC is then on the syscall instruction, 2 bytes
+					// before the PC it has while blocked in it.
+					samePC = true
+				}
+				if !samePC || lf.SP != of.SP || lf.How != of.How || (lf.Table == nil) != (of.Table == nil) {
 					t.Errorf("%s: thread %d (%s) frame %d: pc %#x sp %#x %s, live pc %#x sp %#x %s", what, rt.Tid, rt.Name, i, uint64(of.PC), uint64(of.SP), of.How, uint64(lf.PC), uint64(lf.SP), lf.How)
 				}
 			}

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
+	"path/filepath"
 	"time"
 
 	"github.com/fntable/fntable/provider"
@@ -14,25 +14,46 @@ import (
 // tables through out-of-process provider libraries (stack, tables).
 type providerFlags struct {
 	trustList string
-	trusted   stringList
+	trusted   []string
 	isolate   bool
 	timeout   time.Duration
 	none      bool
 }
 
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
-
 // register adds the provider flags to fs.
 func (p *providerFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&p.trustList, "trust-list", "", "read the trust list from `FILE` instead of "+provider.DefaultListFile)
-	fs.Var(&p.trusted, "trust-provider", "also trust the provider library at absolute `PATH` (repeatable)")
+	p.registerTrust(fs)
 	fs.BoolVar(&p.isolate, "isolate-providers", false, "call each provider in a helper process, killed after --provider-timeout")
-	fs.DurationVar(&p.timeout, "provider-timeout", provider.DefaultTimeout, "how long an isolated provider may take")
+	p.timeout = provider.DefaultTimeout
+	fs.Func("provider-timeout", "how long an isolated provider may take, such as 500ms (default "+provider.DefaultTimeout.String()+")", func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive duration such as 2s or 500ms", s)
+		}
+		p.timeout = d
+		return nil
+	})
 	fs.BoolVar(&p.none, "no-providers", false, "load no provider library: callback tables stay unresolved")
+}
+
+// registerTrust adds the flags that make the trust list to fs.
+func (p *providerFlags) registerTrust(fs *flag.FlagSet) {
+	fs.StringVar(&p.trustList, "trust-list", "", "read the trust list from `FILE` instead of "+provider.DefaultListFile)
+	fs.Func("trust-provider", "also trust the provider library at absolute `PATH` (repeatable)", func(s string) error {
+		if !filepath.IsAbs(s) {
+			return fmt.Errorf("%q is not an absolute path", s)
+		}
+		p.trusted = append(p.trusted, s)
+		return nil
+	})
+}
+
+// listFile returns the path of the list file the flags name.
+func (p *providerFlags) listFile() string {
+	if p.trustList != "" {
+		return p.trustList
+	}
+	return provider.DefaultListFile
 }
 
 // trust loads the trust list the flags name.
@@ -92,7 +113,7 @@ whether the library at PATH would be loaded and why, and exits 1 if it
 would not.
 
 With --json the output is one document:
-  {"file": "...", "entries": [{"path": "...", "source": "FILE:LINE"}...],
+  {"file": "..." | null, "entries": [{"path": "...", "source": "FILE:LINE"}...],
    "warnings": ["..."], "check": null | {"path": "...", "real_path": "...",
    "trusted": true, "reason": "..."}}`,
 	}
@@ -100,8 +121,7 @@ With --json the output is one document:
 		fs := c.flagSet()
 		asJSON := fs.Bool("json", false, "print one JSON document")
 		var pf providerFlags
-		fs.StringVar(&pf.trustList, "trust-list", "", "read the trust list from `FILE` instead of "+provider.DefaultListFile)
-		fs.Var(&pf.trusted, "trust-provider", "also trust the provider library at absolute `PATH` (repeatable)")
+		pf.registerTrust(fs)
 		check := fs.String("check", "", "say whether the library at `PATH` would be loaded, and why")
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
@@ -113,7 +133,10 @@ With --json the output is one document:
 		if err != nil {
 			return err
 		}
-		res := providersResult{File: t.File(), Entries: []trustEntry{}, Warnings: []string{}}
+		res := providersResult{Entries: []trustEntry{}, Warnings: []string{}, lookedFor: pf.listFile()}
+		if f := t.File(); f != "" {
+			res.File = &f
+		}
 		for _, e := range t.Entries() {
 			res.Entries = append(res.Entries, trustEntry{e.Path, e.Source})
 		}
@@ -136,10 +159,12 @@ With --json the output is one document:
 }
 
 type providersResult struct {
-	File     string       `json:"file"`
+	File     *string      `json:"file"` // nil: there is no list file
 	Entries  []trustEntry `json:"entries"`
 	Warnings []string     `json:"warnings"`
 	Check    *checkResult `json:"check"`
+
+	lookedFor string // the list file's path
 }
 
 type trustEntry struct {
@@ -155,11 +180,11 @@ type checkResult struct {
 }
 
 func writeProvidersText(w io.Writer, res *providersResult) {
-	file := res.File
-	if file == "" {
-		file = "(no list file)"
+	if res.File != nil {
+		fmt.Fprintf(w, "trust list: %s\n", *res.File)
+	} else {
+		fmt.Fprintf(w, "trust list: none (no file %s)\n", res.lookedFor)
 	}
-	fmt.Fprintf(w, "trust list: %s\n", file)
 	if len(res.Entries) == 0 {
 		fmt.Fprintln(w, "  (empty: no provider library will be loaded)")
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/fntable/fntable/internal/testenv"
+	"github.com/fntable/fntable/provider"
 )
 
 // TestProvidersCommand checks "fntable providers": the list with its
@@ -83,5 +84,36 @@ func TestProvidersCommand(t *testing.T) {
 	check, _ := doc["check"].(map[string]any)
 	if check["trusted"] != false || check["real_path"] != other || !strings.Contains(check["reason"].(string), "not on the trust list") {
 		t.Errorf("JSON check %v", check)
+	}
+}
+
+// TestProviderFlags: bad provider flags are usage errors; without a list
+// file the listing says which file it looked for.
+func TestProviderFlags(t *testing.T) {
+	for _, c := range []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"providers", "--trust-provider", "lib.so"}, `"lib.so" is not an absolute path`},
+		{[]string{"stack", "--trust-provider", "lib.so", "1"}, `"lib.so" is not an absolute path`},
+		{[]string{"stack", "--provider-timeout", "-1s", "1"}, `"-1s" is not a positive duration`},
+		{[]string{"tables", "--provider-timeout", "0", "1"}, `"0" is not a positive duration`},
+		{[]string{"verify", "--max-problems", "-1", "x.exe"}, "--max-problems must not be negative"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if status := run(c.args, &stdout, &stderr); status != 2 || !strings.Contains(stderr.String(), c.stderr) {
+			t.Errorf("%q: status %d, stderr %q; want 2 and %q", c.args, status, stderr.String(), c.stderr)
+		}
+	}
+	if _, err := os.Stat(provider.DefaultListFile); err == nil {
+		t.Skipf("%s exists here", provider.DefaultListFile)
+	}
+	var stdout, stderr bytes.Buffer
+	if status := run([]string{"providers"}, &stdout, &stderr); status != 0 || !strings.Contains(stdout.String(), "trust list: none (no file "+provider.DefaultListFile+")") {
+		t.Errorf("providers: status %d, stdout %q", status, stdout.String())
+	}
+	stdout.Reset()
+	if status := run([]string{"providers", "--json"}, &stdout, &stderr); status != 0 || !strings.Contains(stdout.String(), `"file":null`) {
+		t.Errorf("providers --json: status %d, stdout %q", status, stdout.String())
 	}
 }

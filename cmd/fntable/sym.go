@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"runtime"
 	"strconv"
@@ -25,7 +26,7 @@ import (
 func newSymCmd() *command {
 	c := &command{
 		name:    "sym",
-		args:    "[--json] [--symbol-path PATH] (--pid PID | --dump FILE | --module FILE[@BASE]...) [ADDR...]",
+		args:    "[--json] [--symbol-path PATH] [--options OPTIONS] (--pid PID | --dump FILE | --module FILE[@BASE]...) [ADDR...]",
 		summary: "symbolize addresses: module, function, inlined calls, file and line",
 		help: `
 Sym prints, for each address, the module that contains it, the function
@@ -34,8 +35,8 @@ calls at the address with their source files, lines and columns (innermost
 first, ending with the containing function, as llvm-symbolizer prints
 them). Names are demangled (C++, Rust).
 
-The addresses come from the arguments, or from standard input (separated
-by blanks or new lines) when there are none. An address is hexadecimal
+The addresses come from the arguments, each one input, or from standard
+input (separated by blanks or new lines) when there are none. An address is hexadecimal
 with 0x, or decimal. Output is in input order, one result per input: an
 input that is not an address gives an error line in its place
 ("INPUT error: MESSAGE", or {"input": "...", "error": "..."} with --json)
@@ -59,6 +60,13 @@ cache*DIR, debuginfod*URL. Without it, _NT_SYMBOL_PATH and DEBUGINFOD_URLS
 are used. Downloads show a progress bar on standard error when it is a
 terminal.
 
+--options adds dbghelp's SYMOPT_* options, named without the prefix and
+joined with '|': PUBLICS_ONLY (names from symbol tables alone: no DWARF
+read, no lines or inlined calls), EXACT_SYMBOLS (refuse a file whose build
+ID or timestamp is not the module's, instead of warning), NO_PROMPTS (no
+progress bar), DEBUG (the handler's diagnostics on standard error), and
+the others of SymSetOptions.
+
 Debug files with compressed DWARF (as distributions ship them) are
 decompressed once: the copy is kept under $XDG_CACHE_HOME/fntable/dwarf
 (~/.cache/fntable/dwarf), or in $FNTABLE_CACHE_DIR; FNTABLE_CACHE_DIR=off
@@ -78,7 +86,7 @@ an input that is not an address.`,
 		var modules []string
 		fs.Func("module", "load `FILE[@BASE]` (repeatable)", func(s string) error { modules = append(modules, s); return nil })
 		symPath := fs.String("symbol-path", "", "symbol search `PATH` (dbghelp syntax, ';'-separated)")
-		opts := fs.String("options", "", "SYMOPT_* `OPTIONS` to add, e.g. EXACT_SYMBOLS|DEBUG")
+		opts := fs.String("options", "", "SYMOPT_* `OPTIONS` to add, joined with '|', e.g. EXACT_SYMBOLS|DEBUG")
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
@@ -103,12 +111,20 @@ an input that is not an address.`,
 			}
 			mods = append(mods, m)
 		}
-		var in io.Reader = os.Stdin
+		// Each argument is one input; standard input is split at blanks.
+		var readErr error
+		words := scanWords(os.Stdin, &readErr)
 		if fs.NArg() > 0 {
-			in = strings.NewReader(strings.Join(fs.Args(), "\n"))
+			words = argWords(fs.Args())
 		}
 		cfg := symConfig{pid: *pid, dump: *dumpFile, modules: mods, searchPath: *symPath, options: extra, json: *asJSON}
-		return symMain(cfg, in, stdout, stderr)
+		if err := symMain(cfg, words, stdout, stderr); err != nil {
+			return err
+		}
+		if readErr != nil {
+			return fmt.Errorf("read standard input: %w", readErr)
+		}
+		return nil
 	}
 	return c
 }
@@ -165,7 +181,7 @@ type symConfig struct {
 	json       bool
 }
 
-func symMain(cfg symConfig, in io.Reader, stdout, stderr io.Writer) error {
+func symMain(cfg symConfig, words iter.Seq[string], stdout, stderr io.Writer) error {
 	var tgt target.Target
 	switch {
 	case cfg.pid != 0:
@@ -219,7 +235,7 @@ func symMain(cfg symConfig, in io.Reader, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	return symbolizeStream(ctx, h, in, stdout, stderr, cfg.json)
+	return symbolizeStream(ctx, h, words, stdout, stderr, cfg.json)
 }
 
 func fileExists(p string) bool {
@@ -230,9 +246,41 @@ func fileExists(p string) bool {
 // symBatch is how many addresses one worker symbolizes at a time.
 const symBatch = 256
 
-// symbolizeStream reads addresses from in and writes their symbolization
+// scanWords returns the words of in, separated by blanks, each cut to
+// maxWord bytes (see boundedWords); a read error ends them and is stored
+// in *errp.
+func scanWords(in io.Reader, errp *error) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 4<<10), 64<<10)
+		var words boundedWords
+		sc.Split(words.split)
+		for sc.Scan() {
+			if !yield(sc.Text()) {
+				return
+			}
+		}
+		*errp = sc.Err()
+	}
+}
+
+// argWords returns the arguments as inputs, each cut to maxWord bytes.
+func argWords(args []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, a := range args {
+			if len(a) > maxWord {
+				a = string(cutWord([]byte(a)))
+			}
+			if !yield(a) {
+				return
+			}
+		}
+	}
+}
+
+// symbolizeStream symbolizes words, the inputs, and writes the results
 // to stdout in input order, symbolizing batches on several goroutines.
-func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, stdout, stderr io.Writer, asJSON bool) error {
+func symbolizeStream(ctx context.Context, h *symhandler.Handler, words iter.Seq[string], stdout, stderr io.Writer, asJSON bool) error {
 	type batch struct {
 		tokens []string
 		out    chan []byte
@@ -255,7 +303,11 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 						if asJSON {
 							buf = appendInputErrorJSON(buf, tok, err)
 						} else {
-							buf = fmt.Appendf(buf, "%s error: %v\n", tok, err)
+							in := tok
+							if in == "" {
+								in = `""` // an empty argument
+							}
+							buf = fmt.Appendf(buf, "%s error: %v\n", in, err)
 						}
 						continue
 					}
@@ -273,22 +325,17 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 			}
 		}()
 	}
-	var readErr error
 	go func() {
 		defer close(jobs)
 		defer close(order)
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 4<<10), 64<<10)
-		var words boundedWords
-		sc.Split(words.split)
 		b := &batch{out: make(chan []byte, 1)}
 		flush := func() {
 			order <- b
 			jobs <- b
 			b = &batch{out: make(chan []byte, 1)}
 		}
-		for sc.Scan() {
-			b.tokens = append(b.tokens, sc.Text())
+		for w := range words {
+			b.tokens = append(b.tokens, w)
 			if len(b.tokens) == symBatch {
 				flush()
 			}
@@ -296,7 +343,6 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 		if len(b.tokens) > 0 {
 			flush()
 		}
-		readErr = sc.Err()
 	}()
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	var werr error
@@ -311,9 +357,6 @@ func symbolizeStream(ctx context.Context, h *symhandler.Handler, in io.Reader, s
 	}
 	if werr != nil {
 		return werr
-	}
-	if readErr != nil {
-		return readErr
 	}
 	if n := bad.Load(); n > 0 {
 		if n == 1 {

@@ -222,7 +222,7 @@ func TestSymProgressBar(t *testing.T) {
 // is not an address gives an error line, and the status is 1.
 func TestSymAlignment(t *testing.T) {
 	exe := symtest.CPP(t)
-	inputs := []string{"0x1140", "zzz", "0x1143", "0x", "18446744073709551616"}
+	inputs := []string{"0x1140", "zzz", "0x1143", "0x", "18446744073709551616", ""}
 	for _, asJSON := range []bool{false, true} {
 		args := []string{"sym", "--symbol-path", t.TempDir(), "--module", exe}
 		if asJSON {
@@ -245,6 +245,9 @@ func TestSymAlignment(t *testing.T) {
 			l := lines[i]
 			bad := i != 0 && i != 2
 			if !asJSON {
+				if in == "" {
+					in = `""`
+				}
 				if !strings.HasPrefix(l, in+" ") || strings.Contains(l, "error:") != bad {
 					t.Errorf("text line %d for %q: %q", i+1, in, l)
 				}

@@ -74,6 +74,9 @@ The exit status is 1 when a problem is found.`,
 		if err := c.parse(fs, args, stdout); err != nil {
 			return err
 		}
+		if *maxProblems < 0 {
+			return c.usagef("--max-problems must not be negative")
+		}
 		if (*pid > 0) == (fs.NArg() == 1) || fs.NArg() > 1 {
 			return c.usagef("want one IMAGE, --pid PID, or -")
 		}
