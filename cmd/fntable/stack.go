@@ -139,6 +139,9 @@ frames are marked "scan", and they are guesses.`,
 		if err != nil {
 			return c.usagef("%v", err)
 		}
+		if *noSyms && (*opts != "" || *symPath != "") {
+			return c.usagef("--options and --symbol-path are for symbols: not with --no-symbols")
+		}
 		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath, options: extra, scan: *scan}
 		if dumpFile != "" {
 			res, err := walkDumpFile(dumpFile, cfg, stderr)

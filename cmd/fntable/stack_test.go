@@ -913,6 +913,7 @@ func TestStackTablesCommandLine(t *testing.T) {
 		{[]string{"stack", "--tid", "0", "1"}, 2, "bad thread id \"0\""},
 		{[]string{"stack", "--tid", "x", "1"}, 2, "bad thread id \"x\""},
 		{[]string{"stack", "--bogus", "1"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"stack", "--no-symbols", "--options", "PUBLICS_ONLY", "1"}, 2, "not with --no-symbols"},
 		{[]string{"stack", none}, 1, "process " + none + ": no such process"},
 		{[]string{"stack", "--json", none}, 1, "process " + none + ": no such process"},
 		{[]string{"tables"}, 2, "fntable tables: want exactly one PID or dump file\nusage: fntable tables "},
