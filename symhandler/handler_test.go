@@ -112,10 +112,14 @@ func TestPerfMap(t *testing.T) {
 	}
 	h := newHandler(t, symhandler.Config{})
 	r := newRecorder(t, h)
-	m, err := h.ImportPerfMap(context.Background(), path, "")
+	mods, err := h.ImportPerfMap(context.Background(), path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(mods) != 1 {
+		t.Fatalf("ImportPerfMap made %d modules, want 1", len(mods))
+	}
+	m := mods[0]
 	want(t, r.take(false), "CBA_EVENT problem code=0")
 	if m.Name != "perf-4242.map" || m.Base != 0x7f1000000000 || m.Size != 0x110 {
 		t.Errorf("module %s [%#x, +%#x)", m.Name, m.Base, m.Size)

@@ -2,6 +2,7 @@ package symhandler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -61,10 +62,33 @@ func (m *Module) virtualTable() *symtab {
 }
 
 // ImportPerfMap reads a perf map (/tmp/perf-PID.map: "START SIZE name"
-// lines, with or without 0x) into a new virtual module spanning its
-// symbols, named moduleName ("" means the file's name). Lines it cannot
-// parse are reported as one sevProblem CBA_EVENT and skipped.
-func (h *Handler) ImportPerfMap(ctx context.Context, path, moduleName string) (*Module, error) {
+// lines, with or without 0x) into virtual modules named moduleName (""
+// means the file's name) and returns them in address order.
+//
+// A JIT's entries may lie on both sides of a loaded module: V8
+// (node --perf-basic-prof) lists the builtins embedded in the node
+// binary as well as the code it generates on its heap, and a JIT may
+// have code regions far apart. The entries are therefore split at the
+// modules loaded when the map is read: each run of entries with no
+// loaded module between them becomes one virtual module, from its first
+// entry's start to its last entry's end, and all of them bear the same
+// name (names need not be unique; "name!symbol" searches each). Entries
+// that overlap a loaded module are left out, as perf leaves them out: it
+// names an address in a mapped file from the file's symbols and consults
+// the perf map only for anonymous memory. The file's own symbols, with
+// their sizes, lines and inline frames, are what a profiler wants there;
+// one CBA_EVENT (SevInfo) says how many entries were left out. An entry
+// inside a virtual module loaded before (an earlier import of the same
+// map) is left out too: unload those modules to import the map again.
+// Load the target's modules first (Config.Invade or RefreshModules), or
+// the virtual modules may cover them and keep them from loading.
+//
+// Lines it cannot parse are reported as one SevProblem CBA_EVENT and
+// skipped. A map in which every entry lies in a loaded module gives no
+// modules and no error. When a part cannot be loaded (a module was loaded
+// at its place meanwhile), the others are still returned, together with
+// the error.
+func (h *Handler) ImportPerfMap(ctx context.Context, path, moduleName string) ([]*Module, error) {
 	f, err := perfmap.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("import perf map: %w", err)
@@ -77,19 +101,67 @@ func (h *Handler) ImportPerfMap(ctx context.Context, path, moduleName string) (*
 	if len(syms) == 0 {
 		return nil, fmt.Errorf("import perf map %s: %w", path, ErrNoSymbols)
 	}
-	lo, hi := syms[0].Addr, syms[0].End()
-	for _, s := range syms {
-		hi = max(hi, s.End(), s.Addr+1)
-	}
 	if moduleName == "" {
 		moduleName = filepath.Base(path)
 	}
-	m, err := h.LoadModule(ctx, LoadRequest{ImageName: path, ModuleName: moduleName, Base: lo, Size: hi - lo, Flags: SLMFLAG_VIRTUAL})
-	if err != nil {
-		return nil, err
+	parts, dropped := splitAtModules(syms, *h.modules.Load())
+	if dropped > 0 {
+		h.event(SevInfo, EventStatus, path, "%s: %d of %d entries lie in loaded modules, whose symbols name them", path, dropped, len(syms))
 	}
-	m.vmu.Lock()
-	m.pending = append(m.pending, syms...)
-	m.vmu.Unlock()
-	return m, nil
+	var mods []*Module
+	var errs []error
+	for _, part := range parts {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("import perf map %s: %w", path, err))
+			break
+		}
+		lo, hi := part[0].Addr, part[0].End()
+		for _, s := range part {
+			hi = max(hi, s.End(), s.Addr+1)
+		}
+		m, err := h.LoadModule(ctx, LoadRequest{ImageName: path, ModuleName: moduleName, Base: lo, Size: hi - lo, Flags: SLMFLAG_VIRTUAL})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.vmu.Lock()
+		m.pending = append(m.pending, part...)
+		m.vmu.Unlock()
+		mods = append(mods, m)
+	}
+	return mods, errors.Join(errs...)
+}
+
+// splitAtModules splits syms (sorted, not overlapping) into runs with no
+// module of mods (sorted by Base, not overlapping) between or over their
+// entries, leaving out the entries that overlap a module; dropped counts
+// those. Each run is a subslice of syms: an entry left out has a module
+// over it, so it ends a run.
+func splitAtModules(syms []symfile.Symbol, mods []*Module) (parts [][]symfile.Symbol, dropped int) {
+	start := -1  // syms[start:last+1] is the run being built; -1 when none
+	last := -1   // the run's last entry
+	j := 0       // mods[:j] end at or before the entry at hand
+	cut := false // a module lies between the run and the entry at hand
+	for i, s := range syms {
+		for j < len(mods) && mods[j].Base+mods[j].Size <= s.Addr {
+			j++
+			cut = true
+		}
+		if j < len(mods) && mods[j].Base < max(s.End(), s.Addr+1) {
+			dropped++ // over mods[j]
+			continue
+		}
+		if start >= 0 && cut {
+			parts = append(parts, syms[start:last+1])
+			start = -1
+		}
+		if start < 0 {
+			start = i
+		}
+		last, cut = i, false
+	}
+	if start >= 0 {
+		parts = append(parts, syms[start:last+1])
+	}
+	return parts, dropped
 }
