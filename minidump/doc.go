@@ -92,6 +92,8 @@
 // [ErrTruncated]; data that is not a minidump yields an error wrapping
 // [ErrNotMinidump]. Accessors return what they decoded together with the
 // error where a part can be decoded without the rest (a module whose name
-// cannot be read, a memory range beyond the end of the file). The fuzz
-// test FuzzMinidump enforces this.
+// cannot be read, a memory range beyond the end of the file, the entries
+// of a thread, module or memory list before the point where the file or
+// the list's own count cuts it short). The fuzz test FuzzMinidump
+// enforces this.
 package minidump

@@ -25,21 +25,21 @@ const (
 )
 
 // MemoryList decodes the MemoryListStream. It returns nil and no error if
-// the dump has none.
+// the dump has none. Of a list cut short, the ranges before the cut are
+// returned, with the error.
 func (f *File) MemoryList() ([]MemoryDescriptor, error) {
-	data, rva, ok, err := f.streamData(MemoryListStream)
-	if !ok || err != nil {
-		return nil, err
-	}
-	r, n, err := listCount(data, rva, "memory list", memoryDescriptorSize)
-	if err != nil {
+	r, n, ok, err := f.listEntries(MemoryListStream, "memory list", memoryDescriptorSize)
+	if !ok || n == 0 && err != nil {
 		return nil, err
 	}
 	list := make([]MemoryDescriptor, n)
 	for i := range list {
 		list[i] = readMemoryDescriptor(&r)
 	}
-	return list, formatErr(r.Err(), "read memory list")
+	if err == nil {
+		err = formatErr(r.Err(), "read memory list")
+	}
+	return list, err
 }
 
 // MemoryDescriptor64 is MINIDUMP_MEMORY_DESCRIPTOR64, a range of a
@@ -112,8 +112,10 @@ type segCache struct {
 // beyond the end of the file is cut to what the file holds, a range that
 // wraps past the end of the address space is dropped, and the first such
 // problem is returned as an error together with the usable Memory. The
-// error of a stream that cannot be decoded at all is returned the same
-// way. Memory returns an empty Memory, not nil, for a dump without memory.
+// error of a memory stream that cannot be decoded in full is returned the
+// same way. The thread stacks are those of the threads the thread list
+// holds; its own errors are [File.Threads]'s to report. Memory returns an
+// empty Memory, not nil, for a dump without memory.
 func (f *File) Memory() (*Memory, error) {
 	var errs errList
 	var srcs []MemoryRange // in priority order
@@ -172,10 +174,10 @@ func (f *File) Memory() (*Memory, error) {
 			off += d.DataSize
 		}
 	}
-	threads, err := f.threadList()
-	if err != nil {
-		errs.add(err)
-	}
+	// A thread list that cannot be decoded in full is File.Threads's
+	// error to report, not the memory's: the stacks are those of the
+	// threads it holds.
+	threads, _ := f.threadList()
 	for _, t := range threads {
 		add(t.Stack.StartOfMemoryRange, uint64(t.Stack.Memory.DataSize), uint64(t.Stack.Memory.Rva), "thread stack")
 	}

@@ -465,12 +465,47 @@ func formatErr(err error, msg string) error {
 	return err
 }
 
+// listEntries opens the first list stream of type t (see [listCount]):
+// it returns a reader positioned at the first entry, the number of
+// entries the file holds in full, and whether the dump has the stream.
+// The error is that of a list cut short, returned with the entries before
+// the cut: a count larger than the stream holds, or a stream that runs
+// past the end of a file of known size (a dump cut short), of which the
+// part the file holds is decoded.
+func (f *File) listEntries(t StreamType, what string, entrySize int) (r binread.Reader, n int, ok bool, err error) {
+	d, ok := f.Stream(t)
+	if !ok {
+		return r, 0, false, nil
+	}
+	rva, size := d.Location.Rva, d.Location.DataSize
+	data, err := f.StreamData(d)
+	if err != nil {
+		if f.size < 0 || uint64(rva) >= uint64(f.size) || uint64(rva)+uint64(size) <= uint64(f.size) {
+			return r, 0, true, err
+		}
+		part, perr := f.readAt(uint64(rva), uint64(f.size)-uint64(rva))
+		if perr != nil {
+			return r, 0, true, err
+		}
+		data = part
+	}
+	r, n, lerr := listCount(data, rva, size, what, entrySize)
+	if lerr != nil {
+		err = lerr
+	}
+	return r, n, true, err
+}
+
 // listCount reads the count of a list stream (ThreadList, ModuleList,
-// MemoryList) and checks it against the data: count entries of entrySize
-// bytes must follow the 4-byte count, or follow 4 bytes of padding after
-// it, which Breakpad's 64-bit writers add (Breakpad minidump.cc accepts
-// both). It returns the reader positioned at the first entry.
-func listCount(data []byte, rva uint32, what string, entrySize int) (binread.Reader, int, error) {
+// MemoryList, ThreadNames) and checks it against the data: count entries
+// of entrySize bytes must follow the 4-byte count, or follow 4 bytes of
+// padding after it, which Breakpad's 64-bit writers add (Breakpad
+// minidump.cc accepts both). size is the stream's size in the directory,
+// which can be more than len(data) when the file is cut short. It returns
+// the reader positioned at the first entry and the number of entries the
+// data holds in full: the count, or, when the data is too short for it,
+// fewer, with an error wrapping ErrTruncated.
+func listCount(data []byte, rva, size uint32, what string, entrySize int) (binread.Reader, int, error) {
 	r := binread.New(what, data, int64(rva))
 	n := r.U32()
 	if r.Err() != nil {
@@ -478,11 +513,14 @@ func listCount(data []byte, rva uint32, what string, entrySize int) (binread.Rea
 	}
 	avail := uint64(len(data) - 4)
 	need := uint64(n) * uint64(entrySize)
-	if need > avail {
-		return r, 0, &FormatError{Off: int64(rva), Msg: fmt.Sprintf("read %s: %d entries of %d bytes in %d bytes", what, n, entrySize, avail), Val: n, Err: ErrTruncated}
-	}
-	if avail == need+4 {
+	// Padding: the stream's size says so, even where the file holds
+	// less of it.
+	if uint64(size) == 4+need+4 || avail == need+4 {
 		r.Skip(4)
+		avail = uint64(r.Len())
+	}
+	if need > avail {
+		return r, int(avail / uint64(entrySize)), &FormatError{Off: int64(rva), Msg: fmt.Sprintf("read %s: %d entries of %d bytes in %d bytes", what, n, entrySize, avail), Val: n, Err: ErrTruncated}
 	}
 	return r, int(n), nil
 }

@@ -143,15 +143,12 @@ const moduleSize = 108
 // Modules decodes the ModuleListStream and reads each module's name,
 // CodeView record and misc record. It returns nil and no error if the dump
 // has no module list. A name or record that cannot be read is left empty;
-// the modules are returned with the first such error.
+// the modules are returned with the first such error. Of a list cut short,
+// the modules before the cut are returned, with the error.
 func (f *File) Modules() ([]Module, error) {
-	data, rva, ok, err := f.streamData(ModuleListStream)
-	if !ok || err != nil {
-		return nil, err
-	}
-	r, n, err := listCount(data, rva, "module list", moduleSize)
-	if err != nil {
-		return nil, err
+	r, n, ok, lerr := f.listEntries(ModuleListStream, "module list", moduleSize)
+	if !ok || n == 0 && lerr != nil {
+		return nil, lerr
 	}
 	mods := make([]Module, n)
 	for i := range mods {
@@ -176,12 +173,16 @@ func (f *File) Modules() ([]Module, error) {
 		return nil, formatErr(err, "read module list")
 	}
 	var errs errList
+	if lerr != nil {
+		errs.add(lerr)
+	}
 	b := f.newBudget()
 	for i := range mods {
 		if err := b.spent("module list", i, len(mods)); err != nil {
 			errs.add(err)
 			break
 		}
+		var err error
 		m := &mods[i]
 		if m.Name, err = f.readString(uint64(m.ModuleNameRva), b); err != nil {
 			errs.add(fmt.Errorf("read name of module %d: %w", i, err))

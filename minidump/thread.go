@@ -74,13 +74,18 @@ func ContextArch(ctx []byte) ProcessorArchitecture {
 // record. It returns nil and no error if the dump has no thread list. A
 // context that cannot be read (past the end of the file, or larger than
 // MaxRecordSize) leaves that thread's Context nil; the threads are
-// returned with the first such error.
+// returned with the first such error. Of a list cut short (a count larger
+// than the stream holds, or a stream that runs past the end of the file),
+// the threads before the cut are returned, with the error.
 func (f *File) Threads() ([]Thread, error) {
 	threads, err := f.threadList()
-	if err != nil {
+	if threads == nil {
 		return nil, err
 	}
 	var errs errList
+	if err != nil {
+		errs.add(err)
+	}
 	b := f.newBudget()
 	for i := range threads {
 		if err := b.spent("thread list", i, len(threads)); err != nil {
@@ -96,14 +101,11 @@ func (f *File) Threads() ([]Thread, error) {
 	return threads, errs.err()
 }
 
-// threadList decodes the thread list without reading the contexts.
+// threadList decodes the thread list without reading the contexts. Of a
+// list cut short it returns the threads it holds in full, with the error.
 func (f *File) threadList() ([]Thread, error) {
-	data, rva, ok, err := f.streamData(ThreadListStream)
-	if !ok || err != nil {
-		return nil, err
-	}
-	r, n, err := listCount(data, rva, "thread list", threadSize)
-	if err != nil {
+	r, n, ok, err := f.listEntries(ThreadListStream, "thread list", threadSize)
+	if !ok || n == 0 && err != nil {
 		return nil, err
 	}
 	threads := make([]Thread, n)
@@ -117,7 +119,10 @@ func (f *File) threadList() ([]Thread, error) {
 		t.Stack = readMemoryDescriptor(&r)
 		t.ThreadContext = readLocation(&r)
 	}
-	return threads, formatErr(r.Err(), "read thread list") // listCount checked the size
+	if err == nil {
+		err = formatErr(r.Err(), "read thread list") // listCount checked the size
+	}
+	return threads, err
 }
 
 // errList keeps the first of a series of errors and counts the rest, so
@@ -205,18 +210,19 @@ const threadNameSize = 12 // #pragma pack(4): ThreadId u32, RvaOfThreadName u64
 
 // ThreadNames decodes the ThreadNamesStream (thread descriptions set with
 // SetThreadDescription). It returns nil and no error if the dump has none.
-// Names that cannot be read are left empty and reported in the error.
+// Names that cannot be read are left empty and reported in the error; of
+// a list cut short, the entries before the cut are returned with the
+// error.
 func (f *File) ThreadNames() ([]ThreadName, error) {
-	data, rva, ok, err := f.streamData(ThreadNamesStream)
-	if !ok || err != nil {
-		return nil, err
-	}
-	r, n, err := listCount(data, rva, "thread names", threadNameSize)
-	if err != nil {
+	r, n, ok, err := f.listEntries(ThreadNamesStream, "thread names", threadNameSize)
+	if !ok || n == 0 && err != nil {
 		return nil, err
 	}
 	names := make([]ThreadName, n)
 	var errs errList
+	if err != nil {
+		errs.add(err)
+	}
 	b := f.newBudget()
 	for i := range names {
 		names[i] = ThreadName{ThreadId: r.U32(), RvaOfThreadName: r.U64()}

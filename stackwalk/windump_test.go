@@ -189,14 +189,16 @@ func TestElectronV8Table(t *testing.T) {
 	}
 }
 
-// TestElectronWalks walks every thread of the Electron dump and the
-// faulting thread (6068) from the exception's context. The dump holds no
+// TestElectronWalks walks every thread of the Electron dump, the faulting
+// thread (6068) from the exception's context as the dump target gives it,
+// and that context again as the exception stream holds it. The dump holds no
 // module image: its memory is the threads' stacks, a few heap blocks,
 // 256 to 416 bytes of code around some PCs, and the 4 bytes of V8's
 // UNWIND_INFO. No frame can therefore be unwound by .pdata: each walk
 // ends at its first frame that the frame-pointer guess cannot leave.
-// Every thread list context is in ntdll's system-call stubs (the process
-// waits while Breakpad writes the dump), whose rbp is 0 or a stale value.
+// Every other thread's context is in ntdll's system-call stubs (the
+// process waits while Breakpad writes the dump), whose rbp is 0 or a stale
+// value.
 // From the exception context, electron.exe's faulting function keeps a
 // frame pointer; through it the walk finds node.dll+0x95b441 (V8 is
 // linked into node.dll, and atom::Crash is a V8 function callback), whose
@@ -232,7 +234,9 @@ func TestElectronWalks(t *testing.T) {
 		ntdll(3324, 0xa8624, 0),
 		stale(5332, 0xa85c4, 0x1a8dc452148),
 		ntdll(5680, 0xa4ed4, 0),
-		ntdll(6068, 0xa59a4, 0x17b4),
+		// The faulting thread: the dump target gives the exception's
+		// registers as its context.
+		{6068, []string{"electron.exe+0xe8da4 context", "node.dll+0x95b441 fp"}, staleRBP(1, 0x7fff3f04b441, 0x1a8dc3f3610)},
 		stale(7840, 0xa85c4, 0x1a8dc4521e8),
 		ntdll(8220, 0xa8624, 0),
 		ntdll(9276, 0xa8624, 0),
@@ -261,9 +265,10 @@ func TestBreakpadWalks(t *testing.T) {
 	})
 	t.Run("write_av_non_canonical", func(t *testing.T) {
 		checkWalks(t, "breakpad-write_av_non_canonical.dmp", []dumpWalk{
-			// rbp holds a stack address: the guess reads another one as
-			// the return address.
-			{4488, []string{"ntdll.dll+0x9d084 context"}, staleRBP(0, 0x7ffa036ad084, 0x1e34deef80)},
+			// The faulting thread, from the exception's registers (its
+			// thread-list context, in ntdll, is where the dump was
+			// written).
+			{4488, []string{"crash.exe+0x1331 context"}, noImage(0, 0x7ff738721331, "crash.exe+0x1331", 0)},
 			{12152, []string{"ntdll.dll+0x9ee34 context"}, noImage(0, 0x7ffa036aee34, "ntdll.dll+0x9ee34", 0xffffffffffffffff)},
 			{-1, []string{"crash.exe+0x1331 context"}, noImage(0, 0x7ff738721331, "crash.exe+0x1331", 0)},
 		})

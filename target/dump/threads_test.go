@@ -54,8 +54,10 @@ func TestElectronThreads(t *testing.T) {
 			t.Errorf("thread %d is missing", id)
 			continue
 		}
+		// The thread list's registers; those of the faulting thread are
+		// checked by TestSharedExceptions.
 		var ctx unwind.Context
-		if err := d.ThreadContext(id, &ctx); err != nil {
+		if err := d.ThreadListContext(id, &ctx); err != nil {
 			t.Errorf("thread %d: %v", id, err)
 			continue
 		}
@@ -67,12 +69,15 @@ func TestElectronThreads(t *testing.T) {
 			t.Errorf("thread %d: ContextFlags %#x, want %#x", id, ctx.ContextFlags, want)
 		}
 		full := unwind.Context{ContextFlags: unwind.CONTEXT_FULL}
-		if err := d.ThreadContext(id, &full); err != nil || uint64(full.ContextFlags) != num(t, ft["context_flags"]) || full.Rip != ctx.Rip {
+		if err := d.ThreadListContext(id, &full); err != nil || uint64(full.ContextFlags) != num(t, ft["context_flags"]) || full.Rip != ctx.Rip {
 			t.Errorf("thread %d: full context: %v, flags %#x", id, err, full.ContextFlags)
 		}
 	}
 	if err := d.ThreadContext(1, &unwind.Context{}); err == nil {
 		t.Error("ThreadContext of a thread not in the dump succeeded")
+	}
+	if err := d.ThreadListContext(1, &unwind.Context{}); err == nil {
+		t.Error("ThreadListContext of a thread not in the dump succeeded")
 	}
 }
 
