@@ -17,7 +17,8 @@
 //  4. the call-frame information of an ELF module (package cfi);
 //  5. the frame-pointer chain;
 //  6. with [Options.Scan], a bounded scan of the stack for a return
-//     address;
+//     address, also when the frame-pointer chain gave no caller that
+//     can be one;
 //
 // and stops when none does. A frame in runtime.asmcgocall (Go calling C
 // or JIT code on the thread's system stack) is followed back to the
@@ -33,11 +34,18 @@
 //
 // A walk ends with an error, never a hang, on corrupted stacks: the stack
 // pointer must increase from frame to frame unless the unwind data
-// describes a stack switch (a signal frame on an alternate stack, a
-// machine frame), a frame may not repeat, a walk has at most
+// describes a stack switch, a frame may not repeat, a walk has at most
 // [Options.MaxFrames] frames (default [DefaultMaxFrames]), and on a live
 // process a return address outside every executable mapping ends it
-// ([ErrNotCode]).
+// ([ErrNotCode]). The unwind data describes a switch with a signal frame
+// (an FDE of a CIE with augmentation S, a machine frame), with
+// runtime.asmcgocall's way back to the goroutine's stack, or with a CFA
+// that the CFI computes by an expression (DW_CFA_def_cfa_expression) and
+// not as a register plus an offset: the caller's stack pointer is one
+// saved in memory, as in Wine's system-call dispatcher, which returns
+// from a thread's Unix stack to its Windows stack below it. At most 16
+// such steps may follow one another, and none may lead to a PC and SP
+// seen before ([ErrLoop]).
 //
 // # The end of a stack
 //

@@ -69,7 +69,7 @@ func (s *Sources) returnAddress(pc uint64) bool {
 	_, inModule := s.Module(pc - 1)
 	if !inModule {
 		inTable := false
-		if t, _ := s.TableAt(pc - 1); t != nil {
+		if t, _ := s.TableAt(pc - 1); t != nil || s.emptyTableAt(pc-1) != nil {
 			inTable = true
 		} else if s.dyn != nil {
 			_, _, inTable = s.dyn.LookupFunctionEntry(pc - 1)

@@ -59,8 +59,13 @@ type Options struct {
 	// Provider, if set, resolves the callback tables of the published
 	// registries through the provider libraries they name (package
 	// provider, with its trust list), lazily: the first time a PC falls in
-	// a callback table's range. Without it, callback tables give no
-	// entries and their frames are unwound by the other unwinders, if any.
+	// a callback table's range. Without it, or when the provider gives
+	// nothing, a frame in a callback table's range ends the walk with
+	// ErrNoUnwinder (or is scanned past, with Scan): the frame-pointer
+	// guess would make up frames in JIT code. A dump holds the entries
+	// its callback tables had when it was written; a frame in one
+	// written without entries ends the walk the same way, and the error
+	// names the table and its provider.
 	Provider remote.Provider
 
 	// CFI caches the call-frame information of ELF files between walks
@@ -75,10 +80,13 @@ type Options struct {
 	DebugDirs []string
 
 	// Scan, if set, lets a walk go on past a frame that no unwinder
-	// knows: the first word above its SP, within MaxScanWords, that is a
-	// return address (it follows a call instruction in a module or a
-	// dynamic table's range) becomes the caller's PC, and its frame is
-	// marked HowScan. Off by default: a scanned frame is a guess.
+	// knows, or whose frame-pointer guess found no caller (a return
+	// address read through rbp that is in no executable mapping, or, in
+	// a dump, in no module or function table): the first word above its
+	// SP, within MaxScanWords, that is a return address (it follows a
+	// call instruction in a module or a dynamic table's range) becomes
+	// the caller's PC, and its frame is marked HowScan. Off by default:
+	// a scanned frame is a guess.
 	Scan bool
 
 	// Logf, if set, receives what the walker could not use and why (a
@@ -100,7 +108,8 @@ type Sources struct {
 	dyn   unwind.FunctionTable // the hook, then the published tables
 	cfi   *cfi.Cache
 
-	exec procmaps.Ranges // a live process's executable mappings, sorted; nil when unknown
+	exec  procmaps.Ranges // a live process's executable mappings, sorted; nil when unknown
+	empty []emptyTable    // a dump's callback tables written without entries
 
 	mu  sync.Mutex
 	pe  map[uint64]*peImage // by 64 KiB block of a PC: the image there, or nil
@@ -140,8 +149,8 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	default:
 		return nil, errors.New("stack walk sources: no target and no memory")
 	}
-	if err := checkDumpArch(t); err != nil {
-		return nil, err
+	if err := CheckArch(t); err != nil {
+		return nil, fmt.Errorf("stack walk sources: %w", err)
 	}
 	s.cfi = opts.CFI
 	if s.cfi == nil {
@@ -189,6 +198,9 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 		if ft != nil {
 			tables = append(tables, ft)
 		}
+		if mt, ok := ft.(*minidump.FunctionTables); ok && mt != nil {
+			s.empty = emptyCallbackTables(mt, s.mem)
+		}
 	case maps != nil:
 		snaps, errs := readPublished(maps, s.mem)
 		for _, e := range errs {
@@ -208,12 +220,15 @@ func NewSources(t target.Target, opts Options) (*Sources, error) {
 	return s, nil
 }
 
-// checkDumpArch rejects a minidump target whose system information names
-// a processor other than x64: the unwinders know only the x64 CONTEXT and
+// CheckArch rejects, with [ErrUnsupportedArch], a minidump target (one
+// with a File() *minidump.File method) whose system information names a
+// processor other than x64: the unwinders know only the x64 CONTEXT and
 // UNWIND_INFO. (Its memory and modules can still be read through the
-// target; only the walk is refused.) A dump without system information
-// passes, and its threads' contexts are checked as they are read.
-func checkDumpArch(t target.Target) error {
+// target; only the walk is refused.) [NewSources] checks it; a program
+// can check it first, before it spends time on the dump. Other targets,
+// and a dump without system information, pass (a dump's threads'
+// contexts are checked as they are read).
+func CheckArch(t target.Target) error {
 	d, ok := t.(interface{ File() *minidump.File })
 	if !ok || d.File() == nil {
 		return nil
@@ -226,9 +241,9 @@ func checkDumpArch(t target.Target) error {
 	case minidump.PROCESSOR_ARCHITECTURE_AMD64:
 		return nil
 	case minidump.PROCESSOR_ARCHITECTURE_INTEL, minidump.PROCESSOR_ARCHITECTURE_IA32_ON_WIN64:
-		return fmt.Errorf("stack walk sources: the dump is of an x86 (32-bit) process (%v): %w", a, ErrUnsupportedArch)
+		return fmt.Errorf("the dump is of an x86 (32-bit) process (%v): %w", a, ErrUnsupportedArch)
 	default:
-		return fmt.Errorf("stack walk sources: the dump is of a %v process: %w", a, ErrUnsupportedArch)
+		return fmt.Errorf("the dump is of a %v process: %w", a, ErrUnsupportedArch)
 	}
 }
 
@@ -295,7 +310,7 @@ func (s *Sources) fpCallerKnown(pc uint64) bool {
 			return true
 		}
 	}
-	return false
+	return s.emptyTableAt(pc) != nil
 }
 
 // TableAt returns the published dynamic function table whose range
@@ -374,11 +389,15 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 	}
 	// A callback table whose provider gave nothing covers the PC: its
 	// code is JIT code that only the provider describes; guessing with
-	// the frame pointer would make up frames.
+	// the frame pointer would make up frames. The same holds offline for
+	// a callback table that a dump holds without entries.
 	if t, sn := s.TableAt(lookup); t != nil && t.Type == functable.RF_CALLBACK {
 		if res := sn.Resolve(t); res.Err != nil {
 			return stepResult{}, fmt.Errorf("%w (unresolved callback table: %v)", ErrNoUnwinder, res.Err)
 		}
+	}
+	if t := s.emptyTableAt(lookup); t != nil {
+		return stepResult{}, fmt.Errorf("%w (%v)", ErrNoUnwinder, t)
 	}
 	// 2. PE images, for code outside the ELF modules.
 	m, inModule := s.Module(lookup)
@@ -420,12 +439,19 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 	}
 	// 4. ELF call-frame information.
 	if em != nil {
+		sp := ctx.Rsp
 		res, ok, err := em.step(s, ctx, lookup)
 		if err != nil {
 			return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
 		}
 		if ok {
-			return stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}, nil
+			st := stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}
+			if !res.End && ctx.Rsp <= sp {
+				// Only worth asking when the stack pointer did not
+				// rise: whether the CFI describes a stack switch.
+				st.switched = em.cfaLoaded(lookup)
+			}
+			return st, nil
 		}
 	}
 	// 5. The frame-pointer chain.

@@ -64,7 +64,8 @@ const (
 	// quickly.
 	DefaultMaxFrames = 1024
 	// maxFlatSteps bounds the steps in a row that do not raise the stack
-	// pointer (signal frames on an alternate stack do not).
+	// pointer (signal frames on an alternate stack and Wine's return to
+	// a thread's Windows stack do not).
 	maxFlatSteps = 16
 )
 
@@ -224,9 +225,15 @@ func (w *Walker) step() {
 	} else {
 		st, err = w.s.step(ctx, lookup)
 	}
-	if err != nil && w.s.opts.Scan && errors.Is(err, ErrNoUnwinder) {
-		// No unwinder knows the frame: look for a return address on
-		// the stack (scan.go).
+	if err == nil && st.how == HowFP {
+		// The frame-pointer step is a guess: a caller it finds that
+		// cannot be one ends the walk, or gives way to the scan.
+		err = w.s.checkFPCaller(ctx.Rip)
+	}
+	if err != nil && w.s.opts.Scan && (errors.Is(err, ErrNoUnwinder) || st.how == HowFP) {
+		// No unwinder knows the frame, or only the frame-pointer guess
+		// did and found no caller: look for a return address on the
+		// stack (scan.go).
 		w.ctx = cur.Context
 		if scanned, ok := w.s.scan(ctx); ok {
 			st, err = scanned, nil
@@ -244,14 +251,6 @@ func (w *Walker) step() {
 		// called, the kernel made its frame, so its PC names it.
 		cur.SymbolPC = cur.PC
 	}
-	if st.how == HowFP && !w.s.fpCallerKnown(ctx.Rip) {
-		// Without the target's mappings (a dump), a return address that
-		// only the frame-pointer guess found, and that is in no module
-		// and no function table, is more likely a stale slot than code;
-		// a zero there is no sign of the stack's end either.
-		w.fail(i, cur.PC, fmt.Errorf("%w: %#x, read through rbp, is in no module or function table of the target", ErrNotCode, ctx.Rip))
-		return
-	}
 	if st.end || ctx.Rip == 0 {
 		// The unwind data marks the outermost frame, or the return
 		// address is 0 (Windows' outermost frames return to 0).
@@ -261,7 +260,8 @@ func (w *Walker) step() {
 	// The caller's PC must be code: a return address read from a slot
 	// that held something else (the end of a stack that no unwind data
 	// marks as the end, such as a Go runtime thread's) ends the walk
-	// here rather than adding a frame that is not one.
+	// here rather than adding a frame that is not one. (checkFPCaller
+	// made the same check for a frame-pointer step, before the scan.)
 	if !w.s.executable(ctx.Rip) {
 		w.fail(i, cur.PC, fmt.Errorf("%w: %#x (%s)", ErrNotCode, ctx.Rip, st.how))
 		return
@@ -305,3 +305,20 @@ func (w *Walker) Frame() Frame { return w.cur }
 // outermost frame). The error is a *[FrameError] when a frame could not
 // be unwound.
 func (w *Walker) Err() error { return w.err }
+
+// checkFPCaller judges pc, the return address the frame-pointer step
+// read through rbp: nil when it may be a caller's PC (or is 0, the end of
+// a live process's stack), else why not, wrapping [ErrNotCode].
+func (s *Sources) checkFPCaller(pc uint64) error {
+	if !s.fpCallerKnown(pc) {
+		// Without the target's mappings (a dump), a return address that
+		// only the frame-pointer guess found, and that is in no module
+		// and no function table, is more likely a stale slot than code;
+		// a zero there is no sign of the stack's end either.
+		return fmt.Errorf("%w: %#x, read through rbp, is in no module or function table of the target", ErrNotCode, pc)
+	}
+	if pc != 0 && !s.executable(pc) {
+		return fmt.Errorf("%w: %#x (%s)", ErrNotCode, pc, HowFP)
+	}
+	return nil
+}
