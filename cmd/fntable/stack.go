@@ -69,12 +69,15 @@ With --json the output is one document:
       "table": null | {"type": "RF_SORTED" | "RF_UNSORTED" | "RF_CALLBACK",
                        "growable": false, "provider": "..." | null}}...],
     "error": null | "..."}]}
-"cfa" is null for a frame that could not be unwound (the last one). "state"
+"cfa" is null for a frame no unwind data described (at most the last one). "state"
 is the scheduler state as /proc shows it, "" when unknown. "inline" lists
 the calls at the frame's address, innermost first, ending
 with the containing function (as "fntable sym" gives them); it is empty
 without debug information. "table" is the dynamic function table whose
-range holds the frame's address.
+range holds the frame's address. In a dump that records an exception, its
+thread also has "exception": {"code": "0x...", "address": "0x...",
+"parameters": ["0x..."...], "context": true}, and its frames start at the
+registers of the exception when "context" is true.
 
 Symbols are found as "fntable sym" finds them, separate debug files
 included; a debug file with compressed DWARF is decompressed once and kept
@@ -139,8 +142,8 @@ frames are marked "scan", and they are guesses.`,
 		if err != nil {
 			return c.usagef("%v", err)
 		}
-		if *noSyms && (*opts != "" || *symPath != "") {
-			return c.usagef("--options and --symbol-path are for symbols: not with --no-symbols")
+		if *noSyms && *opts != "" {
+			return c.usagef("--options is for symbols: not with --no-symbols")
 		}
 		cfg := stackConfig{pid: pid, tids: tids, maxFrames: *maxFrames, symbols: !*noSyms, searchPath: *symPath, options: extra, scan: *scan}
 		if dumpFile != "" {
@@ -267,7 +270,20 @@ type threadStack struct {
 	Frames []stackFrame `json:"frames"`
 	Error  *string      `json:"error"`
 
+	// Exception is the exception a dump records for this thread; its
+	// frames start at the registers of the exception when the dump has
+	// them. Absent otherwise.
+	Exception *exceptionInfo `json:"exception,omitempty"`
+
 	missing bool // asked for with --tid, and not a thread of the process
+}
+
+// exceptionInfo is a dump's exception (MINIDUMP_EXCEPTION_STREAM).
+type exceptionInfo struct {
+	Code       hexUint   `json:"code"`       // ExceptionCode (0xc0000005: access violation)
+	Address    hexUint   `json:"address"`    // ExceptionAddress
+	Parameters []hexUint `json:"parameters"` // ExceptionInformation
+	Context    bool      `json:"context"`    // the frames start at the registers of the exception
 }
 
 type stackFrame struct {
@@ -577,6 +593,16 @@ func writeStacksText(w io.Writer, res *stackResult) {
 			b = append(b, t.State...)
 		}
 		b = append(b, ":\n"...)
+		if e := t.Exception; e != nil {
+			b = append(b, "    (exception 0x"...)
+			b = strconv.AppendUint(b, uint64(e.Code), 16)
+			b = append(b, " at 0x"...)
+			b = strconv.AppendUint(b, uint64(e.Address), 16)
+			if e.Context {
+				b = append(b, "; the frames start at its registers"...)
+			}
+			b = append(b, ")\n"...)
+		}
 		w.Write(b)
 		for j, f := range t.Frames {
 			b = append(b[:0], '#')
@@ -672,10 +698,20 @@ func openDump(name, searchPath string, stderr io.Writer) (*dump.Dump, error) {
 	if err != nil {
 		return nil, fileError(name, err)
 	}
-	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "fntable: "+format+"\n", args...) }
+	if err := stackwalk.CheckArch(d); err != nil {
+		d.Close()
+		return nil, fileError(name, err)
+	}
+	// What the dump lacks or holds damaged is told, naming the dump.
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(stderr, "fntable: %s: "+format+"\n", append([]any{name}, args...)...)
+	}
+	for _, w := range d.Warnings() {
+		logf("%v", w)
+	}
 	if _, err := d.LoadImages(context.Background(), dump.ImageOptions{SearchPath: searchPath, Logf: logf}); err != nil {
 		d.Close()
-		return nil, err
+		return nil, fileError(name, err)
 	}
 	return d, nil
 }
@@ -708,6 +744,16 @@ func walkDump(d *dump.Dump, cfg stackConfig, stderr io.Writer) (*stackResult, er
 		}
 		return dumpTableAt(tables, pc)
 	})
+	if e := d.Exception(); e != nil {
+		for i := range res.Threads {
+			if t := &res.Threads[i]; t.Tid == e.ThreadID {
+				t.Exception = &exceptionInfo{Code: hexUint(e.Code), Address: hexUint(e.Address), Parameters: []hexUint{}, Context: e.HasContext}
+				for _, p := range e.Parameters {
+					t.Exception.Parameters = append(t.Exception.Parameters, hexUint(p))
+				}
+			}
+		}
+	}
 	return res, nil
 }
 

@@ -155,3 +155,54 @@ func TestSymDump(t *testing.T) {
 		t.Errorf("the missing image is reported %d times: %s", n, errOut)
 	}
 }
+
+// TestStackWindowsDumps: the faulting thread of a Windows crash dump is
+// walked from the exception's registers, and says so; an x86 dump is
+// refused before anything is looked for, naming the file.
+func TestStackWindowsDumps(t *testing.T) {
+	path := winetest.Testdata(t, "minidumps/electron-node-minidump-windows-x64.dmp")
+	status, out, errOut := fntable("stack", "--json", "--no-symbols", "--symbol-path", t.TempDir(), path)
+	if status != 0 {
+		t.Fatalf("status %d: %s", status, errOut)
+	}
+	var doc struct {
+		Threads []struct {
+			Tid       int `json:"tid"`
+			Frames    []struct{ PC string }
+			Exception *struct {
+				Code, Address string
+				Context       bool
+			} `json:"exception"`
+		} `json:"threads"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, th := range doc.Threads {
+		if th.Exception == nil {
+			continue
+		}
+		found = true
+		e := th.Exception
+		if th.Tid != 6068 || e.Code != "0xc0000005" || e.Address != "0x7ff7215f8da4" || !e.Context ||
+			len(th.Frames) == 0 || th.Frames[0].PC != "0x7ff7215f8da4" {
+			t.Errorf("thread %d: exception %+v, frames %v; want 6068 walked from the access violation at 0x7ff7215f8da4", th.Tid, *e, th.Frames)
+		}
+	}
+	if !found {
+		t.Error("no thread has the dump's exception")
+	}
+	status, out, _ = fntable("stack", "--no-symbols", "--symbol-path", t.TempDir(), path)
+	if status != 0 || !strings.Contains(out, "Thread 6068 \"\":\n    (exception 0xc0000005 at 0x7ff7215f8da4; the frames start at its registers)\n#0  0x00007ff7215f8da4 ") {
+		t.Errorf("text: status %d\n%s", status, out)
+	}
+
+	x86 := winetest.Testdata(t, "minidumps/breakpad-minidump2.dmp")
+	for _, args := range [][]string{{"stack", "--symbol-path", t.TempDir(), x86}, {"tables", x86}} {
+		status, out, errOut := fntable(args...)
+		if status != 1 || out != "" || errOut != "fntable: "+x86+": the dump is of an x86 (32-bit) process (PROCESSOR_ARCHITECTURE_INTEL): fntable unwinds x64 stacks only\n" {
+			t.Errorf("%s of the x86 dump: status %d, stdout %q, stderr %q", args[0], status, out, errOut)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/functable/remote"
 	"github.com/fntable/fntable/internal/procmem"
+	"github.com/fntable/fntable/stackwalk"
 	"github.com/fntable/fntable/target/dump"
 	"github.com/fntable/fntable/target/live"
 )
@@ -192,6 +193,9 @@ func readDumpTables(name string) (*tablesResult, error) {
 		return nil, fileError(name, err)
 	}
 	defer d.Close()
+	if err := stackwalk.CheckArch(d); err != nil {
+		return nil, fileError(name, err)
+	}
 	res := &tablesResult{Pid: d.ProcessID(), Lists: []tableList{}}
 	lists, lerr := d.PublishedLists()
 	for _, sn := range lists {
