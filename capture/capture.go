@@ -124,6 +124,13 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 	if opts.StackLimit == 0 {
 		opts.StackLimit = DefaultStackLimit
 	}
+	// A destination that cannot be written fails now, before the
+	// process is stopped.
+	w, err := minidump.CreateFile(name)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Discard()            // after Write, nothing
 	live.Prepare()               // the tracer thread starts while the rest is prepared
 	lists, _ := remote.Find(pid) // Stop says why when the maps cannot be read
 	g := &gatherer{pid: pid, opts: opts, sum: &Summary{Pid: pid, Full: opts.Full}}
@@ -161,7 +168,7 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 		defer mem.Close()
 		c.Memory = g.fullMemory(mem)
 		setStackReads(c)
-		err = minidump.WriteFile(name, c, wopts)
+		err = w.Write(c, wopts)
 		g.sum.Stopped = time.Since(stopped)
 		if cerr := st.Close(); err == nil && cerr != nil {
 			err = cerr
@@ -176,7 +183,7 @@ func WriteFile(pid int, name string, opts Options) (*Summary, error) {
 			return nil, fmt.Errorf("capture process %d: %w", pid, err)
 		}
 		g.sum.Stopped = time.Since(stopped)
-		if err := minidump.WriteFile(name, c, wopts); err != nil {
+		if err := w.Write(c, wopts); err != nil {
 			return nil, fmt.Errorf("capture process %d: %w", pid, err)
 		}
 	}

@@ -193,6 +193,24 @@ func TestCaptureDiskFull(t *testing.T) {
 	}
 }
 
+// TestCaptureBadDestination: a destination that cannot be written fails
+// before the process is stopped, with an error naming it.
+func TestCaptureBadDestination(t *testing.T) {
+	cmd := child(t)
+	dir := t.TempDir()
+	testHookStopped = func(int) { t.Error("the process was stopped") }
+	defer func() { testHookStopped = nil }()
+	for _, path := range []string{filepath.Join(dir, "missing", "x.dmp"), dir} {
+		_, err := WriteFile(cmd.Process.Pid, path, Options{})
+		if err == nil || !strings.Contains(err.Error(), "write minidump "+path+": ") {
+			t.Errorf("WriteFile to %s: %v, want an error naming it", path, err)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+		t.Errorf("left %v", ents)
+	}
+}
+
 func TestParseCPUInfo(t *testing.T) {
 	c := parseCPUInfo([]byte("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 158\nstepping\t: 10\nflags\t\t: fpu vme sse sse2 ht avx\n\nprocessor\t: 1\nvendor_id\t: Other\n"))
 	if c.vendor != "GenuineIntel" || c.family != 6 || c.model != 158 || c.stepping != 10 {

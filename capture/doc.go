@@ -65,9 +65,13 @@
 // complete (copying every mapping first would need as much memory as the
 // process has).
 //
-// The file is written atomically (minidump.WriteFile: a temporary file,
-// unnamed on Linux until it is complete, fsync, rename): a process that
-// dies during the capture, a full disk or any other failure gives an
-// error and leaves no file under the name given, and a capturing process
-// that is killed leaves no temporary file.
+// The file is written atomically (minidump.CreateFile and Write: a
+// temporary file, unnamed on Linux until it is complete, fsync, rename): a
+// process that dies during the capture, a full disk or any other failure
+// gives an error and leaves no file under the name given, and a capturing
+// process that is killed leaves no temporary file. The temporary file is
+// created first, so that a destination that cannot be written (a missing
+// or read-only directory; a name that is a directory, a device, a named
+// pipe or a symbolic link, which a dump never replaces) fails before the
+// process is stopped.
 package capture

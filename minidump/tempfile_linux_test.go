@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +180,67 @@ func TestWriteFileReplaces(t *testing.T) {
 	}
 	if after.Nlink != 1 {
 		t.Errorf("the dump has %d links, want 1", after.Nlink)
+	}
+}
+
+// TestCreateFileDestinations: a destination that is not a regular file is
+// refused and left alone, and no error names the temporary file.
+func TestCreateFileDestinations(t *testing.T) {
+	c, _ := sampleContent()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c2 := range []struct{ name, want string }{
+		{fifo, "it is a named pipe, not a regular file"},
+		{sub, "it is a directory, not a regular file"},
+		{link, "it is a symbolic link, not a regular file"},
+		{filepath.Join(dir, "missing", "x.dmp"), "no such directory"},
+		{dir + "/", "no file name"},
+	} {
+		err := WriteFile(c2.name, c, WriteOptions{})
+		if err == nil || !strings.Contains(err.Error(), c2.want) || !strings.Contains(err.Error(), "write minidump "+c2.name+":") || strings.Contains(err.Error(), ".tmp") {
+			t.Errorf("WriteFile(%s) = %v, want an error naming it that says %q", c2.name, err, c2.want)
+		}
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the named pipe was replaced: %v %v", fi, err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symbolic link was replaced: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep" {
+		t.Errorf("the link's target holds %q", b)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 4 {
+		t.Errorf("directory holds %v, want fifo, link, sub and target only", ents)
+	}
+
+	// CreateFile, then Discard: nothing is left; Write after Discard fails.
+	name := filepath.Join(sub, "d.dmp")
+	w, err := CreateFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Discard()
+	if err := w.Write(c, WriteOptions{}); err == nil {
+		t.Error("Write after Discard succeeded")
+	}
+	if ents, _ := os.ReadDir(sub); len(ents) != 0 {
+		t.Errorf("after Discard the directory holds %v", ents)
 	}
 }

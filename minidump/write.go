@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/bits"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/fntable/fntable/functable/record"
+	"github.com/fntable/fntable/internal/filekind"
 	"github.com/fntable/fntable/unwindinfo"
 )
 
@@ -835,14 +838,57 @@ func (b *builder) context(ctx []byte) uint32 {
 // between that link and the rename). Where the file system or a missing
 // /proc cannot do that, the temporary file is a hidden file
 // (".NAME.tmp…") removed on error.
-func WriteFile(name string, c *Content, opts WriteOptions) (err error) {
+func WriteFile(name string, c *Content, opts WriteOptions) error {
+	w, err := CreateFile(name)
+	if err != nil {
+		return err
+	}
+	return w.Write(c, opts)
+}
+
+// A FileWriter writes one minidump to a file, as [WriteFile] does, in two
+// steps: [CreateFile] checks the destination and creates the temporary
+// file, so that a program finds a destination it cannot write before it
+// gathers the contents (a capture stops a process for them); Write
+// writes them and gives the file its name. Call Write or Discard once.
+type FileWriter struct {
+	name, dir string
+	f         *tempFile
+}
+
+// CreateFile prepares the writing of a minidump to the file name. It
+// fails when the directory cannot be written, and when name exists and is
+// not a regular file (a directory, a device, a named pipe, a symbolic
+// link): a dump replaces a regular file only. Its errors name name, not
+// the temporary file.
+func CreateFile(name string) (*FileWriter, error) {
 	dir, base := filepath.Split(name)
 	if dir == "" {
 		dir = "."
 	}
+	if base == "" {
+		return nil, fmt.Errorf("write minidump %s: %w", name, errNoFileName)
+	}
+	if fi, err := os.Lstat(name); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("write minidump %s: it is %s, not a regular file: a dump replaces a regular file only", name, filekind.Of(fi.Mode()))
+	}
 	f, err := createTemp(dir, base)
 	if err != nil {
-		return fmt.Errorf("write minidump: %w", err)
+		return nil, destError(name, err)
+	}
+	return &FileWriter{name: name, dir: dir, f: f}, nil
+}
+
+var errNoFileName = errors.New("no file name")
+
+// Write writes c to the file, syncs it and gives it its name, replacing a
+// regular file of that name atomically. On error there is no new file
+// under the name and no temporary file.
+func (w *FileWriter) Write(c *Content, opts WriteOptions) (err error) {
+	f := w.f
+	w.f = nil
+	if f == nil {
+		return fmt.Errorf("write minidump %s: written or discarded already", w.name)
 	}
 	defer func() {
 		if err != nil {
@@ -850,18 +896,47 @@ func WriteFile(name string, c *Content, opts WriteOptions) (err error) {
 		}
 	}()
 	if _, err := Write(f, c, opts); err != nil {
-		return err
+		return destError(w.name, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write minidump: %w", err)
+		return destError(w.name, err)
 	}
-	if err := f.publish(name); err != nil {
-		return fmt.Errorf("write minidump: %w", err)
+	if err := f.publish(w.name); err != nil {
+		return destError(w.name, err)
 	}
 	// Make the rename durable where directories can be synced.
-	if d, err := os.Open(dir); err == nil {
+	if d, err := os.Open(w.dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
 	return nil
+}
+
+// Discard abandons the file: nothing is left of it. It does nothing after
+// Write.
+func (w *FileWriter) Discard() {
+	if w.f != nil {
+		w.f.discard()
+		w.f = nil
+	}
+}
+
+// destError reports err, met while writing the dump name, under name: the
+// temporary file's own name, which the error would give, never exists for
+// the user.
+func destError(name string, err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		err = pe.Err
+	case errors.As(err, &le):
+		err = le.Err
+	}
+	if dir := filepath.Dir(name); errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			return fmt.Errorf("write minidump %s: no such directory %s", name, dir)
+		}
+	}
+	return fmt.Errorf("write minidump %s: %w", name, err)
 }

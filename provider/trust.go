@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fntable/fntable/internal/filekind"
 )
 
 // DefaultListFile is the trust list read when [TrustOptions.File] is
@@ -250,7 +252,7 @@ func checkFile(real string, uid uint32) (fileID, string, bool) {
 		return fileID{}, fmt.Sprintf("cannot stat it: %v", unwrapPathError(err)), false
 	}
 	if !fi.Mode().IsRegular() {
-		return fileID{}, fmt.Sprintf("%s is not a regular file but %s", real, fileKind(fi.Mode())), false
+		return fileID{}, fmt.Sprintf("%s is not a regular file but %s", real, filekind.Of(fi.Mode())), false
 	}
 	if reason, ok := safeOwnerMode(fi, real, uid); !ok {
 		return fileID{}, reason, false
@@ -317,25 +319,6 @@ func safeOwnerMode(fi fs.FileInfo, what string, uid uint32) (string, bool) {
 		return fmt.Sprintf("%s is owned by uid %d, neither root nor the invoking user (uid %d)", what, owner, uid), false
 	}
 	return "", true
-}
-
-// fileKind names the type of a file that is not a regular file.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	}
-	return "of another kind (" + m.Type().String() + ")"
 }
 
 // modeBits returns the permission, setuid, setgid and sticky bits of m in
