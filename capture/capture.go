@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,6 +109,7 @@ type Summary struct {
 	Ranges      int           // memory ranges
 	MemoryBytes uint64        // bytes of memory
 	Streams     int           // Breakpad Linux streams (/proc files)
+	PerfMap     int           // bytes of the perf map kept (FntablePerfMapStream), 0 without one
 	Full        bool          // every readable mapping was kept
 	Size        int64         // bytes of the file
 	Stopped     time.Duration // how long the process was stopped
@@ -384,7 +387,38 @@ func (g *gatherer) procStreams(maps []byte, files *procFiles) []minidump.RawStre
 	out = append(out, files.streams...)
 	out = append(out, files.machine.streams...)
 	g.sum.Streams = len(out)
+	if pm := g.perfMap(); pm != nil {
+		out = append(out, minidump.RawStream{Type: minidump.FntablePerfMapStream, Data: pm})
+		g.sum.PerfMap = len(pm)
+	}
 	return out
+}
+
+// maxPerfMap bounds the perf map kept in a dump.
+const maxPerfMap = 64 << 20
+
+// perfMap reads the process's perf map, read while it is stopped so that
+// it names the code its stacks run in; nil when it has none.
+func (g *gatherer) perfMap() []byte {
+	path := g.st.Process().PerfMapPath()
+	f, err := os.Open(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			g.logf("perf map: %v", err)
+		}
+		return nil
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPerfMap+1))
+	switch {
+	case err != nil:
+		g.logf("perf map: %v", err)
+		return nil
+	case len(b) > maxPerfMap:
+		g.logf("perf map %s: larger than %d MiB: not kept", path, maxPerfMap>>20)
+		return nil
+	}
+	return b
 }
 
 // mapping returns the mapping that holds addr.

@@ -45,6 +45,10 @@
 //     how the process was running; the others but the maps on a goroutine
 //     of their own while it is being stopped.
 //   - FunctionTableStream: every table of every published list.
+//   - minidump.FntablePerfMapStream: the process's perf map
+//     (/tmp/perf-PID.map in its mount namespace, at most 64 MiB), read
+//     while it is stopped, which names its JIT code for offline
+//     symbolization.
 //
 // The call-frame information of ELF modules is not copied: a reader takes
 // it from the module files (target/dump finds them by path or by build ID

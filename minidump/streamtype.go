@@ -54,3 +54,12 @@ const (
 	BreakpadLinuxDSODebugStream   StreamType = 0x4767000a // MD_LINUX_DSO_DEBUG: the r_debug link map
 	CrashpadInfoStream            StreamType = 0x43500001 // MD_CRASHPAD_INFO_STREAM
 )
+
+// Stream types of fntable's own extensions ("FT" in the high 16 bits).
+const (
+	// FntablePerfMapStream holds the process's perf map
+	// (/tmp/perf-PID.map, "START SIZE name" lines): the names of its JIT
+	// code, for symbolizing the dump's frames where the process and its
+	// map file are gone.
+	FntablePerfMapStream StreamType = 0x46540001
+)

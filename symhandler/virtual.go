@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 
@@ -94,6 +95,21 @@ func (h *Handler) ImportPerfMap(ctx context.Context, path, moduleName string) ([
 		return nil, fmt.Errorf("import perf map: %w", err)
 	}
 	defer f.Close()
+	return h.importPerfMap(ctx, f, path, moduleName)
+}
+
+// ImportPerfMapData is [ImportPerfMap] for a perf map read from r (a
+// minidump's copy, say); source names it in events, errors and as the
+// modules' ImageName, and is the default module name.
+func (h *Handler) ImportPerfMapData(ctx context.Context, r io.Reader, source, moduleName string) ([]*Module, error) {
+	f, err := perfmap.Parse(r)
+	if err != nil {
+		return nil, fmt.Errorf("import perf map %s: %w", source, err)
+	}
+	return h.importPerfMap(ctx, f, source, moduleName)
+}
+
+func (h *Handler) importPerfMap(ctx context.Context, f *perfmap.File, path, moduleName string) ([]*Module, error) {
 	syms := f.Symbols()
 	if n, _ := f.Skipped(); n > 0 {
 		h.event(SevProblem, EventStatus, path, "%s: skipped %d malformed lines", path, n)

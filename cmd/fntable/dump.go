@@ -27,7 +27,9 @@ their ELF build IDs), its memory, the Breakpad Linux streams
 function table of its published lists. A callback table's entries come
 from the provider library it names, loaded only if the trust list allows
 (see "fntable providers -h"), as MiniDumpWriteDump calls
-OutOfProcessFunctionTableCallback.
+OutOfProcessFunctionTableCallback. The process's perf map
+(/tmp/perf-PID.map) is kept too, in a stream of fntable's own
+(0x46540001): stack and sym name JIT frames from it offline.
 
 The memory kept, without --full: each thread's stack from RSP-128 up, at
 most 256 KiB; everything the stack walker read walking each thread at
@@ -116,7 +118,11 @@ func writeDumpSummary(w io.Writer, name string, s *capture.Summary) {
 		fmt.Fprintf(w, " (%s without entries: provider not trusted or not loaded)", count(s.Unresolved, "callback table", "callback tables"))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  %s; the process was stopped for %.1f ms\n", count(s.Streams, "Breakpad Linux stream", "Breakpad Linux streams"), float64(s.Stopped.Microseconds())/1000)
+	perf := ""
+	if s.PerfMap > 0 {
+		perf = ", its perf map (" + byteSize(int64(s.PerfMap)) + ")"
+	}
+	fmt.Fprintf(w, "  %s%s; the process was stopped for %.1f ms\n", count(s.Streams, "Breakpad Linux stream", "Breakpad Linux streams"), perf, float64(s.Stopped.Microseconds())/1000)
 }
 
 // byteSize formats n bytes for people.

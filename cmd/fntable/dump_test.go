@@ -160,6 +160,22 @@ func TestDumpRoundTrip(t *testing.T) {
 	if doc.Pid != p.Pid || len(doc.Threads) != sum.Threads {
 		t.Errorf("stack --json: pid %d, %d threads; want %d, %d", doc.Pid, len(doc.Threads), p.Pid, sum.Threads)
 	}
+	// With symbols, the JIT frames are named from the perf map the dump
+	// keeps: the target, and its map file, are gone.
+	if sum.PerfMap == 0 {
+		t.Error("the dump keeps no perf map")
+	}
+	status, out, errOut = fntable("stack", "--symbol-path", t.TempDir(), path)
+	if status != 0 {
+		t.Fatalf("stack %s: status %d: %s", path, status, errOut)
+	}
+	for _, rt := range p.Report.Threads {
+		for _, fn := range rt.Frames {
+			if !strings.Contains(out, " "+fn.Function+"+0x") {
+				t.Errorf("offline stack does not name %s (thread %s):\n%s", fn.Function, rt.Name, out)
+			}
+		}
+	}
 	status, out, errOut = fntable("tables", path)
 	if status != 0 {
 		t.Fatalf("tables %s: status %d: %s", path, status, errOut)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -482,12 +483,31 @@ func symbolizeStacks(res *stackResult, cfg stackConfig, stderr io.Writer) {
 		return
 	}
 	defer p.Close()
-	symbolizeFrames(res, cfg, p, p.PerfMapPath(), stderr)
+	symbolizeFrames(res, cfg, p, perfMap{path: p.PerfMapPath()}, stderr)
+}
+
+// perfMap is where a target's perf map is: a file, or a dump's copy.
+type perfMap struct {
+	path string // the file, if there is one there
+	data []byte // else the copy, if any
+	from string // the copy's source, for messages
+}
+
+// load imports the perf map into h, as the virtual modules "perf-map".
+func (p perfMap) load(ctx context.Context, h *symhandler.Handler) error {
+	var err error
+	switch {
+	case p.path != "" && fileExists(p.path):
+		_, err = h.ImportPerfMap(ctx, p.path, "perf-map")
+	case p.data != nil:
+		_, err = h.ImportPerfMapData(ctx, bytes.NewReader(p.data), p.from, "perf-map")
+	}
+	return err
 }
 
 // symbolizeFrames names every frame of res with the modules of tgt and
-// the perf map at perfMap, if there is one.
-func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfMap string, stderr io.Writer) {
+// its perf map, if there is one.
+func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perf perfMap, stderr io.Writer) {
 	// The handler's problems (a module that cannot be loaded, a file
 	// whose build ID is not the module's) are told as for sym.
 	rep := newReporter(stderr)
@@ -500,10 +520,8 @@ func symbolizeFrames(res *stackResult, cfg stackConfig, tgt target.Target, perfM
 	defer h.Close()
 	rep.h = h
 	ctx := context.Background()
-	if perfMap != "" && fileExists(perfMap) {
-		if _, err := h.ImportPerfMap(ctx, perfMap, "perf-map"); err != nil {
-			fmt.Fprintf(stderr, "fntable: %v\n", err)
-		}
+	if err := perf.load(ctx, h); err != nil {
+		fmt.Fprintf(stderr, "fntable: %v\n", err)
 	}
 	cache := symbolizeAll(ctx, h, res, stderr)
 	for i := range res.Threads {
@@ -686,9 +704,24 @@ func walkDumpFile(name string, cfg stackConfig, stderr io.Writer) (*stackResult,
 		return nil, err
 	}
 	if cfg.symbols {
-		symbolizeFrames(res, cfg, d, "", stderr)
+		symbolizeFrames(res, cfg, d, dumpPerfMap(d), stderr)
 	}
 	return res, nil
+}
+
+// dumpPerfMap returns the perf map a dump holds (FntablePerfMapStream),
+// if any.
+func dumpPerfMap(d *dump.Dump) perfMap {
+	f := d.File()
+	dir, ok := f.Stream(minidump.FntablePerfMapStream)
+	if !ok {
+		return perfMap{}
+	}
+	b, err := f.StreamData(dir)
+	if err != nil {
+		return perfMap{}
+	}
+	return perfMap{data: b, from: "the dump's perf map"}
 }
 
 // openDump opens the minidump name with the module files that back the

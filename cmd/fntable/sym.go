@@ -228,12 +228,15 @@ func symMain(cfg symConfig, words iter.Seq[string], stdout, stderr io.Writer) er
 			return err
 		}
 	}
-	if p, ok := tgt.(*live.Process); ok {
-		if path := p.PerfMapPath(); fileExists(path) {
-			if _, err := h.ImportPerfMap(ctx, path, "perf-map"); err != nil {
-				fmt.Fprintf(stderr, "fntable: %v\n", err)
-			}
-		}
+	var perf perfMap
+	switch t := tgt.(type) {
+	case *live.Process:
+		perf.path = t.PerfMapPath()
+	case *dump.Dump:
+		perf = dumpPerfMap(t)
+	}
+	if err := perf.load(ctx, h); err != nil {
+		fmt.Fprintf(stderr, "fntable: %v\n", err)
 	}
 	return symbolizeStream(ctx, h, words, stdout, stderr, cfg.json)
 }
