@@ -1,19 +1,12 @@
 package stackwalk_test
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/fntable/fntable/internal/winetest"
+	"github.com/fntable/fntable/internal/testproc"
 	"github.com/fntable/fntable/stackwalk"
 )
 
@@ -24,91 +17,14 @@ type winSleep struct {
 }
 
 // startWinSleep builds testdata/winsleep.c, runs it under Wine and waits
-// for its ready line. Like testproc.StartWine, it gives Wine no pipe (the
-// output goes to a file, which it polls), recognises the program's
-// process by a token in its environment, and kills that process and the
-// launcher, and nothing else, when the test ends.
+// for its ready line (testproc.StartWineProgram).
 func startWinSleep(t *testing.T) *winSleep {
 	t.Helper()
-	env := winetest.Require(t)
-	dir := t.TempDir()
-	exe := env.BuildC(t, filepath.Join(dir, "winsleep.exe"), "-O2", "-g", "testdata/winsleep.c")
-	out := filepath.Join(dir, "stdout")
-	stdout, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
+	p := testproc.StartWineProgram(t, "testdata/winsleep.c")
+	if len(p.Funcs) != 5 {
+		t.Fatalf("winsleep.exe announced %v, want f1, f2, f3, worker and main", p.Funcs)
 	}
-	defer stdout.Close()
-	tok := make([]byte, 16)
-	rand.Read(tok)
-	token := "FNTABLE_WINSLEEP_TOKEN=" + hex.EncodeToString(tok)
-
-	cmd := exec.Command(env.Wine, exe)
-	for _, kv := range os.Environ() {
-		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "WINEPREFIX", "WINEDEBUG", "WINEDLLOVERRIDES", "DISPLAY":
-			continue
-		}
-		cmd.Env = append(cmd.Env, kv)
-	}
-	cmd.Env = append(cmd.Env, "WINEPREFIX="+env.Prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=", token)
-	cmd.Stdout, cmd.Stderr = stdout, stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &winSleep{funcs: map[string]uint64{}}
-	// No goroutine waits for the launcher while the test runs (a waiter
-	// would take the ptrace stops of the threads the walk stops); the
-	// cleanup kills by pid, then reaps the launcher.
-	t.Cleanup(func() {
-		for _, pid := range []int{p.pid, cmd.Process.Pid} {
-			if proc, err := os.FindProcess(pid); pid != 0 && err == nil {
-				proc.Kill()
-			}
-		}
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		data, _ := os.ReadFile(out)
-		if i := bytes.Index(data, []byte("ready")); i >= 0 {
-			for _, line := range strings.Split(string(data[:i]), "\n") {
-				if f := strings.Fields(line); len(f) == 3 && f[0] == "fn" {
-					p.funcs[f[1]], _ = strconv.ParseUint(f[2], 0, 64)
-				}
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("winsleep.exe did not get ready within a minute; output:\n%s", data)
-		}
-	}
-	if len(p.funcs) != 5 {
-		t.Fatalf("winsleep.exe announced %v, want f1, f2, f3, worker and main", p.funcs)
-	}
-	// The process that runs the program: usually the launcher itself,
-	// which executes Wine's loader in place.
-	match := func(pid int) bool {
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || !bytes.Contains(bytes.ToLower(cmdline), []byte("winsleep.exe")) {
-			return false
-		}
-		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		return err == nil && bytes.Contains(environ, []byte(token+"\x00"))
-	}
-	if match(cmd.Process.Pid) {
-		p.pid = cmd.Process.Pid
-	} else if ents, err := os.ReadDir("/proc"); err == nil {
-		for _, e := range ents {
-			if pid, err := strconv.Atoi(e.Name()); err == nil && match(pid) {
-				p.pid = pid
-				break
-			}
-		}
-	}
-	if p.pid == 0 {
-		t.Fatal("no process runs winsleep.exe")
-	}
-	return p
+	return &winSleep{pid: p.Pid, funcs: p.Funcs}
 }
 
 // TestLiveWineSleep walks a Windows program under Wine whose threads

@@ -44,10 +44,18 @@ const tokenVar = "FNTABLE_TESTPROC_TOKEN"
 // winetest.Require.
 func StartWine(t testing.TB) *Proc {
 	t.Helper()
+	return StartWineProgram(t, filepath.Join(testdataDir(t), "winspin.c"))
+}
+
+// StartWineProgram is [StartWine] for the C program src, which announces
+// itself as winspin.c does: "fn NAME 0xADDRESS" lines for Funcs, then a
+// line that starts with "ready", on standard output. A thread found
+// running is the one named "spin" in Threads.
+func StartWineProgram(t testing.TB, src string) *Proc {
+	t.Helper()
 	env := winetest.Require(t)
-	src := filepath.Join(testdataDir(t), "winspin.c")
 	dir := t.TempDir()
-	exe := env.BuildC(t, filepath.Join(dir, "winspin.exe"), "-O2", "-g", src)
+	exe := env.BuildC(t, filepath.Join(dir, strings.TrimSuffix(filepath.Base(src), ".c")+".exe"), "-O2", "-g", src)
 
 	stdout, err := os.Create(filepath.Join(dir, "stdout"))
 	if err != nil {
@@ -112,7 +120,7 @@ func StartWine(t testing.TB) *Proc {
 		t.Fatalf("testproc: wine %s: %v", exe, err)
 	}
 	p.Cmd = cmd
-	if pid, err = findToken(tok, cmd.Process.Pid); err != nil {
+	if pid, err = findToken(tok, strings.ToLower(filepath.Base(exe)), cmd.Process.Pid); err != nil {
 		t.Fatalf("testproc: wine %s: %v", exe, err)
 	}
 	p.Pid = pid
@@ -157,13 +165,13 @@ func wineEnviron(prefix string) []string {
 }
 
 // findToken returns the process whose environment holds tokenVar=tok and
-// whose command line names winspin.exe, preferring launcher, the pid of
+// whose command line names exe (lower case), preferring launcher, the pid of
 // the process StartWine started.
-func findToken(tok string, launcher int) (int, error) {
+func findToken(tok, exe string, launcher int) (int, error) {
 	want := []byte(tokenVar + "=" + tok + "\x00")
 	match := func(pid int) bool {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || !bytes.Contains(bytes.ToLower(cmdline), []byte("winspin.exe")) {
+		if err != nil || !bytes.Contains(bytes.ToLower(cmdline), []byte(exe)) {
 			return false
 		}
 		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
@@ -181,7 +189,7 @@ func findToken(tok string, launcher int) (int, error) {
 			return pid, nil
 		}
 	}
-	return 0, fmt.Errorf("no process runs winspin.exe with %s=%s", tokenVar, tok)
+	return 0, fmt.Errorf("no process runs %s with %s=%s", exe, tokenVar, tok)
 }
 
 // spinningThread returns the thread of pid that is running, which in
