@@ -281,17 +281,7 @@ func TestLiveWarm(t *testing.T) {
 func TestLiveWine(t *testing.T) {
 	p := testproc.StartWine(t)
 	ours, _ := walkLive(t, p.Pid, nil)
-	// The function containing pc: the announced function with the
-	// greatest address at or below it, if close enough.
-	fn := func(pc uint64) string {
-		best, at := "", uint64(0)
-		for name, a := range p.Funcs {
-			if a <= pc && a >= at && pc-a < 0x200 {
-				best, at = name, a
-			}
-		}
-		return best
-	}
+	fn := func(pc uint64) string { return announcedFunc(p.Funcs, pc) }
 	for tid := range p.Threads {
 		s := ours[tid]
 		var names []string
@@ -506,4 +496,17 @@ func TestOptionsMaps(t *testing.T) {
 	if m, ok := given.Module(mainPC); ok {
 		t.Errorf("with the listing given, %#x is in %s, which it leaves out", mainPC, m.Path)
 	}
+}
+
+// announcedFunc returns the function of funcs (name: address, as a test
+// program announces them) that contains pc: the one with the greatest
+// address at or below it, if close enough; "" if none.
+func announcedFunc(funcs map[string]uint64, pc uint64) string {
+	best, at := "", uint64(0)
+	for name, a := range funcs {
+		if a <= pc && a >= at && pc-a < 0x200 {
+			best, at = name, a
+		}
+	}
+	return best
 }

@@ -49,15 +49,7 @@ func TestScanAfterStaleFramePointer(t *testing.T) {
 	}
 	defer d.Close()
 
-	fn := func(pc uint64) string {
-		best, at := "", uint64(0)
-		for name, a := range p.Funcs {
-			if a <= pc && a >= at && pc-a < 0x200 {
-				best, at = name, a
-			}
-		}
-		return best
-	}
+	fn := func(pc uint64) string { return announcedFunc(p.Funcs, pc) }
 
 	s, err := stackwalk.NewSources(d, stackwalk.Options{})
 	if err != nil {

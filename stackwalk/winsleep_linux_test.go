@@ -36,15 +36,7 @@ func startWinSleep(t *testing.T) *winSleep {
 // PE images, to the thread's start.
 func TestLiveWineSleep(t *testing.T) {
 	p := startWinSleep(t)
-	fn := func(pc uint64) string {
-		best, at := "", uint64(0)
-		for name, a := range p.funcs {
-			if a <= pc && a >= at && pc-a < 0x200 {
-				best, at = name, a
-			}
-		}
-		return best
-	}
+	fn := func(pc uint64) string { return announcedFunc(p.funcs, pc) }
 	// main announces itself just before it calls f1: a walk that comes
 	// too early does not find it in Sleep yet, so look a few times.
 	var got map[string]string
