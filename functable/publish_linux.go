@@ -32,8 +32,10 @@ import (
 // value before and after; that is why freed blocks can be reused at once.
 //
 // Memory: each table has one block, a power of two of at least 128 bytes,
-// that holds its record, its entry array (with room for the maximum count
-// of a growable table) and its provider path. Freed blocks go to a free
+// that holds its record, its entry array and its provider path; but a
+// growable table's array has a block of its own, with room for at least
+// its entries (growableRoom at first), which a grow past that room
+// replaces with one twice as large, up to the table's maximum. Freed blocks go to a free
 // list of their size and are reused first; otherwise blocks are cut from
 // the end of the used part, which only grows. Registering a table that
 // does not fit in what is left of MaxMappingSize, or the MaxTables+1st
@@ -67,7 +69,17 @@ type pubRecord struct {
 	class int     // block size class
 	array uintptr // offset of the RUNTIME_FUNCTION array
 	count uint32  // entries published
+
+	// A growable table's array has a block of its own, which a grow
+	// past its room replaces with a larger one.
+	arrayClass int    // its block's class; 0 when the array is in the record's block
+	room       uint32 // entries the array has room for
 }
+
+// growableRoom is the first room of a growable table's array, in entries
+// (at least the entries it has): a block of 1 KiB. It doubles, up to the
+// table's maximum, as the table grows.
+const growableRoom = 85
 
 func newPublisher() (publisher, error) {
 	p, err := openMapPublisher()
@@ -240,18 +252,27 @@ func (p *mapPublisher) add(t *Table) error {
 	if err != nil {
 		return err
 	}
-	var capacity, count uint32
+	var capacity, count, maximum uint32
 	switch {
 	case t.typ == RF_CALLBACK:
 	case t.growable:
-		capacity, count = t.maxCount, t.count.Load()
+		// The array gets a block of its own, with room for what the
+		// table holds and some more, not for its maximum: a JIT may ask
+		// for a maximum of millions of entries, and a reader copies
+		// every byte of the list that is in use.
+		count, maximum = t.count.Load(), t.maxCount
+		capacity = min(max(count, growableRoom), maximum)
 	default:
 		capacity = uint32(len(t.entries))
-		count = capacity
+		count, maximum = capacity, capacity
 	}
-	// One block: the record, the array, the path.
+	// One block: the record, the array (but a growable table's), the path.
+	inline := capacity
+	if t.growable {
+		inline = 0
+	}
 	arrayOff := uintptr(RecordSize)
-	dllOff := arrayOff + (uintptr(capacity)*RuntimeFunctionSize+7)&^7
+	dllOff := arrayOff + (uintptr(inline)*RuntimeFunctionSize+7)&^7
 	size := uint64(dllOff) + 2*uint64(len(dll))
 	if size > MaxMappingSize {
 		return fmt.Errorf("%w: a table of %d entries needs %d bytes", ErrListFull, capacity, size)
@@ -263,7 +284,13 @@ func (p *mapPublisher) add(t *Table) error {
 	if err != nil {
 		return fmt.Errorf("%w: a table of %d entries needs %d bytes", err, capacity, size)
 	}
-	rec := &pubRecord{off: off, class: c, array: off + arrayOff}
+	rec := &pubRecord{off: off, class: c, array: off + arrayOff, room: capacity}
+	if t.growable {
+		if err := p.allocArray(rec, capacity); err != nil {
+			p.free[c] = append(p.free[c], off)
+			return err
+		}
+	}
 	for i := range RecordSize / 8 {
 		p.put64(off+uintptr(i)*8, 0)
 	}
@@ -283,7 +310,7 @@ func (p *mapPublisher) add(t *Table) error {
 		p.put64(off+RecOutOfProcessCallbackDll, p.addr(off+dllOff))
 	}
 	p.put32(off+RecType, uint32(t.typ))
-	p.put32(off+RecMaximumEntryCount, capacity)
+	p.put32(off+RecMaximumEntryCount, maximum)
 	if t.growable {
 		p.put32(off+RecFlags, RecFlagGrowable)
 	}
@@ -329,6 +356,19 @@ func (p *mapPublisher) copyEntries(rec *pubRecord, entries []unwindinfo.RuntimeF
 	}
 }
 
+// allocArray gives rec's growable array a block of its own with room for
+// room entries (inside begin/end).
+func (p *mapPublisher) allocArray(rec *pubRecord, room uint32) error {
+	size := uintptr(room) * RuntimeFunctionSize
+	c := blockClass(size)
+	off, err := p.alloc(c)
+	if err != nil {
+		return fmt.Errorf("%w: an array of %d entries needs %d bytes", err, room, size)
+	}
+	rec.array, rec.arrayClass, rec.room = off, c, uint32(min(uint64(1)<<c/RuntimeFunctionSize, uint64(^uint32(0))))
+	return nil
+}
+
 func (p *mapPublisher) grow(t *Table) error {
 	rec, ok := t.pub.(*pubRecord)
 	if !ok || p.closed {
@@ -340,6 +380,19 @@ func (p *mapPublisher) grow(t *Table) error {
 	}
 	p.begin()
 	defer p.end()
+	if n > rec.room {
+		// A larger array: the entries so far are copied to it, the
+		// record points to it, and the old block is freed. Readers
+		// follow the pointer, and the generation tells them that
+		// everything may have moved.
+		old, oldClass := rec.array, rec.arrayClass
+		if err := p.allocArray(rec, min(max(n, 2*rec.room), t.maxCount)); err != nil {
+			return err
+		}
+		p.copyEntries(rec, t.visible(), 0, rec.count)
+		p.put64(rec.off+RecFunctionTable, p.addr(rec.array))
+		p.free[oldClass] = append(p.free[oldClass], old)
+	}
 	// The new entries first, then the count, as RtlGrowFunctionTable.
 	p.copyEntries(rec, t.visible(), rec.count, n)
 	p.put32(rec.off+RecEntryCount, n)
@@ -368,6 +421,9 @@ func (p *mapPublisher) remove(t *Table) error {
 	// Readers validate their copy against the generation, so the block can
 	// be reused by the next change.
 	p.free[rec.class] = append(p.free[rec.class], rec.off)
+	if rec.arrayClass != 0 {
+		p.free[rec.arrayClass] = append(p.free[rec.arrayClass], rec.array)
+	}
 	return nil
 }
 

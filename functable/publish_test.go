@@ -183,7 +183,7 @@ func TestPublishRecords(t *testing.T) {
 		wantFT := r.ft
 		if tb.typ == RF_CALLBACK {
 			wantFT = tb.id
-		} else if r.ft != base+uint64(r.off)+RecordSize {
+		} else if !tb.growable && r.ft != base+uint64(r.off)+RecordSize {
 			t.Errorf("array at %#x, record at %#x", r.ft, r.off)
 		}
 		want := tb.Entries()
@@ -318,6 +318,54 @@ func TestPublishGrowMapping(t *testing.T) {
 	}
 	if err := r.DeleteFunctionTable(small); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPublishGrowableRoom: a growable table's array has room for what it
+// holds, not for its maximum, and moves to a larger block as it grows, so
+// that tables with large maximums neither fill the list nor make readers
+// copy their room.
+func TestPublishGrowableRoom(t *testing.T) {
+	r, p := newPublishing(t)
+	const max = 1 << 20 // 12 MiB of room each, in the old layout
+	buf := make([]unwindinfo.RuntimeFunction, max) // the caller's array has room for the maximum
+	for i := range 1000 {
+		buf[i] = rf(uint32(i*16), uint32(i*16+16), uint32(i))
+	}
+	var tables []*Table
+	for i := range 5 {
+		lo := uint64(0x100000000000) + uint64(i)<<32
+		tb, err := r.AddGrowableFunctionTable(buf, 1, max, lo, lo+0x100000)
+		if err != nil {
+			t.Fatalf("growable table %d with a maximum of %d: %v", i, max, err)
+		}
+		tables = append(tables, tb)
+	}
+	if used := p.get64(HdrUsedSize); used > 64<<10 {
+		t.Errorf("5 growable tables of 1 entry use %d bytes of the list", used)
+	}
+	recs := records(t, p)
+	first := recs[0].ft
+	// Grown past the first room: the array moves and holds every entry.
+	for _, n := range []uint32{2, 85, 86, 500, 1000} {
+		if err := r.GrowFunctionTable(tables[0], n); err != nil {
+			t.Fatal(err)
+		}
+		recs = records(t, p)
+		if len(recs[0].entries) != int(n) || recs[0].entries[n-1] != buf[n-1] || recs[0].maxCount != max {
+			t.Fatalf("after a grow to %d: %d entries, maximum %d", n, len(recs[0].entries), recs[0].maxCount)
+		}
+	}
+	if recs[0].ft == first {
+		t.Error("the array did not move to a larger block")
+	}
+	if used := p.get64(HdrUsedSize); used > 64<<10 {
+		t.Errorf("after growing to 1000 entries the list uses %d bytes", used)
+	}
+	for _, tb := range tables {
+		if err := r.DeleteGrowableFunctionTable(tb); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/fntable/fntable/unwindinfo"
 )
 
-// Type is FUNCTION_TABLE_TYPE: how a table provides its entries.
 // Callback returns the function table entry for controlPC, the address a
 // lookup asked about, or nil if it has none. context is the value given to
 // InstallFunctionTableCallback. The entry's RVAs are relative to the
@@ -353,7 +352,9 @@ func (r *Registry) AddFunctionTable(entries []unwindinfo.RuntimeFunction, baseAd
 	t.entries = t.sorted.Entries()
 	t.min, t.max = t.sorted.Range()
 	t.plain = t.sorted.Overlaps() == 0
-	if len(t.entries) > 0 && t.max < t.min {
+	// base+RVA wraps when it is below base: the start of the range (and
+	// then the end too), or the end only (an end of exactly 2^64 too).
+	if len(t.entries) > 0 && (t.max < t.min || t.min < baseAddress) {
 		return nil, fmt.Errorf("add function table: %w: range wraps the address space", ErrBadTable)
 	}
 	if err := r.register(t); err != nil {

@@ -465,3 +465,28 @@ func TestDuplicateCallbackIdentifier(t *testing.T) {
 		t.Fatalf("install after delete: %v", err)
 	}
 }
+
+// TestAddFunctionTableWraps: a table whose range wraps the address space,
+// partly or wholly, is refused; one that ends at the top is not.
+func TestAddFunctionTableWraps(t *testing.T) {
+	r := newRegistry(t)
+	const base = 0xfffffffffffff000
+	for _, c := range []struct {
+		name string
+		e    unwindinfo.RuntimeFunction
+		ok   bool
+	}{
+		{"partly", rf(0x0, 0x2000, 0x10), false},
+		{"wholly", rf(0x2000, 0x3000, 0x10), false},
+		{"to 2^64", rf(0x800, 0x1000, 0x10), false},
+		{"below the top", rf(0x800, 0xfff, 0x10), true},
+	} {
+		tb, err := r.AddFunctionTable([]unwindinfo.RuntimeFunction{c.e}, base)
+		if c.ok != (err == nil) || !c.ok && !errors.Is(err, ErrBadTable) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if tb != nil {
+			r.DeleteFunctionTable(tb)
+		}
+	}
+}

@@ -156,7 +156,9 @@ func (l *library) status(op string, err error) C.DWORD {
 		return statusConflictingAddresses
 	case errors.Is(err, functable.ErrNotRegistered), errors.Is(err, errNoTable):
 		return statusNotFound
-	case errors.Is(err, errNoMemory):
+	case errors.Is(err, errNoMemory), errors.Is(err, functable.ErrListFull):
+		// The published list has no room for the table (or its new
+		// entries): what Windows reports when it cannot allocate.
 		return statusNoMemory
 	case errors.Is(err, unwind.ErrShortRead):
 		return statusAccessViolation

@@ -20,8 +20,11 @@ import "fmt"
 const (
 	// LayoutMagic is the first 8 bytes of a published list.
 	LayoutMagic = "FNTBLLST"
-	// LayoutVersion is the layout version this package writes and reads.
-	LayoutVersion = 1
+	// LayoutVersion is the layout version this package writes. Version 2
+	// gives a growable table's array room for at least its entries, no
+	// longer for its maximum; the records are the same, and readers read
+	// version 1 lists too.
+	LayoutVersion = 2
 	// MemfdName is the name of the memfd that holds a published list;
 	// /proc/PID/maps shows it as "/memfd:fntable-function-tables (deleted)".
 	MemfdName = "fntable-function-tables"
@@ -73,7 +76,7 @@ const (
 	RecOutOfProcessCallbackDll = 0x48 // NUL-terminated UTF-16 path, or 0
 	RecType                    = 0x50 // uint32 FUNCTION_TABLE_TYPE
 	RecEntryCount              = 0x54 // uint32 valid entries
-	RecMaximumEntryCount       = 0x58 // uint32 entries the array has room for
+	RecMaximumEntryCount       = 0x58 // uint32 the table's maximum entries (EntryCount for a static table)
 	RecFlags                   = 0x5C // uint32 RecFlag* bits
 )
 

@@ -60,7 +60,7 @@ type DynamicFunctionTable struct {
 	// MaximumEntryCount and Flags are fntable's fields of a published
 	// record (RecMaximumEntryCount, RecFlags); they are 0 in Windows'
 	// records.
-	MaximumEntryCount uint32 // entries the array has room for
+	MaximumEntryCount uint32 // the table's maximum entries: EntryCount, or a growable table's maximum
 	Flags             uint32 // RecFlag* bits
 }
 

@@ -21,7 +21,7 @@
 // never changes) up to functable.MaxMappingSize bytes. No symbols are
 // needed; another language reads it by the description below.
 //
-// # Layout (version 1)
+// # Layout (version 2)
 //
 // Little-endian. Every pointer is an address in the writer's address
 // space and points into the mapping; subtract the mapping's address
@@ -29,7 +29,7 @@
 //
 //	off   size  field            meaning
 //	0x00  8     Magic            "FNTBLLST" (functable.LayoutMagic)
-//	0x08  4     Version          1 (functable.LayoutVersion)
+//	0x08  4     Version          2 (functable.LayoutVersion; version 1 is read too)
 //	0x0C  4     HeaderSize       bytes of the header: 0x80; readers accept ≥ 0x50
 //	0x10  4     RecordSize       bytes of a record: 0x60; readers accept ≥ 0x60
 //	0x14  4     Pid              the writer's pid, as it sees itself (its pid namespace)
@@ -62,13 +62,17 @@
 //	0x48  8     OutOfProcessCallbackDll  NUL-terminated UTF-16 path of the provider library, or 0
 //	0x50  4     Type                     RF_SORTED 0, RF_UNSORTED 1, RF_CALLBACK 2
 //	0x54  4     EntryCount               valid entries (0 for RF_CALLBACK)
-//	0x58  4     MaximumEntryCount        entries the array has room for: EntryCount for a
-//	                                     static table, the maximum for a growable one
+//	0x58  4     MaximumEntryCount        the table's maximum: EntryCount for a static
+//	                                     table, the maximum for a growable one
 //	0x5C  4     Flags                    bit 0: growable (RtlAddGrowableFunctionTable)
 //
-// The array holds MaximumEntryCount RUNTIME_FUNCTION entries of 12 bytes
-// (BeginAddress, EndAddress, UnwindData: RVAs from BaseAddress), of which
-// the first EntryCount are valid; a static table's entries are sorted by
+// The array holds RUNTIME_FUNCTION entries of 12 bytes (BeginAddress,
+// EndAddress, UnwindData: RVAs from BaseAddress), of which the first
+// EntryCount are valid. A growable table's array has room for more than
+// those, though not necessarily for its maximum: as the table grows, the
+// writer replaces the array with a larger one and points the record to it
+// (in version 1 the array had room for the maximum from the start, which
+// a large maximum made a large part of what every reader copies); a static table's entries are sorted by
 // BeginAddress even when it was registered unsorted (Type keeps what the
 // caller gave). The path is at most 360 UTF-16 units
 // (functable.MaxDllLength). Arrays and paths live in the mapping, but
@@ -96,8 +100,8 @@
 // the magic, version and sizes, that every pointer lies inside the
 // mapping and is aligned, that the list is as long as TableCount (at most
 // functable.MaxTables), that every Blink matches (so the list has no
-// cycle), that records, arrays and paths do not overlap, that EntryCount
-// ≤ MaximumEntryCount, MinimumAddress ≤ MaximumAddress and path lengths ≤
+// cycle), that records, arrays (their valid entries) and paths do not
+// overlap, that EntryCount ≤ MaximumEntryCount, MinimumAddress ≤ MaximumAddress and path lengths ≤
 // 360 units, and it reads at most functable.MaxMappingSize bytes. Entry
 // values themselves are data: they are returned as found.
 package remote

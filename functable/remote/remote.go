@@ -85,7 +85,7 @@ type Table struct {
 	Context                 uint64         // C callback context, or 0
 	OutOfProcessCallbackDll string         // provider library of a callback table, or ""
 	EntryCount              uint32         // valid entries: len(Entries)
-	MaximumEntryCount       uint32         // room in the array: EntryCount, or the maximum of a growable table
+	MaximumEntryCount       uint32         // the table's maximum: EntryCount, or the maximum of a growable table
 	Growable                bool           // added by AddGrowableFunctionTable
 	Entries                 []unwindinfo.RuntimeFunction
 
@@ -175,7 +175,9 @@ func read(mem Memory, m Mapping, cfg readConfig) (*Snapshot, error) {
 		switch {
 		case magic != functable.LayoutMagic:
 			return nil, fmt.Errorf("read function table list at %#x: %w", m.Addr, ErrNotList)
-		case version != functable.LayoutVersion:
+		case version != functable.LayoutVersion && version != 1:
+			// Version 1 differs only in that a growable table's array
+			// had room for its maximum: what is read here reads both.
 			return nil, fmt.Errorf("read function table list at %#x: %w %d", m.Addr, ErrUnsupportedVersion, version)
 		}
 		h.Skip(functable.HdrGeneration - 12)
@@ -384,18 +386,20 @@ func (l *list) record(off uint64) (t Table, flink, blink uint64, err error) {
 	case t.MinimumAddress > t.MaximumAddress:
 		return t, 0, 0, bad(functable.RecMaximumAddress, fmt.Sprintf("range ends before its start %#x", t.MinimumAddress), t.MaximumAddress)
 	case t.EntryCount > t.MaximumEntryCount:
-		return t, 0, 0, bad(functable.RecEntryCount, fmt.Sprintf("more entries than room for %d", t.MaximumEntryCount), t.EntryCount)
+		return t, 0, 0, bad(functable.RecEntryCount, fmt.Sprintf("more entries than the maximum %d", t.MaximumEntryCount), t.EntryCount)
 	}
 	switch t.Type {
 	case functable.RF_SORTED, functable.RF_UNSORTED:
 		if !t.Growable && t.EntryCount != t.MaximumEntryCount {
-			return t, 0, 0, bad(functable.RecMaximumEntryCount, fmt.Sprintf("static table of %d entries with room for", t.EntryCount), t.MaximumEntryCount)
+			return t, 0, 0, bad(functable.RecMaximumEntryCount, fmt.Sprintf("static table of %d entries with a maximum of", t.EntryCount), t.MaximumEntryCount)
 		}
-		size := uint64(t.MaximumEntryCount) * functable.RuntimeFunctionSize
+		// The array holds at least the valid entries (a growable
+		// table's has room for more, but not necessarily its maximum).
+		size := uint64(t.EntryCount) * functable.RuntimeFunctionSize
 		if size > 0 || t.FunctionTable != 0 {
 			at, ok := l.inside(t.FunctionTable, size, 4)
 			if !ok {
-				return t, 0, 0, bad(functable.RecFunctionTable, fmt.Sprintf("array of %d entries outside the list", t.MaximumEntryCount), t.FunctionTable)
+				return t, 0, 0, bad(functable.RecFunctionTable, fmt.Sprintf("array of %d entries outside the list", t.EntryCount), t.FunctionTable)
 			}
 			l.objs = append(l.objs, span{at, at + size, "entry array"})
 			t.array = at

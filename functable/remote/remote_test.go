@@ -271,7 +271,8 @@ func TestReadMalformed(t *testing.T) {
 		text   string
 	}{
 		{"magic", func(b []byte) { b[0] = 'X' }, ErrNotList, ""},
-		{"version", p32(functable.HdrVersion, 2), ErrUnsupportedVersion, ""},
+		{"version", p32(functable.HdrVersion, 3), ErrUnsupportedVersion, ""},
+		{"version 0", p32(functable.HdrVersion, 0), ErrUnsupportedVersion, ""},
 		{"header size small", p32(functable.HdrHeaderSize, 0x48), nil, "header size"},
 		{"header size past used", p32(functable.HdrHeaderSize, 1<<20), nil, "header size"},
 		{"record size", p32(functable.HdrRecordSize, 0x58), nil, "record size"},
@@ -295,8 +296,8 @@ func TestReadMalformed(t *testing.T) {
 		{"self loop", p64(first, testAddr+first), nil, "Blink"},
 		{"type", p32(first+functable.RecType, 3), nil, "type"},
 		{"range", p64(first+functable.RecMinimumAddress, 0x20000), nil, "range"},
-		{"count over room", p32(first+functable.RecEntryCount, 4), nil, "room"},
-		{"static with spare room", p32(first+functable.RecMaximumEntryCount, 4), nil, "room for"},
+		{"count over the maximum", p32(first+functable.RecEntryCount, 4), nil, "more entries than the maximum"},
+		{"static with a larger maximum", p32(first+functable.RecMaximumEntryCount, 4), nil, "with a maximum of"},
 		{"array outside", p64(first+functable.RecFunctionTable, testAddr+1<<20), nil, "array"},
 		{"array misaligned", p64(first+functable.RecFunctionTable, testAddr+first+0x62), nil, "array"},
 		{"array over a record", p64(second+functable.RecFunctionTable, testAddr+first), nil, "overlaps"},

@@ -521,7 +521,7 @@ typedef struct _FNTABLE_DYNAMIC_FUNCTION_TABLE {
     DWORD64 OutOfProcessCallbackDll; /* NUL-terminated UTF-16 path of the provider, or 0 */
     DWORD Type;                     /* RF_SORTED, RF_UNSORTED or RF_CALLBACK */
     DWORD EntryCount;               /* valid entries (0 for RF_CALLBACK) */
-    DWORD MaximumEntryCount;        /* room in the array (fntable) */
+    DWORD MaximumEntryCount;        /* the table's maximum entries (fntable) */
     DWORD Flags;                    /* bit 0: growable (fntable) */
 } FNTABLE_DYNAMIC_FUNCTION_TABLE;
 
