@@ -327,7 +327,7 @@ func TestPublishGrowMapping(t *testing.T) {
 // copy their room.
 func TestPublishGrowableRoom(t *testing.T) {
 	r, p := newPublishing(t)
-	const max = 1 << 20 // 12 MiB of room each, in the old layout
+	const max = 1 << 20                            // 12 MiB of room each, in the old layout
 	buf := make([]unwindinfo.RuntimeFunction, max) // the caller's array has room for the maximum
 	for i := range 1000 {
 		buf[i] = rf(uint32(i*16), uint32(i*16+16), uint32(i))
