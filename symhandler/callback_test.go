@@ -2,6 +2,7 @@ package symhandler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -528,5 +529,122 @@ func TestCallbackPanicsInLoad(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the load after a panicking callback never ended")
+	}
+}
+
+// TestCallbackLooksUpAnotherLoad: a callback (holding the delivery slot)
+// looks up an address in a module another goroutine has begun to load,
+// and whose load waits for the slot to deliver its own start: the lookup
+// returns, without the module's symbols, instead of waiting for ever.
+func TestCallbackLooksUpAnotherLoad(t *testing.T) {
+	dir := t.TempDir()
+	exe := buildC(t, dir, "prog", progSources, "-g", "-O2")
+	h := newHandler(t, symhandler.Config{})
+	ctx := context.Background()
+	a, err := h.LoadModule(ctx, symhandler.LoadRequest{ImageName: exe, ModuleName: "A", Base: 0x100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.LoadModule(ctx, symhandler.LoadRequest{ImageName: exe, ModuleName: "B", Base: 0x200000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nested := make(chan error, 1)
+	var once sync.Once
+	h.RegisterCallback(func(hh *symhandler.Handler, action symhandler.Action, data any, _ any) bool {
+		if d, ok := data.(*symhandler.DeferredSymbolLoad); ok && action == symhandler.CBA_DEFERRED_SYMBOL_LOAD_START && d.Module == "A" {
+			once.Do(func() {
+				go h.Symbolize(ctx, b.Base+0x1000) // B's load begins, and waits for the slot
+				time.Sleep(200 * time.Millisecond)
+				c, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				t0 := time.Now()
+				_, err := hh.Symbolize(c, b.Base+0x1000)
+				if d := time.Since(t0); err == nil && d > 2*time.Second {
+					err = fmt.Errorf("it took %v", d)
+				}
+				nested <- err
+			})
+		}
+		return false
+	}, nil)
+	done := make(chan struct{})
+	go func() { h.Symbolize(ctx, a.Base+0x1000); close(done) }()
+	select {
+	case err := <-nested:
+		if err != nil {
+			t.Errorf("the callback's lookup in the module being loaded: %v, want an answer at once", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the callback's lookup never returned")
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the load of A never ended")
+	}
+}
+
+// TestAfterClose: the methods that return an error fail with ErrClosed
+// after Close; the others find nothing.
+func TestAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	exe := buildC(t, dir, "prog", progSources, "-g", "-O2")
+	h, err := symhandler.New(symhandler.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m, err := h.LoadModule(ctx, symhandler.LoadRequest{ImageName: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err1 := h.Symbolize(ctx, m.Base+0x1000)
+	_, _, err2 := h.LineFromAddr(m.Base + 0x1000)
+	for name, err := range map[string]error{
+		"Symbolize":      err1,
+		"LineFromAddr":   err2,
+		"Modules":        h.Modules(func(*symhandler.Module) bool { return true }),
+		"UnloadModule":   h.UnloadModule(m.Base),
+		"RefreshModules": h.RefreshModules(ctx),
+		"EnumSymbols":    h.EnumSymbols(ctx, "*", func(symhandler.Symbol) bool { return true }),
+		"SetSearchPath":  h.SetSearchPath(dir),
+		"AddSymbol":      h.AddSymbol(m.Base, "x", m.Base, 1),
+	} {
+		if !errors.Is(err, symhandler.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	if _, _, ok := h.FromAddr(m.Base + 0x1000); ok {
+		t.Error("FromAddr after Close found a symbol")
+	}
+}
+
+// TestProgressStopsOnMessage: Config.Progress returning false for a
+// Message sent during a load (the debug file found) cancels that load:
+// the module stays deferred, and loads when Progress lets it.
+func TestProgressStopsOnMessage(t *testing.T) {
+	dir := t.TempDir()
+	exe, debug := splitDebug(t, dir)
+	var stop atomic.Bool
+	stop.Store(true)
+	h := newHandler(t, symhandler.Config{Progress: func(e symhandler.Event) bool {
+		_, msg := e.(symhandler.Message)
+		return !(msg && stop.Load())
+	}})
+	m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := symbolAddr(t, debug, "compute")
+	if loc, _ := h.Symbolize(context.Background(), pc); loc.Symbol != nil || m.Info().Type != symhandler.SymDeferred {
+		t.Errorf("canceled from a Message: symbol %v, module %v; want none and deferred", loc.Symbol, m.Info().Type)
+	}
+	stop.Store(false)
+	if loc, err := h.Symbolize(context.Background(), pc); err != nil || loc.Symbol == nil || loc.Symbol.Name != "compute" {
+		t.Errorf("the next load: %+v, %v", loc, err)
 	}
 }

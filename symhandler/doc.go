@@ -103,9 +103,10 @@
 //
 // A Handler is safe for concurrent use. Lookups take no lock in the common
 // case; a deferred module is loaded once, by the first goroutine that needs
-// it, while the others wait (a callback that looks up the module being
-// loaded, through the handle it received, gets no symbols instead of
-// waiting).
+// it, while the others wait. A callback that looks up a module being
+// loaded, through the handle it received, gets no symbols from it instead
+// of waiting: the load is its own call's, or another goroutine's that may
+// be waiting for the callback to return to deliver its own events.
 //
 // References: dbghelp's SymRegisterCallbackProc64 and
 // IMAGEHLP_DEFERRED_SYMBOL_LOAD64 documentation; GDB's "Debugging

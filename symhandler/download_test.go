@@ -217,3 +217,50 @@ func TestDownload(t *testing.T) {
 		t.Error("SYMOPT_SECURE downloaded symbols")
 	}
 }
+
+// TestDisableSymsrvTimeout: a server that takes longer to answer than
+// the client's timeout (DEBUGINFOD_TIMEOUT) fails the download, unless
+// SYMOPT_DISABLE_SYMSRV_TIMEOUT is set.
+func TestDisableSymsrvTimeout(t *testing.T) {
+	dir := t.TempDir()
+	objcopy := testenv.Tool(t, "objcopy")
+	exe := buildC(t, dir, "prog", progSources, "-g", "-O0", "-Wl,--build-id")
+	debug := filepath.Join(dir, "prog.debug")
+	run(t, dir, objcopy, "--only-keep-debug", exe, debug)
+	run(t, dir, objcopy, "--strip-all", exe)
+	id := fmt.Sprintf("%x", identBuildID(t, exe))
+	pc := symbolAddr(t, debug, "compute")
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/buildid/"+id+"/debuginfo" {
+			http.NotFound(w, r)
+			return
+		}
+		time.Sleep(1500 * time.Millisecond)
+		http.ServeFile(w, r, debug)
+	}))
+	defer slow.Close()
+	t.Setenv("DEBUGINFOD_URLS", slow.URL)
+	t.Setenv("DEBUGINFOD_TIMEOUT", "1")
+	t.Setenv("DEBUGINFOD_RETRY_LIMIT", "0")
+	t.Setenv("_NT_SYMBOL_PATH", "")
+	for _, untimed := range []bool{false, true} {
+		t.Setenv("DEBUGINFOD_CACHE_PATH", t.TempDir())
+		opts := symhandler.DefaultOptions
+		if untimed {
+			opts |= symhandler.SYMOPT_DISABLE_SYMSRV_TIMEOUT
+		}
+		h, err := symhandler.New(symhandler.Config{Options: opts, DebugDirs: []string{}}) // the path from the environment
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.FromAddr(pc)
+		if got := m.Info().DebugFile != ""; got != untimed {
+			t.Errorf("untimed=%v: debug file %q", untimed, m.Info().DebugFile)
+		}
+	}
+}

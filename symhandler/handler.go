@@ -40,6 +40,11 @@ type Config struct {
 	// SearchPath is the symbol search path (SymInitialize's UserSearchPath),
 	// in the syntax of SetSearchPath; "" means the environment's
 	// (_NT_SYMBOL_PATH, DEBUGINFOD_URLS) and the system debug directory.
+	// The download limits of the environment (DEBUGINFOD_TIMEOUT,
+	// DEBUGINFOD_RETRY_LIMIT, DEBUGINFOD_MAXTIME, DEBUGINFOD_MAXSIZE)
+	// apply to the environment's path only; a path given here uses
+	// symsrv's defaults (SYMOPT_DISABLE_SYMSRV_TIMEOUT lifts the time
+	// limits of either).
 	SearchPath string
 	// Invade loads every module of Target at New (fInvadeProcess); with
 	// SYMOPT_DEFERRED_LOADS their symbols are still read on first use.
@@ -58,8 +63,9 @@ type Config struct {
 	// callback and on the same goroutine, inside the same delivery: it
 	// must not call methods of the handler that send events (loads,
 	// lookups, SetOptions), as they would wait for that delivery to end.
-	// Returning false cancels the load the event belongs to, if any; it is
-	// otherwise ignored.
+	// Returning false cancels the load the event belongs to, if any (up to
+	// its SymbolsLoaded, which comes too late): what the load read is
+	// dropped and the module stays deferred. It is otherwise ignored.
 	Progress func(Event) bool
 }
 
@@ -87,10 +93,21 @@ type Handler struct {
 type callChain struct {
 	delivering bool    // the chain holds the delivery slot
 	loading    *Module // the module this link of the chain loads; nil if none
+	cancel     func()  // cancels that load (a callback or Progress said stop)
 	parent     *callChain
 	// inside is the handle given to callbacks delivered from this chain:
 	// the chain itself when it is delivering, else one that is.
 	inside *Handler
+}
+
+// cancelLoad cancels the innermost load of the chain, if any.
+func (c *callChain) cancelLoad() {
+	for ; c != nil; c = c.parent {
+		if c.loading != nil && c.cancel != nil {
+			c.cancel()
+			return
+		}
+	}
 }
 
 // isLoading reports whether the chain is loading m.
@@ -146,7 +163,8 @@ func New(cfg Config) (*Handler, error) {
 }
 
 // Close unloads every module and releases their files (SymCleanup). The
-// target is not closed. Calls after Close fail with ErrClosed.
+// target is not closed. Calls after Close that return an error fail with
+// ErrClosed; FromAddr, FromName and ModuleAt find nothing.
 func (h *Handler) Close() error {
 	if h.closed.Swap(true) {
 		return nil
@@ -198,7 +216,11 @@ func (h *Handler) RegisterCallback(fn Callback, userContext any) error {
 // deliver sends action to the callback and the Progress function (see
 // send) and returns the callback's answer.
 func (h *Handler) deliver(action Action, data any) bool {
-	handled, _ := h.send(action, data)
+	handled, stop := h.send(action, data)
+	if stop {
+		// Progress returned false: the load the event belongs to ends.
+		h.call.cancelLoad()
+	}
 	return handled
 }
 
@@ -278,6 +300,9 @@ func (h *Handler) ReadMemory(p []byte, addr uint64) (int, error) {
 // Modules calls yield for each module in ascending base order
 // (SymEnumerateModules64). It returns ErrStopped when yield returns false.
 func (h *Handler) Modules(yield func(*Module) bool) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
 	for _, m := range *h.modules.Load() {
 		if !yield(m) {
 			return ErrStopped

@@ -38,7 +38,7 @@ func (h *Handler) loadSymbols(ctx context.Context, m *Module) (*loaded, error) {
 		l, partial, err := h.tryLoad(ctx, m, file, dsl)
 		if err == nil {
 			dsl.Err, dsl.FileName, dsl.DebugFile, dsl.Symbols, dsl.Type = nil, file, l.debugFile, len(l.tab.syms), l.typ
-			h.deliver(CBA_DEFERRED_SYMBOL_LOAD_COMPLETE, dsl)
+			h.send(CBA_DEFERRED_SYMBOL_LOAD_COMPLETE, dsl) // too late to stop it
 			return l, nil
 		}
 		if errors.Is(err, ErrCanceled) || ctx.Err() != nil {
@@ -399,6 +399,9 @@ func (h *Handler) serverClient(sp *searchPath) *symsrv.Client {
 	}
 	if h.deliver(CBA_CHECK_ENGOPT_DISALLOW_NETWORK_PATHS, nil) {
 		return sp.local
+	}
+	if h.Options()&SYMOPT_DISABLE_SYMSRV_TIMEOUT != 0 {
+		return sp.untimed
 	}
 	return sp.client
 }

@@ -46,8 +46,13 @@ type Location struct {
 // the module's symbols if they are deferred; ctx cancels that load. A
 // module whose symbols cannot be loaded gives a Location with only the
 // module (the failure was reported through the callbacks); an error is
-// returned only when the debug information is there but unreadable.
+// returned only when the debug information is there but unreadable, when
+// ctx ended before the symbols could be read (ctx.Err()), and after Close
+// (ErrClosed).
 func (h *Handler) Symbolize(ctx context.Context, addr uint64) (Location, error) {
+	if h.closed.Load() {
+		return Location{Address: addr}, ErrClosed
+	}
 	return h.locate(ctx, addr, true)
 }
 
@@ -77,7 +82,8 @@ func (h *Handler) locate(ctx context.Context, addr uint64, frames bool) (Locatio
 	}
 	l := m.symbols(ctx, h)
 	if l == nil {
-		return loc, nil
+		// No symbols: none to be had, or ctx ended the wait for them.
+		return loc, ctx.Err()
 	}
 	fa := addr - l.bias
 	if i := l.tab.find(fa); i >= 0 {
@@ -159,6 +165,9 @@ type Line struct {
 // inlined call (SymGetLineFromAddr64). ok is false when there is no line
 // information for addr.
 func (h *Handler) LineFromAddr(addr uint64) (line Line, ok bool, err error) {
+	if h.closed.Load() {
+		return Line{}, false, ErrClosed
+	}
 	loc, err := h.Symbolize(context.Background(), addr)
 	if len(loc.Frames) == 0 || loc.Frames[0].Line == 0 {
 		return Line{}, false, err

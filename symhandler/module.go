@@ -243,6 +243,9 @@ func (h *Handler) LoadModule(ctx context.Context, req LoadRequest) (*Module, err
 // UnloadModule removes the module at base (SymUnloadModule64) and sends
 // CBA_SYMBOLS_UNLOADED.
 func (h *Handler) UnloadModule(base uint64) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
 	m := h.removeModule(base)
 	if m == nil {
 		return fmt.Errorf("unload module at %#x: %w", base, ErrNoModule)
@@ -257,6 +260,9 @@ func (h *Handler) UnloadModule(base uint64) error {
 // yet (SymRefreshModuleList). Modules that overlap a loaded one are
 // skipped.
 func (h *Handler) RefreshModules(ctx context.Context) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
 	t := h.cfg.Target
 	if t == nil {
 		return nil
@@ -349,6 +355,14 @@ func (m *Module) load(ctx context.Context, h *Handler) (*loaded, error) {
 				m.mu.Unlock()
 				return nil, nil
 			}
+			if h.call != nil && h.call.delivering {
+				// Called from a callback, which holds the delivery slot:
+				// the goroutine loading m may be waiting for that slot to
+				// deliver its own events, so waiting for it here could
+				// wait forever. m has no symbols for this call.
+				m.mu.Unlock()
+				return nil, nil
+			}
 			done := m.done
 			m.mu.Unlock()
 			select {
@@ -359,10 +373,21 @@ func (m *Module) load(ctx context.Context, h *Handler) (*loaded, error) {
 			}
 		}
 		lh := loadingHandle(h, m)
+		lctx, cancel := context.WithCancel(ctx)
+		lh.call.cancel = cancel
 		m.state, m.loader, m.done = stateLoading, lh.call, make(chan struct{})
 		m.mu.Unlock()
 
-		l, err := m.loadSymbols(ctx, lh)
+		l, err := m.loadSymbols(lctx, lh)
+		if err == nil && lctx.Err() != nil && ctx.Err() == nil {
+			// Config.Progress said stop during the load: what it read is
+			// dropped, and the module stays deferred.
+			if l != nil && l.closer != nil {
+				l.closer.Close()
+			}
+			l, err = nil, ErrCanceled
+		}
+		cancel()
 
 		m.mu.Lock()
 		if m.unloaded {

@@ -61,6 +61,9 @@ func (h *Handler) FromName(name string) (Symbol, bool) {
 // whose name matches are loaded. It returns ErrStopped when yield returns
 // false.
 func (h *Handler) EnumSymbols(ctx context.Context, mask string, yield func(Symbol) bool) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
 	modMask, symMask, qualified := strings.Cut(mask, "!")
 	if !qualified {
 		symMask, modMask = mask, "*"

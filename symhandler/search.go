@@ -16,6 +16,7 @@ const defaultDebugDir = debugfile.DefaultDir
 type searchPath struct {
 	raw       string
 	client    *symsrv.Client // every element
+	untimed   *symsrv.Client // the same without time limits (SYMOPT_DISABLE_SYMSRV_TIMEOUT)
 	local     *symsrv.Client // the directories and directory stores only (SYMOPT_SECURE)
 	remote    bool           // the path has server elements
 	dirs      []string       // the plain directories
@@ -40,6 +41,7 @@ func parseSearchPath(s string, debugDirs []string) (*searchPath, error) {
 		}
 		sp.client = &symsrv.Client{Elements: els, CacheDir: symsrv.DefaultCacheDir()}
 	}
+	sp.untimed = sp.client.Untimed()
 	sp.local = &symsrv.Client{CacheDir: sp.client.CacheDir}
 	for _, e := range sp.client.Elements {
 		switch {
@@ -63,6 +65,9 @@ func parseSearchPath(s string, debugDirs []string) (*searchPath, error) {
 // their .build-id tree, and by .gnu_debuglink name). Modules already loaded
 // keep their symbols; call Module.Reload to read them again.
 func (h *Handler) SetSearchPath(s string) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
 	sp, err := parseSearchPath(s, h.cfg.DebugDirs)
 	if err != nil {
 		return err

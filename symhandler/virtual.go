@@ -17,6 +17,9 @@ import (
 // It is meant for JIT code: many goroutines may add and look up at once,
 // and a run of additions costs O(n log n) in all, not O(n) each.
 func (h *Handler) AddSymbol(base uint64, name string, addr, size uint64) error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
 	m := h.ModuleAt(base)
 	if m == nil || m.Base != base {
 		return fmt.Errorf("add symbol %s: %w at %#x", name, ErrNoModule, base)

@@ -675,6 +675,18 @@ func (c *Client) retries() int {
 	return c.Retries
 }
 
+// Untimed returns a client with c's configuration but no time limits
+// (Timeout negative, MaxTime 0), for SYMOPT_DISABLE_SYMSRV_TIMEOUT. The
+// two clients do not share their requests in flight nor their memory of
+// missing files.
+func (c *Client) Untimed() *Client {
+	return &Client{
+		Elements: c.Elements, CacheDir: c.CacheDir, DebuginfodURLs: c.DebuginfodURLs, HTTP: c.HTTP,
+		Timeout: -1, MaxSize: c.MaxSize, Retries: c.Retries, RetryDelay: c.RetryDelay,
+		MissTTL: c.MissTTL, Logf: c.Logf,
+	}
+}
+
 func (c *Client) timeout() time.Duration {
 	switch {
 	case c.Timeout < 0:
