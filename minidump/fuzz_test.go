@@ -3,7 +3,6 @@ package minidump
 import (
 	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -36,22 +35,13 @@ func FuzzMinidump(f *testing.F) {
 	f.Add(s.bytes())
 	f.Add(newSynth(0).bytes())
 
-	// The shared dumps, read in place.
-	paths, _ := filepath.Glob("../../shared/testdata/minidumps/*.dmp")
-	if len(paths) == 0 && os.Getenv("CI") != "" {
-		winetest.Testdata(f, "minidumps") // fails under CI
+	// The shared dumps, read in place; with -short only the small one:
+	// large inputs slow fuzzing down to tens of executions a second.
+	maxSeed := 1 << 30
+	if testing.Short() {
+		maxSeed = 64 << 10
 	}
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		// With -short only the small dump: large inputs slow fuzzing
-		// down to tens of executions a second.
-		if !testing.Short() || len(b) <= 64<<10 {
-			f.Add(b)
-		}
-	}
+	winetest.AddSeeds(f, "minidumps/*.dmp", maxSeed)
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := NewFile(bytes.NewReader(b))

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/fntable/fntable/internal/winetest"
 )
 
 // FuzzPEImage opens arbitrary bytes as an image file and as a mapped
@@ -17,21 +17,10 @@ func FuzzPEImage(f *testing.F) {
 	f.Add(basicSynth().file())
 	f.Add(tableSynth(rf(0x1020, 0x1030, 0x3000), rf(0x1000, 0x1010, 0x4001), rf(0x1000, 0x1100, 0x3000)).file())
 	if !testing.Short() {
-		// Seed from the shared files when they are there; without them the
-		// synthetic seeds still run (sharedPE would skip the whole target).
-		paths, _ := filepath.Glob("../../shared/testdata/pe/*")
-		if len(paths) == 0 && os.Getenv("CI") != "" {
-			paths = sharedPE(f) // fails under CI
-		}
-		for _, path := range paths {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				f.Fatal(err)
-			}
-			if len(b) <= 64<<10 { // keep the corpus fast; the big images add nothing the small ones lack
-				f.Add(b)
-			}
-		}
+		// The shared files when they are there; without them the
+		// synthetic seeds still run. The big images add nothing the
+		// small ones lack.
+		winetest.AddSeeds(f, "pe/*", 64<<10)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, ferr := NewFile(bytes.NewReader(b))

@@ -77,6 +77,31 @@ func Testdata(t testing.TB, rel string) string {
 	return path
 }
 
+// AddSeeds adds to f's seed corpus the shared files that match pattern
+// (slash-separated, under ../shared/testdata, as for filepath.Glob) and
+// hold at most maxSize bytes: larger inputs slow fuzzing down without
+// reaching code the small ones do not. Without the shared files the
+// target runs on its other seeds, except under CI, where it fails.
+func AddSeeds(f *testing.F, pattern string, maxSize int) {
+	f.Helper()
+	var paths []string
+	if dir, err := sharedDir(); err == nil {
+		paths, _ = filepath.Glob(filepath.Join(dir, "testdata", filepath.FromSlash(pattern)))
+	}
+	if len(paths) == 0 && os.Getenv("CI") != "" {
+		unavailable(f, "needs ../shared/testdata/%s", pattern)
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if len(b) <= maxSize {
+			f.Add(b)
+		}
+	}
+}
+
 // unavailable skips the test, or fails it under CI (see internal/testenv).
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()

@@ -2,8 +2,6 @@ package dump_test
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/fntable/fntable/internal/winetest"
@@ -23,19 +21,7 @@ func FuzzDump(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
-	paths, _ := filepath.Glob("../../../shared/testdata/minidumps/*.dmp")
-	if len(paths) == 0 && os.Getenv("CI") != "" {
-		winetest.Testdata(f, "minidumps") // fails under CI
-	}
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		if len(b) <= 64<<10 { // larger inputs slow the fuzzing down
-			f.Add(b)
-		}
-	}
+	winetest.AddSeeds(f, "minidumps/*.dmp", 64<<10) // larger dumps slow the fuzzing down
 	f.Fuzz(func(t *testing.T, b []byte) {
 		mf, err := minidump.NewFile(bytes.NewReader(b))
 		if err != nil {
