@@ -551,10 +551,12 @@ func TestCallbackLooksUpAnotherLoad(t *testing.T) {
 	}
 	nested := make(chan error, 1)
 	var once sync.Once
+	var bg sync.WaitGroup
+	defer bg.Wait() // before Close: a lookup must not outlive the handler
 	h.RegisterCallback(func(hh *symhandler.Handler, action symhandler.Action, data any, _ any) bool {
 		if d, ok := data.(*symhandler.DeferredSymbolLoad); ok && action == symhandler.CBA_DEFERRED_SYMBOL_LOAD_START && d.Module == "A" {
 			once.Do(func() {
-				go h.Symbolize(ctx, b.Base+0x1000) // B's load begins, and waits for the slot
+				bg.Go(func() { h.Symbolize(ctx, b.Base+0x1000) }) // B's load begins, and waits for the slot
 				time.Sleep(200 * time.Millisecond)
 				c, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()

@@ -164,7 +164,9 @@ func New(cfg Config) (*Handler, error) {
 
 // Close unloads every module and releases their files (SymCleanup). The
 // target is not closed. Calls after Close that return an error fail with
-// ErrClosed; FromAddr, FromName and ModuleAt find nothing.
+// ErrClosed; FromAddr, FromName and ModuleAt find nothing. Calls in
+// progress on other goroutines must have returned before Close is
+// called: it releases the files they read.
 func (h *Handler) Close() error {
 	if h.closed.Swap(true) {
 		return nil
