@@ -223,16 +223,10 @@ func dllUTF16(dll string) ([]uint16, error) {
 	if dll == "" {
 		return nil, nil
 	}
-	for i := 0; i < len(dll); i++ {
-		if dll[i] == 0 {
-			return nil, fmt.Errorf("%w: out-of-process callback dll contains NUL", ErrBadTable)
-		}
+	if err := checkDll(dll); err != nil {
+		return nil, err
 	}
-	s := utf16.Encode([]rune(dll))
-	if len(s) > MaxDllLength {
-		return nil, fmt.Errorf("%w: out-of-process callback dll of %d UTF-16 units exceeds %d", ErrBadTable, len(s), MaxDllLength)
-	}
-	return append(s, 0), nil
+	return append(utf16.Encode([]rune(dll)), 0), nil
 }
 
 // filetime converts t's registration time to FILETIME.

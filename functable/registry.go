@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf16"
 
 	"github.com/fntable/fntable/target"
 	"github.com/fntable/fntable/unwind"
@@ -391,12 +393,28 @@ func (r *Registry) InstallFunctionTableCallback(tableIdentifier, baseAddress uin
 	if baseAddress+uint64(length) < baseAddress {
 		return nil, fmt.Errorf("install function table callback %#x: %w: range wraps the address space", tableIdentifier, ErrBadTable)
 	}
+	if err := checkDll(outOfProcessCallbackDll); err != nil {
+		return nil, fmt.Errorf("install function table callback %#x: %w", tableIdentifier, err)
+	}
 	t := &Table{typ: RF_CALLBACK, id: tableIdentifier, base: baseAddress, min: baseAddress, max: baseAddress + uint64(length),
 		callback: callback, context: context, dll: outOfProcessCallbackDll}
 	if err := r.register(t); err != nil {
 		return nil, fmt.Errorf("install function table callback %#x: %w", tableIdentifier, err)
 	}
 	return t, nil
+}
+
+// checkDll checks an out-of-process callback dll path as the published
+// list would store it, published or not: no NUL, at most MaxDllLength
+// UTF-16 units.
+func checkDll(dll string) error {
+	if strings.IndexByte(dll, 0) >= 0 {
+		return fmt.Errorf("%w: out-of-process callback dll contains NUL", ErrBadTable)
+	}
+	if n := len(utf16.Encode([]rune(dll))); n > MaxDllLength {
+		return fmt.Errorf("%w: out-of-process callback dll of %d UTF-16 units exceeds %d", ErrBadTable, n, MaxDllLength)
+	}
+	return nil
 }
 
 // AddGrowableFunctionTable registers a growable table, as
@@ -424,7 +442,7 @@ func (r *Registry) AddGrowableFunctionTable(entries []unwindinfo.RuntimeFunction
 	t := &Table{growable: true, typ: RF_SORTED, base: rangeBase, min: rangeBase, max: rangeEnd,
 		maxCount: maximumEntryCount, source: entries[:maximumEntryCount]}
 	t.garray.Store(new([]unwindinfo.RuntimeFunction))
-	if err := t.copyNew(0, entryCount); err != nil {
+	if err := t.copyNew(0, entryCount, ErrBadTable); err != nil {
 		return nil, fmt.Errorf("add growable function table at %#x: %w", rangeBase, err)
 	}
 	t.count.Store(entryCount)
@@ -438,7 +456,10 @@ func (r *Registry) AddGrowableFunctionTable(entries []unwindinfo.RuntimeFunction
 // table's array, replacing the array with a larger one when it is full.
 // Entries below the count are never written, so lookups can read them
 // while this runs; the caller publishes the new count afterwards.
-func (t *Table) copyNew(from, to uint32) error {
+//
+// Its errors wrap kind: ErrBadTable when the table is added, ErrBadGrow
+// when it grows.
+func (t *Table) copyNew(from, to uint32, kind error) error {
 	arr := *t.garray.Load()
 	grown := false
 	if int(to) > len(arr) {
@@ -454,9 +475,9 @@ func (t *Table) copyNew(from, to uint32) error {
 		e := t.source[i]
 		switch {
 		case e.EndAddress < e.BeginAddress || uint64(e.EndAddress) > limit:
-			return fmt.Errorf("%w: entry %d [%#x, %#x) outside the range of %#x bytes", ErrBadGrow, i, e.BeginAddress, e.EndAddress, limit)
+			return fmt.Errorf("%w: entry %d [%#x, %#x) outside the range of %#x bytes", kind, i, e.BeginAddress, e.EndAddress, limit)
 		case i > 0 && e.BeginAddress < t.source[i-1].EndAddress:
-			return fmt.Errorf("%w: entry %d at %#x is not sorted after entry %d ending at %#x", ErrBadGrow, i, e.BeginAddress, i-1, t.source[i-1].EndAddress)
+			return fmt.Errorf("%w: entry %d at %#x is not sorted after entry %d ending at %#x", kind, i, e.BeginAddress, i-1, t.source[i-1].EndAddress)
 		}
 		arr[i] = e
 	}
@@ -489,7 +510,7 @@ func (r *Registry) GrowFunctionTable(t *Table, newEntryCount uint32) error {
 	if old > 0 && t.source[old-1] != (*t.garray.Load())[old-1] {
 		return fmt.Errorf("grow function table at %#x: %w: valid entry %d changed", t.base, ErrBadGrow, old-1)
 	}
-	if err := t.copyNew(old, newEntryCount); err != nil {
+	if err := t.copyNew(old, newEntryCount, ErrBadGrow); err != nil {
 		return fmt.Errorf("grow function table at %#x: %w", t.base, err)
 	}
 	// Entries below the count are written before the count is published:

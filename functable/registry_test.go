@@ -3,6 +3,7 @@ package functable
 import (
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -488,5 +489,25 @@ func TestAddFunctionTableWraps(t *testing.T) {
 		if tb != nil {
 			r.DeleteFunctionTable(tb)
 		}
+	}
+}
+
+// TestArgumentErrors: bad arguments are ErrBadTable whether or not the
+// registry publishes its tables (ErrBadGrow is for GrowFunctionTable).
+func TestArgumentErrors(t *testing.T) {
+	r := newRegistry(t)
+	noop := func(uint64, any) *unwindinfo.RuntimeFunction { return nil }
+	if _, err := r.InstallFunctionTableCallback(0x40003, 0x40000, 0x100, noop, nil, "a\x00b"); !errors.Is(err, ErrBadTable) {
+		t.Errorf("provider path with NUL: %v", err)
+	}
+	if _, err := r.InstallFunctionTableCallback(0x40003, 0x40000, 0x100, noop, nil, strings.Repeat("x", MaxDllLength+1)); !errors.Is(err, ErrBadTable) {
+		t.Errorf("provider path too long: %v", err)
+	}
+	unsorted := []unwindinfo.RuntimeFunction{rf(0x20, 0x30, 0), rf(0x10, 0x20, 0)}
+	if _, err := r.AddGrowableFunctionTable(unsorted, 2, 2, 0x50000, 0x60000); !errors.Is(err, ErrBadTable) || errors.Is(err, ErrBadGrow) {
+		t.Errorf("growable table with unsorted entries: %v, want ErrBadTable", err)
+	}
+	if r.Len() != 0 {
+		t.Errorf("%d tables registered", r.Len())
 	}
 }
