@@ -650,3 +650,35 @@ func TestProgressStopsOnMessage(t *testing.T) {
 		t.Errorf("the next load: %+v, %v", loc, err)
 	}
 }
+
+// TestReload: Reload forgets loaded symbols (the next use loads them
+// again) and says so; a module being loaded is left to its load.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	exe := buildC(t, dir, "prog", progSources, "-g", "-O2")
+	h := newHandler(t, symhandler.Config{})
+	m, err := h.LoadModule(context.Background(), symhandler.LoadRequest{ImageName: exe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var during []bool
+	h.RegisterCallback(func(_ *symhandler.Handler, action symhandler.Action, _ any, _ any) bool {
+		if action == symhandler.CBA_DEFERRED_SYMBOL_LOAD_START {
+			during = append(during, m.Reload())
+		}
+		return false
+	}, nil)
+	pc := addrOf(t, h, "compute")
+	if len(during) != 1 || during[0] {
+		t.Errorf("Reload during the load = %v, want false", during)
+	}
+	if m.Info().Type != symhandler.SymDia {
+		t.Fatalf("after the load: %v", m.Info().Type)
+	}
+	if !m.Reload() || m.Info().Type != symhandler.SymDeferred {
+		t.Errorf("Reload of a loaded module: module %v, want deferred", m.Info().Type)
+	}
+	if s, _, ok := h.FromAddr(pc); !ok || s.Name != "compute" || len(during) != 2 {
+		t.Errorf("after Reload: %+v %v, %d loads", s, ok, len(during))
+	}
+}

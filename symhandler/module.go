@@ -288,12 +288,16 @@ func (h *Handler) RefreshModules(ctx context.Context) error {
 }
 
 // Reload forgets a failed or loaded module's symbols so that the next use
-// loads them again (after the search path changed, say).
-func (m *Module) Reload() {
+// loads them again (after the search path changed, say), and reports
+// whether it did: a module being loaded is left to that load (which may
+// still use the old search path), and Reload returns false; call it again
+// once the load has ended. As for Close, lookups in the module on other
+// goroutines must have returned: the files they read are released.
+func (m *Module) Reload() bool {
 	m.mu.Lock()
 	if m.state == stateLoading {
 		m.mu.Unlock()
-		return
+		return false
 	}
 	l := m.loaded
 	m.loaded, m.state, m.lastErr = nil, stateDeferred, nil
@@ -302,6 +306,7 @@ func (m *Module) Reload() {
 	if l != nil && l.closer != nil {
 		l.closer.Close()
 	}
+	return true
 }
 
 func (m *Module) unload() error {
