@@ -350,10 +350,10 @@ BOOLEAN RtlDeleteFunctionTable(PRUNTIME_FUNCTION FunctionTable);
  * TableIdentifier must have its two low bits set (BaseAddress | 3, say); it is
  * the table's identity for RtlDeleteFunctionTable. OutOfProcessCallbackDll
  * (UTF-16, NUL-terminated, or NULL) is the path of the provider library a
- * debugger in another process loads to get the entries; it is copied.
- * Returns FALSE (STATUS_INVALID_PARAMETER) on a bad identifier, a NULL
- * callback or a range that wraps, and (STATUS_CONFLICTING_ADDRESSES) on an
- * overlap.
+ * debugger in another process loads to get the entries; it is copied, and
+ * may hold at most 360 UTF-16 units. Returns FALSE (STATUS_INVALID_PARAMETER)
+ * on a bad identifier, a NULL callback, a range that wraps or a longer path,
+ * and (STATUS_CONFLICTING_ADDRESSES) on an overlap.
  */
 BOOLEAN RtlInstallFunctionTableCallback(DWORD64 TableIdentifier, DWORD64 BaseAddress, DWORD Length,
                                         PGET_RUNTIME_FUNCTION_CALLBACK Callback, PVOID Context,
