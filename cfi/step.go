@@ -19,6 +19,13 @@ type StepResult struct {
 	CFA    uint64 // the canonical frame address of the frame unwound
 	Signal bool   // the FDE's CIE has augmentation S: the caller's Rip is an interrupted pc, not a return address, and the next lookup uses it as is
 	End    bool   // the return address column's rule is undefined: this is the outermost frame (glibc's _start, a thread's start); ctx is unchanged
+
+	// CFAExpression: the CFA came from a DWARF expression
+	// (DW_CFA_def_cfa_expression), not a register plus an offset: the
+	// caller's stack pointer is one the frame saved in memory. This is how
+	// CFI describes a stack switch (glibc's signal return trampoline,
+	// Wine's system-call dispatcher), so the caller's stack may lie below.
+	CFAExpression bool
 }
 
 // Step unwinds one frame. ctx holds the registers of a frame executing
@@ -130,6 +137,7 @@ func apply(st *regState, ci *cie, ctx *unwind.Context, mem unwind.Memory, res St
 			return res, err
 		}
 		env.cfa = v
+		res.CFAExpression = true
 	default:
 		return res, &FormatError{Msg: "no CFA rule"}
 	}

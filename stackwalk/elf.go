@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"sync"
 
 	"github.com/fntable/fntable/cfi"
@@ -171,24 +170,4 @@ func (s *Sources) modulePath(m target.Module) (string, error) {
 		return m.Path, nil
 	}
 	return of.Name(), nil
-}
-
-// cfaLoaded reports whether the CFI row that covers lookupPC computes the
-// CFA with an expression (DW_CFA_def_cfa_expression) rather than as a
-// register plus an offset: the caller's stack pointer is one the frame
-// saved in memory, not a distance above its own. This is how CFI
-// describes a stack switch: glibc's signal return trampoline loads the
-// interrupted stack pointer from the signal frame this way, and Wine's
-// system-call dispatcher the Windows stack pointer from the frame it
-// saved on the thread's Windows stack, which lies below its Unix stack.
-// It reads the FDE's rows again, and so is for the rare step whose stack
-// pointer did not rise.
-func (em *elfModule) cfaLoaded(lookupPC uint64) bool {
-	rows, err := em.f.Rows(lookupPC - em.bias)
-	if err != nil || len(rows) == 0 {
-		return false
-	}
-	pc := lookupPC - em.bias
-	i := sort.Search(len(rows), func(i int) bool { return rows[i].Loc > pc }) - 1
-	return i >= 0 && rows[i].CFA.Kind == cfi.RuleCFAExpression
 }

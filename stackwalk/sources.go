@@ -445,12 +445,10 @@ func (s *Sources) step(ctx *unwind.Context, lookup uint64) (stepResult, error) {
 			return stepResult{}, fmt.Errorf("%s: %w", m.Name, err)
 		}
 		if ok {
-			st := stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal}
-			if !res.End && ctx.Rsp <= sp {
-				// Only worth asking when the stack pointer did not
-				// rise: whether the CFI describes a stack switch.
-				st.switched = em.cfaLoaded(lookup)
-			}
+			// A CFA loaded from memory describes a stack switch: the
+			// stack pointer may then not rise.
+			st := stepResult{how: HowCFI, cfa: res.CFA, end: res.End, interrupted: res.Signal,
+				switched: !res.End && ctx.Rsp <= sp && res.CFAExpression}
 			return st, nil
 		}
 	}
