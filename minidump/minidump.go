@@ -438,15 +438,25 @@ func (b *budget) take(rva, n uint64) error {
 
 // decodeUTF16 decodes UTF-16LE text, stopping at a NUL.
 func decodeUTF16(b []byte) string {
+	s, _ := DecodeUTF16Z(b)
+	return s
+}
+
+// DecodeUTF16Z decodes the UTF-16LE text of b up to its first NUL unit,
+// and reports whether there was one (b holds all of a NUL-terminated
+// string, such as a DYNAMIC_FUNCTION_TABLE's OutOfProcessCallbackDll);
+// without one it decodes all of b.
+func DecodeUTF16Z(b []byte) (s string, terminated bool) {
 	u := make([]uint16, 0, len(b)/2)
 	for i := 0; i+1 < len(b); i += 2 {
 		c := binary.LittleEndian.Uint16(b[i:])
 		if c == 0 {
+			terminated = true
 			break
 		}
 		u = append(u, c)
 	}
-	return string(utf16.Decode(u))
+	return string(utf16.Decode(u)), terminated
 }
 
 // formatErr turns the error of a binread.Reader into a *FormatError.

@@ -1,9 +1,7 @@
 package stackwalk
 
 import (
-	"encoding/binary"
 	"fmt"
-	"unicode/utf16"
 
 	"github.com/fntable/fntable/functable"
 	"github.com/fntable/fntable/minidump"
@@ -66,20 +64,15 @@ func (s *Sources) emptyTableAt(pc uint64) *emptyTable {
 }
 
 // readUTF16z reads the NUL-terminated UTF-16LE string at addr, of at most
-// maxProviderName units; "" when addr is 0 or nothing can be read.
+// maxProviderName units; "" when addr is 0 or no NUL can be read.
 func readUTF16z(mem unwind.Memory, addr uint64) string {
 	if addr == 0 {
 		return ""
 	}
 	var b [2 * maxProviderName]byte
 	n, _ := mem.ReadMemory(b[:], addr)
-	u := make([]uint16, 0, n/2)
-	for i := 0; i+1 < n; i += 2 {
-		c := binary.LittleEndian.Uint16(b[i:])
-		if c == 0 {
-			return string(utf16.Decode(u))
-		}
-		u = append(u, c)
+	if s, ok := minidump.DecodeUTF16Z(b[:max(n, 0)]); ok {
+		return s
 	}
-	return "" // no NUL in what could be read
+	return ""
 }

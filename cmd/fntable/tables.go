@@ -269,11 +269,7 @@ func writeTablesText(w io.Writer, res *tablesResult) {
 			fmt.Fprintf(w, "list at %#x: %s\n", uint64(l.Address), *l.Error)
 			continue
 		}
-		plural := "s"
-		if len(l.Tables) == 1 {
-			plural = ""
-		}
-		fmt.Fprintf(w, "list at %#x (generation %d): %d table%s\n", uint64(l.Address), l.Generation, len(l.Tables), plural)
+		fmt.Fprintf(w, "list at %#x (generation %d): %s\n", uint64(l.Address), l.Generation, count(len(l.Tables), "table", "tables"))
 		for _, t := range l.Tables {
 			typ := t.Type
 			if t.Growable {
