@@ -400,7 +400,7 @@ const maxPerfMap = 64 << 20
 // perfMap reads the process's perf map, read while it is stopped so that
 // it names the code its stacks run in; nil when it has none.
 func (g *gatherer) perfMap() []byte {
-	path := g.st.Process().PerfMapPath()
+	path := live.PerfMapPath(g.pid, g.status) // the status read before the stop
 	f, err := os.Open(path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {

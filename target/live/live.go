@@ -94,17 +94,23 @@ func (p *Process) OpenModule(m target.Module) (io.ReaderAt, io.Closer, error) {
 // here: /tmp/perf-NSPID.map inside the process's mount namespace, where
 // NSPID is its pid in its own pid namespace (perf's convention for JITs).
 func (p *Process) PerfMapPath() string {
-	nspid := p.pid
-	if b, err := os.ReadFile(procPath(p.pid, "status")); err == nil {
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			if f := bytes.Fields(line); len(f) > 1 && string(f[0]) == "NSpid:" {
-				if n, err := strconv.Atoi(string(f[len(f)-1])); err == nil {
-					nspid = n
-				}
+	status, _ := os.ReadFile(procPath(p.pid, "status"))
+	return PerfMapPath(p.pid, status)
+}
+
+// PerfMapPath is [Process.PerfMapPath] for process pid whose
+// /proc/PID/status a caller has read already (nil: the pid is taken as
+// it is in its own namespace).
+func PerfMapPath(pid int, status []byte) string {
+	nspid := pid
+	for _, line := range bytes.Split(status, []byte("\n")) {
+		if f := bytes.Fields(line); len(f) > 1 && string(f[0]) == "NSpid:" {
+			if n, err := strconv.Atoi(string(f[len(f)-1])); err == nil {
+				nspid = n
 			}
 		}
 	}
-	return procPath(p.pid, filepath.Join("root", "tmp", "perf-"+strconv.Itoa(nspid)+".map"))
+	return procPath(pid, filepath.Join("root", "tmp", "perf-"+strconv.Itoa(nspid)+".map"))
 }
 
 // Close releases the files Open opened.
